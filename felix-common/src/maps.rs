@@ -1,0 +1,32 @@
+//! Names of the BPF maps felix owns.
+//!
+//! A name carries its layout version (`_v1`): a layout change gets a new name, so a pinned map is
+//! never read with the wrong layout. Kernel map names are limited to 15 bytes.
+
+/// Per-CPU packet and byte counters keyed by interface, direction and verdict reason.
+pub const COUNTERS: &str = "felix_cnt_v1";
+/// Interfaces felix manages: ifindex -> name and role, written by user space only.
+pub const IFACES: &str = "felix_ifaces_v1";
+
+/// Every map felix pins under `/sys/fs/bpf/felix/<node>/`.
+pub const PINNED: [&str; 2] = [COUNTERS, IFACES];
+
+/// Capacity of [`COUNTERS`]: interfaces x directions x reasons.
+pub const COUNTERS_MAX_ENTRIES: u32 = 65_536;
+/// Capacity of [`IFACES`].
+pub const IFACES_MAX_ENTRIES: u32 = 4_096;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn map_names_fit_the_kernel_limit() {
+        for name in PINNED {
+            assert!(
+                name.len() <= 15,
+                "{name} is longer than BPF_OBJ_NAME_LEN - 1"
+            );
+        }
+    }
+}

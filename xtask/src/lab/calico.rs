@@ -1,0 +1,214 @@
+//! The Calico resources the lab writes to etcd, in Calico's own key layout (v3 resources in etcd
+//! mode, IPAM v2 blocks and affinities), as (key, JSON value) pairs.
+
+use serde_json::{Value, json};
+
+use super::names;
+use super::state::{HostState, PodInfo};
+
+const RESOURCES: &str = "/calico/resources/v3/projectcalico.org";
+/// The Kubernetes namespace profile every lab pod carries.
+pub const NAMESPACE_PROFILE: &str = "kns.default";
+
+/// The IP pool all blocks come from.
+pub fn ip_pool() -> (String, Value) {
+    let name = "default-ipv4-ippool";
+    (
+        format!("{RESOURCES}/ippools/{name}"),
+        json!({
+            "apiVersion": "projectcalico.org/v3",
+            "kind": "IPPool",
+            "metadata": {"name": name},
+            "spec": {
+                "cidr": names::POOL_CIDR,
+                "blockSize": names::BLOCK_PREFIX,
+                "ipipMode": "Always",
+                "vxlanMode": "Never",
+                "natOutgoing": false,
+                "nodeSelector": "all()"
+            }
+        }),
+    )
+}
+
+/// The profile Calico's Kubernetes integration makes per namespace: allow all, both ways.
+pub fn namespace_profile() -> (String, Value) {
+    (
+        format!("{RESOURCES}/profiles/{NAMESPACE_PROFILE}"),
+        json!({
+            "apiVersion": "projectcalico.org/v3",
+            "kind": "Profile",
+            "metadata": {"name": NAMESPACE_PROFILE},
+            "spec": {
+                "ingress": [{"action": "Allow"}],
+                "egress": [{"action": "Allow"}],
+                "labelsToApply": {"pcns.projectcalico.org/name": names::POD_NAMESPACE}
+            }
+        }),
+    )
+}
+
+pub fn node(host: &HostState) -> (String, Value) {
+    (
+        format!("{RESOURCES}/nodes/{}", host.node),
+        json!({
+            "apiVersion": "projectcalico.org/v3",
+            "kind": "Node",
+            "metadata": {"name": host.node},
+            "spec": {"bgp": {"ipv4Address": format!("{}/{}", host.ip, names::FABRIC_PREFIX)}}
+        }),
+    )
+}
+
+/// The `app` label of a pod: `h1-p1` etc.
+pub fn app_label(pod: &PodInfo) -> String {
+    format!("h{}-p{}", pod.host, pod.index)
+}
+
+pub fn workload_endpoint(host: &HostState, pod: &PodInfo) -> (String, Value) {
+    let ns = names::POD_NAMESPACE;
+    let name = names::wep_name(&host.node, &pod.name, "eth0");
+    (
+        format!("{RESOURCES}/workloadendpoints/{ns}/{name}"),
+        json!({
+            "apiVersion": "projectcalico.org/v3",
+            "kind": "WorkloadEndpoint",
+            "metadata": {
+                "name": name,
+                "namespace": ns,
+                "labels": {
+                    "projectcalico.org/namespace": ns,
+                    "projectcalico.org/orchestrator": "k8s",
+                    "app": app_label(pod)
+                }
+            },
+            "spec": {
+                "orchestrator": "k8s",
+                "node": host.node,
+                "pod": pod.name,
+                "endpoint": "eth0",
+                "ipNetworks": [format!("{}/32", pod.ip)],
+                "profiles": [NAMESPACE_PROFILE],
+                "interfaceName": pod.cali,
+                "mac": pod.mac.clone().unwrap_or_default()
+            }
+        }),
+    )
+}
+
+/// The host's IPAM block with its pods allocated at their ordinals.
+pub fn ipam_block(host: &HostState) -> (String, Value) {
+    let size = 1usize << (32 - names::BLOCK_PREFIX);
+    let mut allocations = vec![Value::Null; size];
+    let mut attributes = Vec::new();
+    for pod in &host.pods {
+        if let Some(slot) = allocations.get_mut(usize::from(pod.index)) {
+            *slot = json!(attributes.len());
+            attributes.push(json!({
+                "handle_id": format!("k8s-pod-network.{}", pod.name),
+                "secondary": {"node": host.node, "pod": pod.name, "namespace": names::POD_NAMESPACE}
+            }));
+        }
+    }
+    let unallocated: Vec<usize> = (0..size).filter(|&i| allocations[i].is_null()).collect();
+    (
+        format!(
+            "/calico/ipam/v2/assignment/ipv4/block/{}",
+            names::cidr_key(&host.block)
+        ),
+        json!({
+            "cidr": host.block,
+            "affinity": format!("host:{}", host.node),
+            "strictAffinity": false,
+            "allocations": allocations,
+            "unallocated": unallocated,
+            "attributes": attributes,
+            "deleted": false
+        }),
+    )
+}
+
+pub fn block_affinity(host: &HostState) -> (String, Value) {
+    (
+        format!(
+            "/calico/ipam/v2/host/{}/ipv4/block/{}",
+            host.node,
+            names::cidr_key(&host.block)
+        ),
+        json!({"state": "confirmed", "deleted": false}),
+    )
+}
+
+/// Every key the lab writes, in write order.
+pub fn all(hosts: &[HostState]) -> Vec<(String, Value)> {
+    let mut docs = vec![ip_pool(), namespace_profile()];
+    for host in hosts {
+        docs.push(node(host));
+        docs.push(ipam_block(host));
+        docs.push(block_affinity(host));
+        docs.extend(host.pods.iter().map(|p| workload_endpoint(host, p)));
+    }
+    docs
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::lab::state::LabState;
+
+    #[test]
+    fn block_allocations_follow_ordinals() {
+        let plan = LabState::plan("fx0001", None);
+        let (key, block) = ipam_block(&plan.hosts[0]);
+        assert_eq!(key, "/calico/ipam/v2/assignment/ipv4/block/192.168.2.0-26");
+        assert_eq!(block["cidr"], "192.168.2.0/26");
+        assert_eq!(block["affinity"], "host:fx0001-h1");
+        let allocs = block["allocations"].as_array().map(Vec::len);
+        assert_eq!(allocs, Some(64));
+        assert_eq!(block["allocations"][0], Value::Null);
+        assert_eq!(block["allocations"][1], 0);
+        assert_eq!(block["allocations"][2], 1);
+        assert_eq!(block["unallocated"].as_array().map(Vec::len), Some(62));
+        assert_eq!(block["unallocated"][0], 0);
+        assert_eq!(block["unallocated"][1], 3);
+        assert_eq!(block["attributes"][1]["secondary"]["pod"], "fx0001-h1-p2");
+    }
+
+    #[test]
+    fn workload_endpoint_layout() {
+        let mut plan = LabState::plan("fx0001", None);
+        plan.hosts[1].pods[0].mac = Some("02:00:00:00:00:01".into());
+        let host = &plan.hosts[1];
+        let (key, wep) = workload_endpoint(host, &host.pods[0]);
+        assert_eq!(
+            key,
+            "/calico/resources/v3/projectcalico.org/workloadendpoints/default/fx0001--h2-k8s-fx0001--h2--p1-eth0"
+        );
+        assert_eq!(wep["spec"]["ipNetworks"][0], "192.168.3.1/32");
+        assert_eq!(wep["spec"]["node"], "fx0001-h2");
+        assert_eq!(wep["spec"]["interfaceName"], host.pods[0].cali.as_str());
+        assert_eq!(wep["spec"]["mac"], "02:00:00:00:00:01");
+        assert_eq!(
+            wep["metadata"]["labels"]["projectcalico.org/namespace"],
+            "default"
+        );
+        assert_eq!(all(&plan.hosts).len(), 2 + 2 * (3 + 2));
+    }
+
+    #[test]
+    fn node_and_affinity() {
+        let plan = LabState::plan("fx0001", None);
+        let (key, node) = node(&plan.hosts[1]);
+        assert_eq!(
+            key,
+            "/calico/resources/v3/projectcalico.org/nodes/fx0001-h2"
+        );
+        assert_eq!(node["spec"]["bgp"]["ipv4Address"], "10.0.0.2/24");
+        let (key, aff) = block_affinity(&plan.hosts[0]);
+        assert_eq!(
+            key,
+            "/calico/ipam/v2/host/fx0001-h1/ipv4/block/192.168.2.0-26"
+        );
+        assert_eq!(aff["state"], "confirmed");
+    }
+}

@@ -1,0 +1,106 @@
+//! The lab's etcd: a real Debian etcd in the fabric namespace, and the etcdctl calls around it.
+
+use std::process::Command;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use anyhow::{Result, bail};
+
+use super::proc::{self, ProcRecord};
+use super::state::LabState;
+use super::{calico, names};
+use crate::cmd;
+
+/// Starts etcd in the fabric namespace (foreground daemon, log in the state folder).
+pub fn start(state: &LabState) -> Result<ProcRecord> {
+    let url = &state.etcd_url;
+    let peer = "http://127.0.0.1:2380";
+    let argv: Vec<String> = [
+        "etcd",
+        "--name",
+        "default",
+        "--data-dir",
+        &state.etcd_data_dir.to_string_lossy(),
+        "--listen-client-urls",
+        url,
+        "--advertise-client-urls",
+        url,
+        "--listen-peer-urls",
+        peer,
+        "--initial-advertise-peer-urls",
+        peer,
+        "--initial-cluster",
+        &format!("default={peer}"),
+    ]
+    .map(String::from)
+    .to_vec();
+    proc::spawn_in_ns(
+        proc::Enter::IpNetnsExec,
+        &state.fabric_ns,
+        "etcd",
+        &argv,
+        &[],
+        &state.etcd_log,
+    )
+}
+
+fn etcdctl(fabric: &str, url: &str) -> Command {
+    let mut cmd = Command::new("ip");
+    cmd.args(["netns", "exec", fabric, "etcdctl", "--endpoints", url])
+        .env("ETCDCTL_API", "3");
+    cmd
+}
+
+/// One `etcdctl endpoint health`.
+pub fn health(fabric: &str, url: &str) -> Result<()> {
+    cmd::run(etcdctl(fabric, url).args([
+        "--dial-timeout=1s",
+        "--command-timeout=2s",
+        "endpoint",
+        "health",
+    ]))
+}
+
+/// Polls health until it answers or `timeout` passes; fails early if etcd exited.
+pub fn wait_healthy(state: &LabState, rec: &ProcRecord, timeout: Duration) -> Result<()> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let last = match health(&state.fabric_ns, &state.etcd_url) {
+            Ok(()) => return Ok(()),
+            Err(e) => e,
+        };
+        if !rec.is_ours_and_running() {
+            bail!(
+                "etcd exited; log {}:\n{}",
+                rec.log.display(),
+                proc::log_tail(&rec.log, 20)
+            );
+        }
+        if Instant::now() >= deadline {
+            bail!(
+                "etcd not healthy after {timeout:?}: {last:#}; log {}:\n{}",
+                rec.log.display(),
+                proc::log_tail(&rec.log, 20)
+            );
+        }
+        thread::sleep(Duration::from_millis(200));
+    }
+}
+
+pub fn put(fabric: &str, url: &str, key: &str, value: &str) -> Result<()> {
+    cmd::run(etcdctl(fabric, url).args(["put", key, value]))
+}
+
+/// Writes the lab's Calico resources (pool, profile, nodes, IPAM, workload endpoints).
+pub fn seed(state: &LabState) -> Result<usize> {
+    let docs = calico::all(&state.hosts);
+    for (key, value) in &docs {
+        put(&state.fabric_ns, &state.etcd_url, key, &value.to_string())?;
+    }
+    Ok(docs.len())
+}
+
+/// The etcd URL hosts use (reachable over the fabric).
+pub fn url() -> String {
+    format!("http://{}:{}", names::FABRIC_IP, names::ETCD_PORT)
+}

@@ -1,0 +1,359 @@
+//! The lab: a two-host Calico cluster in network namespaces on this machine.
+//!
+//! `<id>-fabric` holds bridge `br0` (10.0.0.254/24) and etcd; hosts `<id>-h1`, `<id>-h2` have an
+//! uplink `eth0` (10.0.0.N/24) on it and run felix; pods `<id>-hN-pM` sit behind `cali*` veths.
+//! [`Lab`] is a guard: dropping it tears everything down.
+
+mod calico;
+pub mod etcd;
+pub mod felixd;
+pub mod names;
+pub mod net;
+pub mod proc;
+pub mod state;
+pub mod status;
+pub mod teardown;
+
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+
+use crate::{cmd, paths};
+pub use proc::{Owner, ProcRecord};
+pub use state::{HostState, LabState, PodInfo};
+pub use teardown::Scope;
+
+/// How to bring a lab up.
+#[derive(Debug, Clone)]
+pub struct LabOptions {
+    /// The felix binary to run on each host.
+    pub felix: PathBuf,
+    /// `true` for `lab up`: the lab outlives this process and has no owner.
+    pub persistent: bool,
+    pub etcd_timeout: Duration,
+    pub felix_timeout: Duration,
+}
+
+impl Default for LabOptions {
+    fn default() -> Self {
+        Self {
+            felix: paths::felix_bin(),
+            persistent: false,
+            etcd_timeout: Duration::from_secs(10),
+            felix_timeout: Duration::from_secs(15),
+        }
+    }
+}
+
+/// Outcome of a ping.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PingStats {
+    pub transmitted: u32,
+    pub received: u32,
+}
+
+/// A running lab; tears itself down on drop unless detached.
+#[derive(Debug)]
+pub struct Lab {
+    state: LabState,
+    felix: PathBuf,
+    armed: bool,
+}
+
+impl Lab {
+    /// Cleans stale labs (all but those owned by a live process), then builds a new one: network,
+    /// etcd with the Calico data, felix on each host, each with a bounded readiness poll.
+    pub fn up(opts: LabOptions) -> Result<Self> {
+        let report = teardown::teardown_labs(Scope::Unowned);
+        report.print("stale labs");
+        let mut id = names::new_id()?;
+        while paths::state_dir(&id).exists() || report.skipped.contains(&id) {
+            id = names::new_id()?;
+        }
+        // Owned by us while building, so a concurrent `lab up` leaves a half-built lab alone.
+        let mut lab = Self {
+            state: LabState::plan(&id, Some(Owner::current()?)),
+            felix: opts.felix.clone(),
+            armed: true,
+        };
+        lab.state.save()?;
+        // On error `lab` drops here and tears down whatever was made.
+        lab.build(&opts)?;
+        if opts.persistent {
+            lab.state.owner = None;
+            lab.state.save()?;
+        }
+        Ok(lab)
+    }
+
+    fn build(&mut self, opts: &LabOptions) -> Result<()> {
+        if !self.felix.is_file() {
+            bail!(
+                "felix binary {} not found (run `cargo xtask build`)",
+                self.felix.display()
+            );
+        }
+        for ns in &self.state.namespaces {
+            net::add_netns(ns)?;
+        }
+        net::build_fabric(&self.state.fabric_ns)?;
+        for i in 0..self.state.hosts.len() {
+            net::build_host(&self.state.fabric_ns, &self.state.hosts[i])?;
+            for p in 0..self.state.hosts[i].pods.len() {
+                let mac = net::build_pod(&self.state.hosts[i], &self.state.hosts[i].pods[p])?;
+                self.state.hosts[i].pods[p].mac = Some(mac);
+            }
+        }
+        net::add_block_routes(&self.state.hosts)?;
+        self.state.save()?;
+
+        std::fs::create_dir_all(&self.state.etcd_data_dir)
+            .with_context(|| format!("creating {}", self.state.etcd_data_dir.display()))?;
+        let etcd = etcd::start(&self.state)?;
+        self.state.processes.push(etcd.clone());
+        self.state.save()?;
+        etcd::wait_healthy(&self.state, &etcd, opts.etcd_timeout)?;
+        etcd::seed(&self.state)?;
+
+        let mut felixes = Vec::new();
+        for host in &self.state.hosts {
+            let rec = felixd::start(&self.felix, &self.state, host)?;
+            self.state.processes.push(rec.clone());
+            self.state.save()?;
+            felixes.push((host.clone(), rec));
+        }
+        for (host, rec) in &felixes {
+            felixd::wait_ready(&self.felix, host, rec, opts.felix_timeout)?;
+        }
+        Ok(())
+    }
+
+    /// Leaves the lab running after this guard is gone (for `lab up`).
+    pub fn detach(mut self) -> LabState {
+        self.armed = false;
+        self.state.clone()
+    }
+
+    /// Tears the lab down now, failing if any step had a problem.
+    pub fn teardown(mut self) -> Result<()> {
+        self.armed = false;
+        let problems = teardown::teardown_one(&self.state.id, Some(&self.state));
+        if !problems.is_empty() {
+            bail!("teardown of lab {}: {}", self.state.id, problems.join("; "));
+        }
+        Ok(())
+    }
+
+    pub fn id(&self) -> &str {
+        &self.state.id
+    }
+
+    pub fn state(&self) -> &LabState {
+        &self.state
+    }
+
+    pub fn felix_bin(&self) -> &Path {
+        &self.felix
+    }
+
+    /// Node name (and namespace) of host `n`.
+    pub fn node(&self, n: u8) -> String {
+        names::host_ns(&self.state.id, n)
+    }
+
+    /// Pod `index` of host `host`.
+    pub fn pod(&self, host: u8, index: u8) -> Result<&PodInfo> {
+        self.state
+            .pods()
+            .find(|p| p.host == host && p.index == index)
+            .with_context(|| format!("lab {} has no pod {index} on host {host}", self.state.id))
+    }
+
+    /// The processes the lab started.
+    pub fn processes(&self) -> &[ProcRecord] {
+        &self.state.processes
+    }
+
+    /// Runs `argv` inside namespace `ns`; the output whatever the exit status.
+    pub fn exec_in(&self, ns: &str, argv: &[&str]) -> Result<Output> {
+        Command::new("ip")
+            .args(["netns", "exec", ns])
+            .args(argv)
+            .stdin(Stdio::null())
+            .output()
+            .with_context(|| format!("running {argv:?} in {ns}"))
+    }
+
+    /// Like [`Lab::exec_in`], failing on a non-zero exit (stderr in the error).
+    pub fn exec_in_checked(&self, ns: &str, argv: &[&str]) -> Result<String> {
+        cmd::stdout(Command::new("ip").args(["netns", "exec", ns]).args(argv))
+    }
+
+    /// `ping -c count` from pod `from` to `to`; the packet counts (loss is not an error here).
+    pub fn ping(&self, from: &PodInfo, to: Ipv4Addr, count: u32) -> Result<(PingStats, String)> {
+        let count = count.to_string();
+        let to = to.to_string();
+        let out = self.exec_in(
+            &from.ns,
+            &["ping", "-n", "-c", &count, "-i", "0.2", "-W", "2", &to],
+        )?;
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let stats = parse_ping(&text).with_context(|| {
+            format!(
+                "no ping summary in: {text}{}",
+                String::from_utf8_lossy(&out.stderr)
+            )
+        })?;
+        Ok((stats, text))
+    }
+
+    /// A small TCP exchange (iperf3, 1 MB) from pod `client` to pod `server`; the client's report.
+    pub fn tcp_exchange(&self, client: &PodInfo, server: &PodInfo) -> Result<String> {
+        let port = "5201";
+        let mut srv = Command::new("ip")
+            .args([
+                "netns", "exec", &server.ns, "iperf3", "-s", "-1", "-p", port,
+            ])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .context("starting the iperf3 server")?;
+        let result = self.iperf_client(client, server, port);
+        let server_done = wait_child(&mut srv, Duration::from_secs(10));
+        let report = result?;
+        server_done?;
+        Ok(report)
+    }
+
+    fn iperf_client(&self, client: &PodInfo, server: &PodInfo, port: &str) -> Result<String> {
+        let ip = server.ip.to_string();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let out = self.exec_in(&client.ns, &["iperf3", "-c", &ip, "-p", port, "-n", "1M"])?;
+            let text = String::from_utf8_lossy(&out.stdout).into_owned();
+            if out.status.success() {
+                return Ok(text);
+            }
+            // The server may not listen yet: retry briefly.
+            if Instant::now() >= deadline {
+                bail!(
+                    "iperf3 {} -> {} failed: {text}{}",
+                    client.name,
+                    server.name,
+                    String::from_utf8_lossy(&out.stderr)
+                );
+            }
+            thread::sleep(Duration::from_millis(200));
+        }
+    }
+}
+
+/// Waits for `child` up to `timeout`, killing it (we started it) if it is still running.
+fn wait_child(child: &mut Child, timeout: Duration) -> Result<()> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(status) = child.try_wait()? {
+            if !status.success() {
+                bail!("iperf3 server exited with {status}");
+            }
+            return Ok(());
+        }
+        if Instant::now() >= deadline {
+            child.kill()?;
+            child.wait()?;
+            bail!("iperf3 server still running after {timeout:?}; killed");
+        }
+        thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Parses `3 packets transmitted, 3 received, ...` from ping's summary.
+pub fn parse_ping(text: &str) -> Option<PingStats> {
+    let line = text.lines().find(|l| l.contains("packets transmitted"))?;
+    let mut parts = line.split(',');
+    let num = |s: Option<&str>| s?.split_whitespace().next()?.parse().ok();
+    Some(PingStats {
+        transmitted: num(parts.next())?,
+        received: num(parts.next())?,
+    })
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        if !self.armed {
+            return;
+        }
+        if thread::panicking() {
+            for rec in &self.state.processes {
+                eprintln!(
+                    "--- {} log ({}) ---\n{}",
+                    rec.what,
+                    rec.log.display(),
+                    proc::log_tail(&rec.log, 40)
+                );
+            }
+        }
+        for p in teardown::teardown_one(&self.state.id, Some(&self.state)) {
+            eprintln!("lab {} teardown: {p}", self.state.id);
+        }
+    }
+}
+
+/// `cargo xtask lab up`: a persistent lab, left running; prints its summary.
+pub fn up_persistent(felix: PathBuf) -> Result<LabState> {
+    let lab = Lab::up(LabOptions {
+        felix,
+        persistent: true,
+        ..LabOptions::default()
+    })?;
+    let state = lab.detach();
+    status::print_summary(&state);
+    Ok(state)
+}
+
+/// `cargo xtask lab down`: every lab.
+pub fn down() -> Result<()> {
+    let report = teardown::teardown_labs(Scope::All);
+    if report.removed.is_empty() {
+        println!("lab down: no lab found");
+    }
+    report.print("lab down");
+    if !report.problems.is_empty() {
+        bail!(
+            "lab down finished with {} problem(s)",
+            report.problems.len()
+        );
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ping_summary() {
+        let text = "PING 192.168.2.2 ...\n\n--- 192.168.2.2 ping statistics ---\n3 packets transmitted, 2 received, 33.3333% packet loss, time 402ms\n";
+        assert_eq!(
+            parse_ping(text),
+            Some(PingStats {
+                transmitted: 3,
+                received: 2
+            })
+        );
+        let err = "3 packets transmitted, 0 received, +3 errors, 100% packet loss";
+        assert_eq!(
+            parse_ping(err),
+            Some(PingStats {
+                transmitted: 3,
+                received: 0
+            })
+        );
+        assert_eq!(parse_ping("connect: Network is unreachable"), None);
+    }
+}

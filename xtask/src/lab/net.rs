@@ -1,0 +1,179 @@
+//! The lab's network: namespaces, the fabric bridge, host uplinks, pod veths and routes. Every link
+//! is created inside a lab namespace (`ip -n NS link add ... netns OTHER`), never in the root one.
+
+use std::process::Command;
+
+use anyhow::{Context, Result};
+use serde::Deserialize;
+
+use super::names;
+use super::state::{HostState, PodInfo};
+use crate::cmd::{self, ip};
+
+/// Names of all network namespaces (`ip netns list`).
+pub fn list_netns() -> Result<Vec<String>> {
+    Ok(parse_netns_list(&ip(&["netns", "list"])?))
+}
+
+/// `ip netns list` lines look like `name (id: 3)` or just `name`.
+pub fn parse_netns_list(text: &str) -> Vec<String> {
+    text.lines()
+        .filter_map(|l| l.split_whitespace().next())
+        .map(str::to_owned)
+        .collect()
+}
+
+pub fn add_netns(name: &str) -> Result<()> {
+    ip(&["netns", "add", name])?;
+    ip(&["-n", name, "link", "set", "lo", "up"]).map(drop)
+}
+
+pub fn del_netns(name: &str) -> Result<()> {
+    ip(&["netns", "del", name]).map(drop)
+}
+
+/// PIDs of processes inside namespace `name` (`ip netns pids`).
+pub fn ns_pids(name: &str) -> Result<Vec<i32>> {
+    Ok(ip(&["netns", "pids", name])?
+        .split_whitespace()
+        .filter_map(|p| p.parse().ok())
+        .collect())
+}
+
+/// `sysctl -w key=value` inside namespace `ns`.
+pub fn sysctl(ns: &str, key: &str, value: &str) -> Result<()> {
+    cmd::run(Command::new("ip").args([
+        "netns",
+        "exec",
+        ns,
+        "sysctl",
+        "-q",
+        "-w",
+        &format!("{key}={value}"),
+    ]))
+}
+
+/// The fabric: bridge `br0` with the fabric IP; host uplinks attach to it.
+pub fn build_fabric(fabric: &str) -> Result<()> {
+    let addr = format!("{}/{}", names::FABRIC_IP, names::FABRIC_PREFIX);
+    ip(&["-n", fabric, "link", "add", "br0", "type", "bridge"])?;
+    ip(&["-n", fabric, "addr", "add", &addr, "dev", "br0"])?;
+    ip(&["-n", fabric, "link", "set", "br0", "up"]).map(drop)
+}
+
+/// Host uplink: `eth0` in the host with 10.0.0.N/24, peer `hN` on the fabric bridge. No default route.
+pub fn build_host(fabric: &str, host: &HostState) -> Result<()> {
+    let ns = host.ns.as_str();
+    let port = names::fabric_port(host.n);
+    let addr = format!("{}/{}", host.ip, names::FABRIC_PREFIX);
+    ip(&[
+        "-n", ns, "link", "add", "eth0", "type", "veth", "peer", "name", &port, "netns", fabric,
+    ])?;
+    ip(&["-n", fabric, "link", "set", &port, "master", "br0", "up"])?;
+    ip(&["-n", ns, "addr", "add", &addr, "dev", "eth0"])?;
+    ip(&["-n", ns, "link", "set", "eth0", "up"])?;
+    sysctl(ns, "net.ipv4.conf.all.forwarding", "1")
+}
+
+/// A pod the Calico way; returns the MAC of the pod's `eth0`.
+pub fn build_pod(host: &HostState, pod: &PodInfo) -> Result<String> {
+    let (hns, pns, cali) = (host.ns.as_str(), pod.ns.as_str(), pod.cali.as_str());
+    let mtu = names::POD_MTU.to_string();
+    let gw = names::GATEWAY.to_string();
+    let ip32 = format!("{}/32", pod.ip);
+    ip(&[
+        "-n", hns, "link", "add", cali, "type", "veth", "peer", "name", "eth0", "netns", pns,
+    ])?;
+    ip(&[
+        "-n",
+        hns,
+        "link",
+        "set",
+        cali,
+        "address",
+        names::CALI_MAC,
+        "mtu",
+        &mtu,
+    ])?;
+    ip(&["-n", hns, "link", "set", cali, "up"])?;
+    sysctl(hns, &format!("net.ipv4.conf.{cali}.proxy_arp"), "1")?;
+    sysctl(hns, &format!("net.ipv4.neigh.{cali}.proxy_delay"), "0")?;
+    ip(&["-n", hns, "route", "add", &ip32, "dev", cali])?;
+
+    ip(&["-n", pns, "link", "set", "eth0", "mtu", &mtu, "up"])?;
+    ip(&["-n", pns, "addr", "add", &ip32, "dev", "eth0"])?;
+    ip(&[
+        "-n", pns, "route", "add", &gw, "dev", "eth0", "scope", "link",
+    ])?;
+    ip(&[
+        "-n", pns, "route", "add", "default", "via", &gw, "dev", "eth0", "onlink",
+    ])?;
+    // The lab host has no default route, so its proxy ARP would not answer for 169.254.1.1.
+    ip(&[
+        "-n",
+        pns,
+        "neigh",
+        "add",
+        &gw,
+        "lladdr",
+        names::CALI_MAC,
+        "dev",
+        "eth0",
+        "nud",
+        "permanent",
+    ])?;
+    link_mac(pns, "eth0")
+}
+
+/// Kernel routes to the other hosts' blocks via their uplink IPs (until IPIP in BPF replaces them).
+pub fn add_block_routes(hosts: &[HostState]) -> Result<()> {
+    for host in hosts {
+        for other in hosts.iter().filter(|o| o.n != host.n) {
+            let via = other.ip.to_string();
+            ip(&[
+                "-n",
+                &host.ns,
+                "route",
+                "add",
+                &other.block,
+                "via",
+                &via,
+                "dev",
+                "eth0",
+            ])?;
+        }
+    }
+    Ok(())
+}
+
+#[derive(Deserialize)]
+struct LinkJson {
+    address: String,
+}
+
+/// MAC address of `dev` in namespace `ns`.
+pub fn link_mac(ns: &str, dev: &str) -> Result<String> {
+    let out = ip(&["-j", "-n", ns, "link", "show", "dev", dev])?;
+    let links: Vec<LinkJson> =
+        serde_json::from_str(&out).with_context(|| format!("parsing `ip -j link show`: {out}"))?;
+    links
+        .into_iter()
+        .next()
+        .map(|l| l.address)
+        .with_context(|| format!("no link {dev} in {ns}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn netns_list_parsing() {
+        let text = "fx0001-h1-p1 (id: 4)\nfx0001-fabric (id: 0)\nplain\n";
+        assert_eq!(
+            parse_netns_list(text),
+            ["fx0001-h1-p1", "fx0001-fabric", "plain"]
+        );
+        assert!(parse_netns_list("").is_empty());
+    }
+}

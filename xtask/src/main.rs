@@ -1,0 +1,93 @@
+//! `cargo xtask`: developer tasks for the felix eBPF dataplane.
+
+use std::process::ExitCode;
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+use xtask::tiers::Tier;
+use xtask::{build, demo, lab, paths, setup, tiers};
+
+/// Developer tasks: setup, build, the netns lab, the demo and the tiered tests.
+#[derive(Parser)]
+#[command(name = "cargo xtask")]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Install what the build, lab and tests need (idempotent; prints each item's state).
+    Setup,
+    /// Build the release felix binary (with the embedded eBPF object).
+    Build,
+    /// The network-namespace lab: a 2-host Calico cluster with etcd and felix.
+    Lab {
+        #[command(subcommand)]
+        cmd: LabCmd,
+    },
+    /// Build, bring a lab up, show pod traffic and BPF counters, tear down.
+    Demo,
+    /// Run the test tiers (unit, bpf, lab) and print a summary; non-zero exit if any failed.
+    ///
+    /// Example: `cargo xtask test --tier lab`
+    Test {
+        /// Run only this tier.
+        #[arg(long, value_enum)]
+        tier: Option<Tier>,
+    },
+}
+
+#[derive(Subcommand)]
+enum LabCmd {
+    /// Tear down existing labs, build felix, bring a new lab up and leave it running.
+    Up {
+        /// Skip `cargo xtask build` (use the felix binary as it is; `$XTASK_FELIX` overrides it).
+        #[arg(long)]
+        no_build: bool,
+    },
+    /// Tear down every lab: processes, namespaces, pin folders, state.
+    Down,
+    /// Show each lab: namespaces, processes, etcd health, felix counters.
+    Status,
+}
+
+fn main() -> ExitCode {
+    match run(Cli::parse()) {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::FAILURE,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<bool> {
+    match cli.cmd {
+        Cmd::Setup => setup::run_verbose()?,
+        Cmd::Build => {
+            let bin = build::felix()?;
+            println!("built {}", bin.display());
+        }
+        Cmd::Lab { cmd } => match cmd {
+            LabCmd::Up { no_build } => {
+                let felix = if no_build {
+                    setup::ensure()?;
+                    paths::felix_bin()
+                } else {
+                    build::felix()?
+                };
+                lab::up_persistent(felix)?;
+            }
+            LabCmd::Down => lab::down()?,
+            LabCmd::Status => lab::status::print_all(&paths::felix_bin())?,
+        },
+        Cmd::Demo => demo::run()?,
+        Cmd::Test { tier } => {
+            let selected = tier.map_or(Tier::ALL.to_vec(), |t| vec![t]);
+            return tiers::run(&selected);
+        }
+    }
+    Ok(true)
+}

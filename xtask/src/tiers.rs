@@ -1,0 +1,131 @@
+//! `cargo xtask test`: the three test tiers, with a summary.
+//!
+//! - unit: `cargo test --workspace`, clippy with `-D warnings`, rustfmt check;
+//! - bpf: the real programs under BPF_PROG_TEST_RUN (`felix-user/tests/prog_test_run.rs`);
+//! - lab: the netns lab tests (`xtask/tests/lab.rs`).
+
+use std::process::Command;
+
+use anyhow::{Result, bail};
+use clap::ValueEnum;
+
+use crate::{build, cmd, paths, setup};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Tier {
+    /// Pure tests, clippy and rustfmt.
+    Unit,
+    /// BPF_PROG_TEST_RUN of the real eBPF programs (root).
+    Bpf,
+    /// Network-namespace lab tests with etcd and felix (root).
+    Lab,
+}
+
+impl Tier {
+    pub const ALL: [Tier; 3] = [Tier::Unit, Tier::Bpf, Tier::Lab];
+
+    fn name(self) -> &'static str {
+        match self {
+            Tier::Unit => "unit",
+            Tier::Bpf => "bpf",
+            Tier::Lab => "lab",
+        }
+    }
+}
+
+fn cargo(args: &[&str]) -> Result<()> {
+    cmd::inherit(
+        Command::new(paths::cargo())
+            .args(args)
+            .current_dir(paths::repo_root()),
+    )
+}
+
+fn run_tier(tier: Tier) -> Result<()> {
+    match tier {
+        Tier::Unit => {
+            let steps: [&[&str]; 3] = [
+                &["test", "--workspace"],
+                &[
+                    "clippy",
+                    "--workspace",
+                    "--all-targets",
+                    "--",
+                    "-D",
+                    "warnings",
+                ],
+                &["fmt", "--all", "--check"],
+            ];
+            let failed: Vec<String> = steps
+                .iter()
+                .filter_map(|args| cargo(args).err().map(|e| format!("{e:#}")))
+                .collect();
+            if !failed.is_empty() {
+                bail!("{}", failed.join("; "));
+            }
+            Ok(())
+        }
+        Tier::Bpf => {
+            let test = paths::repo_root().join("felix-user/tests/prog_test_run.rs");
+            if !test.is_file() {
+                bail!(
+                    "{} does not exist: the BPF tier has no test to run",
+                    test.display()
+                );
+            }
+            cargo(&[
+                "test",
+                "--release",
+                "-p",
+                "felix-user",
+                "--features",
+                "privileged-tests",
+                "--test",
+                "prog_test_run",
+                "--",
+                "--test-threads=1",
+            ])
+        }
+        Tier::Lab => {
+            build::felix()?;
+            cargo(&[
+                "test",
+                "--release",
+                "-p",
+                "xtask",
+                "--features",
+                "lab-tests",
+                "--test",
+                "lab",
+                "--",
+                "--test-threads=1",
+            ])
+        }
+    }
+}
+
+/// Runs `tiers` in order (all of them even after a failure); true if all passed.
+pub fn run(tiers: &[Tier]) -> Result<bool> {
+    setup::ensure()?;
+    let mut results = Vec::new();
+    for &tier in tiers {
+        println!("\n=== tier {} ===", tier.name());
+        let result = run_tier(tier);
+        if let Err(e) = &result {
+            eprintln!("tier {} failed: {e:#}", tier.name());
+        }
+        results.push((tier, result.is_ok()));
+    }
+    println!("\n=== summary ===");
+    for (tier, ok) in &results {
+        println!(
+            "tier {}: {}",
+            tier.name(),
+            if *ok { "passed" } else { "FAILED" }
+        );
+    }
+    let passed = results.iter().filter(|(_, ok)| *ok).count();
+    let failed = results.len() - passed;
+    println!("tiers: {passed} passed, {failed} failed");
+    Ok(failed == 0)
+}

@@ -8,17 +8,32 @@ pub enum Direction {
     FromWorkload = 0,
     /// TC egress on a `cali*` interface: the packet enters the pod.
     ToWorkload = 1,
+    /// TC ingress on the host's uplink: the packet arrives from the fabric.
+    FromUplink = 2,
+    /// TC egress on the host's uplink: the packet leaves for the fabric.
+    ToUplink = 3,
+    /// XDP on the host's uplink, before an skb exists.
+    XdpUplink = 4,
 }
 
 impl Direction {
     /// Every direction, in numeric order.
-    pub const ALL: [Direction; 2] = [Direction::FromWorkload, Direction::ToWorkload];
+    pub const ALL: [Direction; 5] = [
+        Direction::FromWorkload,
+        Direction::ToWorkload,
+        Direction::FromUplink,
+        Direction::ToUplink,
+        Direction::XdpUplink,
+    ];
 
     /// Decodes the value stored in [`CounterKey::direction`].
     pub const fn from_u16(value: u16) -> Option<Self> {
         match value {
             0 => Some(Direction::FromWorkload),
             1 => Some(Direction::ToWorkload),
+            2 => Some(Direction::FromUplink),
+            3 => Some(Direction::ToUplink),
+            4 => Some(Direction::XdpUplink),
             _ => None,
         }
     }
@@ -28,6 +43,9 @@ impl Direction {
         match self {
             Direction::FromWorkload => "from_workload",
             Direction::ToWorkload => "to_workload",
+            Direction::FromUplink => "from_uplink",
+            Direction::ToUplink => "to_uplink",
+            Direction::XdpUplink => "xdp_uplink",
         }
     }
 }
@@ -48,16 +66,61 @@ pub enum Reason {
     DropBadHeader = 3,
     /// An ethertype this dataplane does not carry (IPv6, VLAN, ...).
     DropUnsupportedL3 = 4,
+    /// Delivered to a local pod by redirect.
+    ForwardedLocal = 5,
+    /// Encapsulated in IPIP towards the host that owns the destination block.
+    Encapsulated = 6,
+    /// IPIP from a known host, decapsulated and delivered to a local pod.
+    Decapsulated = 7,
+    /// A packet on the uplink that is not ours to handle (not IPv4, not IPIP), passed.
+    PassHost = 8,
+    /// The source address is not the sending pod's own IP.
+    DropSpoofed = 9,
+    /// The interface has no endpoint yet (not synced from the datastore).
+    DropNoEndpoint = 10,
+    /// The destination is in a local block but no pod has it (blackhole), or no next hop.
+    DropNoRoute = 11,
+    /// Denied by policy.
+    DropPolicy = 12,
+    /// The conntrack table refused a new entry.
+    DropCtFull = 13,
+    /// Making room for, or writing, the outer IPIP header failed.
+    DropEncapFailed = 14,
+    /// Removing the outer IPIP header failed (or it carries options).
+    DropDecapFailed = 15,
+    /// IPIP whose outer source is not a known host.
+    DropUnknownTunnelSource = 16,
+    /// The TTL ran out while forwarding.
+    DropTtlExceeded = 17,
+    /// Too big for the tunnel (uplink MTU minus 20 bytes); no fragmentation in BPF.
+    DropFragNeeded = 18,
+    /// The source is on the uplink's XDP deny list.
+    DropXdpDenied = 19,
 }
 
 impl Reason {
     /// Every reason, in numeric order.
-    pub const ALL: [Reason; 5] = [
+    pub const ALL: [Reason; 20] = [
         Reason::Allowed,
         Reason::PassArp,
         Reason::DropTooShort,
         Reason::DropBadHeader,
         Reason::DropUnsupportedL3,
+        Reason::ForwardedLocal,
+        Reason::Encapsulated,
+        Reason::Decapsulated,
+        Reason::PassHost,
+        Reason::DropSpoofed,
+        Reason::DropNoEndpoint,
+        Reason::DropNoRoute,
+        Reason::DropPolicy,
+        Reason::DropCtFull,
+        Reason::DropEncapFailed,
+        Reason::DropDecapFailed,
+        Reason::DropUnknownTunnelSource,
+        Reason::DropTtlExceeded,
+        Reason::DropFragNeeded,
+        Reason::DropXdpDenied,
     ];
 
     /// Decodes the value stored in [`CounterKey::reason`].
@@ -68,6 +131,21 @@ impl Reason {
             2 => Some(Reason::DropTooShort),
             3 => Some(Reason::DropBadHeader),
             4 => Some(Reason::DropUnsupportedL3),
+            5 => Some(Reason::ForwardedLocal),
+            6 => Some(Reason::Encapsulated),
+            7 => Some(Reason::Decapsulated),
+            8 => Some(Reason::PassHost),
+            9 => Some(Reason::DropSpoofed),
+            10 => Some(Reason::DropNoEndpoint),
+            11 => Some(Reason::DropNoRoute),
+            12 => Some(Reason::DropPolicy),
+            13 => Some(Reason::DropCtFull),
+            14 => Some(Reason::DropEncapFailed),
+            15 => Some(Reason::DropDecapFailed),
+            16 => Some(Reason::DropUnknownTunnelSource),
+            17 => Some(Reason::DropTtlExceeded),
+            18 => Some(Reason::DropFragNeeded),
+            19 => Some(Reason::DropXdpDenied),
             _ => None,
         }
     }
@@ -80,14 +158,34 @@ impl Reason {
             Reason::DropTooShort => "drop_too_short",
             Reason::DropBadHeader => "drop_bad_header",
             Reason::DropUnsupportedL3 => "drop_unsupported_l3",
+            Reason::ForwardedLocal => "forwarded_local",
+            Reason::Encapsulated => "encapsulated",
+            Reason::Decapsulated => "decapsulated",
+            Reason::PassHost => "pass_host",
+            Reason::DropSpoofed => "drop_spoofed",
+            Reason::DropNoEndpoint => "drop_no_endpoint",
+            Reason::DropNoRoute => "drop_no_route",
+            Reason::DropPolicy => "drop_policy",
+            Reason::DropCtFull => "drop_ct_full",
+            Reason::DropEncapFailed => "drop_encap_failed",
+            Reason::DropDecapFailed => "drop_decap_failed",
+            Reason::DropUnknownTunnelSource => "drop_unknown_tunnel_source",
+            Reason::DropTtlExceeded => "drop_ttl_exceeded",
+            Reason::DropFragNeeded => "drop_frag_needed",
+            Reason::DropXdpDenied => "drop_xdp_denied",
         }
     }
 
     /// Whether packets with this reason are dropped.
     pub const fn is_drop(self) -> bool {
-        matches!(
+        !matches!(
             self,
-            Reason::DropTooShort | Reason::DropBadHeader | Reason::DropUnsupportedL3
+            Reason::Allowed
+                | Reason::PassArp
+                | Reason::ForwardedLocal
+                | Reason::Encapsulated
+                | Reason::Decapsulated
+                | Reason::PassHost
         )
     }
 }
@@ -169,15 +267,18 @@ mod tests {
         for direction in Direction::ALL {
             assert_eq!(Direction::from_u16(direction as u16), Some(direction));
         }
-        assert_eq!(Direction::from_u16(2), None);
+        assert_eq!(Direction::from_u16(Direction::ALL.len() as u16), None);
     }
 
     #[test]
-    fn only_drop_reasons_are_drops() {
-        assert!(!Reason::Allowed.is_drop());
-        assert!(!Reason::PassArp.is_drop());
-        assert!(Reason::DropTooShort.is_drop());
-        assert!(Reason::DropBadHeader.is_drop());
-        assert!(Reason::DropUnsupportedL3.is_drop());
+    fn drops_are_exactly_the_reasons_named_drop() {
+        for reason in Reason::ALL {
+            assert_eq!(
+                reason.is_drop(),
+                reason.name().starts_with("drop_"),
+                "{}",
+                reason.name()
+            );
+        }
     }
 }

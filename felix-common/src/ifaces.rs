@@ -40,12 +40,18 @@ pub mod attach_mode {
     pub const TCX: u8 = 1;
     /// A netlink `clsact` filter (older kernels).
     pub const NETLINK: u8 = 2;
+    /// XDP in the driver (native).
+    pub const XDP_DRIVER: u8 = 3;
+    /// Generic (skb) XDP, where the driver has no native support.
+    pub const XDP_SKB: u8 = 4;
 
     /// Stable lower-case name used by the CLI and in JSON.
     pub const fn name(mode: u8) -> &'static str {
         match mode {
             TCX => "tcx",
             NETLINK => "netlink",
+            XDP_DRIVER => "xdp_driver",
+            XDP_SKB => "xdp_skb",
             _ => "none",
         }
     }
@@ -63,13 +69,15 @@ pub struct IfaceInfo {
     pub ingress: u8,
     /// [`attach_mode`] of the egress program.
     pub egress: u8,
+    /// [`attach_mode`] of the XDP program.
+    pub xdp: u8,
     /// Reserved, zero.
-    pub _reserved: [u8; 2],
+    pub _reserved: u8,
 }
 
 impl IfaceInfo {
     /// Builds an entry; a name longer than 15 bytes is cut (the kernel never makes one).
-    pub fn new(name: &str, role: IfaceRole, ingress: u8, egress: u8) -> Self {
+    pub fn new(name: &str, role: IfaceRole, ingress: u8, egress: u8, xdp: u8) -> Self {
         let mut buf = [0u8; IFNAME_LEN];
         let len = name.len().min(IFNAME_LEN - 1);
         buf[..len].copy_from_slice(&name.as_bytes()[..len]);
@@ -78,7 +86,8 @@ impl IfaceInfo {
             role: role as u32,
             ingress,
             egress,
-            _reserved: [0; 2],
+            xdp,
+            _reserved: 0,
         }
     }
 
@@ -106,14 +115,15 @@ mod tests {
         assert_eq!(offset_of!(IfaceInfo, role), 16);
         assert_eq!(offset_of!(IfaceInfo, ingress), 20);
         assert_eq!(offset_of!(IfaceInfo, egress), 21);
-        assert_eq!(offset_of!(IfaceInfo, _reserved), 22);
+        assert_eq!(offset_of!(IfaceInfo, xdp), 22);
+        assert_eq!(offset_of!(IfaceInfo, _reserved), 23);
     }
 
     #[test]
     fn name_round_trips_and_long_names_are_cut() {
-        let info = IfaceInfo::new("cali1234567890a", IfaceRole::Workload, 1, 1);
+        let info = IfaceInfo::new("cali1234567890a", IfaceRole::Workload, 1, 1, 0);
         assert_eq!(info.name_str(), Some("cali1234567890a"));
-        let long = IfaceInfo::new("a-name-longer-than-fifteen", IfaceRole::Uplink, 0, 0);
+        let long = IfaceInfo::new("a-name-longer-than-fifteen", IfaceRole::Uplink, 0, 0, 3);
         assert_eq!(long.name_str(), Some("a-name-longer-t"));
         assert_eq!(IfaceRole::from_u32(long.role), Some(IfaceRole::Uplink));
     }

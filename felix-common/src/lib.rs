@@ -5,9 +5,17 @@
 //! `user` feature the types implement `aya::Pod`.
 #![no_std]
 
+pub mod config;
+pub mod conntrack;
 pub mod counters;
+pub mod endpoints;
 pub mod ifaces;
 pub mod maps;
+pub mod routes;
 
+pub use config::HostConfig;
+pub use conntrack::{CtKey, CtState, CtValue};
 pub use counters::{CounterKey, CounterValue, Direction, Reason};
+pub use endpoints::EndpointInfo;
 pub use ifaces::{IfaceInfo, IfaceRole};
+pub use routes::{RouteKind, RouteValue};

@@ -8,8 +8,30 @@ pub const COUNTERS: &str = "felix_cnt_v1";
 /// Interfaces felix manages: ifindex -> name and role, written by user space only.
 pub const IFACES: &str = "felix_ifaces_v1";
 
+/// Local workload interfaces: ifindex -> the pod's IP and MAC.
+pub const ENDPOINTS: &str = "felix_ep_v1";
+/// LPM trie: CIDR -> local workload, remote block (IPIP), host, local block.
+pub const ROUTES: &str = "felix_routes_v1";
+/// LRU conntrack table.
+pub const CONNTRACK: &str = "felix_ct_v1";
+/// This host: address, uplink ifindex and MTU (array of one).
+pub const CONFIG: &str = "felix_cfg_v1";
+/// LPM trie of source CIDRs the uplink's XDP program drops.
+pub const XDP_DENY: &str = "felix_deny_v1";
+
 /// Every map felix pins under `/sys/fs/bpf/felix/<node>/`.
-pub const PINNED: [&str; 2] = [COUNTERS, IFACES];
+pub const PINNED: [&str; 7] = [
+    COUNTERS, IFACES, ENDPOINTS, ROUTES, CONNTRACK, CONFIG, XDP_DENY,
+];
+
+/// Capacity of [`ENDPOINTS`].
+pub const ENDPOINTS_MAX_ENTRIES: u32 = 4_096;
+/// Capacity of [`ROUTES`].
+pub const ROUTES_MAX_ENTRIES: u32 = 65_536;
+/// Default capacity of [`CONNTRACK`].
+pub const CONNTRACK_MAX_ENTRIES: u32 = 262_144;
+/// Capacity of [`XDP_DENY`].
+pub const XDP_DENY_MAX_ENTRIES: u32 = 16_384;
 
 /// Capacity of [`COUNTERS`]: interfaces x directions x reasons.
 pub const COUNTERS_MAX_ENTRIES: u32 = 65_536;

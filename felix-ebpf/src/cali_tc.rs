@@ -1,6 +1,8 @@
 //! TC programs on the `cali*` interfaces: ingress sees what the pod sends, egress what it
-//! receives. Today they parse, count and drop malformed packets; routing, conntrack and policy
-//! build on the same entry points.
+//! receives.
+//!
+//! From the pod: parse, anti-spoof, conntrack, then forward: a local pod by redirect, a remote
+//! block by IPIP to its host, anything else to the host stack.
 
 use aya_ebpf::{
     bindings::{TC_ACT_OK, TC_ACT_SHOT},
@@ -8,36 +10,60 @@ use aya_ebpf::{
     programs::TcContext,
 };
 use aya_log_ebpf::debug;
-use felix_common::{Direction, Reason};
+use felix_common::{Direction, Reason, RouteKind};
 
 use crate::{
+    conntrack::track,
     counters::count,
-    parse::{Parsed, parse},
+    encap::{encapsulate, host_config, redirect_to_uplink},
+    forward::{decrement_ttl, deliver_local, endpoint, route},
+    parse::{Ipv4Summary, Parsed, parse},
 };
 
 /// Packets leaving the pod (TC ingress on its `cali*` veth).
 #[classifier]
 pub fn cali_from_wl(ctx: TcContext) -> i32 {
-    handle(&ctx, Direction::FromWorkload)
+    let ifindex = ifindex(&ctx);
+    let len = ctx.len();
+    let (verdict, reason) = match from_workload(&ctx, ifindex) {
+        Ok(done) => done,
+        Err(reason) => (TC_ACT_SHOT as i32, reason),
+    };
+    finish(&ctx, ifindex, Direction::FromWorkload, reason, len, verdict)
 }
 
 /// Packets entering the pod (TC egress on its `cali*` veth).
 #[classifier]
 pub fn cali_to_wl(ctx: TcContext) -> i32 {
-    handle(&ctx, Direction::ToWorkload)
+    let ifindex = ifindex(&ctx);
+    let len = ctx.len();
+    let (verdict, reason) = match parse(&ctx) {
+        Ok(Parsed::Arp) => (TC_ACT_OK as i32, Reason::PassArp),
+        Ok(Parsed::Ipv4(_)) => (TC_ACT_OK as i32, Reason::Allowed),
+        Err(reason) => (TC_ACT_SHOT as i32, reason),
+    };
+    finish(&ctx, ifindex, Direction::ToWorkload, reason, len, verdict)
 }
 
-/// Classifies one packet, counts it under its reason and returns the verdict.
+/// The interface the program runs on.
 #[inline(always)]
-fn handle(ctx: &TcContext, direction: Direction) -> i32 {
-    let reason = match parse(ctx) {
-        Ok(Parsed::Arp) => Reason::PassArp,
-        Ok(Parsed::Ipv4(_)) => Reason::Allowed,
-        Err(reason) => reason,
-    };
+pub fn ifindex(ctx: &TcContext) -> u32 {
     // SAFETY: `skb` points to the context the kernel passed in.
-    let ifindex = unsafe { (*ctx.skb.skb).ifindex };
-    count(ifindex, direction, reason, ctx.len());
+    unsafe { (*ctx.skb.skb).ifindex }
+}
+
+/// Counts the packet under `reason` (forcing a drop verdict for drop reasons) and returns the
+/// verdict.
+#[inline(always)]
+pub fn finish(
+    ctx: &TcContext,
+    ifindex: u32,
+    direction: Direction,
+    reason: Reason,
+    len: u32,
+    verdict: i32,
+) -> i32 {
+    count(ifindex, direction, reason, len);
     if reason.is_drop() {
         debug!(
             ctx,
@@ -45,6 +71,40 @@ fn handle(ctx: &TcContext, direction: Direction) -> i32 {
         );
         TC_ACT_SHOT as i32
     } else {
-        TC_ACT_OK as i32
+        verdict
     }
+}
+
+fn from_workload(ctx: &TcContext, ifindex: u32) -> Result<(i32, Reason), Reason> {
+    let packet = match parse(ctx)? {
+        Parsed::Arp => return Ok((TC_ACT_OK as i32, Reason::PassArp)),
+        Parsed::Ipv4(packet) => packet,
+    };
+    let source = endpoint(ifindex).ok_or(Reason::DropNoEndpoint)?;
+    if packet.saddr != source.ip {
+        return Err(Reason::DropSpoofed);
+    }
+    track(&packet)?;
+    match route(packet.daddr) {
+        Some((RouteKind::LocalWorkload, target)) => {
+            deliver_local(ctx, &packet, target.ifindex).map(|v| (v, Reason::ForwardedLocal))
+        }
+        Some((RouteKind::RemoteBlock, target)) => to_remote_host(ctx, &packet, target.next_hop),
+        Some((RouteKind::LocalBlock, _)) => Err(Reason::DropNoRoute),
+        _ => Ok((TC_ACT_OK as i32, Reason::Allowed)),
+    }
+}
+
+/// IPIP to the host that owns the destination's block, straight out of the uplink.
+#[inline(always)]
+fn to_remote_host(
+    ctx: &TcContext,
+    packet: &Ipv4Summary,
+    next_hop: [u8; 4],
+) -> Result<(i32, Reason), Reason> {
+    let config = host_config().ok_or(Reason::DropNoRoute)?;
+    decrement_ttl(ctx, packet)?;
+    let wire_len = encapsulate(ctx, packet, &config, next_hop)?;
+    let verdict = redirect_to_uplink(ctx, &config, next_hop, wire_len)?;
+    Ok((verdict, Reason::Encapsulated))
 }

@@ -1,13 +1,19 @@
-//! felix's kernel side: programs for the `cali*` workload interfaces.
+//! felix's kernel side: programs for the `cali*` workload interfaces and the host's uplink.
 //!
-//! One file per hook (`cali_tc`), one module per concern (`parse`, `counters`, `maps`).
+//! One file per hook (`cali_tc`, `uplink_tc`, `uplink_xdp`), one module per concern (`parse`,
+//! `conntrack`, `forward`, `encap`, `counters`, `maps`).
 #![no_std]
 #![no_main]
 
 mod cali_tc;
+mod conntrack;
 mod counters;
+mod encap;
+mod forward;
 mod maps;
 mod parse;
+mod uplink_tc;
+mod uplink_xdp;
 
 /// aya-log uses a ring buffer, whose helpers are GPL-only.
 #[unsafe(link_section = "license")]

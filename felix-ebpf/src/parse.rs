@@ -4,7 +4,7 @@
 use core::mem::size_of;
 
 use aya_ebpf::programs::TcContext;
-use felix_common::Reason;
+use felix_common::{Reason, conntrack::proto};
 use network_types::{
     eth::{EthHdr, EtherType},
     icmp::IcmpHdr,
@@ -13,21 +13,19 @@ use network_types::{
     udp::UdpHdr,
 };
 
-/// IP protocol numbers this module looks into.
-pub mod proto {
-    pub const ICMP: u8 = 1;
-    pub const TCP: u8 = 6;
-    pub const UDP: u8 = 17;
-}
-
+/// Offset of the IPv4 header in an Ethernet frame.
+pub const IP_OFFSET: usize = EthHdr::LEN;
 /// Byte offset of the protocol field in the IPv4 header.
 const IPV4_PROTO_OFFSET: usize = 9;
-/// Bytes the parser may need in the linear part of the skb: Ethernet, IPv4 with options, TCP with
-/// options.
-const MAX_HEADERS_LEN: u32 = (EthHdr::LEN + 60 + 60) as u32;
+/// Byte offset of the flags byte in the TCP header.
+const TCP_FLAGS_OFFSET: usize = 13;
+/// The Don't Fragment bit in the IPv4 flags.
+const IPV4_DF: u8 = 0b010;
+/// Bytes the parser may need in the linear part of the skb: Ethernet, outer IPv4, inner IPv4
+/// with options, TCP with options.
+const MAX_HEADERS_LEN: u32 = (EthHdr::LEN + 20 + 60 + 60) as u32;
 
-/// What a packet is, as far as the programs need to know today.
-#[expect(dead_code, reason = "the summary feeds conntrack and policy, which come next")]
+/// What a packet is, as far as the programs need to know.
 pub enum Parsed {
     /// ARP: passed untouched.
     Arp,
@@ -35,25 +33,40 @@ pub enum Parsed {
     Ipv4(Ipv4Summary),
 }
 
-/// The fields of an IPv4 packet that classification uses.
+/// The fields of an IPv4 packet that forwarding and conntrack use.
 #[derive(Clone, Copy)]
-#[expect(dead_code, reason = "conntrack and policy read these; they come next")]
 pub struct Ipv4Summary {
+    /// Offset of the IPv4 header in the frame.
+    pub offset: usize,
+    /// IPv4 header length in bytes.
+    pub header_len: usize,
+    /// IPv4 total length.
+    pub total_len: usize,
     /// Source address, network byte order.
     pub saddr: [u8; 4],
     /// Destination address, network byte order.
     pub daddr: [u8; 4],
     /// IP protocol number.
     pub proto: u8,
-    /// Source port (TCP/UDP) or ICMP type, host order; 0 for other protocols and fragments.
+    /// Time to live.
+    pub ttl: u8,
+    /// Type of service byte.
+    pub tos: u8,
+    /// Don't Fragment set.
+    pub dont_fragment: bool,
+    /// Source port (TCP/UDP), ICMP echo id, else 0; host order.
     pub sport: u16,
-    /// Destination port (TCP/UDP) or ICMP code, host order; 0 for other protocols and fragments.
+    /// Destination port (TCP/UDP), ICMP echo id, else 0; host order.
     pub dport: u16,
+    /// TCP flags byte; 0 for other protocols.
+    pub tcp_flags: u8,
+    /// Length of the TCP (with options) or UDP header; 0 for other protocols.
+    pub l4_header_len: usize,
 }
 
 /// Returns a pointer to a `T` at `offset`, or `None` when the packet ends before it.
 #[inline(always)]
-fn ptr_at<T>(ctx: &TcContext, offset: usize) -> Option<*const T> {
+pub fn ptr_at<T>(ctx: &TcContext, offset: usize) -> Option<*const T> {
     let start = ctx.data();
     let end = ctx.data_end();
     if start + offset + size_of::<T>() > end {
@@ -77,7 +90,7 @@ fn pull_headers(ctx: &TcContext) {
     }
 }
 
-/// Parses the packet in `ctx`; on failure returns the drop reason.
+/// Parses the frame in `ctx`; on failure returns the drop reason.
 #[inline(always)]
 pub fn parse(ctx: &TcContext) -> Result<Parsed, Reason> {
     pull_headers(ctx);
@@ -90,22 +103,25 @@ pub fn parse(ctx: &TcContext) -> Result<Parsed, Reason> {
     if ether_type != EtherType::Ipv4 as u16 {
         return Err(Reason::DropUnsupportedL3);
     }
-    parse_ipv4(ctx, EthHdr::LEN).map(Parsed::Ipv4)
+    parse_ipv4(ctx, IP_OFFSET).map(Parsed::Ipv4)
 }
 
 /// Parses the IPv4 header at `offset` and the L4 header after it.
 #[inline(always)]
-fn parse_ipv4(ctx: &TcContext, offset: usize) -> Result<Ipv4Summary, Reason> {
+pub fn parse_ipv4(ctx: &TcContext, offset: usize) -> Result<Ipv4Summary, Reason> {
     let ip: *const Ipv4Hdr = ptr_at(ctx, offset).ok_or(Reason::DropTooShort)?;
     // SAFETY: bounds checked by `ptr_at`. The protocol byte is read as a `u8`, not as the
     // crate's enum, so any value is valid.
-    let (version, header_len, total_len, frag_offset, proto, saddr, daddr) = unsafe {
+    let (version, header_len, total_len, frag_offset, flags, proto, ttl, tos, saddr, daddr) = unsafe {
         (
             (*ip).version(),
             usize::from((*ip).ihl()),
             usize::from((*ip).tot_len()),
             (*ip).frag_offset(),
+            (*ip).frag_flags(),
             *(ip as *const u8).add(IPV4_PROTO_OFFSET),
+            (*ip).ttl,
+            (*ip).tos,
             (*ip).src_addr,
             (*ip).dst_addr,
         )
@@ -124,11 +140,19 @@ fn parse_ipv4(ctx: &TcContext, offset: usize) -> Result<Ipv4Summary, Reason> {
         return Err(Reason::DropTooShort);
     }
     let mut summary = Ipv4Summary {
+        offset,
+        header_len,
+        total_len,
         saddr,
         daddr,
         proto,
+        ttl,
+        tos,
+        dont_fragment: flags & IPV4_DF != 0,
         sport: 0,
         dport: 0,
+        tcp_flags: 0,
+        l4_header_len: 0,
     };
     // Later fragments carry no L4 header.
     if frag_offset != 0 {
@@ -139,13 +163,21 @@ fn parse_ipv4(ctx: &TcContext, offset: usize) -> Result<Ipv4Summary, Reason> {
         proto::TCP => {
             let tcp: *const TcpHdr = ptr_at(ctx, l4).ok_or(Reason::DropTooShort)?;
             // SAFETY: bounds checked by `ptr_at`.
-            let (source, dest, data_offset) =
-                unsafe { ((*tcp).source, (*tcp).dest, usize::from((*tcp).doff()) * 4) };
+            let (source, dest, data_offset, tcp_flags) = unsafe {
+                (
+                    (*tcp).source,
+                    (*tcp).dest,
+                    usize::from((*tcp).doff()) * 4,
+                    *(tcp as *const u8).add(TCP_FLAGS_OFFSET),
+                )
+            };
             if data_offset < TcpHdr::LEN {
                 return Err(Reason::DropBadHeader);
             }
             summary.sport = u16::from_be_bytes(source);
             summary.dport = u16::from_be_bytes(dest);
+            summary.tcp_flags = tcp_flags;
+            summary.l4_header_len = data_offset;
         }
         proto::UDP => {
             let udp: *const UdpHdr = ptr_at(ctx, l4).ok_or(Reason::DropTooShort)?;
@@ -153,13 +185,14 @@ fn parse_ipv4(ctx: &TcContext, offset: usize) -> Result<Ipv4Summary, Reason> {
             let (source, dest) = unsafe { ((*udp).src, (*udp).dst) };
             summary.sport = u16::from_be_bytes(source);
             summary.dport = u16::from_be_bytes(dest);
+            summary.l4_header_len = UdpHdr::LEN;
         }
         proto::ICMP => {
             let icmp: *const u8 = ptr_at::<IcmpHdr>(ctx, l4).ok_or(Reason::DropTooShort)? as _;
-            // SAFETY: bounds checked by `ptr_at`: type and code are the first two bytes.
-            let (icmp_type, icmp_code) = unsafe { (*icmp, *icmp.add(1)) };
-            summary.sport = u16::from(icmp_type);
-            summary.dport = u16::from(icmp_code);
+            // SAFETY: bounds checked by `ptr_at`: the 8-byte header holds the echo id at 4..6.
+            let id = unsafe { u16::from_be_bytes([*icmp.add(4), *icmp.add(5)]) };
+            summary.sport = id;
+            summary.dport = id;
         }
         _ => {}
     }

@@ -1,19 +1,23 @@
-//! `felix run`: load the dataplane, attach it to every workload interface present and to come,
-//! detach when one goes, and keep the pinned interfaces map true.
+//! `felix run`: load the dataplane, attach it to every workload interface present and to come
+//! and to the uplink, keep the endpoints/routes/config maps in step with the datastore and the
+//! host's links, and collect expired conntrack entries.
 
-use std::{collections::HashMap, future::Future, path::PathBuf};
+use std::{collections::HashMap, future::Future, path::PathBuf, time::Duration};
 
-use aya::programs::TcAttachType;
-use felix_common::{IfaceInfo, IfaceRole, ifaces::attach_mode};
+use aya::programs::{TcAttachType, XdpMode, xdp::XdpLinkId};
+use felix_common::{HostConfig, IfaceInfo, IfaceRole, ifaces::attach_mode};
+use tokio::sync::mpsc;
 use tracing::{error, info, warn};
 
 use crate::{
-    PROG_FROM_WORKLOAD, PROG_TO_WORKLOAD,
+    PROG_FROM_UPLINK, PROG_FROM_WORKLOAD, PROG_TO_UPLINK, PROG_TO_WORKLOAD,
     attach::{Attached, attach},
-    datastore, kernel_log,
+    calico::Snapshot,
+    ct_gc, datastore, desired, kernel_log,
     links::{self, LinkEvent},
     loader::{Dataplane, LoadError},
     pins::{NodePaths, PinError},
+    sync,
 };
 
 /// Settings of a running agent.
@@ -29,6 +33,10 @@ pub struct AgentConfig {
     pub run_root: PathBuf,
     /// Name prefixes of workload interfaces.
     pub workload_prefixes: Vec<String>,
+    /// The host's uplink to the fabric (IPIP goes in and out here).
+    pub uplink: String,
+    /// How often expired conntrack entries are removed.
+    pub ct_gc_interval: Duration,
 }
 
 /// Errors that stop the agent.
@@ -51,8 +59,10 @@ pub enum AgentError {
 /// The programs attached to one interface.
 struct Attachment {
     name: String,
+    role: IfaceRole,
     ingress: Option<Attached>,
     egress: Option<Attached>,
+    xdp: Option<(XdpLinkId, u8)>,
 }
 
 /// Runs the agent until `shutdown` completes.
@@ -76,12 +86,15 @@ pub async fn run(
 
     let mut agent = Agent {
         dataplane,
-        prefixes: config.workload_prefixes,
+        node: config.node.clone(),
+        prefixes: config.workload_prefixes.clone(),
+        uplink: config.uplink.clone(),
+        links: HashMap::new(),
         attached: HashMap::new(),
+        snapshot: None,
+        applied_once: false,
     };
-    let result = agent
-        .serve(&config.etcd_endpoints, &config.node, shutdown)
-        .await;
+    let result = agent.serve(&config, shutdown).await;
     agent.detach_all();
     paths.remove_pid(pid);
     info!(
@@ -93,15 +106,20 @@ pub async fn run(
 
 struct Agent {
     dataplane: Dataplane,
+    node: String,
     prefixes: Vec<String>,
+    uplink: String,
+    /// Every link of the host: name -> (ifindex, MTU).
+    links: HashMap<String, (u32, u32)>,
     attached: HashMap<u32, Attachment>,
+    snapshot: Option<Snapshot>,
+    applied_once: bool,
 }
 
 impl Agent {
     async fn serve(
         &mut self,
-        etcd_endpoints: &[String],
-        node: &str,
+        config: &AgentConfig,
         shutdown: impl Future<Output = ()>,
     ) -> Result<(), AgentError> {
         let (present, mut events) = links::watch().await?;
@@ -122,17 +140,73 @@ impl Agent {
             attached = self.attached.len(),
             "initial interfaces attached"
         );
-        datastore::spawn_report(etcd_endpoints.to_vec(), node.to_owned());
+
+        let (snapshots_tx, mut snapshots) = mpsc::channel(4);
+        let datastore = tokio::spawn(datastore::run(config.etcd_endpoints.clone(), snapshots_tx));
+        let mut gc = tokio::time::interval(config.ct_gc_interval);
 
         tokio::pin!(shutdown);
-        loop {
+        let result = loop {
             tokio::select! {
-                () = &mut shutdown => return Ok(()),
+                () = &mut shutdown => break Ok(()),
                 event = events.recv() => match event {
-                    Some(event) => self.on_event(event),
-                    None => return Err(AgentError::WatcherStopped),
+                    Some(event) => {
+                        self.on_event(event);
+                        self.reconcile();
+                    }
+                    None => break Err(AgentError::WatcherStopped),
                 },
+                Some(snapshot) = snapshots.recv() => {
+                    self.snapshot = Some(snapshot);
+                    self.reconcile();
+                }
+                _ = gc.tick() => {
+                    ct_gc::collect(&mut self.dataplane);
+                }
             }
+        };
+        datastore.abort();
+        result
+    }
+
+    /// Brings the endpoints, routes and config maps in line with the snapshot and links.
+    fn reconcile(&mut self) {
+        let Some(snapshot) = &self.snapshot else {
+            return;
+        };
+        let indexes: HashMap<String, u32> = self
+            .links
+            .iter()
+            .map(|(name, (index, _))| (name.clone(), *index))
+            .collect();
+        let desired = desired::compute(&self.node, snapshot, &indexes);
+        match sync::apply(&mut self.dataplane, &desired) {
+            Ok(applied) if applied.upserted + applied.removed > 0 || !self.applied_once => {
+                info!(
+                    endpoints = desired.endpoints.len(),
+                    routes = desired.routes.len(),
+                    upserted = applied.upserted,
+                    removed = applied.removed,
+                    malformed = snapshot.malformed,
+                    "dataplane maps updated"
+                );
+                self.applied_once = true;
+            }
+            Ok(_) => {}
+            Err(error) => error!(%error, "updating the dataplane maps failed"),
+        }
+        let (uplink_ifindex, uplink_mtu) = self.links.get(&self.uplink).copied().unwrap_or((0, 0));
+        let host = HostConfig {
+            host_ip: desired.host_ip.map_or([0; 4], |ip| ip.octets()),
+            uplink_ifindex,
+            uplink_mtu,
+            flags: 0,
+        };
+        if desired.host_ip.is_none() {
+            warn!(node = %self.node, "no IPv4 address for this node in the datastore: no IPIP until there is one");
+        }
+        if let Err(error) = sync::write_config(&mut self.dataplane, host) {
+            error!(%error, "writing the host configuration failed");
         }
     }
 
@@ -144,22 +218,26 @@ impl Agent {
 
     fn on_event(&mut self, event: LinkEvent) {
         match event {
-            LinkEvent::Present { index, name } => {
-                let same = self.attached.get(&index).is_some_and(|a| a.name == name);
-                if same {
+            LinkEvent::Present { index, name, mtu } => {
+                self.links.retain(|_, (i, _)| *i != index);
+                self.links.insert(name.clone(), (index, mtu));
+                if self.attached.get(&index).is_some_and(|a| a.name == name) {
                     return;
                 }
                 if self.attached.contains_key(&index) {
                     // Renamed: start over under the new name.
                     self.detach(index);
                 }
-                if self.is_workload(&name) {
-                    self.attach(index, name);
+                if name == self.uplink {
+                    self.attach_uplink(index, name);
+                } else if self.is_workload(&name) {
+                    self.attach_workload(index, name);
                 }
             }
             LinkEvent::Gone { index, name } => {
+                self.links.retain(|_, (i, _)| *i != index);
                 if self.attached.contains_key(&index) {
-                    info!(iface = %name, ifindex = index, "workload interface gone");
+                    info!(iface = %name, ifindex = index, "interface gone");
                     self.detach(index);
                     self.prune_counters(|ifindex| ifindex == index);
                 }
@@ -167,37 +245,82 @@ impl Agent {
         }
     }
 
-    fn attach(&mut self, index: u32, name: String) {
-        let ingress = self.attach_one(&name, PROG_FROM_WORKLOAD, TcAttachType::Ingress);
-        let egress = self.attach_one(&name, PROG_TO_WORKLOAD, TcAttachType::Egress);
+    fn attach_workload(&mut self, index: u32, name: String) {
+        let attachment = Attachment {
+            ingress: self.attach_tc(&name, PROG_FROM_WORKLOAD, TcAttachType::Ingress),
+            egress: self.attach_tc(&name, PROG_TO_WORKLOAD, TcAttachType::Egress),
+            xdp: None,
+            name,
+            role: IfaceRole::Workload,
+        };
+        self.record(index, attachment);
+    }
+
+    fn attach_uplink(&mut self, index: u32, name: String) {
+        let xdp = match self.dataplane.xdp() {
+            Ok(xdp) => match xdp.attach(&name, XdpMode::Driver) {
+                Ok(link) => Some((link, attach_mode::XDP_DRIVER)),
+                Err(native) => match xdp.attach(&name, XdpMode::Skb) {
+                    Ok(link) => {
+                        warn!(iface = %name, %native, "native XDP unavailable, using generic XDP");
+                        Some((link, attach_mode::XDP_SKB))
+                    }
+                    Err(error) => {
+                        error!(iface = %name, %error, "XDP attach failed");
+                        None
+                    }
+                },
+            },
+            Err(error) => {
+                error!(%error, "XDP program unavailable");
+                None
+            }
+        };
+        let attachment = Attachment {
+            ingress: self.attach_tc(&name, PROG_FROM_UPLINK, TcAttachType::Ingress),
+            egress: self.attach_tc(&name, PROG_TO_UPLINK, TcAttachType::Egress),
+            xdp,
+            name,
+            role: IfaceRole::Uplink,
+        };
+        self.record(index, attachment);
+    }
+
+    /// Writes the interfaces-map entry and remembers the attachment.
+    fn record(&mut self, index: u32, attachment: Attachment) {
         let mode = |a: &Option<Attached>| a.as_ref().map_or(attach_mode::NONE, |a| a.mode);
-        let info = IfaceInfo::new(&name, IfaceRole::Workload, mode(&ingress), mode(&egress));
+        let xdp_mode = attachment
+            .xdp
+            .as_ref()
+            .map_or(attach_mode::NONE, |(_, mode)| *mode);
+        let info = IfaceInfo::new(
+            &attachment.name,
+            attachment.role,
+            mode(&attachment.ingress),
+            mode(&attachment.egress),
+            xdp_mode,
+        );
         if let Err(error) = self.dataplane.ifaces().and_then(|mut map| {
             map.insert(index, info, 0).map_err(|e| LoadError::Map {
                 name: felix_common::maps::IFACES,
                 reason: e.to_string(),
             })
         }) {
-            warn!(iface = %name, %error, "recording the interface failed");
+            warn!(iface = %attachment.name, %error, "recording the interface failed");
         }
         info!(
-            iface = %name,
+            iface = %attachment.name,
             ifindex = index,
-            ingress = attach_mode::name(mode(&ingress)),
-            egress = attach_mode::name(mode(&egress)),
-            "attached workload interface"
+            role = attachment.role.name(),
+            ingress = attach_mode::name(mode(&attachment.ingress)),
+            egress = attach_mode::name(mode(&attachment.egress)),
+            xdp = attach_mode::name(xdp_mode),
+            "attached"
         );
-        self.attached.insert(
-            index,
-            Attachment {
-                name,
-                ingress,
-                egress,
-            },
-        );
+        self.attached.insert(index, attachment);
     }
 
-    fn attach_one(
+    fn attach_tc(
         &mut self,
         iface: &str,
         program: &'static str,
@@ -223,15 +346,24 @@ impl Agent {
         let Some(attachment) = self.attached.remove(&index) else {
             return;
         };
+        let (ingress_program, egress_program) = match attachment.role {
+            IfaceRole::Workload => (PROG_FROM_WORKLOAD, PROG_TO_WORKLOAD),
+            IfaceRole::Uplink => (PROG_FROM_UPLINK, PROG_TO_UPLINK),
+        };
         for (program, attached) in [
-            (PROG_FROM_WORKLOAD, attachment.ingress),
-            (PROG_TO_WORKLOAD, attachment.egress),
+            (ingress_program, attachment.ingress),
+            (egress_program, attachment.egress),
         ] {
             let Some(attached) = attached else { continue };
             if let Ok(classifier) = self.dataplane.classifier(program) {
                 // Fails when the interface is already gone, taking its attachment with it.
                 let _ = classifier.detach(attached.link);
             }
+        }
+        if let Some((link, _)) = attachment.xdp
+            && let Ok(xdp) = self.dataplane.xdp()
+        {
+            let _ = xdp.detach(link);
         }
         if let Ok(mut map) = self.dataplane.ifaces() {
             let _ = map.remove(&index);

@@ -1,125 +1,121 @@
-//! The etcd connection. For now felix connects, keeps retrying while etcd is away, and reports
-//! what Calico's datastore holds for its node; the syncer of the control-plane work builds on it.
+//! The etcd side: list Calico's keys at a revision, watch from the next one, and hand each new
+//! [`Snapshot`] to the agent. While etcd is away the agent keeps the last snapshot, so the
+//! dataplane keeps forwarding; on return the listing reconciles whatever changed meanwhile.
+//! (A full incremental syncer replaces this relist-on-change loop with the control-plane work.)
 
 use std::time::Duration;
 
-use etcd_client::{Client, GetOptions};
-use serde::Deserialize;
+use etcd_client::{Client, GetOptions, WatchOptions};
+use tokio::sync::mpsc;
 use tracing::{info, warn};
 
-/// Calico's key prefix for workload endpoints (v3 resources in etcd mode).
-pub const WORKLOAD_ENDPOINTS_PREFIX: &str =
-    "/calico/resources/v3/projectcalico.org/workloadendpoints/";
+use crate::calico::{CALICO_PREFIX, Snapshot};
 
 /// Errors talking to etcd.
 #[derive(Debug, thiserror::Error)]
 pub enum DatastoreError {
-    /// Connecting or a request failed.
+    /// Connecting, listing or watching failed.
     #[error("etcd at {endpoints}: {source}")]
     Etcd {
         endpoints: String,
         #[source]
         source: etcd_client::Error,
     },
+    /// The watch ended.
+    #[error("etcd watch closed")]
+    WatchClosed,
 }
 
-/// The fields of a WorkloadEndpoint this module reads.
-#[derive(Debug, Deserialize)]
-struct WorkloadEndpoint {
-    spec: WorkloadEndpointSpec,
-}
+/// Changes arriving within this window are folded into one relist.
+const DEBOUNCE: Duration = Duration::from_millis(100);
+const MAX_BACKOFF: Duration = Duration::from_secs(5);
 
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct WorkloadEndpointSpec {
-    node: String,
-    #[serde(default)]
-    interface_name: String,
-}
-
-/// Connects to etcd, retrying with capped exponential backoff until it answers.
-pub async fn connect(endpoints: &[String]) -> Client {
+/// Runs until `snapshots` is closed: list, send, watch, and relist after every change or
+/// reconnect (with capped backoff).
+pub async fn run(endpoints: Vec<String>, snapshots: mpsc::Sender<Snapshot>) {
     let mut delay = Duration::from_millis(200);
     loop {
-        match Client::connect(endpoints, None).await {
-            Ok(client) => return client,
+        match sync_once(&endpoints, &snapshots).await {
+            Ok(()) => return,
             Err(error) => {
-                warn!(endpoints = endpoints.join(","), %error, retry_in = ?delay, "etcd unreachable");
+                warn!(%error, retry_in = ?delay, "etcd sync interrupted; the dataplane keeps its state");
                 tokio::time::sleep(delay).await;
-                delay = (delay * 2).min(Duration::from_secs(5));
+                delay = (delay * 2).min(MAX_BACKOFF);
             }
         }
     }
 }
 
-/// Lists the workload endpoints Calico's datastore places on `node`, as (key, interface name).
-/// Values that do not parse are logged with their key and skipped.
-pub async fn local_workload_endpoints(
-    client: &mut Client,
+/// One connection's worth of syncing; returns `Ok` only when the receiver is gone.
+async fn sync_once(
     endpoints: &[String],
-    node: &str,
-) -> Result<Vec<(String, String)>, DatastoreError> {
-    let response = client
-        .get(
-            WORKLOAD_ENDPOINTS_PREFIX,
-            Some(GetOptions::new().with_prefix()),
+    snapshots: &mpsc::Sender<Snapshot>,
+) -> Result<(), DatastoreError> {
+    let etcd_err = |source| DatastoreError::Etcd {
+        endpoints: endpoints.join(","),
+        source,
+    };
+    let mut client = Client::connect(endpoints, None).await.map_err(etcd_err)?;
+    let revision = list(&mut client, snapshots, endpoints).await?;
+    info!(revision, "datastore in sync");
+    let mut stream = client
+        .watch(
+            CALICO_PREFIX,
+            Some(
+                WatchOptions::new()
+                    .with_prefix()
+                    .with_start_revision(revision + 1),
+            ),
         )
+        .await
+        .map_err(etcd_err)?;
+    loop {
+        // Wait for a change (skipping the watch's creation notice), let a burst settle, then
+        // relist. A compacted revision also means "relist": the listing is the truth.
+        loop {
+            match stream.message().await.map_err(etcd_err)? {
+                Some(response) if response.canceled() => return Err(DatastoreError::WatchClosed),
+                Some(response) if response.compact_revision() > 0 => {
+                    warn!(
+                        compacted = response.compact_revision(),
+                        "watch revision compacted; relisting"
+                    );
+                    break;
+                }
+                Some(response) if response.events().is_empty() => {}
+                Some(_) => break,
+                None => return Err(DatastoreError::WatchClosed),
+            }
+        }
+        tokio::time::sleep(DEBOUNCE).await;
+        if snapshots.is_closed() {
+            return Ok(());
+        }
+        list(&mut client, snapshots, endpoints).await?;
+    }
+}
+
+/// Lists every Calico key, sends the snapshot and returns the listing's revision.
+async fn list(
+    client: &mut Client,
+    snapshots: &mpsc::Sender<Snapshot>,
+    endpoints: &[String],
+) -> Result<i64, DatastoreError> {
+    let response = client
+        .get(CALICO_PREFIX, Some(GetOptions::new().with_prefix()))
         .await
         .map_err(|source| DatastoreError::Etcd {
             endpoints: endpoints.join(","),
             source,
         })?;
-    let mut local = Vec::new();
-    for kv in response.kvs() {
-        let key = String::from_utf8_lossy(kv.key()).into_owned();
-        match serde_json::from_slice::<WorkloadEndpoint>(kv.value()) {
-            Ok(wep) if wep.spec.node == node => local.push((key, wep.spec.interface_name)),
-            Ok(_) => {}
-            Err(error) => warn!(%key, %error, "skipping malformed WorkloadEndpoint"),
-        }
-    }
-    Ok(local)
-}
-
-/// Connects in the background and logs this node's workload endpoints once, retrying with
-/// capped backoff while etcd is away.
-pub fn spawn_report(endpoints: Vec<String>, node: String) {
-    tokio::spawn(async move {
-        let mut delay = Duration::from_millis(200);
-        loop {
-            let mut client = connect(&endpoints).await;
-            match local_workload_endpoints(&mut client, &endpoints, &node).await {
-                Ok(local) => {
-                    info!(
-                        count = local.len(),
-                        "etcd connected; workload endpoints for this node"
-                    );
-                    for (key, iface) in local {
-                        info!(%key, %iface, "workload endpoint");
-                    }
-                    return;
-                }
-                Err(error) => warn!(%error, retry_in = ?delay, "listing workload endpoints failed"),
-            }
-            tokio::time::sleep(delay).await;
-            delay = (delay * 2).min(Duration::from_secs(5));
-        }
-    });
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn workload_endpoint_fields_parse_from_calico_json() {
-        let json = r#"{"apiVersion":"projectcalico.org/v3","kind":"WorkloadEndpoint",
-            "metadata":{"name":"h1-k8s-p1-eth0","namespace":"default"},
-            "spec":{"orchestrator":"k8s","node":"h1","pod":"p1","endpoint":"eth0",
-                    "ipNetworks":["192.168.2.1/32"],"interfaceName":"cali0123456789a"}}"#;
-        let wep: WorkloadEndpoint = serde_json::from_str(json).unwrap();
-        assert_eq!(wep.spec.node, "h1");
-        assert_eq!(wep.spec.interface_name, "cali0123456789a");
-        assert!(serde_json::from_str::<WorkloadEndpoint>(r#"{"spec":{"node":7}}"#).is_err());
-    }
+    let revision = response.header().map_or(0, |h| h.revision());
+    let snapshot = Snapshot::from_kvs(
+        response
+            .kvs()
+            .iter()
+            .map(|kv| (kv.key_str().unwrap_or(""), kv.value())),
+    );
+    // A closed receiver means the agent is stopping; the caller notices.
+    let _ = snapshots.send(snapshot).await;
+    Ok(revision)
 }

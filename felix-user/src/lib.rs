@@ -5,12 +5,16 @@
 
 pub mod agent;
 pub mod attach;
+pub mod calico;
+pub mod ct_gc;
 pub mod datastore;
+pub mod desired;
 pub mod inspect;
 pub mod kernel_log;
 pub mod links;
 pub mod loader;
 pub mod pins;
+pub mod sync;
 
 /// The eBPF object built from `felix-ebpf` by `build.rs`, embedded in the binary.
 pub static EBPF_OBJECT: &[u8] =
@@ -20,3 +24,17 @@ pub static EBPF_OBJECT: &[u8] =
 pub const PROG_FROM_WORKLOAD: &str = "cali_from_wl";
 /// Program attached at TC egress of a `cali*` interface (packets to the pod).
 pub const PROG_TO_WORKLOAD: &str = "cali_to_wl";
+/// Program attached at TC ingress of the uplink (IPIP decapsulation).
+pub const PROG_FROM_UPLINK: &str = "uplink_in";
+/// Program attached at TC egress of the uplink (IPIP for host-originated traffic).
+pub const PROG_TO_UPLINK: &str = "uplink_out";
+/// XDP program on the uplink (deny-list prefilter).
+pub const PROG_UPLINK_XDP: &str = "uplink_xdp";
+
+/// Every TC program in the object.
+pub const TC_PROGRAMS: [&str; 4] = [
+    PROG_FROM_WORKLOAD,
+    PROG_TO_WORKLOAD,
+    PROG_FROM_UPLINK,
+    PROG_TO_UPLINK,
+];

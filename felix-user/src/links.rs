@@ -25,7 +25,7 @@ pub enum LinksError {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum LinkEvent {
     /// The link exists (present at start, created, or changed, possibly renamed).
-    Present { index: u32, name: String },
+    Present { index: u32, name: String, mtu: u32 },
     /// The link was deleted.
     Gone { index: u32, name: String },
 }
@@ -80,9 +80,18 @@ async fn forward(
 }
 
 fn present(link: &LinkMessage) -> Option<LinkEvent> {
+    let mtu = link
+        .attributes
+        .iter()
+        .find_map(|attribute| match attribute {
+            LinkAttribute::Mtu(mtu) => Some(*mtu),
+            _ => None,
+        })
+        .unwrap_or(0);
     name_of(link).map(|name| LinkEvent::Present {
         index: link.header.index,
         name,
+        mtu,
     })
 }
 

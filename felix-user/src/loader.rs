@@ -3,12 +3,14 @@
 
 use aya::{
     Ebpf, EbpfLoader,
-    maps::{HashMap, MapData, PerCpuHashMap},
-    programs::{ProgramError, SchedClassifier},
+    maps::{Array, HashMap, LpmTrie, MapData, PerCpuHashMap},
+    programs::{ProgramError, SchedClassifier, Xdp},
 };
-use felix_common::{CounterKey, CounterValue, IfaceInfo, maps};
+use felix_common::{
+    CounterKey, CounterValue, CtKey, CtValue, EndpointInfo, HostConfig, IfaceInfo, RouteValue, maps,
+};
 
-use crate::{EBPF_OBJECT, PROG_FROM_WORKLOAD, PROG_TO_WORKLOAD, pins::NodePaths};
+use crate::{EBPF_OBJECT, PROG_UPLINK_XDP, TC_PROGRAMS, pins::NodePaths};
 
 /// Errors loading the dataplane.
 #[derive(Debug, thiserror::Error)]
@@ -36,6 +38,14 @@ pub enum LoadError {
     Map { name: &'static str, reason: String },
 }
 
+/// Names a typed-map conversion failure after its map.
+fn typed<T>(name: &'static str, result: Result<T, aya::maps::MapError>) -> Result<T, LoadError> {
+    result.map_err(|e| LoadError::Map {
+        name,
+        reason: e.to_string(),
+    })
+}
+
 /// The loaded object: programs ready to attach, maps pinned.
 pub struct Dataplane {
     ebpf: Ebpf,
@@ -43,7 +53,7 @@ pub struct Dataplane {
 
 impl Dataplane {
     /// Loads the embedded object, pinning (or adopting) every map in [`maps::PINNED`] under
-    /// `paths`, and loads both TC programs into the kernel (the verifier runs here).
+    /// `paths`, and loads every program into the kernel (the verifier runs here).
     pub fn load(paths: &NodePaths) -> Result<Self, LoadError> {
         Self::load_bytes(EBPF_OBJECT, paths)
     }
@@ -62,7 +72,7 @@ impl Dataplane {
             loader.map_pin_path(name, path.as_path());
         }
         let mut ebpf = loader.load(object)?;
-        for name in [PROG_FROM_WORKLOAD, PROG_TO_WORKLOAD] {
+        for name in TC_PROGRAMS {
             let program: &mut SchedClassifier = ebpf
                 .program_mut(name)
                 .ok_or(LoadError::MissingProgram(name))?
@@ -72,7 +82,69 @@ impl Dataplane {
                 .load()
                 .map_err(|source| LoadError::Program { name, source })?;
         }
+        let xdp: &mut Xdp = ebpf
+            .program_mut(PROG_UPLINK_XDP)
+            .ok_or(LoadError::MissingProgram(PROG_UPLINK_XDP))?
+            .try_into()
+            .map_err(|source| LoadError::Program {
+                name: PROG_UPLINK_XDP,
+                source,
+            })?;
+        xdp.load().map_err(|source| LoadError::Program {
+            name: PROG_UPLINK_XDP,
+            source,
+        })?;
         Ok(Self { ebpf })
+    }
+
+    /// The XDP program.
+    pub fn xdp(&mut self) -> Result<&mut Xdp, LoadError> {
+        self.ebpf
+            .program_mut(PROG_UPLINK_XDP)
+            .ok_or(LoadError::MissingProgram(PROG_UPLINK_XDP))?
+            .try_into()
+            .map_err(|source| LoadError::Program {
+                name: PROG_UPLINK_XDP,
+                source,
+            })
+    }
+
+    fn map(&mut self, name: &'static str) -> Result<&mut aya::maps::Map, LoadError> {
+        self.ebpf.map_mut(name).ok_or(LoadError::Map {
+            name,
+            reason: "missing from the object".into(),
+        })
+    }
+
+    /// The endpoints map.
+    pub fn endpoints(&mut self) -> Result<HashMap<&mut MapData, u32, EndpointInfo>, LoadError> {
+        typed(
+            maps::ENDPOINTS,
+            HashMap::try_from(self.map(maps::ENDPOINTS)?),
+        )
+    }
+
+    /// The routes map.
+    pub fn routes(&mut self) -> Result<LpmTrie<&mut MapData, [u8; 4], RouteValue>, LoadError> {
+        typed(maps::ROUTES, LpmTrie::try_from(self.map(maps::ROUTES)?))
+    }
+
+    /// The conntrack map.
+    pub fn conntrack(&mut self) -> Result<HashMap<&mut MapData, CtKey, CtValue>, LoadError> {
+        typed(
+            maps::CONNTRACK,
+            HashMap::try_from(self.map(maps::CONNTRACK)?),
+        )
+    }
+
+    /// The host configuration map.
+    pub fn config(&mut self) -> Result<Array<&mut MapData, HostConfig>, LoadError> {
+        typed(maps::CONFIG, Array::try_from(self.map(maps::CONFIG)?))
+    }
+
+    /// The XDP deny list.
+    pub fn xdp_deny(&mut self) -> Result<LpmTrie<&mut MapData, [u8; 4], u32>, LoadError> {
+        typed(maps::XDP_DENY, LpmTrie::try_from(self.map(maps::XDP_DENY)?))
     }
 
     /// The underlying aya object.

@@ -1,14 +1,17 @@
 //! `felix`: the per-host agent of an eBPF dataplane for Calico, and the tools to inspect it.
 
-use std::{path::PathBuf, process::ExitCode};
+use std::{path::PathBuf, process::ExitCode, time::Duration};
 
 use anyhow::{Context as _, Result};
+use aya::maps::{LpmTrie, lpm_trie::Key};
 use clap::{Args, Parser, Subcommand};
 use felix_user::{
     agent::{self, AgentConfig},
-    inspect,
+    ct_gc, inspect,
+    loader::Dataplane,
     pins::{self, DEFAULT_PIN_ROOT, DEFAULT_RUN_ROOT},
 };
+use ipnet::Ipv4Net;
 use tracing_subscriber::EnvFilter;
 
 /// An eBPF dataplane for Calico: attaches TC programs to workload (cali*) interfaces and keeps
@@ -47,6 +50,13 @@ struct RunArgs {
     /// Name prefixes of workload interfaces, comma-separated.
     #[arg(long, value_delimiter = ',', default_value = "cali")]
     workload_prefixes: Vec<String>,
+    /// The host's uplink to the other hosts: IPIP is decapsulated and sent here, and its XDP
+    /// program drops denied sources.
+    #[arg(long, env = "FELIX_UPLINK", default_value = "eth0")]
+    uplink: String,
+    /// Seconds between conntrack garbage-collection passes.
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    ct_gc_interval: u64,
     #[command(flatten)]
     roots: Roots,
 }
@@ -69,6 +79,66 @@ enum BpfCommand {
     /// The interfaces felix manages and how its programs are attached to them.
     #[command(subcommand)]
     Ifaces(DumpOnly),
+    /// Local workload endpoints: interface -> pod IP and MAC.
+    #[command(subcommand)]
+    Endpoints(DumpOnly),
+    /// Routes: CIDR -> local pod, remote block (IPIP via its host), host, local block.
+    #[command(subcommand)]
+    Routes(DumpOnly),
+    /// The conntrack table.
+    #[command(subcommand)]
+    Conntrack(ConntrackCommand),
+    /// Source CIDRs the uplink's XDP program drops.
+    #[command(subcommand)]
+    XdpDeny(DenyCommand),
+}
+
+#[derive(Subcommand)]
+enum ConntrackCommand {
+    /// Print the flows, oriented from their initiator.
+    ///
+    /// Example: felix bpf conntrack dump --node h1
+    Dump(DumpArgs),
+    /// Remove every entry (established flows are re-learnt from their next packet).
+    Flush(NodeArgs),
+}
+
+#[derive(Subcommand)]
+enum DenyCommand {
+    /// Print the deny list.
+    Dump(DumpArgs),
+    /// Drop packets from CIDR at the uplink's XDP hook.
+    ///
+    /// Example: felix bpf xdp-deny add 10.0.0.9/32 --node h1
+    Add(DenyArgs),
+    /// Stop dropping packets from CIDR.
+    Del(DenyArgs),
+}
+
+#[derive(Args)]
+struct NodeArgs {
+    /// Node whose maps to change; may be left out when only one node has pinned maps.
+    #[arg(long)]
+    node: Option<String>,
+    #[command(flatten)]
+    roots: Roots,
+}
+
+#[derive(Args)]
+struct DenyArgs {
+    /// An IPv4 CIDR or address, e.g. 10.0.0.9/32.
+    #[arg(value_parser = parse_cidr)]
+    cidr: Ipv4Net,
+    #[command(flatten)]
+    node: NodeArgs,
+}
+
+/// Accepts `a.b.c.d/len` or a bare address (as /32).
+fn parse_cidr(text: &str) -> Result<Ipv4Net, String> {
+    text.parse::<Ipv4Net>()
+        .or_else(|_| text.parse::<std::net::Ipv4Addr>().map(Ipv4Net::from))
+        .map(|net| net.trunc())
+        .map_err(|_| format!("{text:?} is not an IPv4 CIDR or address (example: 10.0.0.9/32)"))
 }
 
 #[derive(Subcommand)]
@@ -116,7 +186,114 @@ fn dispatch(cli: Cli) -> Result<()> {
         Command::Run(args) => run(args),
         Command::Bpf(BpfCommand::Counters(DumpOnly::Dump(args))) => dump_counters(&args),
         Command::Bpf(BpfCommand::Ifaces(DumpOnly::Dump(args))) => dump_ifaces(&args),
+        Command::Bpf(BpfCommand::Endpoints(DumpOnly::Dump(args))) => {
+            let paths = node_for_dump(&args)?;
+            let rows = inspect::read_endpoints(&paths)?;
+            print_rows(
+                &args,
+                paths.node(),
+                "endpoints",
+                &rows,
+                inspect::endpoints_table,
+            )
+        }
+        Command::Bpf(BpfCommand::Routes(DumpOnly::Dump(args))) => {
+            let paths = node_for_dump(&args)?;
+            let rows = inspect::read_routes(&paths)?;
+            print_rows(&args, paths.node(), "routes", &rows, inspect::routes_table)
+        }
+        Command::Bpf(BpfCommand::Conntrack(ConntrackCommand::Dump(args))) => {
+            let paths = node_for_dump(&args)?;
+            let rows = inspect::read_conntrack(&paths, ct_gc::monotonic_ns())?;
+            print_rows(
+                &args,
+                paths.node(),
+                "conntrack",
+                &rows,
+                inspect::conntrack_table,
+            )
+        }
+        Command::Bpf(BpfCommand::Conntrack(ConntrackCommand::Flush(args))) => {
+            flush_conntrack(&args)
+        }
+        Command::Bpf(BpfCommand::XdpDeny(DenyCommand::Dump(args))) => {
+            let paths = node_for_dump(&args)?;
+            let rows = inspect::read_xdp_deny(&paths)?;
+            print_rows(&args, paths.node(), "xdp_deny", &rows, |rows| {
+                rows.iter().map(|r| format!("{}\n", r.cidr)).collect()
+            })
+        }
+        Command::Bpf(BpfCommand::XdpDeny(DenyCommand::Add(args))) => change_deny(&args, true),
+        Command::Bpf(BpfCommand::XdpDeny(DenyCommand::Del(args))) => change_deny(&args, false),
     }
+}
+
+/// Prints `rows` as JSON (`{"node":..,"<field>":[..]}`) or as a table.
+fn print_rows<T: serde::Serialize>(
+    args: &DumpArgs,
+    node: &str,
+    field: &str,
+    rows: &[T],
+    table: impl Fn(&[T]) -> String,
+) -> Result<()> {
+    if args.json {
+        let doc = serde_json::json!({ "node": node, field: rows });
+        println!("{}", serde_json::to_string_pretty(&doc)?);
+    } else {
+        println!("node {node}");
+        print!("{}", table(rows));
+    }
+    Ok(())
+}
+
+fn flush_conntrack(args: &NodeArgs) -> Result<()> {
+    let paths = pins::resolve_node(
+        &args.roots.pin_root,
+        &args.roots.run_root,
+        args.node.as_deref(),
+    )?;
+    // Loading adopts the pinned maps; the programs it loads are dropped unattached.
+    let mut dataplane = Dataplane::load(&paths).context("open the pinned maps")?;
+    let removed = ct_gc::flush(&mut dataplane);
+    println!(
+        "removed {removed} conntrack entries from node {}",
+        paths.node()
+    );
+    Ok(())
+}
+
+fn change_deny(args: &DenyArgs, add: bool) -> Result<()> {
+    let paths = pins::resolve_node(
+        &args.node.roots.pin_root,
+        &args.node.roots.run_root,
+        args.node.node.as_deref(),
+    )?;
+    let map = inspect::open(&paths, felix_common::maps::XDP_DENY)?;
+    let mut deny: LpmTrie<_, [u8; 4], u32> = LpmTrie::try_from(map)?;
+    let key = Key::new(u32::from(args.cidr.prefix_len()), args.cidr.addr().octets());
+    if add {
+        deny.insert(&key, 1, 0)
+            .with_context(|| format!("add {} to the deny list", args.cidr))?;
+        println!(
+            "node {}: dropping packets from {} at XDP",
+            paths.node(),
+            args.cidr
+        );
+    } else {
+        deny.remove(&key).with_context(|| {
+            format!(
+                "{} is not on the deny list of node {}",
+                args.cidr,
+                paths.node()
+            )
+        })?;
+        println!(
+            "node {}: no longer dropping packets from {}",
+            paths.node(),
+            args.cidr
+        );
+    }
+    Ok(())
 }
 
 fn run(args: RunArgs) -> Result<()> {
@@ -126,6 +303,8 @@ fn run(args: RunArgs) -> Result<()> {
         pin_root: args.roots.pin_root,
         run_root: args.roots.run_root,
         workload_prefixes: args.workload_prefixes,
+        uplink: args.uplink,
+        ct_gc_interval: Duration::from_secs(args.ct_gc_interval),
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

@@ -125,7 +125,9 @@ pub fn build_pod(host: &HostState, pod: &PodInfo) -> Result<String> {
     link_mac(pns, "eth0")
 }
 
-/// Kernel routes to the other hosts' blocks via their uplink IPs (until IPIP in BPF replaces them).
+/// Kernel routes to the other hosts' blocks via their uplink IPs, with MTU 1480 so that
+/// host-originated packets still fit the uplink once felix's uplink program wraps them in IPIP.
+/// (Pod-to-pod traffic never uses them: felix redirects it from the `cali*` hook.)
 pub fn add_block_routes(hosts: &[HostState]) -> Result<()> {
     for host in hosts {
         for other in hosts.iter().filter(|o| o.n != host.n) {
@@ -140,6 +142,8 @@ pub fn add_block_routes(hosts: &[HostState]) -> Result<()> {
                 &via,
                 "dev",
                 "eth0",
+                "mtu",
+                "1480",
             ])?;
         }
     }

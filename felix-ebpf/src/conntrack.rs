@@ -1,0 +1,73 @@
+//! Conntrack: find or create the flow a packet belongs to and keep its TCP state.
+
+use aya_ebpf::helpers::bpf_ktime_get_ns;
+use felix_common::{
+    CtKey, CtState, CtValue, Reason,
+    conntrack::{ct_flags, expired, proto, tcp_state},
+};
+
+use crate::{maps::CONNTRACK, parse::Ipv4Summary};
+
+/// Whether the packet opened a new flow.
+pub enum Tracked {
+    New,
+    Existing,
+}
+
+/// Records `packet` in the conntrack table.
+#[inline(always)]
+pub fn track(packet: &Ipv4Summary) -> Result<Tracked, Reason> {
+    // SAFETY: a helper without arguments.
+    let now = unsafe { bpf_ktime_get_ns() };
+    let (key, a_to_b) = CtKey::for_packet(
+        packet.saddr,
+        packet.sport,
+        packet.daddr,
+        packet.dport,
+        packet.proto,
+    );
+    if let Some(entry) = CONNTRACK.get_ptr_mut(&key) {
+        // SAFETY: the pointer came from a successful lookup. Concurrent updates from other CPUs
+        // can lose a count; the state converges on the next packet.
+        let entry = unsafe { &mut *entry };
+        if !expired(entry, packet.proto, now) {
+            entry.last_seen_ns = now;
+            if a_to_b {
+                entry.packets_a_to_b += 1;
+                entry.tcp_flags_a |= packet.tcp_flags;
+            } else {
+                entry.packets_b_to_a += 1;
+                entry.tcp_flags_b |= packet.tcp_flags;
+            }
+            if packet.proto == proto::TCP {
+                entry.state = tcp_state(entry.tcp_flags_a, entry.tcp_flags_b) as u8;
+            }
+            return Ok(Tracked::Existing);
+        }
+    }
+    let (tcp_flags_a, tcp_flags_b) = if a_to_b {
+        (packet.tcp_flags, 0)
+    } else {
+        (0, packet.tcp_flags)
+    };
+    let state = if packet.proto == proto::TCP {
+        tcp_state(tcp_flags_a, tcp_flags_b)
+    } else {
+        CtState::Active
+    };
+    let entry = CtValue {
+        created_ns: now,
+        last_seen_ns: now,
+        packets_a_to_b: u64::from(a_to_b),
+        packets_b_to_a: u64::from(!a_to_b),
+        state: state as u8,
+        flags: if a_to_b { ct_flags::A_IS_INITIATOR } else { 0 },
+        tcp_flags_a,
+        tcp_flags_b,
+        _reserved: [0; 4],
+    };
+    CONNTRACK
+        .insert(&key, &entry, 0)
+        .map_err(|_| Reason::DropCtFull)?;
+    Ok(Tracked::New)
+}

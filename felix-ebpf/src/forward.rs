@@ -1,0 +1,87 @@
+//! Forwarding decisions: route lookup, TTL, MAC rewrite and redirect to a local pod.
+
+use aya_ebpf::{
+    bindings::TC_ACT_REDIRECT,
+    helpers::{bpf_redirect, bpf_redirect_neigh},
+    maps::lpm_trie::Key,
+    programs::TcContext,
+};
+use felix_common::{EndpointInfo, Reason, RouteKind, RouteValue, endpoints::endpoint_flags};
+
+use crate::{
+    maps::{ENDPOINTS, ROUTES},
+    parse::Ipv4Summary,
+};
+
+/// Offset of the TTL in the IPv4 header; the protocol follows it in the same 16-bit word.
+const TTL_OFFSET: usize = 8;
+/// Offset of the header checksum in the IPv4 header.
+const CHECKSUM_OFFSET: usize = 10;
+/// The MAC Calico gives every `cali*` interface; pods see it as their gateway's.
+pub const CALI_MAC: [u8; 6] = [0xee; 6];
+
+/// The most specific route for `addr`.
+#[inline(always)]
+pub fn route(addr: [u8; 4]) -> Option<(RouteKind, RouteValue)> {
+    let value = *ROUTES.get(&Key::new(32, addr))?;
+    let kind = RouteKind::from_u32(value.kind)?;
+    Some((kind, value))
+}
+
+/// The endpoint behind a workload interface.
+#[inline(always)]
+pub fn endpoint(ifindex: u32) -> Option<EndpointInfo> {
+    // SAFETY: a copy is taken at once; user space replaces entries whole.
+    unsafe { ENDPOINTS.get(&ifindex).copied() }
+}
+
+/// Decrements the TTL of the IPv4 header of `packet`, fixing its checksum. A packet whose TTL
+/// would reach zero is refused.
+#[inline(always)]
+pub fn decrement_ttl(ctx: &TcContext, packet: &Ipv4Summary) -> Result<(), Reason> {
+    if packet.ttl <= 1 {
+        return Err(Reason::DropTtlExceeded);
+    }
+    let old = u16::from_ne_bytes([packet.ttl, packet.proto]);
+    let new = u16::from_ne_bytes([packet.ttl - 1, packet.proto]);
+    ctx.l3_csum_replace(
+        packet.offset + CHECKSUM_OFFSET,
+        u64::from(old),
+        u64::from(new),
+        2,
+    )
+    .map_err(|_| Reason::DropBadHeader)?;
+    ctx.store(packet.offset + TTL_OFFSET, &(packet.ttl - 1), 0)
+        .map_err(|_| Reason::DropBadHeader)
+}
+
+/// Writes destination and source MACs.
+#[inline(always)]
+pub fn set_macs(ctx: &TcContext, dst: [u8; 6], src: [u8; 6]) -> Result<(), Reason> {
+    let mut macs = [0u8; 12];
+    macs[..6].copy_from_slice(&dst);
+    macs[6..].copy_from_slice(&src);
+    ctx.store(0, &macs, 0).map_err(|_| Reason::DropBadHeader)
+}
+
+/// Delivers the (IPv4, Ethernet-framed) packet to the local pod behind `ifindex`: TTL down,
+/// MACs as the pod expects them, then a redirect to the egress of its `cali*` interface (where
+/// `cali_to_wl` sees it).
+#[inline(always)]
+pub fn deliver_local(ctx: &TcContext, packet: &Ipv4Summary, ifindex: u32) -> Result<i32, Reason> {
+    let target = endpoint(ifindex).ok_or(Reason::DropNoRoute)?;
+    decrement_ttl(ctx, packet)?;
+    if target.flags & endpoint_flags::MAC_KNOWN != 0 {
+        set_macs(ctx, target.mac, CALI_MAC)?;
+        // SAFETY: a helper taking plain values.
+        Ok(unsafe { bpf_redirect(ifindex, 0) } as i32)
+    } else {
+        // SAFETY: a NULL neighbour means "resolve the packet's own destination".
+        let verdict = unsafe { bpf_redirect_neigh(ifindex, core::ptr::null_mut(), 0, 0) } as i32;
+        if verdict == TC_ACT_REDIRECT as i32 {
+            Ok(verdict)
+        } else {
+            Err(Reason::DropNoRoute)
+        }
+    }
+}

@@ -1,0 +1,84 @@
+//! TC programs on the host's uplink: decapsulate IPIP from known hosts into local pods
+//! (ingress), and encapsulate host-originated traffic to remote pods (egress).
+
+use aya_ebpf::{
+    bindings::{TC_ACT_OK, TC_ACT_SHOT},
+    macros::classifier,
+    programs::TcContext,
+};
+use felix_common::{Direction, Reason, RouteKind, conntrack::proto};
+
+use crate::{
+    cali_tc::{finish, ifindex},
+    conntrack::track,
+    encap::{OUTER_LEN, decapsulate, encapsulate, host_config},
+    forward::{deliver_local, route},
+    parse::{IP_OFFSET, Parsed, parse, parse_ipv4},
+};
+
+/// Packets arriving from the fabric (TC ingress on the uplink).
+#[classifier]
+pub fn uplink_in(ctx: TcContext) -> i32 {
+    let ifindex = ifindex(&ctx);
+    let len = ctx.len();
+    let (verdict, reason) = match from_fabric(&ctx) {
+        Ok(done) => done,
+        Err(reason) => (TC_ACT_SHOT as i32, reason),
+    };
+    finish(&ctx, ifindex, Direction::FromUplink, reason, len, verdict)
+}
+
+/// Packets leaving for the fabric (TC egress on the uplink).
+#[classifier]
+pub fn uplink_out(ctx: TcContext) -> i32 {
+    let ifindex = ifindex(&ctx);
+    let len = ctx.len();
+    let (verdict, reason) = match to_fabric(&ctx) {
+        Ok(done) => done,
+        Err(reason) => (TC_ACT_SHOT as i32, reason),
+    };
+    finish(&ctx, ifindex, Direction::ToUplink, reason, len, verdict)
+}
+
+fn from_fabric(ctx: &TcContext) -> Result<(i32, Reason), Reason> {
+    let pass = (TC_ACT_OK as i32, Reason::PassHost);
+    let outer = match parse(ctx) {
+        Ok(Parsed::Ipv4(outer)) if outer.proto == proto::IPIP => outer,
+        // Not ours: the host stack handles (and judges) everything else on its uplink.
+        Ok(_) | Err(Reason::DropUnsupportedL3) => return Ok(pass),
+        Err(reason) => return Err(reason),
+    };
+    match route(outer.saddr) {
+        Some((RouteKind::RemoteHost, _)) => {}
+        _ => return Err(Reason::DropUnknownTunnelSource),
+    }
+    if outer.header_len != OUTER_LEN {
+        return Err(Reason::DropDecapFailed);
+    }
+    let inner = parse_ipv4(ctx, IP_OFFSET + OUTER_LEN)?;
+    let target = match route(inner.daddr) {
+        Some((RouteKind::LocalWorkload, target)) => target,
+        _ => return Err(Reason::DropNoRoute),
+    };
+    track(&inner)?;
+    decapsulate(ctx)?;
+    let inner = parse_ipv4(ctx, IP_OFFSET)?;
+    deliver_local(ctx, &inner, target.ifindex).map(|v| (v, Reason::Decapsulated))
+}
+
+fn to_fabric(ctx: &TcContext) -> Result<(i32, Reason), Reason> {
+    let pass = (TC_ACT_OK as i32, Reason::PassHost);
+    let packet = match parse(ctx) {
+        Ok(Parsed::Ipv4(packet)) if packet.proto != proto::IPIP => packet,
+        // Already encapsulated, ARP, IPv6, or malformed: the host stack sent it, let it go.
+        _ => return Ok(pass),
+    };
+    let next_hop = match route(packet.daddr) {
+        Some((RouteKind::RemoteBlock, target)) => target.next_hop,
+        _ => return Ok(pass),
+    };
+    let config = host_config().ok_or(Reason::DropNoRoute)?;
+    // The kernel routed it via the owning host, so the Ethernet header already points there.
+    encapsulate(ctx, &packet, &config, next_hop)?;
+    Ok((TC_ACT_OK as i32, Reason::Encapsulated))
+}

@@ -1,0 +1,173 @@
+//! What the dataplane maps should hold, computed from a datastore snapshot and the host's
+//! links. Pure, so it is tested without a kernel.
+
+use std::{
+    collections::{BTreeMap, HashMap},
+    net::Ipv4Addr,
+};
+
+use felix_common::{EndpointInfo, RouteKind, RouteValue, endpoints::endpoint_flags};
+use ipnet::Ipv4Net;
+
+use crate::calico::Snapshot;
+
+/// The desired contents of the endpoints and routes maps, and this host's address.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Desired {
+    pub host_ip: Option<Ipv4Addr>,
+    pub endpoints: BTreeMap<u32, EndpointInfo>,
+    pub routes: BTreeMap<Ipv4Net, RouteValue>,
+}
+
+/// Computes the maps for `node`. `links` maps interface names to ifindexes; a workload whose
+/// interface is not there yet gets no entries (they appear when the interface does).
+pub fn compute(node: &str, snapshot: &Snapshot, links: &HashMap<String, u32>) -> Desired {
+    let mut desired = Desired {
+        host_ip: snapshot.nodes.get(node).copied(),
+        ..Desired::default()
+    };
+    for (name, address) in &snapshot.nodes {
+        let kind = if name == node {
+            RouteKind::LocalHost
+        } else {
+            RouteKind::RemoteHost
+        };
+        desired
+            .routes
+            .insert(Ipv4Net::from(*address), RouteValue::new(kind, 0, [0; 4]));
+    }
+    for block in &snapshot.blocks {
+        let Some(host) = &block.host else { continue };
+        let route = if host == node {
+            RouteValue::new(RouteKind::LocalBlock, 0, [0; 4])
+        } else if let Some(owner) = snapshot.nodes.get(host) {
+            RouteValue::new(RouteKind::RemoteBlock, 0, owner.octets())
+        } else {
+            continue;
+        };
+        desired.routes.insert(block.cidr, route);
+    }
+    for workload in snapshot.workloads.iter().filter(|w| w.node == node) {
+        let Some(ifindex) = links.get(&workload.interface).copied() else {
+            continue;
+        };
+        desired.endpoints.insert(
+            ifindex,
+            EndpointInfo {
+                ip: workload.ip.octets(),
+                mac: workload.mac.unwrap_or_default(),
+                flags: if workload.mac.is_some() {
+                    endpoint_flags::MAC_KNOWN
+                } else {
+                    0
+                },
+            },
+        );
+        desired.routes.insert(
+            Ipv4Net::from(workload.ip),
+            RouteValue::new(RouteKind::LocalWorkload, ifindex, [0; 4]),
+        );
+    }
+    desired
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::calico::{Block, Workload};
+
+    fn snapshot() -> Snapshot {
+        Snapshot {
+            workloads: vec![
+                Workload {
+                    key: "a".into(),
+                    node: "h1".into(),
+                    interface: "cali1".into(),
+                    ip: Ipv4Addr::new(192, 168, 2, 1),
+                    mac: Some([2, 0, 0, 0, 0, 1]),
+                },
+                Workload {
+                    key: "b".into(),
+                    node: "h1".into(),
+                    interface: "cali-missing".into(),
+                    ip: Ipv4Addr::new(192, 168, 2, 2),
+                    mac: None,
+                },
+                Workload {
+                    key: "c".into(),
+                    node: "h2".into(),
+                    interface: "cali3".into(),
+                    ip: Ipv4Addr::new(192, 168, 3, 1),
+                    mac: None,
+                },
+            ],
+            nodes: BTreeMap::from([
+                ("h1".into(), Ipv4Addr::new(10, 0, 0, 1)),
+                ("h2".into(), Ipv4Addr::new(10, 0, 0, 2)),
+            ]),
+            blocks: vec![
+                Block {
+                    cidr: "192.168.2.0/26".parse().unwrap(),
+                    host: Some("h1".into()),
+                },
+                Block {
+                    cidr: "192.168.3.0/26".parse().unwrap(),
+                    host: Some("h2".into()),
+                },
+                Block {
+                    cidr: "192.168.4.0/26".parse().unwrap(),
+                    host: Some("gone".into()),
+                },
+            ],
+            malformed: 0,
+        }
+    }
+
+    #[test]
+    fn routes_and_endpoints_for_one_node() {
+        let links = HashMap::from([("cali1".to_owned(), 7), ("cali3".to_owned(), 9)]);
+        let desired = compute("h1", &snapshot(), &links);
+        assert_eq!(desired.host_ip, Some(Ipv4Addr::new(10, 0, 0, 1)));
+        let route = |cidr: &str| {
+            desired
+                .routes
+                .get(&cidr.parse::<Ipv4Net>().unwrap())
+                .copied()
+        };
+        assert_eq!(
+            route("10.0.0.1/32"),
+            Some(RouteValue::new(RouteKind::LocalHost, 0, [0; 4]))
+        );
+        assert_eq!(
+            route("10.0.0.2/32"),
+            Some(RouteValue::new(RouteKind::RemoteHost, 0, [0; 4]))
+        );
+        assert_eq!(
+            route("192.168.2.0/26"),
+            Some(RouteValue::new(RouteKind::LocalBlock, 0, [0; 4]))
+        );
+        assert_eq!(
+            route("192.168.3.0/26"),
+            Some(RouteValue::new(RouteKind::RemoteBlock, 0, [10, 0, 0, 2]))
+        );
+        assert_eq!(
+            route("192.168.4.0/26"),
+            None,
+            "a block of an unknown host has no next hop"
+        );
+        assert_eq!(
+            route("192.168.2.1/32"),
+            Some(RouteValue::new(RouteKind::LocalWorkload, 7, [0; 4]))
+        );
+        assert_eq!(
+            route("192.168.2.2/32"),
+            None,
+            "its interface does not exist yet"
+        );
+        assert_eq!(route("192.168.3.1/32"), None, "another node's pod");
+        assert_eq!(desired.endpoints.len(), 1);
+        let ep = desired.endpoints[&7];
+        assert_eq!(ep.ip, [192, 168, 2, 1]);
+        assert_eq!(ep.flags, endpoint_flags::MAC_KNOWN);
+    }
+}

@@ -206,7 +206,7 @@ pub fn read_conntrack(paths: &NodePaths, now_ns: u64) -> Result<Vec<ConntrackRow
         let (key, value) = entry.map_err(map_err)?;
         rows.push(conntrack_row(&key, &value, now_ns));
     }
-    rows.sort_by(|a, b| (a.src, a.sport, a.dst, a.dport).cmp(&(b.src, b.sport, b.dst, b.dport)));
+    rows.sort_by_key(|r| (r.src, r.sport, r.dst, r.dport));
     Ok(rows)
 }
 

@@ -1,24 +1,48 @@
-//! Loads the real eBPF object into the kernel under a private pin tree and runs its programs
-//! with BPF_PROG_TEST_RUN. Everything it pins is removed on drop, also when a test fails.
+//! Loads the real eBPF object into the kernel under a private pin tree, seeds its maps with a
+//! small topology, and runs its programs with BPF_PROG_TEST_RUN. Everything it pins is removed
+//! on drop, also when a test fails; its network namespace dies with the test's thread.
+//!
+//! Topology: this host is 10.0.0.1 (uplink `up0`, block 192.168.2.0/26); the other host is
+//! 10.0.0.2 (block 192.168.3.0/26). Pod A (192.168.2.1) sits behind ifindex 1 (`lo`, the device
+//! BPF_PROG_TEST_RUN uses by default), pod B (192.168.2.2) behind `wlb`; `wlc` is a workload
+//! interface with no endpoint.
 
 use std::{collections::BTreeMap, fs, path::PathBuf};
 
+use aya::maps::lpm_trie::Key;
 use aya::programs::{ProgramError, TestRun, TestRunOptions};
-use felix_common::{CounterKey, CounterValue, Direction, Reason};
+use felix_common::{
+    CounterKey, CounterValue, CtKey, CtValue, Direction, EndpointInfo, HostConfig, Reason,
+    RouteKind, RouteValue, endpoints::endpoint_flags,
+};
 use felix_user::{loader::Dataplane, pins::NodePaths};
 
-/// BPF_PROG_TEST_RUN runs TC programs on the namespace's loopback device, which is always
-/// ifindex 1.
-pub const TEST_RUN_IFINDEX: u32 = 1;
+use super::{
+    net::{HOST_IP, PEER_HOST_IP, TestNet},
+    packet::{PEER_IP, PEER_MAC, POD_IP, POD_MAC, REMOTE_POD_IP},
+};
+
+/// BPF_PROG_TEST_RUN runs TC programs on the namespace's loopback device (ifindex 1) unless the
+/// context names another.
+pub const WORKLOAD_A: u32 = 1;
 
 /// TC verdicts.
 pub const TC_ACT_OK: u32 = 0;
 pub const TC_ACT_SHOT: u32 = 2;
+pub const TC_ACT_REDIRECT: u32 = 7;
+
+/// Offset of `ifindex` in `struct __sk_buff`.
+const SKB_IFINDEX_OFFSET: usize = 40;
+/// Offsets of `gso_segs` and `gso_size` in `struct __sk_buff`.
+const SKB_GSO_SEGS_OFFSET: usize = 164;
+const SKB_GSO_SIZE_OFFSET: usize = 176;
+const SKB_CTX_LEN: usize = 192;
 
 pub struct Harness {
     dataplane: Option<Dataplane>,
     pin_root: PathBuf,
     run_root: PathBuf,
+    pub net: TestNet,
 }
 
 /// What one run returned.
@@ -27,9 +51,27 @@ pub struct Outcome {
     pub data_out: Vec<u8>,
 }
 
+/// Where a test packet enters: the interface, and a GSO segment size (0: not GSO).
+#[derive(Clone, Copy)]
+pub struct On {
+    pub ifindex: u32,
+    pub gso_size: u32,
+}
+
+impl On {
+    pub const fn iface(ifindex: u32) -> Self {
+        Self {
+            ifindex,
+            gso_size: 0,
+        }
+    }
+}
+
 impl Harness {
-    /// Loads the object with its maps pinned under `/sys/fs/bpf/felix-test-<pid>-<tag>`.
+    /// Enters a private namespace and loads the object with its maps pinned under
+    /// `/sys/fs/bpf/felix-test-<pid>-<tag>`, seeded with the topology above.
     pub fn new(tag: &str) -> Self {
+        let net = TestNet::enter();
         let pin_root = PathBuf::from(format!(
             "/sys/fs/bpf/felix-test-{}-{tag}",
             std::process::id()
@@ -40,6 +82,7 @@ impl Harness {
             dataplane: None,
             pin_root,
             run_root,
+            net,
         };
         let paths =
             NodePaths::new(&harness.pin_root, &harness.run_root, "node").expect("node paths");
@@ -48,25 +91,104 @@ impl Harness {
             .expect("create pin tree (needs root and bpffs at /sys/fs/bpf)");
         harness.dataplane =
             Some(Dataplane::load(&paths).expect("load and verify the eBPF programs"));
+        harness.seed();
         harness
     }
 
-    fn dataplane(&mut self) -> &mut Dataplane {
+    pub fn dataplane(&mut self) -> &mut Dataplane {
         self.dataplane.as_mut().expect("loaded in new()")
     }
 
-    /// Runs `program` once on `frame`.
-    pub fn run(&mut self, program: &'static str, frame: &[u8]) -> Outcome {
-        self.try_run(program, frame).expect("BPF_PROG_TEST_RUN")
+    fn seed(&mut self) {
+        let (uplink, workload_b) = (self.net.uplink, self.net.workload_b);
+        let dataplane = self.dataplane();
+        let mut endpoints = dataplane.endpoints().expect("endpoints map");
+        for (ifindex, ip, mac) in [
+            (WORKLOAD_A, POD_IP, POD_MAC),
+            (workload_b, PEER_IP, PEER_MAC),
+        ] {
+            let info = EndpointInfo {
+                ip,
+                mac,
+                flags: endpoint_flags::MAC_KNOWN,
+            };
+            endpoints.insert(ifindex, info, 0).expect("seed endpoint");
+        }
+        let mut routes = dataplane.routes().expect("routes map");
+        let seeded = [
+            (
+                POD_IP,
+                32,
+                RouteValue::new(RouteKind::LocalWorkload, WORKLOAD_A, [0; 4]),
+            ),
+            (
+                PEER_IP,
+                32,
+                RouteValue::new(RouteKind::LocalWorkload, workload_b, [0; 4]),
+            ),
+            (
+                [192, 168, 2, 0],
+                26,
+                RouteValue::new(RouteKind::LocalBlock, 0, [0; 4]),
+            ),
+            (
+                [192, 168, 3, 0],
+                26,
+                RouteValue::new(RouteKind::RemoteBlock, 0, PEER_HOST_IP),
+            ),
+            (
+                HOST_IP,
+                32,
+                RouteValue::new(RouteKind::LocalHost, 0, [0; 4]),
+            ),
+            (
+                PEER_HOST_IP,
+                32,
+                RouteValue::new(RouteKind::RemoteHost, 0, [0; 4]),
+            ),
+        ];
+        for (addr, len, value) in seeded {
+            routes
+                .insert(&Key::new(len, addr), value, 0)
+                .expect("seed route");
+        }
+        assert_ne!(REMOTE_POD_IP[2], POD_IP[2]);
+        let mut config = dataplane.config().expect("config map");
+        config
+            .set(
+                0,
+                HostConfig {
+                    host_ip: HOST_IP,
+                    uplink_ifindex: uplink,
+                    uplink_mtu: 1500,
+                    flags: 0,
+                },
+                0,
+            )
+            .expect("seed config");
     }
 
-    /// Runs `program` once on `frame`, returning the kernel's refusal as an error.
+    /// Runs TC `program` once on `frame` arriving on `on`.
+    pub fn run(&mut self, program: &'static str, on: On, frame: &[u8]) -> Outcome {
+        self.try_run(program, on, frame).expect("BPF_PROG_TEST_RUN")
+    }
+
+    /// Runs TC `program` once, returning the kernel's refusal as an error.
     pub fn try_run(
         &mut self,
         program: &'static str,
+        on: On,
         frame: &[u8],
     ) -> Result<Outcome, ProgramError> {
         let mut out = vec![0u8; frame.len() + 256];
+        let mut ctx = [0u8; SKB_CTX_LEN];
+        ctx[SKB_IFINDEX_OFFSET..SKB_IFINDEX_OFFSET + 4].copy_from_slice(&on.ifindex.to_ne_bytes());
+        if on.gso_size != 0 {
+            let segs = (frame.len() as u32).div_ceil(on.gso_size);
+            ctx[SKB_GSO_SEGS_OFFSET..SKB_GSO_SEGS_OFFSET + 4].copy_from_slice(&segs.to_ne_bytes());
+            ctx[SKB_GSO_SIZE_OFFSET..SKB_GSO_SIZE_OFFSET + 4]
+                .copy_from_slice(&on.gso_size.to_ne_bytes());
+        }
         let classifier = self
             .dataplane()
             .classifier(program)
@@ -74,6 +196,7 @@ impl Harness {
         let result = classifier.test_run(TestRunOptions {
             data_in: Some(frame),
             data_out: Some(&mut out),
+            ctx_in: Some(&ctx),
             ..TestRunOptions::default()
         })?;
         out.truncate(result.data_size_out as usize);
@@ -83,13 +206,26 @@ impl Harness {
         })
     }
 
-    /// Every counter of the test-run interface, summed over CPUs.
-    pub fn counters(&mut self) -> BTreeMap<(u16, u16), CounterValue> {
+    /// Runs the XDP program once on `frame` (ingress ifindex 1).
+    pub fn run_xdp(&mut self, frame: &[u8]) -> u32 {
+        let mut out = vec![0u8; frame.len() + 256];
+        let xdp = self.dataplane().xdp().expect("xdp program");
+        xdp.test_run(TestRunOptions {
+            data_in: Some(frame),
+            data_out: Some(&mut out),
+            ..TestRunOptions::default()
+        })
+        .expect("BPF_PROG_TEST_RUN (XDP)")
+        .return_value
+    }
+
+    /// Every counter of interface `ifindex`, summed over CPUs, by (direction, reason).
+    pub fn counters(&mut self, ifindex: u32) -> BTreeMap<(u16, u16), CounterValue> {
         let map = self.dataplane().counters().expect("counters map");
         let mut all = BTreeMap::new();
         for entry in map.iter() {
             let (key, per_cpu): (CounterKey, _) = entry.expect("read counter");
-            if key.ifindex != TEST_RUN_IFINDEX {
+            if key.ifindex != ifindex {
                 continue;
             }
             let total = per_cpu
@@ -103,29 +239,45 @@ impl Harness {
         all
     }
 
-    /// Runs `program` on `frame` and checks the verdict and that exactly one counter moved:
-    /// (`direction`, `reason`) by one packet of `frame.len()` bytes.
+    /// The conntrack entry of a flow, if any.
+    pub fn conntrack(&mut self, key: &CtKey) -> Option<CtValue> {
+        self.dataplane()
+            .conntrack()
+            .expect("conntrack map")
+            .get(key, 0)
+            .ok()
+    }
+
+    /// Runs `program` on `frame` arriving on `on` and checks the verdict and that exactly one
+    /// counter of that interface moved: (`direction`, `reason`) by one packet of `frame.len()`
+    /// bytes.
     pub fn expect(
         &mut self,
         program: &'static str,
+        on: On,
         frame: &[u8],
         direction: Direction,
         reason: Reason,
         verdict: u32,
     ) -> Outcome {
-        let before = self.counters();
-        let outcome = self.run(program, frame);
-        let after = self.counters();
+        let before = self.counters(on.ifindex);
+        let outcome = self.run(program, on, frame);
+        let after = self.counters(on.ifindex);
         assert_eq!(
             outcome.verdict,
             verdict,
-            "{program}: verdict for a packet expected to count as {}",
+            "{program}: verdict for a packet expected to count as {}; counters now {after:?}",
             reason.name()
         );
         let key = (direction as u16, reason as u16);
         let old = before.get(&key).copied().unwrap_or_default();
         let new = after.get(&key).copied().unwrap_or_default();
-        assert_eq!(new.packets, old.packets + 1, "{}: packets", reason.name());
+        assert_eq!(
+            new.packets,
+            old.packets + 1,
+            "{}: packets; counters now {after:?}",
+            reason.name()
+        );
         assert_eq!(
             new.bytes,
             old.bytes + frame.len() as u64,

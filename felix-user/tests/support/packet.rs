@@ -2,10 +2,15 @@
 
 use etherparse::PacketBuilder;
 
-pub const POD_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x01];
+pub const POD_MAC: [u8; 6] = [0x02, 0, 0, 0, 0xaa, 0x01];
+pub const PEER_MAC: [u8; 6] = [0x02, 0, 0, 0, 0xaa, 0x02];
 pub const CALI_MAC: [u8; 6] = [0xee; 6];
 pub const POD_IP: [u8; 4] = [192, 168, 2, 1];
 pub const PEER_IP: [u8; 4] = [192, 168, 2, 2];
+/// In this host's block, but no pod has it.
+pub const UNUSED_LOCAL_IP: [u8; 4] = [192, 168, 2, 9];
+/// A pod in the other host's block.
+pub const REMOTE_POD_IP: [u8; 4] = [192, 168, 3, 1];
 
 /// Offset of the IPv4 header in an Ethernet frame.
 pub const IP_OFFSET: usize = 14;
@@ -14,6 +19,105 @@ fn build(builder: impl FnOnce(&mut Vec<u8>)) -> Vec<u8> {
     let mut frame = Vec::new();
     builder(&mut frame);
     frame
+}
+
+/// A TCP segment `src`:`sport` -> `dst`:`dport` with the given flags (FIN 1, SYN 2, RST 4,
+/// ACK 16).
+pub fn tcp_segment(src: [u8; 4], sport: u16, dst: [u8; 4], dport: u16, flags: u8) -> Vec<u8> {
+    build(|out| {
+        let mut step = PacketBuilder::ethernet2(POD_MAC, CALI_MAC)
+            .ipv4(src, dst, 64)
+            .tcp(sport, dport, 1, 64240);
+        if flags & 0x02 != 0 {
+            step = step.syn();
+        }
+        if flags & 0x10 != 0 {
+            step = step.ack(1);
+        }
+        if flags & 0x01 != 0 {
+            step = step.fin();
+        }
+        if flags & 0x04 != 0 {
+            step = step.rst();
+        }
+        step.write(out, &[]).expect("write TCP segment");
+    })
+}
+
+/// An IPv4 packet (no Ethernet header) from `src` to `dst` carrying UDP `payload`.
+pub fn ipv4_udp(src: [u8; 4], dst: [u8; 4], ttl: u8, payload: &[u8]) -> Vec<u8> {
+    build(|out| {
+        PacketBuilder::ipv4(src, dst, ttl)
+            .udp(1000, 2000)
+            .write(out, payload)
+            .expect("write UDP packet");
+    })
+}
+
+/// A UDP packet from `src` to `dst` in an Ethernet frame.
+pub fn udp_between(src: [u8; 4], dst: [u8; 4], ttl: u8, payload: &[u8]) -> Vec<u8> {
+    let mut frame = eth_header(0x0800);
+    frame.extend_from_slice(&ipv4_udp(src, dst, ttl, payload));
+    frame
+}
+
+/// An IPIP frame: Ethernet, outer IPv4 (`outer_src` -> `outer_dst`, protocol 4), then `inner`.
+pub fn ipip(outer_src: [u8; 4], outer_dst: [u8; 4], inner: &[u8]) -> Vec<u8> {
+    let mut frame = eth_header(0x0800);
+    let total = (20 + inner.len()) as u16;
+    let mut outer = [0u8; 20];
+    outer[0] = 0x45;
+    outer[2..4].copy_from_slice(&total.to_be_bytes());
+    outer[8] = 64;
+    outer[9] = 4;
+    outer[12..16].copy_from_slice(&outer_src);
+    outer[16..20].copy_from_slice(&outer_dst);
+    let sum = ipv4_checksum(&outer);
+    outer[10..12].copy_from_slice(&sum.to_be_bytes());
+    frame.extend_from_slice(&outer);
+    frame.extend_from_slice(inner);
+    frame
+}
+
+fn eth_header(ether_type: u16) -> Vec<u8> {
+    let mut frame = Vec::new();
+    frame.extend_from_slice(&CALI_MAC);
+    frame.extend_from_slice(&POD_MAC);
+    frame.extend_from_slice(&ether_type.to_be_bytes());
+    frame
+}
+
+/// The IPv4 header checksum of `header` (with its checksum field zero).
+pub fn ipv4_checksum(header: &[u8]) -> u16 {
+    let mut sum: u32 = header
+        .chunks(2)
+        .map(|w| u32::from(u16::from_be_bytes([w[0], w[1]])))
+        .sum();
+    while sum > 0xffff {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    !(sum as u16)
+}
+
+/// Whether the IPv4 header at `offset` of `frame` has a valid checksum.
+pub fn ipv4_checksum_ok(frame: &[u8], offset: usize) -> bool {
+    let len = usize::from(frame[offset] & 0x0f) * 4;
+    ipv4_checksum(&frame[offset..offset + len]) == 0
+}
+
+/// `frame` with the source address set to `src` (checksum fixed).
+pub fn with_source(mut frame: Vec<u8>, src: [u8; 4]) -> Vec<u8> {
+    frame[IP_OFFSET + 12..IP_OFFSET + 16].copy_from_slice(&src);
+    fix_ip_checksum(&mut frame);
+    frame
+}
+
+/// Recomputes the IPv4 header checksum of `frame`.
+pub fn fix_ip_checksum(frame: &mut [u8]) {
+    frame[IP_OFFSET + 10..IP_OFFSET + 12].copy_from_slice(&[0, 0]);
+    let len = usize::from(frame[IP_OFFSET] & 0x0f) * 4;
+    let sum = ipv4_checksum(&frame[IP_OFFSET..IP_OFFSET + len]);
+    frame[IP_OFFSET + 10..IP_OFFSET + 12].copy_from_slice(&sum.to_be_bytes());
 }
 
 /// A TCP SYN from the pod to its peer with `payload`.

@@ -4,14 +4,14 @@
 
 use std::{collections::HashMap, future::Future, path::PathBuf, time::Duration};
 
-use aya::programs::{TcAttachType, XdpMode, xdp::XdpLinkId};
+use aya::programs::TcAttachType;
 use felix_common::{HostConfig, IfaceInfo, IfaceRole, ifaces::attach_mode};
 use tokio::sync::mpsc;
 use tracing::{error, info, warn};
 
 use crate::{
     PROG_FROM_UPLINK, PROG_FROM_WORKLOAD, PROG_TO_UPLINK, PROG_TO_WORKLOAD,
-    attach::{Attached, attach},
+    attach::{self, Attached, Holder, LinkId, attach_tc, attach_xdp},
     calico::Snapshot,
     ct_gc, datastore, desired, kernel_log,
     links::{self, LinkEvent},
@@ -62,7 +62,7 @@ struct Attachment {
     role: IfaceRole,
     ingress: Option<Attached>,
     egress: Option<Attached>,
-    xdp: Option<(XdpLinkId, u8)>,
+    xdp: Option<Attached>,
 }
 
 /// Runs the agent until `shutdown` completes.
@@ -86,6 +86,7 @@ pub async fn run(
 
     let mut agent = Agent {
         dataplane,
+        links_dir: paths.links_dir(),
         node: config.node.clone(),
         prefixes: config.workload_prefixes.clone(),
         uplink: config.uplink.clone(),
@@ -95,10 +96,10 @@ pub async fn run(
         applied_once: false,
     };
     let result = agent.serve(&config, shutdown).await;
-    agent.detach_all();
+    agent.release_all();
     paths.remove_pid(pid);
     info!(
-        "felix stopped; maps stay pinned at {}",
+        "felix stopped; its programs stay attached through the links and maps pinned at {}",
         paths.pin_dir().display()
     );
     result
@@ -106,6 +107,8 @@ pub async fn run(
 
 struct Agent {
     dataplane: Dataplane,
+    /// Where TCX/XDP links are pinned.
+    links_dir: PathBuf,
     node: String,
     prefixes: Vec<String>,
     uplink: String,
@@ -133,6 +136,11 @@ impl Agent {
             })
             .collect();
         self.prune_counters(|ifindex| !live.contains(&ifindex));
+        let names: Vec<String> = present
+            .iter()
+            .map(|event| event.name().to_owned())
+            .collect();
+        self.prune_link_pins(&names);
         for event in present {
             self.on_event(event);
         }
@@ -241,6 +249,7 @@ impl Agent {
                     self.detach(index);
                     self.prune_counters(|ifindex| ifindex == index);
                 }
+                attach::remove_pins(&self.links_dir, &name);
             }
         }
     }
@@ -257,19 +266,14 @@ impl Agent {
     }
 
     fn attach_uplink(&mut self, index: u32, name: String) {
+        let links_dir = self.links_dir.clone();
         let xdp = match self.dataplane.xdp() {
-            Ok(xdp) => match xdp.attach(&name, XdpMode::Driver) {
-                Ok(link) => Some((link, attach_mode::XDP_DRIVER)),
-                Err(native) => match xdp.attach(&name, XdpMode::Skb) {
-                    Ok(link) => {
-                        warn!(iface = %name, %native, "native XDP unavailable, using generic XDP");
-                        Some((link, attach_mode::XDP_SKB))
-                    }
-                    Err(error) => {
-                        error!(iface = %name, %error, "XDP attach failed");
-                        None
-                    }
-                },
+            Ok(xdp) => match attach_xdp(xdp, &name, &links_dir) {
+                Ok(attached) => Some(attached),
+                Err(error) => {
+                    error!(%error, "XDP attach failed");
+                    None
+                }
             },
             Err(error) => {
                 error!(%error, "XDP program unavailable");
@@ -289,10 +293,11 @@ impl Agent {
     /// Writes the interfaces-map entry and remembers the attachment.
     fn record(&mut self, index: u32, attachment: Attachment) {
         let mode = |a: &Option<Attached>| a.as_ref().map_or(attach_mode::NONE, |a| a.mode);
-        let xdp_mode = attachment
-            .xdp
-            .as_ref()
-            .map_or(attach_mode::NONE, |(_, mode)| *mode);
+        let xdp_mode = mode(&attachment.xdp);
+        let adopted = [&attachment.ingress, &attachment.egress, &attachment.xdp]
+            .into_iter()
+            .flatten()
+            .any(|a| a.adopted);
         let info = IfaceInfo::new(
             &attachment.name,
             attachment.role,
@@ -315,6 +320,7 @@ impl Agent {
             ingress = attach_mode::name(mode(&attachment.ingress)),
             egress = attach_mode::name(mode(&attachment.egress)),
             xdp = attach_mode::name(xdp_mode),
+            adopted,
             "attached"
         );
         self.attached.insert(index, attachment);
@@ -326,6 +332,7 @@ impl Agent {
         program: &'static str,
         hook: TcAttachType,
     ) -> Option<Attached> {
+        let links_dir = self.links_dir.clone();
         let classifier = match self.dataplane.classifier(program) {
             Ok(classifier) => classifier,
             Err(error) => {
@@ -333,7 +340,7 @@ impl Agent {
                 return None;
             }
         };
-        match attach(classifier, iface, hook) {
+        match attach_tc(classifier, iface, hook, &links_dir) {
             Ok(attached) => Some(attached),
             Err(error) => {
                 error!(%error, "attach failed");
@@ -342,38 +349,89 @@ impl Agent {
         }
     }
 
+    /// Gives up the program's handle on a link (closing its fd; a netlink filter is removed).
+    fn drop_handle(&mut self, program: &'static str, id: LinkId) {
+        match id {
+            LinkId::Tc(id) => {
+                if let Ok(classifier) = self.dataplane.classifier(program) {
+                    // Fails when the interface is already gone, taking its attachment with it.
+                    let _ = classifier.detach(id);
+                }
+            }
+            LinkId::Xdp(id) => {
+                if let Ok(xdp) = self.dataplane.xdp() {
+                    let _ = xdp.detach(id);
+                }
+            }
+        }
+    }
+
+    /// Detaches everything on interface `index`: pins removed, handles dropped.
     fn detach(&mut self, index: u32) {
         let Some(attachment) = self.attached.remove(&index) else {
             return;
         };
-        let (ingress_program, egress_program) = match attachment.role {
-            IfaceRole::Workload => (PROG_FROM_WORKLOAD, PROG_TO_WORKLOAD),
-            IfaceRole::Uplink => (PROG_FROM_UPLINK, PROG_TO_UPLINK),
-        };
-        for (program, attached) in [
-            (ingress_program, attachment.ingress),
-            (egress_program, attachment.egress),
-        ] {
-            let Some(attached) = attached else { continue };
-            if let Ok(classifier) = self.dataplane.classifier(program) {
-                // Fails when the interface is already gone, taking its attachment with it.
-                let _ = classifier.detach(attached.link);
+        for (program, attached) in Self::programs_of(attachment) {
+            match attached.holder {
+                Holder::Pinned { pin, owned } => {
+                    let _ = std::fs::remove_file(pin);
+                    if let Some(id) = owned {
+                        self.drop_handle(program, id);
+                    }
+                }
+                Holder::Owned(id) => self.drop_handle(program, id),
             }
-        }
-        if let Some((link, _)) = attachment.xdp
-            && let Ok(xdp) = self.dataplane.xdp()
-        {
-            let _ = xdp.detach(link);
         }
         if let Ok(mut map) = self.dataplane.ifaces() {
             let _ = map.remove(&index);
         }
     }
 
-    fn detach_all(&mut self) {
-        let indexes: Vec<u32> = self.attached.keys().copied().collect();
-        for index in indexes {
-            self.detach(index);
+    /// At exit: pinned links stay (the dataplane keeps running until the next felix adopts
+    /// them); attachments only the program held (netlink filters) are removed.
+    fn release_all(&mut self) {
+        let attached: Vec<(u32, Attachment)> = self.attached.drain().collect();
+        for (index, attachment) in attached {
+            let mut all_pinned = true;
+            for (program, attached) in Self::programs_of(attachment) {
+                if let Holder::Owned(id) = attached.holder {
+                    all_pinned = false;
+                    self.drop_handle(program, id);
+                }
+            }
+            if !all_pinned && let Ok(mut map) = self.dataplane.ifaces() {
+                let _ = map.remove(&index);
+            }
+        }
+    }
+
+    /// The attached programs of an attachment, with their program names.
+    fn programs_of(attachment: Attachment) -> Vec<(&'static str, Attached)> {
+        let (ingress, egress) = match attachment.role {
+            IfaceRole::Workload => (PROG_FROM_WORKLOAD, PROG_TO_WORKLOAD),
+            IfaceRole::Uplink => (PROG_FROM_UPLINK, PROG_TO_UPLINK),
+        };
+        [
+            (ingress, attachment.ingress),
+            (egress, attachment.egress),
+            (crate::PROG_UPLINK_XDP, attachment.xdp),
+        ]
+        .into_iter()
+        .filter_map(|(program, attached)| attached.map(|a| (program, a)))
+        .collect()
+    }
+
+    /// Removes link pins of interfaces that no longer exist (their links are defunct).
+    fn prune_link_pins(&self, present: &[String]) {
+        let Ok(entries) = std::fs::read_dir(&self.links_dir) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            let file = entry.file_name().to_string_lossy().into_owned();
+            let iface = attach::pin_iface(&file).unwrap_or(file.as_str());
+            if !present.iter().any(|name| name == iface) {
+                let _ = std::fs::remove_file(entry.path());
+            }
         }
     }
 

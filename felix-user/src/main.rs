@@ -91,6 +91,11 @@ enum BpfCommand {
     /// Source CIDRs the uplink's XDP program drops.
     #[command(subcommand)]
     XdpDeny(DenyCommand),
+    /// Remove a stopped felix's dataplane from this host: unpin its links (detaching every
+    /// program) and its maps. Refuses while that node's felix runs.
+    ///
+    /// Example: felix bpf uninstall --node h1
+    Uninstall(NodeArgs),
 }
 
 #[derive(Subcommand)]
@@ -223,6 +228,7 @@ fn dispatch(cli: Cli) -> Result<()> {
                 rows.iter().map(|r| format!("{}\n", r.cidr)).collect()
             })
         }
+        Command::Bpf(BpfCommand::Uninstall(args)) => uninstall(&args),
         Command::Bpf(BpfCommand::XdpDeny(DenyCommand::Add(args))) => change_deny(&args, true),
         Command::Bpf(BpfCommand::XdpDeny(DenyCommand::Del(args))) => change_deny(&args, false),
     }
@@ -243,6 +249,27 @@ fn print_rows<T: serde::Serialize>(
         println!("node {node}");
         print!("{}", table(rows));
     }
+    Ok(())
+}
+
+fn uninstall(args: &NodeArgs) -> Result<()> {
+    let paths = pins::resolve_node(
+        &args.roots.pin_root,
+        &args.roots.run_root,
+        args.node.as_deref(),
+    )?;
+    if let Some(pid) = paths.running_pid() {
+        anyhow::bail!(
+            "felix for node {:?} is running (pid {pid}); stop it first, or it would keep using the dataplane",
+            paths.node()
+        );
+    }
+    std::fs::remove_dir_all(paths.pin_dir())
+        .with_context(|| format!("remove {}", paths.pin_dir().display()))?;
+    println!(
+        "node {}: links and maps unpinned; its programs are detached",
+        paths.node()
+    );
     Ok(())
 }
 

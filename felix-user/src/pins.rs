@@ -81,6 +81,11 @@ impl NodePaths {
         &self.pin_dir
     }
 
+    /// Directory holding this node's pinned TCX/XDP links.
+    pub fn links_dir(&self) -> PathBuf {
+        self.pin_dir.join("links")
+    }
+
     /// Pin path of the map called `name`.
     pub fn map(&self, name: &str) -> PathBuf {
         self.pin_dir.join(name)
@@ -96,10 +101,10 @@ impl NodePaths {
         if let Some(root) = self.pin_dir.parent() {
             ensure_bpffs(root)?;
         }
-        for dir in [&self.pin_dir, &self.run_dir] {
+        for dir in [&self.pin_dir, &self.links_dir(), &self.run_dir] {
             fs::create_dir_all(dir).map_err(|source| PinError::Io {
                 op: "create",
-                path: dir.clone(),
+                path: dir.to_path_buf(),
                 source,
             })?;
         }

@@ -33,6 +33,10 @@ pub fn uplink_in(ctx: TcContext) -> i32 {
 pub fn uplink_out(ctx: TcContext) -> i32 {
     let ifindex = ifindex(&ctx);
     let len = ctx.len();
+    if already_ipip(&ctx) {
+        // Wrapped by `cali_from_wl`, which counted it as `encapsulated`: count it once.
+        return TC_ACT_OK as i32;
+    }
     let (verdict, reason) = match to_fabric(&ctx) {
         Ok(done) => done,
         Err(reason) => (TC_ACT_SHOT as i32, reason),
@@ -64,6 +68,12 @@ fn from_fabric(ctx: &TcContext) -> Result<(i32, Reason), Reason> {
     decapsulate(ctx)?;
     let inner = parse_ipv4(ctx, IP_OFFSET)?;
     deliver_local(ctx, &inner, target.ifindex).map(|v| (v, Reason::Decapsulated))
+}
+
+/// Whether the frame is IPv4 carrying IPIP (read without a full parse).
+#[inline(always)]
+fn already_ipip(ctx: &TcContext) -> bool {
+    matches!(parse(ctx), Ok(Parsed::Ipv4(packet)) if packet.proto == proto::IPIP)
 }
 
 fn to_fabric(ctx: &TcContext) -> Result<(i32, Reason), Reason> {

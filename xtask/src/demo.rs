@@ -1,11 +1,13 @@
 //! `cargo xtask demo`: build, bring a lab up, show traffic and counters, tear down.
 
-use std::process::Command;
+use std::io::Write;
+use std::process::{Command, Stdio};
+use std::time::Duration;
 
-use anyhow::{Result, ensure};
+use anyhow::{Context, Result, ensure};
 
-use crate::lab::{Lab, LabOptions, status};
-use crate::{build, cmd, felix, paths};
+use crate::lab::{Capture, Iperf, Lab, LabOptions, PodInfo, status};
+use crate::{build, cmd, felix, paths, pcap};
 
 fn header(title: &str) {
     println!("\n=== {title} ===");
@@ -61,20 +63,88 @@ pub fn run() -> Result<()> {
         )?
     );
 
-    header(&format!(
-        "cross-host ping {} ({}) -> {} ({}) via kernel routes",
-        p1.name, p1.ip, remote.name, remote.ip
-    ));
-    let (stats, text) = lab.ping(&p1, remote.ip, 3)?;
-    print!("{text}");
-    ensure!(
-        stats.received == stats.transmitted,
-        "cross-host ping lost packets: {stats:?}"
-    );
+    cross_host(&lab, &p1, &remote)?;
 
     header("lab down");
     let id = lab.id().to_owned();
     lab.teardown()?;
     println!("lab {id} removed");
     Ok(())
+}
+
+/// Pod to pod across hosts through felix's IPIP, seen on the fabric, and the maps behind it.
+fn cross_host(lab: &Lab, p1: &PodInfo, remote: &PodInfo) -> Result<()> {
+    let (h1, h2) = (lab.node(1), lab.node(2));
+    header(&format!(
+        "cross-host ping {} ({}) -> {} ({}), IPIP done in BPF",
+        p1.name, p1.ip, remote.name, remote.ip
+    ));
+    let (stats, text) = lab.ping(p1, remote.ip, 3)?;
+    print!("{text}");
+    ensure!(
+        stats.received == stats.transmitted,
+        "cross-host ping lost packets: {stats:?}"
+    );
+
+    header(&format!(
+        "TCP (iperf3, 2 s) {} -> {} through IPIP",
+        p1.name, remote.name
+    ));
+    let tcp = lab.iperf(p1, remote, Iperf::Tcp { seconds: 2 })?;
+    println!("{}", tcp.summary());
+
+    header(&format!(
+        "tcpdump -i br0 'ip proto 4' -c 3 in {} while {} pings {}",
+        lab.state().fabric_ns,
+        p1.name,
+        remote.name
+    ));
+    let cap = Capture::start(
+        &lab.state().fabric_ns,
+        "br0",
+        "ip proto 4",
+        3,
+        Duration::from_secs(10),
+    )?;
+    let (stats, _) = lab.ping(p1, remote.ip, 2)?;
+    ensure!(stats.received == 2, "ping during the capture: {stats:?}");
+    let data = cap.wait()?;
+    print!("{}", tcpdump_read(&data)?);
+    for frame in pcap::frames(&data)? {
+        if let Some(p) = pcap::frame_ipip(frame)? {
+            println!(
+                "  outer {} > {} proto {} | inner {} > {} proto {}",
+                p.outer.src, p.outer.dst, p.outer.proto, p.inner.src, p.inner.dst, p.inner.proto
+            );
+        }
+    }
+
+    for what in ["endpoints", "routes", "conntrack"] {
+        header(&format!("felix bpf {what} dump --node {h1}"));
+        print!("{}", lab.felix_cli(1, &[what, "dump"])?);
+    }
+    for node in [&h1, &h2] {
+        header(&format!("felix bpf counters dump --node {node}"));
+        print!("{}", felix::counters_table(lab.felix_bin(), node)?);
+    }
+    Ok(())
+}
+
+/// `tcpdump -nn -r -` over pcap bytes: tcpdump's own one-line decode of each packet.
+fn tcpdump_read(pcap: &[u8]) -> Result<String> {
+    let mut child = Command::new("tcpdump")
+        .args(["-nn", "-r", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .context("starting tcpdump -r -")?;
+    child
+        .stdin
+        .take()
+        .context("tcpdump stdin")?
+        .write_all(pcap)
+        .context("feeding tcpdump")?;
+    let out = child.wait_with_output().context("tcpdump -r -")?;
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }

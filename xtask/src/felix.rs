@@ -1,10 +1,13 @@
-//! Client of felix's inspection CLI (`felix bpf ifaces|counters dump`), with its JSON contract.
+//! Client of felix's inspection CLI (`felix bpf ... dump --json`, `conntrack flush`, `xdp-deny
+//! add|del`), with its JSON contract: `{"node": .., "<field>": [rows]}`.
 
+use std::net::Ipv4Addr;
 use std::path::Path;
 use std::process::Command;
 
 use anyhow::{Context, Result};
 use serde::Deserialize;
+use serde::de::DeserializeOwned;
 
 use crate::cmd;
 
@@ -15,13 +18,19 @@ pub struct IfacesDump {
     pub interfaces: Vec<Iface>,
 }
 
-/// One interface felix manages, with how its TC hooks are attached (`tcx`, `netlink` or `none`).
+/// One interface felix manages, with how its hooks are attached (`tcx`, `netlink`, `none`;
+/// XDP: `xdp_driver`, `xdp_generic`, `none`).
 #[derive(Debug, Clone, Deserialize)]
 pub struct Iface {
     pub ifindex: u32,
     pub name: String,
+    /// `workload` or `uplink`.
+    #[serde(default)]
+    pub role: String,
     pub ingress: String,
     pub egress: String,
+    #[serde(default)]
+    pub xdp: String,
 }
 
 impl Iface {
@@ -38,6 +47,17 @@ impl IfacesDump {
             .iter()
             .all(|n| self.interfaces.iter().any(|i| i.name == *n && i.attached()))
     }
+
+    /// Whether `name` is listed as the uplink with both TC hooks and XDP attached.
+    pub fn uplink_attached(&self, name: &str) -> bool {
+        self.interfaces.iter().any(|i| {
+            i.name == name
+                && i.role == "uplink"
+                && i.attached()
+                && !i.xdp.is_empty()
+                && i.xdp != "none"
+        })
+    }
 }
 
 /// `felix bpf counters dump --node N --json`.
@@ -47,7 +67,8 @@ pub struct CountersDump {
     pub counters: Vec<Counter>,
 }
 
-/// One counter: interface, direction (`from_workload`/`to_workload`) and reason.
+/// One counter: interface, direction (`from_workload`, `to_workload`, `from_uplink`,
+/// `to_uplink`, `xdp_uplink`) and reason.
 #[derive(Debug, Clone, Deserialize)]
 pub struct Counter {
     pub ifindex: u32,
@@ -61,34 +82,188 @@ pub struct Counter {
 impl CountersDump {
     /// Packets on `interface` in `direction`, summed over every reason.
     pub fn packets(&self, interface: &str, direction: &str) -> u64 {
+        self.packets_except(interface, direction, &[])
+    }
+
+    /// Packets on `interface` in `direction` for `reason` (0 when there is no such counter).
+    pub fn get(&self, interface: &str, direction: &str, reason: &str) -> u64 {
         self.counters
             .iter()
-            .filter(|c| c.interface == interface && c.direction == direction)
+            .filter(|c| c.interface == interface && c.direction == direction && c.reason == reason)
             .map(|c| c.packets)
             .sum()
     }
+
+    /// Packets on `interface` in `direction`, summed over every reason but those in `except`.
+    pub fn packets_except(&self, interface: &str, direction: &str, except: &[&str]) -> u64 {
+        self.counters
+            .iter()
+            .filter(|c| c.interface == interface && c.direction == direction)
+            .filter(|c| !except.contains(&c.reason.as_str()))
+            .map(|c| c.packets)
+            .sum()
+    }
+
+    /// How much counter (`interface`, `direction`, `reason`) grew since `before`.
+    pub fn grew(
+        &self,
+        before: &CountersDump,
+        interface: &str,
+        direction: &str,
+        reason: &str,
+    ) -> u64 {
+        self.get(interface, direction, reason)
+            .saturating_sub(before.get(interface, direction, reason))
+    }
+}
+
+/// `felix bpf endpoints dump --node N --json`.
+#[derive(Debug, Clone, Deserialize)]
+pub struct EndpointsDump {
+    pub node: String,
+    pub endpoints: Vec<Endpoint>,
+}
+
+/// A local workload endpoint in felix's endpoints map.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Endpoint {
+    pub ifindex: u32,
+    pub interface: String,
+    pub ip: Ipv4Addr,
+    pub mac: Option<String>,
+}
+
+impl EndpointsDump {
+    /// The endpoint with address `ip`, if any.
+    pub fn by_ip(&self, ip: Ipv4Addr) -> Option<&Endpoint> {
+        self.endpoints.iter().find(|e| e.ip == ip)
+    }
+}
+
+/// `felix bpf routes dump --node N --json`.
+#[derive(Debug, Clone, Deserialize)]
+pub struct RoutesDump {
+    pub node: String,
+    pub routes: Vec<Route>,
+}
+
+/// A route in felix's LPM map; `kind` is `local_workload`, `remote_block`, `local_host`,
+/// `remote_host` or `local_block`.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Route {
+    pub cidr: String,
+    pub kind: String,
+    pub ifindex: u32,
+    pub interface: Option<String>,
+    pub next_hop: Option<Ipv4Addr>,
+}
+
+impl RoutesDump {
+    /// The route for exactly `cidr`, if any.
+    pub fn by_cidr(&self, cidr: &str) -> Option<&Route> {
+        self.routes.iter().find(|r| r.cidr == cidr)
+    }
+}
+
+/// `felix bpf conntrack dump --node N --json`.
+#[derive(Debug, Clone, Deserialize)]
+pub struct ConntrackDump {
+    pub node: String,
+    pub conntrack: Vec<CtEntry>,
+}
+
+/// A flow, oriented from its initiator.
+#[derive(Debug, Clone, Deserialize)]
+pub struct CtEntry {
+    pub proto: String,
+    pub src: Ipv4Addr,
+    pub sport: u16,
+    pub dst: Ipv4Addr,
+    pub dport: u16,
+    pub state: String,
+    pub packets_forward: u64,
+    pub packets_reverse: u64,
+    pub age_s: f64,
+    pub idle_s: f64,
+}
+
+impl ConntrackDump {
+    /// Flows of `proto` from `src` to `dst`:`dport` (any source port).
+    pub fn flows(&self, proto: &str, src: Ipv4Addr, dst: Ipv4Addr, dport: u16) -> Vec<&CtEntry> {
+        self.conntrack
+            .iter()
+            .filter(|c| c.proto == proto && c.src == src && c.dst == dst && c.dport == dport)
+            .collect()
+    }
+}
+
+/// `felix bpf xdp-deny dump --node N --json`.
+#[derive(Debug, Clone, Deserialize)]
+pub struct XdpDenyDump {
+    pub node: String,
+    pub xdp_deny: Vec<DenyEntry>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct DenyEntry {
+    pub cidr: String,
+}
+
+/// Runs `felix bpf <what...> --node NODE --json` and parses its output.
+pub fn dump_json<T: DeserializeOwned>(felix: &Path, node: &str, what: &[&str]) -> Result<T> {
+    let out = cmd::stdout(
+        Command::new(felix)
+            .arg("bpf")
+            .args(what)
+            .args(["--node", node, "--json"]),
+    )?;
+    serde_json::from_str(&out)
+        .with_context(|| format!("parsing `felix bpf {}` output: {out}", what.join(" ")))
+}
+
+/// Runs `felix bpf <what...> --node NODE` (the table form, or a command's message).
+pub fn run(felix: &Path, node: &str, what: &[&str]) -> Result<String> {
+    cmd::stdout(
+        Command::new(felix)
+            .arg("bpf")
+            .args(what)
+            .args(["--node", node]),
+    )
 }
 
 /// Runs `felix bpf ifaces dump --node NODE --json`.
 pub fn ifaces(felix: &Path, node: &str) -> Result<IfacesDump> {
-    let out =
-        cmd::stdout(Command::new(felix).args(["bpf", "ifaces", "dump", "--node", node, "--json"]))?;
-    serde_json::from_str(&out)
-        .with_context(|| format!("parsing `felix bpf ifaces dump` output: {out}"))
+    dump_json(felix, node, &["ifaces", "dump"])
 }
 
 /// Runs `felix bpf counters dump --node NODE --json`.
 pub fn counters(felix: &Path, node: &str) -> Result<CountersDump> {
-    let out = cmd::stdout(
-        Command::new(felix).args(["bpf", "counters", "dump", "--node", node, "--json"]),
-    )?;
-    serde_json::from_str(&out)
-        .with_context(|| format!("parsing `felix bpf counters dump` output: {out}"))
+    dump_json(felix, node, &["counters", "dump"])
+}
+
+/// Runs `felix bpf endpoints dump --node NODE --json`.
+pub fn endpoints(felix: &Path, node: &str) -> Result<EndpointsDump> {
+    dump_json(felix, node, &["endpoints", "dump"])
+}
+
+/// Runs `felix bpf routes dump --node NODE --json`.
+pub fn routes(felix: &Path, node: &str) -> Result<RoutesDump> {
+    dump_json(felix, node, &["routes", "dump"])
+}
+
+/// Runs `felix bpf conntrack dump --node NODE --json`.
+pub fn conntrack(felix: &Path, node: &str) -> Result<ConntrackDump> {
+    dump_json(felix, node, &["conntrack", "dump"])
+}
+
+/// Runs `felix bpf xdp-deny dump --node NODE --json`.
+pub fn xdp_deny(felix: &Path, node: &str) -> Result<XdpDenyDump> {
+    dump_json(felix, node, &["xdp-deny", "dump"])
 }
 
 /// Runs `felix bpf counters dump --node NODE` (the table form).
 pub fn counters_table(felix: &Path, node: &str) -> Result<String> {
-    cmd::stdout(Command::new(felix).args(["bpf", "counters", "dump", "--node", node]))
+    run(felix, node, &["counters", "dump"])
 }
 
 #[cfg(test)]
@@ -120,6 +295,69 @@ mod tests {
         assert!(dump.all_attached(&["cali1"]));
         assert!(!dump.all_attached(&["cali1", "cali2"]));
         assert!(!dump.all_attached(&["cali3"]));
+        Ok(())
+    }
+
+    #[test]
+    fn counter_lookup_and_growth() -> Result<()> {
+        let parse = |json: &str| -> Result<CountersDump> { Ok(serde_json::from_str(json)?) };
+        let before = parse(
+            r#"{"node":"n","counters":[
+              {"ifindex":2,"interface":"eth0","direction":"from_uplink","reason":"decapsulated","packets":5,"bytes":500}]}"#,
+        )?;
+        let after = parse(
+            r#"{"node":"n","counters":[
+              {"ifindex":2,"interface":"eth0","direction":"from_uplink","reason":"decapsulated","packets":9,"bytes":900},
+              {"ifindex":2,"interface":"eth0","direction":"xdp_uplink","reason":"drop_xdp_denied","packets":3,"bytes":354},
+              {"ifindex":3,"interface":"cali1","direction":"to_workload","reason":"drop_unsupported_l3","packets":2,"bytes":90},
+              {"ifindex":3,"interface":"cali1","direction":"to_workload","reason":"allowed","packets":1,"bytes":98}]}"#,
+        )?;
+        assert_eq!(
+            after.grew(&before, "eth0", "from_uplink", "decapsulated"),
+            4
+        );
+        assert_eq!(
+            after.grew(&before, "eth0", "xdp_uplink", "drop_xdp_denied"),
+            3
+        );
+        assert_eq!(
+            before.grew(&after, "eth0", "from_uplink", "decapsulated"),
+            0
+        );
+        assert_eq!(after.get("eth0", "to_uplink", "encapsulated"), 0);
+        assert_eq!(
+            after.packets_except("cali1", "to_workload", &["drop_unsupported_l3"]),
+            1
+        );
+        Ok(())
+    }
+
+    #[test]
+    fn maps_dumps_parse() -> Result<()> {
+        let ct: ConntrackDump = serde_json::from_str(
+            r#"{"node":"n","conntrack":[{"proto":"tcp","src":"192.168.2.1","sport":55134,
+              "dst":"192.168.3.1","dport":5201,"state":"established","packets_forward":13,
+              "packets_reverse":14,"age_s":1.2,"idle_s":0.2}]}"#,
+        )?;
+        let (a, b) = ("192.168.2.1".parse()?, "192.168.3.1".parse()?);
+        assert_eq!(ct.flows("tcp", a, b, 5201).len(), 1);
+        assert!(ct.flows("tcp", b, a, 5201).is_empty());
+        assert!(ct.flows("udp", a, b, 5201).is_empty());
+        let routes: RoutesDump = serde_json::from_str(
+            r#"{"node":"n","routes":[{"cidr":"192.168.3.0/26","ifindex":0,"interface":null,
+              "kind":"remote_block","next_hop":"10.0.0.2"}]}"#,
+        )?;
+        let r = routes.by_cidr("192.168.3.0/26").context("route")?;
+        assert_eq!(r.next_hop, Some("10.0.0.2".parse()?));
+        let eps: EndpointsDump = serde_json::from_str(
+            r#"{"node":"n","endpoints":[{"ifindex":3,"interface":"cali1","ip":"192.168.2.1","mac":null}]}"#,
+        )?;
+        assert_eq!(eps.by_ip(a).map(|e| e.interface.as_str()), Some("cali1"));
+        let ifs: IfacesDump = serde_json::from_str(
+            r#"{"node":"n","interfaces":[{"ifindex":2,"name":"eth0","role":"uplink","ingress":"tcx",
+              "egress":"tcx","xdp":"xdp_driver"}]}"#,
+        )?;
+        assert!(ifs.uplink_attached("eth0"));
         Ok(())
     }
 }

@@ -8,5 +8,6 @@ pub mod demo;
 pub mod felix;
 pub mod lab;
 pub mod paths;
+pub mod pcap;
 pub mod setup;
 pub mod tiers;

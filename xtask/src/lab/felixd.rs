@@ -1,5 +1,6 @@
 //! felix per lab host: started inside the host namespace, ready once it reports programs attached
-//! on all of the host's `cali*` interfaces.
+//! on all of the host's `cali*` interfaces and its uplink, and its maps hold the lab's endpoints
+//! and remote blocks.
 
 use std::path::Path;
 use std::thread;
@@ -32,20 +33,80 @@ pub fn start(felix_bin: &Path, state: &LabState, host: &HostState) -> Result<Pro
     )
 }
 
-/// Polls `felix bpf ifaces dump --node N --json` until every cali of the host has programs attached.
+/// Readiness of felix on `host`, in two bounded phases: first its programs are attached on every
+/// `cali*` of the host and on the uplink `eth0` (TC both ways and XDP), within `attach_timeout`;
+/// then, within `sync_timeout`, its maps hold what the lab's etcd data says: both pods of the host
+/// in the endpoints map and every other host's block as a `remote_block` via that host's IP.
+/// Tests and the demo therefore never race felix's sync.
 pub fn wait_ready(
     felix_bin: &Path,
+    state: &LabState,
     host: &HostState,
     rec: &ProcRecord,
-    timeout: Duration,
+    attach_timeout: Duration,
+    sync_timeout: Duration,
 ) -> Result<()> {
     let want: Vec<&str> = host.pods.iter().map(|p| p.cali.as_str()).collect();
+    poll(host, rec, "programs attached", attach_timeout, || {
+        let dump = felix::ifaces(felix_bin, &host.node)?;
+        Ok(if !dump.all_attached(&want) {
+            Some(format!("not all of {want:?} attached yet: {dump:?}"))
+        } else if !dump.uplink_attached("eth0") {
+            Some(format!("uplink eth0 not attached (TC + XDP) yet: {dump:?}"))
+        } else {
+            None
+        })
+    })?;
+    poll(
+        host,
+        rec,
+        "endpoints and routes synced",
+        sync_timeout,
+        || sync_missing(felix_bin, state, host),
+    )
+}
+
+/// What felix's maps on `host` still lack (`None` when synced).
+fn sync_missing(felix_bin: &Path, state: &LabState, host: &HostState) -> Result<Option<String>> {
+    let endpoints = felix::endpoints(felix_bin, &host.node)?;
+    let mut missing = Vec::new();
+    for pod in &host.pods {
+        match endpoints.by_ip(pod.ip) {
+            Some(ep) if ep.interface == pod.cali => {}
+            other => missing.push(format!(
+                "endpoint {} on {} (have {other:?})",
+                pod.ip, pod.cali
+            )),
+        }
+    }
+    let routes = felix::routes(felix_bin, &host.node)?;
+    for other in state.hosts.iter().filter(|o| o.n != host.n) {
+        match routes.by_cidr(&other.block) {
+            Some(r) if r.kind == "remote_block" && r.next_hop == Some(other.ip) => {}
+            r => missing.push(format!(
+                "route {} remote_block via {} (have {r:?})",
+                other.block, other.ip
+            )),
+        }
+    }
+    Ok((!missing.is_empty()).then(|| missing.join("; ")))
+}
+
+/// Polls `check` every 250 ms until it reports nothing missing, felix exits, or `timeout` passes.
+fn poll(
+    host: &HostState,
+    rec: &ProcRecord,
+    what: &str,
+    timeout: Duration,
+    mut check: impl FnMut() -> Result<Option<String>>,
+) -> Result<()> {
     let deadline = Instant::now() + timeout;
     loop {
         let alive = rec.is_ours_and_running();
-        let last = match felix::ifaces(felix_bin, &host.node) {
-            Ok(dump) if alive && dump.all_attached(&want) => return Ok(()),
-            Ok(dump) => format!("not all of {want:?} attached yet: {dump:?}"),
+        let last = match check() {
+            Ok(None) if alive => return Ok(()),
+            Ok(None) => "ok".to_owned(),
+            Ok(Some(missing)) => missing,
             Err(e) => format!("{e:#}"),
         };
         if !alive {
@@ -58,7 +119,7 @@ pub fn wait_ready(
         }
         if Instant::now() >= deadline {
             bail!(
-                "felix on {} not ready after {timeout:?} ({last}); log {}:\n{}",
+                "felix on {}: not {what} after {timeout:?} ({last}); log {}:\n{}",
                 host.node,
                 rec.log.display(),
                 proc::log_tail(&rec.log, 30)

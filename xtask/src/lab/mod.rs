@@ -13,19 +13,22 @@ pub mod proc;
 pub mod state;
 pub mod status;
 pub mod teardown;
+pub mod traffic;
 
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 
+use crate::felix::{self, ConntrackDump, CountersDump, EndpointsDump, RoutesDump};
 use crate::{cmd, paths};
 pub use proc::{Owner, ProcRecord};
 pub use state::{HostState, LabState, PodInfo};
 pub use teardown::Scope;
+pub use traffic::{Capture, Iperf, IperfReport};
 
 /// How to bring a lab up.
 #[derive(Debug, Clone)]
@@ -35,7 +38,10 @@ pub struct LabOptions {
     /// `true` for `lab up`: the lab outlives this process and has no owner.
     pub persistent: bool,
     pub etcd_timeout: Duration,
+    /// Until felix has its programs attached (cali* and uplink).
     pub felix_timeout: Duration,
+    /// Until felix's endpoints and routes maps hold the lab's pods and remote blocks.
+    pub sync_timeout: Duration,
 }
 
 impl Default for LabOptions {
@@ -45,6 +51,7 @@ impl Default for LabOptions {
             persistent: false,
             etcd_timeout: Duration::from_secs(10),
             felix_timeout: Duration::from_secs(15),
+            sync_timeout: Duration::from_secs(15),
         }
     }
 }
@@ -127,9 +134,50 @@ impl Lab {
             felixes.push((host.clone(), rec));
         }
         for (host, rec) in &felixes {
-            felixd::wait_ready(&self.felix, host, rec, opts.felix_timeout)?;
+            felixd::wait_ready(
+                &self.felix,
+                &self.state,
+                host,
+                rec,
+                opts.felix_timeout,
+                opts.sync_timeout,
+            )?;
         }
         Ok(())
+    }
+
+    /// Kills host `n`'s felix with SIGKILL (no chance to clean anything up), starts a new one
+    /// and waits until it is ready again. Returns the new felix's record.
+    pub fn restart_felix(&mut self, n: u8) -> Result<ProcRecord> {
+        let what = format!("felix h{n}");
+        let index = self
+            .state
+            .processes
+            .iter()
+            .rposition(|rec| rec.what == what && rec.is_ours_and_running())
+            .with_context(|| format!("no running {what} in lab {}", self.state.id))?;
+        let old = self.state.processes.remove(index);
+        // SAFETY: plain syscall on a pid this lab started and has just checked.
+        unsafe { libc::kill(old.pid, libc::SIGKILL) };
+        let problems = proc::terminate(&[old.pid], Duration::from_secs(2));
+        if !problems.is_empty() {
+            bail!("stopping {what}: {}", problems.join("; "));
+        }
+        self.state.save()?;
+        let host = self.host(n)?.clone();
+        let rec = felixd::start(&self.felix, &self.state, &host)?;
+        self.state.processes.push(rec.clone());
+        self.state.save()?;
+        let opts = LabOptions::default();
+        felixd::wait_ready(
+            &self.felix,
+            &self.state,
+            &host,
+            &rec,
+            opts.felix_timeout,
+            opts.sync_timeout,
+        )?;
+        Ok(rec)
     }
 
     /// Leaves the lab running after this guard is gone (for `lab up`).
@@ -195,12 +243,24 @@ impl Lab {
 
     /// `ping -c count` from pod `from` to `to`; the packet counts (loss is not an error here).
     pub fn ping(&self, from: &PodInfo, to: Ipv4Addr, count: u32) -> Result<(PingStats, String)> {
+        self.ping_from(&from.ns, to, count, &[])
+    }
+
+    /// `ping -c count [extra...] to` from namespace `ns` (a pod or a host), 0.2 s apart, 2 s
+    /// deadline per reply; the packet counts (loss is not an error here).
+    pub fn ping_from(
+        &self,
+        ns: &str,
+        to: Ipv4Addr,
+        count: u32,
+        extra: &[&str],
+    ) -> Result<(PingStats, String)> {
         let count = count.to_string();
         let to = to.to_string();
-        let out = self.exec_in(
-            &from.ns,
-            &["ping", "-n", "-c", &count, "-i", "0.2", "-W", "2", &to],
-        )?;
+        let mut argv = vec!["ping", "-n", "-c", &count, "-i", "0.2", "-W", "2"];
+        argv.extend_from_slice(extra);
+        argv.push(&to);
+        let out = self.exec_in(ns, &argv)?;
         let text = String::from_utf8_lossy(&out.stdout).into_owned();
         let stats = parse_ping(&text).with_context(|| {
             format!(
@@ -209,6 +269,70 @@ impl Lab {
             )
         })?;
         Ok((stats, text))
+    }
+
+    /// iperf3 `test` from pod `client` to pod `server`, with both ends' numbers.
+    pub fn iperf(&self, client: &PodInfo, server: &PodInfo, test: Iperf) -> Result<IperfReport> {
+        traffic::iperf(&client.ns, &server.ns, &server.ip.to_string(), test)
+    }
+
+    /// A tcpdump capture in namespace `ns` on `iface` (see [`Capture::start`]).
+    pub fn capture(
+        &self,
+        ns: &str,
+        iface: &str,
+        filter: &str,
+        count: u32,
+        limit: Duration,
+    ) -> Result<Capture> {
+        Capture::start(ns, iface, filter, count, limit)
+    }
+
+    /// Host `n`.
+    pub fn host(&self, n: u8) -> Result<&HostState> {
+        self.state
+            .host(n)
+            .with_context(|| format!("lab {} has no host {n}", self.state.id))
+    }
+
+    /// `felix bpf counters dump --json` of host `n`.
+    pub fn counters(&self, n: u8) -> Result<CountersDump> {
+        felix::counters(&self.felix, &self.node(n))
+    }
+
+    /// `felix bpf endpoints dump --json` of host `n`.
+    pub fn endpoints(&self, n: u8) -> Result<EndpointsDump> {
+        felix::endpoints(&self.felix, &self.node(n))
+    }
+
+    /// `felix bpf routes dump --json` of host `n`.
+    pub fn routes(&self, n: u8) -> Result<RoutesDump> {
+        felix::routes(&self.felix, &self.node(n))
+    }
+
+    /// `felix bpf conntrack dump --json` of host `n`.
+    pub fn conntrack(&self, n: u8) -> Result<ConntrackDump> {
+        felix::conntrack(&self.felix, &self.node(n))
+    }
+
+    /// `felix bpf <what...> --node <host n>` (a table or a command's message).
+    pub fn felix_cli(&self, n: u8, what: &[&str]) -> Result<String> {
+        felix::run(&self.felix, &self.node(n), what)
+    }
+
+    /// `felix bpf xdp-deny add|del CIDR` on host `n`; checks the deny list afterwards.
+    pub fn xdp_deny(&self, n: u8, cidr: &str, deny: bool) -> Result<()> {
+        let verb = if deny { "add" } else { "del" };
+        self.felix_cli(n, &["xdp-deny", verb, cidr])?;
+        let list = felix::xdp_deny(&self.felix, &self.node(n))?;
+        let listed = list.xdp_deny.iter().any(|e| e.cidr == cidr);
+        if listed != deny {
+            bail!(
+                "after xdp-deny {verb} {cidr} on {}: list is {list:?}",
+                self.node(n)
+            );
+        }
+        Ok(())
     }
 
     /// A small TCP exchange (iperf3, 1 MB) from pod `client` to pod `server`; the client's report.
@@ -224,7 +348,7 @@ impl Lab {
             .spawn()
             .context("starting the iperf3 server")?;
         let result = self.iperf_client(client, server, port);
-        let server_done = wait_child(&mut srv, Duration::from_secs(10));
+        let server_done = traffic::wait_child(&mut srv, Duration::from_secs(10), "iperf3 server");
         let report = result?;
         server_done?;
         Ok(report)
@@ -250,25 +374,6 @@ impl Lab {
             }
             thread::sleep(Duration::from_millis(200));
         }
-    }
-}
-
-/// Waits for `child` up to `timeout`, killing it (we started it) if it is still running.
-fn wait_child(child: &mut Child, timeout: Duration) -> Result<()> {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(status) = child.try_wait()? {
-            if !status.success() {
-                bail!("iperf3 server exited with {status}");
-            }
-            return Ok(());
-        }
-        if Instant::now() >= deadline {
-            child.kill()?;
-            child.wait()?;
-            bail!("iperf3 server still running after {timeout:?}; killed");
-        }
-        thread::sleep(Duration::from_millis(50));
     }
 }
 

@@ -2,21 +2,29 @@
 //! and to the uplink, keep the endpoints/routes/config maps in step with the datastore and the
 //! host's links, and collect expired conntrack entries.
 
-use std::{collections::HashMap, future::Future, path::PathBuf, time::Duration};
+use std::{
+    collections::{BTreeMap, HashMap},
+    future::Future,
+    path::PathBuf,
+    time::{Duration, SystemTime},
+};
 
 use aya::programs::TcAttachType;
 use felix_common::{HostConfig, IfaceInfo, IfaceRole, ifaces::attach_mode};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tracing::{error, info, warn};
 
 use crate::{
     PROG_FROM_UPLINK, PROG_FROM_WORKLOAD, PROG_TO_UPLINK, PROG_TO_WORKLOAD,
     attach::{self, Attached, Holder, LinkId, attach_tc, attach_xdp},
+    autodetect,
     calico::Snapshot,
-    ct_gc, datastore, desired, kernel_log,
+    ct_gc, datastore, desired, ifsysctl, kernel_log, kroutes,
     links::{self, LinkEvent},
     loader::{Dataplane, LoadError},
+    node_register,
     pins::{NodePaths, PinError},
+    status::{self, EndpointId, EndpointStatus, Report},
     sync,
 };
 
@@ -37,6 +45,14 @@ pub struct AgentConfig {
     pub uplink: String,
     /// How often expired conntrack entries are removed.
     pub ct_gc_interval: Duration,
+    /// How often the kernel routes are checked (they are also fixed when one is deleted).
+    pub route_refresh_interval: Duration,
+    /// Lifetime of the status keys in etcd without refresh.
+    pub status_ttl: Duration,
+    /// How the host's IPv4 address is found for its Node resource.
+    pub ip_autodetection: autodetect::Method,
+    /// The AS number written to the Node resource, if any.
+    pub as_number: Option<u32>,
 }
 
 /// Errors that stop the agent.
@@ -54,6 +70,9 @@ pub enum AgentError {
     /// The link watcher stopped.
     #[error("the rtnetlink link watcher stopped")]
     WatcherStopped,
+    /// The rtnetlink socket for routes could not be opened.
+    #[error("open an rtnetlink socket: {0}")]
+    Netlink(#[source] std::io::Error),
 }
 
 /// The programs attached to one interface.
@@ -84,7 +103,13 @@ pub async fn run(
     paths.write_pid(pid)?;
     info!(node = %config.node, pin_dir = %paths.pin_dir().display(), "dataplane loaded");
 
+    let (connection, netlink, _) = rtnetlink::new_connection().map_err(AgentError::Netlink)?;
+    tokio::spawn(connection);
     let mut agent = Agent {
+        netlink,
+        last_sync: None,
+        status: watch::channel(Report::default()).0,
+        warned_no_host_ip: false,
         dataplane,
         links_dir: paths.links_dir(),
         node: config.node.clone(),
@@ -117,6 +142,14 @@ struct Agent {
     attached: HashMap<u32, Attachment>,
     snapshot: Option<Snapshot>,
     applied_once: bool,
+    /// rtnetlink for routes and addresses.
+    netlink: rtnetlink::Handle,
+    /// When the maps last took a snapshot.
+    last_sync: Option<SystemTime>,
+    /// The state reported to etcd.
+    status: watch::Sender<Report>,
+    /// Whether the last host-config write lacked the host's address (logged once).
+    warned_no_host_ip: bool,
 }
 
 impl Agent {
@@ -132,7 +165,7 @@ impl Agent {
             .iter()
             .filter_map(|event| match event {
                 LinkEvent::Present { index, .. } => Some(*index),
-                LinkEvent::Gone { .. } => None,
+                _ => None,
             })
             .collect();
         self.prune_counters(|ifindex| !live.contains(&ifindex));
@@ -144,63 +177,101 @@ impl Agent {
         for event in present {
             self.on_event(event);
         }
+        let adopted = self
+            .attached
+            .values()
+            .flat_map(|a| [&a.ingress, &a.egress, &a.xdp])
+            .flatten()
+            .filter(|a| a.adopted)
+            .count();
         info!(
             attached = self.attached.len(),
+            adopted_links = adopted,
             "initial interfaces attached"
         );
 
         let (snapshots_tx, mut snapshots) = mpsc::channel(4);
-        let datastore = tokio::spawn(datastore::run(config.etcd_endpoints.clone(), snapshots_tx));
+        let tasks = [
+            tokio::spawn(datastore::run(config.etcd_endpoints.clone(), snapshots_tx)),
+            tokio::spawn(status::run(
+                config.etcd_endpoints.clone(),
+                self.node.clone(),
+                config.status_ttl,
+                self.status.subscribe(),
+            )),
+            tokio::spawn(register_node(
+                config.clone(),
+                self.links
+                    .iter()
+                    .map(|(name, (index, _))| (*index, name.clone()))
+                    .collect(),
+            )),
+        ];
         let mut gc = tokio::time::interval(config.ct_gc_interval);
+        let mut route_refresh = tokio::time::interval(config.route_refresh_interval);
 
         tokio::pin!(shutdown);
         let result = loop {
             tokio::select! {
                 () = &mut shutdown => break Ok(()),
                 event = events.recv() => match event {
+                    Some(LinkEvent::OwnRouteRemoved) => self.reconcile_routes().await,
                     Some(event) => {
                         self.on_event(event);
-                        self.reconcile();
+                        self.reconcile().await;
                     }
                     None => break Err(AgentError::WatcherStopped),
                 },
                 Some(snapshot) = snapshots.recv() => {
                     self.snapshot = Some(snapshot);
-                    self.reconcile();
+                    self.reconcile().await;
                 }
+                _ = route_refresh.tick() => self.reconcile_routes().await,
                 _ = gc.tick() => {
                     ct_gc::collect(&mut self.dataplane);
                 }
             }
         };
-        datastore.abort();
+        for task in tasks {
+            task.abort();
+        }
         result
     }
 
-    /// Brings the endpoints, routes and config maps in line with the snapshot and links.
-    fn reconcile(&mut self) {
-        let Some(snapshot) = &self.snapshot else {
-            return;
-        };
+    /// What the snapshot and the links ask of the dataplane.
+    fn desired(&self) -> Option<desired::Desired> {
+        let snapshot = self.snapshot.as_ref()?;
         let indexes: HashMap<String, u32> = self
             .links
             .iter()
             .map(|(name, (index, _))| (name.clone(), *index))
             .collect();
-        let desired = desired::compute(&self.node, snapshot, &indexes);
+        Some(desired::compute(&self.node, snapshot, &indexes))
+    }
+
+    /// Brings the maps, the kernel routes and the reported status in line with the snapshot
+    /// and the links.
+    async fn reconcile(&mut self) {
+        let Some(desired) = self.desired() else {
+            self.report();
+            return;
+        };
+        let malformed = self.snapshot.as_ref().map_or(0, |s| s.malformed);
         match sync::apply(&mut self.dataplane, &desired) {
-            Ok(applied) if applied.upserted + applied.removed > 0 || !self.applied_once => {
-                info!(
-                    endpoints = desired.endpoints.len(),
-                    routes = desired.routes.len(),
-                    upserted = applied.upserted,
-                    removed = applied.removed,
-                    malformed = snapshot.malformed,
-                    "dataplane maps updated"
-                );
+            Ok(applied) => {
+                if applied.upserted + applied.removed > 0 || !self.applied_once {
+                    info!(
+                        endpoints = desired.endpoints.len(),
+                        routes = desired.routes.len(),
+                        upserted = applied.upserted,
+                        removed = applied.removed,
+                        malformed,
+                        "dataplane maps updated"
+                    );
+                }
                 self.applied_once = true;
+                self.last_sync = Some(SystemTime::now());
             }
-            Ok(_) => {}
             Err(error) => error!(%error, "updating the dataplane maps failed"),
         }
         let (uplink_ifindex, uplink_mtu) = self.links.get(&self.uplink).copied().unwrap_or((0, 0));
@@ -210,12 +281,75 @@ impl Agent {
             uplink_mtu,
             flags: 0,
         };
-        if desired.host_ip.is_none() {
-            warn!(node = %self.node, "no IPv4 address for this node in the datastore: no IPIP until there is one");
+        if desired.host_ip.is_none() && !self.warned_no_host_ip {
+            warn!(node = %self.node, "no IPv4 address for this node in the datastore yet: no IPIP until there is one");
         }
+        self.warned_no_host_ip = desired.host_ip.is_none();
         if let Err(error) = sync::write_config(&mut self.dataplane, host) {
             error!(%error, "writing the host configuration failed");
         }
+        self.reconcile_routes().await;
+        self.report();
+    }
+
+    /// Reconciles the kernel routes felix owns (also on a timer and when one is deleted).
+    async fn reconcile_routes(&mut self) {
+        let Some(desired) = self.desired() else {
+            return;
+        };
+        let uplink = self.links.get(&self.uplink).copied();
+        let wanted = kroutes::desired_routes(&desired, uplink);
+        if let Err(error) = kroutes::reconcile(&self.netlink, &wanted).await {
+            warn!(%error, "kernel route reconcile failed");
+        }
+    }
+
+    /// Publishes the status the reporter writes to etcd.
+    fn report(&self) {
+        let mut endpoints = BTreeMap::new();
+        if let Some(snapshot) = &self.snapshot {
+            for workload in snapshot.workloads.iter().filter(|w| w.node == self.node) {
+                let id = EndpointId {
+                    orchestrator: workload.orchestrator.clone(),
+                    workload: workload.workload.clone(),
+                    endpoint: workload.endpoint.clone(),
+                };
+                let iface = &workload.interface;
+                let status = match self.links.get(iface) {
+                    None => EndpointStatus::down(format!("interface {iface} missing")),
+                    Some((index, _)) => match self.attached.get(index) {
+                        Some(a) if a.ingress.is_some() && a.egress.is_some() => {
+                            EndpointStatus::up()
+                        }
+                        _ => EndpointStatus::error(format!(
+                            "attaching the programs to {iface} failed"
+                        )),
+                    },
+                };
+                endpoints.insert(id, status);
+            }
+        }
+        let programs_loaded = self
+            .attached
+            .values()
+            .flat_map(|a| [&a.ingress, &a.egress, &a.xdp])
+            .flatten()
+            .count() as u32;
+        let report = Report {
+            ready: self.applied_once && self.snapshot.is_some(),
+            programs_loaded,
+            last_sync: self.last_sync,
+            endpoints,
+        };
+        self.status.send_if_modified(|current| {
+            // `last_sync` moves on every apply; a refresh every TTL/3 carries it anyway.
+            let changed = current.ready != report.ready
+                || current.programs_loaded != report.programs_loaded
+                || current.endpoints != report.endpoints
+                || current.last_sync.is_none() != report.last_sync.is_none();
+            *current = report;
+            changed
+        });
     }
 
     fn is_workload(&self, name: &str) -> bool {
@@ -242,6 +376,7 @@ impl Agent {
                     self.attach_workload(index, name);
                 }
             }
+            LinkEvent::OwnRouteRemoved => {}
             LinkEvent::Gone { index, name } => {
                 self.links.retain(|_, (i, _)| *i != index);
                 if self.attached.contains_key(&index) {
@@ -255,6 +390,9 @@ impl Agent {
     }
 
     fn attach_workload(&mut self, index: u32, name: String) {
+        if let Err(error) = ifsysctl::apply(&name) {
+            warn!(iface = %name, %error, "interface settings");
+        }
         let attachment = Attachment {
             ingress: self.attach_tc(&name, PROG_FROM_WORKLOAD, TcAttachType::Ingress),
             egress: self.attach_tc(&name, PROG_TO_WORKLOAD, TcAttachType::Egress),
@@ -456,6 +594,55 @@ impl Agent {
             .collect();
         for key in keys {
             let _ = map.remove(&key);
+        }
+    }
+}
+
+/// Detects this host's address and registers it in its Node resource, retrying until done.
+/// Uses its own netlink socket: dumps on one socket cannot overlap (EBUSY).
+async fn register_node(config: AgentConfig, names: HashMap<u32, String>) {
+    let mut delay = Duration::from_millis(500);
+    loop {
+        let netlink = match rtnetlink::new_connection() {
+            Ok((connection, handle, _)) => {
+                tokio::spawn(connection);
+                handle
+            }
+            Err(error) => {
+                warn!(%error, "node registration: no rtnetlink socket");
+                tokio::time::sleep(delay).await;
+                continue;
+            }
+        };
+        let detected = autodetect::detect(&netlink, &config.ip_autodetection, |index| {
+            names.get(&index).cloned()
+        })
+        .await;
+        let result = match detected {
+            Ok(address) => {
+                let mut client = datastore::connect(&config.etcd_endpoints).await;
+                node_register::register(
+                    &mut client,
+                    &config.node,
+                    &address.net.to_string(),
+                    config.as_number,
+                )
+                .await
+                .map(|changed| (address, changed))
+                .map_err(|e| e.to_string())
+            }
+            Err(error) => Err(error.to_string()),
+        };
+        match result {
+            Ok((address, changed)) => {
+                info!(address = %address.net, iface = %address.iface, changed, "node registered");
+                return;
+            }
+            Err(error) => {
+                warn!(%error, retry_in = ?delay, "node registration");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(10));
+            }
         }
     }
 }

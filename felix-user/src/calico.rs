@@ -28,6 +28,12 @@ pub struct Workload {
     pub ip: Ipv4Addr,
     /// The pod's MAC, when given.
     pub mac: Option<[u8; 6]>,
+    /// `spec.orchestrator` (e.g. `k8s`).
+    pub orchestrator: String,
+    /// `<namespace>/<pod>`, the workload id of Calico's status keys.
+    pub workload: String,
+    /// `spec.endpoint` (e.g. `eth0`).
+    pub endpoint: String,
 }
 
 /// An IPAM block and the host it is affine to.
@@ -64,7 +70,17 @@ pub enum ParseError {
 
 #[derive(Deserialize)]
 struct Resource<S> {
+    #[serde(default)]
+    metadata: Metadata,
     spec: S,
+}
+
+#[derive(Default, Deserialize)]
+struct Metadata {
+    #[serde(default)]
+    namespace: String,
+    #[serde(default)]
+    name: String,
 }
 
 #[derive(Deserialize)]
@@ -76,6 +92,12 @@ struct WorkloadEndpointSpec {
     ip_networks: Vec<String>,
     #[serde(default)]
     mac: Option<String>,
+    #[serde(default)]
+    orchestrator: String,
+    #[serde(default)]
+    pod: String,
+    #[serde(default)]
+    endpoint: String,
 }
 
 #[derive(Deserialize)]
@@ -115,6 +137,7 @@ struct BlockValue {
 /// Parses a WorkloadEndpoint value.
 pub fn parse_workload(key: &str, value: &[u8]) -> Result<Workload, ParseError> {
     let resource: Resource<WorkloadEndpointSpec> = serde_json::from_slice(value)?;
+    let metadata = resource.metadata;
     let spec = resource.spec;
     let first = spec.ip_networks.first().ok_or(ParseError::Field {
         field: "spec.ipNetworks",
@@ -141,12 +164,28 @@ pub fn parse_workload(key: &str, value: &[u8]) -> Result<Workload, ParseError> {
             expected: "an interface name of 1 to 15 bytes",
         });
     }
+    let pod = if spec.pod.is_empty() {
+        metadata.name
+    } else {
+        spec.pod
+    };
     Ok(Workload {
         key: key.into(),
         node: spec.node,
         interface: spec.interface_name,
         ip: net.addr(),
         mac,
+        orchestrator: if spec.orchestrator.is_empty() {
+            "k8s".into()
+        } else {
+            spec.orchestrator
+        },
+        workload: format!("{}/{pod}", metadata.namespace),
+        endpoint: if spec.endpoint.is_empty() {
+            "eth0".into()
+        } else {
+            spec.endpoint
+        },
     })
 }
 
@@ -242,6 +281,14 @@ mod tests {
         assert_eq!(w.interface, "cali0123456789a");
         assert_eq!(w.ip, Ipv4Addr::new(192, 168, 2, 1));
         assert_eq!(w.mac, Some([2, 0, 0, 0, 0, 1]));
+        assert_eq!(
+            (
+                w.orchestrator.as_str(),
+                w.workload.as_str(),
+                w.endpoint.as_str()
+            ),
+            ("k8s", "default/p1", "eth0")
+        );
     }
 
     #[test]

@@ -119,3 +119,18 @@ async fn list(
     let _ = snapshots.send(snapshot).await;
     Ok(revision)
 }
+
+/// Connects to etcd, retrying with capped backoff until it answers.
+pub async fn connect(endpoints: &[String]) -> Client {
+    let mut delay = Duration::from_millis(200);
+    loop {
+        match Client::connect(endpoints, None).await {
+            Ok(client) => return client,
+            Err(error) => {
+                warn!(endpoints = endpoints.join(","), %error, retry_in = ?delay, "etcd unreachable");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(MAX_BACKOFF);
+            }
+        }
+    }
+}

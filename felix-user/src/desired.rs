@@ -85,6 +85,9 @@ mod tests {
                     interface: "cali1".into(),
                     ip: Ipv4Addr::new(192, 168, 2, 1),
                     mac: Some([2, 0, 0, 0, 0, 1]),
+                    orchestrator: "k8s".into(),
+                    workload: "default/a".into(),
+                    endpoint: "eth0".into(),
                 },
                 Workload {
                     key: "b".into(),
@@ -92,6 +95,9 @@ mod tests {
                     interface: "cali-missing".into(),
                     ip: Ipv4Addr::new(192, 168, 2, 2),
                     mac: None,
+                    orchestrator: "k8s".into(),
+                    workload: "default/b".into(),
+                    endpoint: "eth0".into(),
                 },
                 Workload {
                     key: "c".into(),
@@ -99,6 +105,9 @@ mod tests {
                     interface: "cali3".into(),
                     ip: Ipv4Addr::new(192, 168, 3, 1),
                     mac: None,
+                    orchestrator: "k8s".into(),
+                    workload: "default/c".into(),
+                    endpoint: "eth0".into(),
                 },
             ],
             nodes: BTreeMap::from([

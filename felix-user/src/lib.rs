@@ -5,15 +5,20 @@
 
 pub mod agent;
 pub mod attach;
+pub mod autodetect;
 pub mod calico;
 pub mod ct_gc;
 pub mod datastore;
 pub mod desired;
+pub mod ifsysctl;
 pub mod inspect;
 pub mod kernel_log;
+pub mod kroutes;
 pub mod links;
 pub mod loader;
+pub mod node_register;
 pub mod pins;
+pub mod status;
 pub mod sync;
 
 /// The eBPF object built from `felix-ebpf` by `build.rs`, embedded in the binary.

@@ -1,5 +1,5 @@
 //! Interface discovery with rtnetlink: a dump of the links present at start, then every link
-//! that appears, is renamed or goes away.
+//! that appears, is renamed or goes away (and every deletion of a route felix owns).
 
 use futures::{StreamExt, TryStreamExt, channel::mpsc::UnboundedReceiver};
 use netlink_packet_core::{NetlinkMessage, NetlinkPayload};
@@ -28,6 +28,8 @@ pub enum LinkEvent {
     Present { index: u32, name: String, mtu: u32 },
     /// The link was deleted.
     Gone { index: u32, name: String },
+    /// A route felix owns (protocol [`crate::kroutes::FELIX_PROTO`]) was deleted.
+    OwnRouteRemoved,
 }
 
 impl LinkEvent {
@@ -35,6 +37,7 @@ impl LinkEvent {
     pub fn name(&self) -> &str {
         match self {
             LinkEvent::Present { name, .. } | LinkEvent::Gone { name, .. } => name,
+            LinkEvent::OwnRouteRemoved => "",
         }
     }
 }
@@ -42,7 +45,8 @@ impl LinkEvent {
 /// Starts watching links: subscribes first, then dumps, so no link is missed in between.
 /// Returns the links present now (as `Present` events) and a receiver of every later change.
 pub async fn watch() -> Result<(Vec<LinkEvent>, mpsc::UnboundedReceiver<LinkEvent>), LinksError> {
-    let (connection, handle, messages) = new_multicast_connection(&[MulticastGroup::Link])?;
+    let (connection, handle, messages) =
+        new_multicast_connection(&[MulticastGroup::Link, MulticastGroup::Ipv4Route])?;
     tokio::spawn(connection);
 
     let mut present_now = Vec::new();
@@ -63,6 +67,11 @@ async fn forward(
     while let Some((message, _)) = messages.next().await {
         let event = match message.payload {
             NetlinkPayload::InnerMessage(RouteNetlinkMessage::NewLink(link)) => present(&link),
+            NetlinkPayload::InnerMessage(RouteNetlinkMessage::DelRoute(route))
+                if u8::from(route.header.protocol) == crate::kroutes::FELIX_PROTO =>
+            {
+                Some(LinkEvent::OwnRouteRemoved)
+            }
             NetlinkPayload::InnerMessage(RouteNetlinkMessage::DelLink(link)) => {
                 name_of(&link).map(|name| LinkEvent::Gone {
                     index: link.header.index,

@@ -7,9 +7,10 @@ use aya::maps::{LpmTrie, lpm_trie::Key};
 use clap::{Args, Parser, Subcommand};
 use felix_user::{
     agent::{self, AgentConfig},
-    ct_gc, inspect,
+    autodetect, ct_gc, inspect,
     loader::Dataplane,
     pins::{self, DEFAULT_PIN_ROOT, DEFAULT_RUN_ROOT},
+    status,
 };
 use ipnet::Ipv4Net;
 use tracing_subscriber::EnvFilter;
@@ -32,6 +33,28 @@ enum Command {
     /// Inspect the BPF maps of a running felix.
     #[command(subcommand)]
     Bpf(BpfCommand),
+    /// Show what every felix reports in etcd: its own state and its endpoints'.
+    ///
+    /// Example: felix status --etcd-endpoints http://10.0.0.254:2379 --node h1
+    Status(StatusArgs),
+}
+
+#[derive(Args)]
+struct StatusArgs {
+    /// etcd client URLs, comma-separated or repeated.
+    #[arg(
+        long,
+        env = "FELIX_ETCDENDPOINTS",
+        value_delimiter = ',',
+        required = true
+    )]
+    etcd_endpoints: Vec<String>,
+    /// Only this node.
+    #[arg(long)]
+    node: Option<String>,
+    /// Print JSON instead of tables.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Args)]
@@ -57,6 +80,23 @@ struct RunArgs {
     /// Seconds between conntrack garbage-collection passes.
     #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=3600))]
     ct_gc_interval: u64,
+    /// Seconds between checks of felix's kernel routes (a deleted one is also restored at once).
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    route_refresh_interval: u64,
+    /// Seconds the status keys live in etcd without a refresh (refreshed every third of it).
+    #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u64).range(3..=3600))]
+    status_ttl: u64,
+    /// How to find this host's IPv4 address for its Node resource: first-found,
+    /// interface=REGEX, can-reach=DEST or cidr=CIDR[,CIDR].
+    #[arg(
+        long,
+        env = "FELIX_IP_AUTODETECTION_METHOD",
+        default_value = "first-found"
+    )]
+    ip_autodetection_method: autodetect::Method,
+    /// AS number to write into this node's Node resource (spec.bgp.asNumber).
+    #[arg(long)]
+    as_number: Option<u32>,
     #[command(flatten)]
     roots: Roots,
 }
@@ -189,6 +229,7 @@ fn main() -> ExitCode {
 fn dispatch(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Run(args) => run(args),
+        Command::Status(args) => show_status(&args),
         Command::Bpf(BpfCommand::Counters(DumpOnly::Dump(args))) => dump_counters(&args),
         Command::Bpf(BpfCommand::Ifaces(DumpOnly::Dump(args))) => dump_ifaces(&args),
         Command::Bpf(BpfCommand::Endpoints(DumpOnly::Dump(args))) => {
@@ -249,6 +290,109 @@ fn print_rows<T: serde::Serialize>(
         println!("node {node}");
         print!("{}", table(rows));
     }
+    Ok(())
+}
+
+fn show_status(args: &StatusArgs) -> Result<()> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("start the async runtime")?;
+    let kvs = runtime
+        .block_on(async {
+            let connect = etcd_client::Client::connect(&args.etcd_endpoints, None);
+            let mut client = tokio::time::timeout(Duration::from_secs(5), connect)
+                .await
+                .context("etcd did not answer within 5 s")??;
+            let response = client
+                .get(
+                    status::hosts_prefix(),
+                    Some(etcd_client::GetOptions::new().with_prefix()),
+                )
+                .await?;
+            anyhow::Ok(
+                response
+                    .kvs()
+                    .iter()
+                    .map(|kv| (kv.key_str().unwrap_or("").to_owned(), kv.value().to_vec()))
+                    .collect::<Vec<_>>(),
+            )
+        })
+        .with_context(|| format!("read status from etcd at {}", args.etcd_endpoints.join(",")))?;
+    let overview = status::overview(
+        kvs.iter().map(|(k, v)| (k.as_str(), v.as_slice())),
+        args.node.as_deref(),
+    );
+    if let Some(node) = &args.node
+        && overview.nodes.is_empty()
+        && overview.endpoints.is_empty()
+    {
+        anyhow::bail!(
+            "no status for node {node:?} in etcd: its felix is not running, or its status expired"
+        );
+    }
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&overview)?);
+        return Ok(());
+    }
+    let now = std::time::SystemTime::now();
+    let age = |time: &str| {
+        humantime::parse_rfc3339(time)
+            .ok()
+            .and_then(|t| now.duration_since(t).ok())
+            .map_or_else(|| "?".into(), |d| format!("{}s", d.as_secs()))
+    };
+    let nodes: Vec<Vec<String>> = overview
+        .nodes
+        .iter()
+        .map(|n| {
+            vec![
+                n.node.clone(),
+                n.status.ready.to_string(),
+                n.status.dataplane.clone(),
+                n.status.programs_loaded.to_string(),
+                format!("{:.0}s", n.status.uptime),
+                n.status.last_sync.clone().unwrap_or_else(|| "-".into()),
+                age(&n.status.time),
+            ]
+        })
+        .collect();
+    print!(
+        "{}",
+        inspect::table(
+            &[
+                "NODE",
+                "READY",
+                "DATAPLANE",
+                "PROGRAMS",
+                "UPTIME",
+                "LAST SYNC",
+                "REPORTED"
+            ],
+            &nodes
+        )
+    );
+    println!();
+    let endpoints: Vec<Vec<String>> = overview
+        .endpoints
+        .iter()
+        .map(|e| {
+            vec![
+                e.node.clone(),
+                format!("{}/{}", e.orchestrator, e.workload),
+                e.endpoint.clone(),
+                e.status.clone(),
+                e.reason.clone().unwrap_or_else(|| "-".into()),
+            ]
+        })
+        .collect();
+    print!(
+        "{}",
+        inspect::table(
+            &["NODE", "WORKLOAD", "ENDPOINT", "STATUS", "REASON"],
+            &endpoints
+        )
+    );
     Ok(())
 }
 
@@ -332,6 +476,10 @@ fn run(args: RunArgs) -> Result<()> {
         workload_prefixes: args.workload_prefixes,
         uplink: args.uplink,
         ct_gc_interval: Duration::from_secs(args.ct_gc_interval),
+        route_refresh_interval: Duration::from_secs(args.route_refresh_interval),
+        status_ttl: Duration::from_secs(args.status_ttl),
+        ip_autodetection: args.ip_autodetection_method,
+        as_number: args.as_number,
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

@@ -1,0 +1,270 @@
+//! The host's kernel routes for its pods, owned by felix and marked with [`FELIX_PROTO`]:
+//! a /32 per local workload via its `cali*` interface (so the host reaches its pods and BIRD sees
+//! them), a blackhole per block affine to this node (what BIRD exports), and routes to remote
+//! blocks via their hosts with room for the IPIP header (host-originated traffic, which the
+//! uplink program wraps). Routes of any other protocol are never touched.
+
+use std::{collections::BTreeMap, net::Ipv4Addr};
+
+use futures::TryStreamExt;
+use ipnet::Ipv4Net;
+use netlink_packet_route::route::{
+    RouteAddress, RouteAttribute, RouteHeader, RouteMessage, RouteMetric, RouteProtocol,
+    RouteScope, RouteType,
+};
+use rtnetlink::{Handle, RouteMessageBuilder};
+use tracing::{info, warn};
+
+/// The routing protocol number felix marks its routes with (`ip route ... proto 80`).
+pub const FELIX_PROTO: u8 = 80;
+/// Bytes the outer IPIP header takes from the uplink MTU.
+const IPIP_OVERHEAD: u32 = 20;
+
+/// Errors reconciling routes.
+#[derive(Debug, thiserror::Error)]
+pub enum RoutesError {
+    #[error("list routes: {0}")]
+    List(rtnetlink::Error),
+}
+
+/// A route felix wants in the main table.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KernelRoute {
+    /// `<pod>/32 dev <cali> scope link`.
+    Workload { ifindex: u32 },
+    /// `blackhole <block>`.
+    Blackhole,
+    /// `<block> via <host> dev <uplink> onlink mtu <uplink mtu - 20>`.
+    Remote {
+        via: Ipv4Addr,
+        ifindex: u32,
+        mtu: u32,
+    },
+}
+
+/// What one reconcile changed.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct RouteChanges {
+    pub added: usize,
+    pub removed: usize,
+    /// Destinations held by another protocol's route, left alone.
+    pub foreign: usize,
+}
+
+/// The kernel routes for a desired state. `uplink` is (ifindex, MTU) when known.
+pub fn desired_routes(
+    desired: &crate::desired::Desired,
+    uplink: Option<(u32, u32)>,
+) -> BTreeMap<Ipv4Net, KernelRoute> {
+    use felix_common::RouteKind;
+    let mut routes = BTreeMap::new();
+    for (cidr, value) in &desired.routes {
+        let route = match RouteKind::from_u32(value.kind) {
+            Some(RouteKind::LocalWorkload) => KernelRoute::Workload {
+                ifindex: value.ifindex,
+            },
+            Some(RouteKind::LocalBlock) => KernelRoute::Blackhole,
+            Some(RouteKind::RemoteBlock) => match uplink {
+                Some((ifindex, mtu)) if mtu > IPIP_OVERHEAD => KernelRoute::Remote {
+                    via: Ipv4Addr::from(value.next_hop),
+                    ifindex,
+                    mtu: mtu - IPIP_OVERHEAD,
+                },
+                _ => continue,
+            },
+            _ => continue,
+        };
+        routes.insert(*cidr, route);
+    }
+    routes
+}
+
+fn message(cidr: Ipv4Net, route: KernelRoute) -> RouteMessage {
+    let builder = RouteMessageBuilder::<Ipv4Addr>::new()
+        .destination_prefix(cidr.addr(), cidr.prefix_len())
+        .protocol(RouteProtocol::from(FELIX_PROTO));
+    match route {
+        KernelRoute::Workload { ifindex } => builder
+            .output_interface(ifindex)
+            .scope(RouteScope::Link)
+            .build(),
+        KernelRoute::Blackhole => builder.kind(RouteType::BlackHole).build(),
+        KernelRoute::Remote { via, ifindex, mtu } => {
+            let mut message = builder
+                .gateway(via)
+                .output_interface(ifindex)
+                .onlink()
+                .build();
+            message
+                .attributes
+                .push(RouteAttribute::Metrics(vec![RouteMetric::Mtu(mtu)]));
+            message
+        }
+    }
+}
+
+/// Reads a route of the main table back into (destination, protocol, what it is).
+fn parse(message: &RouteMessage) -> Option<(Ipv4Net, u8, Option<KernelRoute>)> {
+    if message.header.table != RouteHeader::RT_TABLE_MAIN {
+        return None;
+    }
+    let mut dst = Ipv4Addr::UNSPECIFIED;
+    let (mut oif, mut gateway, mut mtu) = (None, None, None);
+    for attribute in &message.attributes {
+        match attribute {
+            RouteAttribute::Destination(RouteAddress::Inet(addr)) => dst = *addr,
+            RouteAttribute::Oif(index) => oif = Some(*index),
+            RouteAttribute::Gateway(RouteAddress::Inet(addr)) => gateway = Some(*addr),
+            RouteAttribute::Metrics(metrics) => {
+                mtu = metrics.iter().find_map(|m| match m {
+                    RouteMetric::Mtu(v) => Some(*v),
+                    _ => None,
+                });
+            }
+            _ => {}
+        }
+    }
+    let cidr = Ipv4Net::new(dst, message.header.destination_prefix_length).ok()?;
+    let route = match (message.header.kind, oif, gateway) {
+        (RouteType::BlackHole, _, _) => Some(KernelRoute::Blackhole),
+        (RouteType::Unicast, Some(ifindex), Some(via)) => Some(KernelRoute::Remote {
+            via,
+            ifindex,
+            mtu: mtu.unwrap_or(0),
+        }),
+        (RouteType::Unicast, Some(ifindex), None) => Some(KernelRoute::Workload { ifindex }),
+        _ => None,
+    };
+    Some((cidr, u8::from(message.header.protocol), route))
+}
+
+/// Brings the main table's felix routes in line with `wanted`: adds what is missing, replaces
+/// what differs, removes ours that are no longer wanted. A destination another protocol holds
+/// is left to it.
+pub async fn reconcile(
+    handle: &Handle,
+    wanted: &BTreeMap<Ipv4Net, KernelRoute>,
+) -> Result<RouteChanges, RoutesError> {
+    let mut ours: BTreeMap<Ipv4Net, (RouteMessage, Option<KernelRoute>)> = BTreeMap::new();
+    let mut foreign: Vec<Ipv4Net> = Vec::new();
+    let mut routes = handle
+        .route()
+        .get(RouteMessageBuilder::<Ipv4Addr>::new().build())
+        .execute();
+    while let Some(message) = routes.try_next().await.map_err(RoutesError::List)? {
+        let Some((cidr, proto, route)) = parse(&message) else {
+            continue;
+        };
+        if proto == FELIX_PROTO {
+            ours.insert(cidr, (message, route));
+        } else if wanted.contains_key(&cidr) {
+            foreign.push(cidr);
+        }
+    }
+    let mut changes = RouteChanges {
+        foreign: foreign.len(),
+        ..RouteChanges::default()
+    };
+    for (cidr, (message, route)) in &ours {
+        if wanted.get(cidr) != route.as_ref() {
+            match handle.route().del(message.clone()).execute().await {
+                Ok(()) => changes.removed += 1,
+                Err(error) => warn!(%cidr, %error, "removing a felix route failed"),
+            }
+        }
+    }
+    for (cidr, route) in wanted {
+        if foreign.contains(cidr)
+            || ours
+                .get(cidr)
+                .is_some_and(|(_, r)| r.as_ref() == Some(route))
+        {
+            continue;
+        }
+        match handle
+            .route()
+            .add(message(*cidr, *route))
+            .replace()
+            .execute()
+            .await
+        {
+            Ok(()) => changes.added += 1,
+            Err(error) => warn!(%cidr, ?route, %error, "adding a felix route failed"),
+        }
+    }
+    if changes.added + changes.removed > 0 {
+        info!(?changes, "kernel routes reconciled");
+    }
+    Ok(changes)
+}
+
+#[cfg(test)]
+mod tests {
+    use felix_common::{RouteKind, RouteValue};
+
+    use super::*;
+    use crate::desired::Desired;
+
+    #[test]
+    fn desired_kernel_routes_follow_the_dataplane_routes() {
+        let mut desired = Desired::default();
+        let net = |s: &str| s.parse::<Ipv4Net>().unwrap();
+        desired.routes.insert(
+            net("192.168.2.1/32"),
+            RouteValue::new(RouteKind::LocalWorkload, 7, [0; 4]),
+        );
+        desired.routes.insert(
+            net("192.168.2.0/26"),
+            RouteValue::new(RouteKind::LocalBlock, 0, [0; 4]),
+        );
+        desired.routes.insert(
+            net("192.168.3.0/26"),
+            RouteValue::new(RouteKind::RemoteBlock, 0, [10, 0, 0, 2]),
+        );
+        desired.routes.insert(
+            net("10.0.0.2/32"),
+            RouteValue::new(RouteKind::RemoteHost, 0, [0; 4]),
+        );
+        let routes = desired_routes(&desired, Some((2, 1500)));
+        assert_eq!(
+            routes.len(),
+            3,
+            "host routes are not kernel routes felix owns"
+        );
+        assert_eq!(
+            routes[&net("192.168.2.1/32")],
+            KernelRoute::Workload { ifindex: 7 }
+        );
+        assert_eq!(routes[&net("192.168.2.0/26")], KernelRoute::Blackhole);
+        assert_eq!(
+            routes[&net("192.168.3.0/26")],
+            KernelRoute::Remote {
+                via: Ipv4Addr::new(10, 0, 0, 2),
+                ifindex: 2,
+                mtu: 1480
+            }
+        );
+        assert!(!desired_routes(&desired, None).contains_key(&net("192.168.3.0/26")));
+    }
+
+    #[test]
+    fn built_messages_parse_back_to_the_same_route() {
+        let net = |s: &str| s.parse::<Ipv4Net>().unwrap();
+        for (cidr, route) in [
+            (net("192.168.2.1/32"), KernelRoute::Workload { ifindex: 7 }),
+            (net("192.168.2.0/26"), KernelRoute::Blackhole),
+            (
+                net("192.168.3.0/26"),
+                KernelRoute::Remote {
+                    via: Ipv4Addr::new(10, 0, 0, 2),
+                    ifindex: 2,
+                    mtu: 1480,
+                },
+            ),
+        ] {
+            let mut message = message(cidr, route);
+            message.header.table = RouteHeader::RT_TABLE_MAIN;
+            assert_eq!(parse(&message), Some((cidr, FELIX_PROTO, Some(route))));
+        }
+    }
+}

@@ -1,0 +1,343 @@
+//! felix's status in etcd, under Calico's felix status keys, held by a lease so that a dead
+//! felix's status expires: its own (`/calico/felix/v2/<region>/host/<node>/status`) and each
+//! local endpoint's (`.../workload/<orchestrator>/<workload>/endpoint/<endpoint>`).
+
+use std::{
+    collections::BTreeMap,
+    time::{Duration, Instant, SystemTime},
+};
+
+use etcd_client::{Client, GetOptions, PutOptions};
+use serde::{Deserialize, Serialize};
+use tokio::sync::watch;
+use tracing::{info, warn};
+
+/// Calico's default region.
+pub const REGION: &str = "no-region";
+
+/// Prefix of every host's status keys.
+pub fn hosts_prefix() -> String {
+    format!("/calico/felix/v2/{REGION}/host/")
+}
+
+/// Key of a felix's own status.
+pub fn felix_key(node: &str) -> String {
+    format!("{}{node}/status", hosts_prefix())
+}
+
+/// Prefix of a node's endpoint status keys.
+pub fn endpoints_prefix(node: &str) -> String {
+    format!("{}{node}/workload/", hosts_prefix())
+}
+
+/// Key of an endpoint's status; `/` in the workload id is escaped as `%2f`, as Calico does.
+pub fn endpoint_key(node: &str, id: &EndpointId) -> String {
+    format!(
+        "{}{}/{}/endpoint/{}",
+        endpoints_prefix(node),
+        id.orchestrator,
+        id.workload.replace('/', "%2f"),
+        id.endpoint
+    )
+}
+
+/// Identifies an endpoint: orchestrator, workload (`<namespace>/<pod>`), endpoint (`eth0`).
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+pub struct EndpointId {
+    pub orchestrator: String,
+    pub workload: String,
+    pub endpoint: String,
+}
+
+/// What felix says of itself.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct FelixStatus {
+    /// When this was written (RFC 3339).
+    pub time: String,
+    /// Seconds since felix started.
+    pub uptime: f64,
+    /// Whether this is the first write since felix started.
+    pub first_update: bool,
+    pub dataplane: String,
+    /// Programs attached to interfaces.
+    pub programs_loaded: u32,
+    /// Datastore synced and maps programmed.
+    pub ready: bool,
+    /// When the maps last took a datastore snapshot (RFC 3339).
+    pub last_sync: Option<String>,
+}
+
+/// What felix says of one endpoint.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EndpointStatus {
+    /// `up`, `down` or `error`.
+    pub status: String,
+    pub reason: Option<String>,
+}
+
+impl EndpointStatus {
+    pub fn up() -> Self {
+        Self {
+            status: "up".into(),
+            reason: None,
+        }
+    }
+
+    pub fn down(reason: String) -> Self {
+        Self {
+            status: "down".into(),
+            reason: Some(reason),
+        }
+    }
+
+    pub fn error(reason: String) -> Self {
+        Self {
+            status: "error".into(),
+            reason: Some(reason),
+        }
+    }
+}
+
+/// The agent's view, sent to the reporter whenever it changes.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Report {
+    pub ready: bool,
+    pub programs_loaded: u32,
+    pub last_sync: Option<SystemTime>,
+    pub endpoints: BTreeMap<EndpointId, EndpointStatus>,
+}
+
+fn rfc3339(time: SystemTime) -> String {
+    humantime::format_rfc3339_seconds(time).to_string()
+}
+
+/// Runs until `reports` closes: writes the status under a lease of `ttl`, refreshed every
+/// `ttl / 3` and on every change; reconnects with backoff when etcd is away.
+pub async fn run(
+    endpoints: Vec<String>,
+    node: String,
+    ttl: Duration,
+    mut reports: watch::Receiver<Report>,
+) {
+    let started = Instant::now();
+    let mut first_update = true;
+    let mut delay = Duration::from_millis(200);
+    loop {
+        match serve(
+            &endpoints,
+            &node,
+            ttl,
+            &mut reports,
+            started,
+            &mut first_update,
+        )
+        .await
+        {
+            Ok(()) => return,
+            Err(error) => {
+                warn!(%error, retry_in = ?delay, "status reporting interrupted");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(5));
+            }
+        }
+    }
+}
+
+async fn serve(
+    endpoints: &[String],
+    node: &str,
+    ttl: Duration,
+    reports: &mut watch::Receiver<Report>,
+    started: Instant,
+    first_update: &mut bool,
+) -> Result<(), etcd_client::Error> {
+    let mut client = Client::connect(endpoints, None).await?;
+    let lease = client
+        .lease_grant(ttl.as_secs().max(2) as i64, None)
+        .await?
+        .id();
+    let (mut keeper, mut keepalive) = client.lease_keep_alive(lease).await?;
+    // What a previous felix of this node left is ours to reconcile.
+    let mut written: BTreeMap<String, Option<EndpointStatus>> = client
+        .get(
+            endpoints_prefix(node),
+            Some(GetOptions::new().with_prefix().with_keys_only()),
+        )
+        .await?
+        .kvs()
+        .iter()
+        .filter_map(|kv| kv.key_str().ok().map(|k| (k.to_owned(), None)))
+        .collect();
+    info!(lease, ?ttl, "status reporting to etcd");
+    loop {
+        let report = reports.borrow_and_update().clone();
+        let own = FelixStatus {
+            time: rfc3339(SystemTime::now()),
+            uptime: started.elapsed().as_secs_f64(),
+            first_update: *first_update,
+            dataplane: "bpf".into(),
+            programs_loaded: report.programs_loaded,
+            ready: report.ready,
+            last_sync: report.last_sync.map(rfc3339),
+        };
+        let leased = || Some(PutOptions::new().with_lease(lease));
+        client
+            .put(
+                felix_key(node),
+                serde_json::to_string(&own).unwrap_or_default(),
+                leased(),
+            )
+            .await?;
+        *first_update = false;
+        let wanted: BTreeMap<String, EndpointStatus> = report
+            .endpoints
+            .iter()
+            .map(|(id, status)| (endpoint_key(node, id), status.clone()))
+            .collect();
+        for (key, status) in &wanted {
+            if written.get(key) != Some(&Some(status.clone())) {
+                client
+                    .put(
+                        key.as_str(),
+                        serde_json::to_string(status).unwrap_or_default(),
+                        leased(),
+                    )
+                    .await?;
+                written.insert(key.clone(), Some(status.clone()));
+            }
+        }
+        let gone: Vec<String> = written
+            .keys()
+            .filter(|k| !wanted.contains_key(*k))
+            .cloned()
+            .collect();
+        for key in gone {
+            client.delete(key.as_str(), None).await?;
+            written.remove(&key);
+        }
+        keeper.keep_alive().await?;
+        let _ = keepalive.message().await?;
+        tokio::select! {
+            changed = reports.changed() => if changed.is_err() { return Ok(()) },
+            () = tokio::time::sleep(ttl / 3) => {}
+        }
+    }
+}
+
+/// Everything under the status keys, as read back by `felix status`.
+#[derive(Debug, Default, Serialize)]
+pub struct Overview {
+    pub nodes: Vec<NodeRow>,
+    pub endpoints: Vec<EndpointRow>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct NodeRow {
+    pub node: String,
+    #[serde(flatten)]
+    pub status: FelixStatus,
+}
+
+#[derive(Debug, Serialize)]
+pub struct EndpointRow {
+    pub node: String,
+    pub orchestrator: String,
+    pub workload: String,
+    pub endpoint: String,
+    pub status: String,
+    pub reason: Option<String>,
+}
+
+/// Sorts status keys and values into an overview (values that do not parse are skipped).
+pub fn overview<'a>(
+    kvs: impl IntoIterator<Item = (&'a str, &'a [u8])>,
+    only: Option<&str>,
+) -> Overview {
+    let prefix = hosts_prefix();
+    let mut out = Overview::default();
+    for (key, value) in kvs {
+        let Some(rest) = key.strip_prefix(prefix.as_str()) else {
+            continue;
+        };
+        let parts: Vec<&str> = rest.split('/').collect();
+        if only.is_some_and(|node| parts.first() != Some(&node)) {
+            continue;
+        }
+        match parts.as_slice() {
+            [node, "status"] => {
+                if let Ok(status) = serde_json::from_slice(value) {
+                    out.nodes.push(NodeRow {
+                        node: (*node).into(),
+                        status,
+                    });
+                }
+            }
+            [
+                node,
+                "workload",
+                orchestrator,
+                workload,
+                "endpoint",
+                endpoint,
+            ] => {
+                if let Ok(status) = serde_json::from_slice::<EndpointStatus>(value) {
+                    out.endpoints.push(EndpointRow {
+                        node: (*node).into(),
+                        orchestrator: (*orchestrator).into(),
+                        workload: workload.replace("%2f", "/"),
+                        endpoint: (*endpoint).into(),
+                        status: status.status,
+                        reason: status.reason,
+                    });
+                }
+            }
+            _ => {}
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_follow_calico_and_read_back() {
+        let id = EndpointId {
+            orchestrator: "k8s".into(),
+            workload: "default/p1".into(),
+            endpoint: "eth0".into(),
+        };
+        let key = endpoint_key("h1", &id);
+        assert_eq!(
+            key,
+            "/calico/felix/v2/no-region/host/h1/workload/k8s/default%2fp1/endpoint/eth0"
+        );
+        let own = serde_json::to_vec(&FelixStatus {
+            time: "2026-11-27T00:00:00Z".into(),
+            uptime: 1.5,
+            first_update: true,
+            dataplane: "bpf".into(),
+            programs_loaded: 7,
+            ready: true,
+            last_sync: None,
+        })
+        .unwrap();
+        let ep =
+            serde_json::to_vec(&EndpointStatus::down("interface cali1 missing".into())).unwrap();
+        let felix_key = felix_key("h1");
+        let kvs: Vec<(&str, &[u8])> = vec![
+            (felix_key.as_str(), &own),
+            (key.as_str(), &ep),
+            ("/calico/felix/v2/no-region/host/h2/status", b"junk"),
+        ];
+        let all = overview(kvs.clone(), None);
+        assert_eq!(all.nodes.len(), 1, "junk is skipped");
+        assert_eq!(all.endpoints[0].workload, "default/p1");
+        assert_eq!(
+            all.endpoints[0].reason.as_deref(),
+            Some("interface cali1 missing")
+        );
+        assert!(overview(kvs, Some("h2")).endpoints.is_empty());
+    }
+}

@@ -64,6 +64,7 @@ pub fn run() -> Result<()> {
     );
 
     cross_host(&lab, &p1, &remote)?;
+    host_integration(&lab)?;
 
     header("lab down");
     let id = lab.id().to_owned();
@@ -127,6 +128,28 @@ fn cross_host(lab: &Lab, p1: &PodInfo, remote: &PodInfo) -> Result<()> {
         header(&format!("felix bpf counters dump --node {node}"));
         print!("{}", felix::counters_table(lab.felix_bin(), node)?);
     }
+    Ok(())
+}
+
+/// What felix did to the host and reported back: its kernel routes on h1, both Nodes' registered
+/// addresses, and `felix status` read back from etcd.
+fn host_integration(lab: &Lab) -> Result<()> {
+    let h1 = lab.node(1);
+    // The whole table: `ip route show proto 80` would drop the `proto 80` it filters on.
+    header(&format!(
+        "ip route show in {h1} (proto 80: programmed by felix)"
+    ));
+    print!("{}", cmd::ip(&["-n", &h1, "route", "show"])?);
+    header("Node addresses registered by felix (spec.bgp in etcd)");
+    for n in [1, 2] {
+        let node = lab.node_resource(n)?;
+        println!("{}: {}", lab.node(n), node["spec"]["bgp"]);
+    }
+    header(&format!(
+        "nsenter --net=/run/netns/{h1} felix status --etcd-endpoints {}",
+        lab.state().etcd_url
+    ));
+    print!("{}", lab.felix_status_table(None)?);
     Ok(())
 }
 

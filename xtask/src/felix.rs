@@ -1,5 +1,6 @@
 //! Client of felix's inspection CLI (`felix bpf ... dump --json`, `conntrack flush`, `xdp-deny
-//! add|del`), with its JSON contract: `{"node": .., "<field>": [rows]}`.
+//! add|del`), with its JSON contract: `{"node": .., "<field>": [rows]}`; and of `felix status`,
+//! which reads the status felix instances write to etcd.
 
 use std::net::Ipv4Addr;
 use std::path::Path;
@@ -209,6 +210,96 @@ pub struct DenyEntry {
     pub cidr: String,
 }
 
+/// `felix status --json`: what every felix reported to etcd.
+#[derive(Debug, Clone, Deserialize)]
+pub struct StatusDump {
+    pub nodes: Vec<NodeStatus>,
+    pub endpoints: Vec<EndpointStatus>,
+}
+
+/// One felix's status (`/calico/felix/v2/no-region/host/<node>/status`).
+#[derive(Debug, Clone, Deserialize)]
+pub struct NodeStatus {
+    pub node: String,
+    pub ready: bool,
+    #[serde(default)]
+    pub uptime: Option<f64>,
+    #[serde(default)]
+    pub dataplane: Option<String>,
+    #[serde(default)]
+    pub programs_loaded: Option<u64>,
+    #[serde(default)]
+    pub last_sync: Option<String>,
+    #[serde(default)]
+    pub time: Option<String>,
+}
+
+/// One local endpoint's status as its felix reported it: `up`, `down` or `error`, with a reason.
+#[derive(Debug, Clone, Deserialize)]
+pub struct EndpointStatus {
+    pub node: String,
+    #[serde(default)]
+    pub orchestrator: String,
+    /// `<namespace>/<pod>`.
+    pub workload: String,
+    pub endpoint: String,
+    pub status: String,
+    #[serde(default)]
+    pub reason: Option<String>,
+}
+
+impl EndpointStatus {
+    /// Whether this is pod `pod`'s endpoint (`workload` is `<namespace>/<pod>`).
+    pub fn is_pod(&self, pod: &str) -> bool {
+        self.workload == pod
+            || self.workload.ends_with(&format!("/{pod}"))
+            || self.workload.ends_with(&format!("%2f{pod}"))
+    }
+}
+
+impl StatusDump {
+    pub fn node(&self, node: &str) -> Option<&NodeStatus> {
+        self.nodes.iter().find(|n| n.node == node)
+    }
+
+    /// The status of pod `pod`'s endpoint on `node`.
+    pub fn endpoint(&self, node: &str, pod: &str) -> Option<&EndpointStatus> {
+        self.endpoints
+            .iter()
+            .find(|e| e.node == node && e.is_pod(pod))
+    }
+}
+
+/// `felix status --etcd-endpoints URL [--node N] [--json]`, run in network namespace `ns` (etcd is
+/// reachable only from the lab's namespaces).
+pub fn status(
+    felix: &Path,
+    ns: &str,
+    etcd_url: &str,
+    node: Option<&str>,
+    json: bool,
+) -> Result<String> {
+    let mut cmd = Command::new("nsenter");
+    cmd.arg(format!("--net=/run/netns/{ns}")).arg(felix).args([
+        "status",
+        "--etcd-endpoints",
+        etcd_url,
+    ]);
+    if let Some(node) = node {
+        cmd.args(["--node", node]);
+    }
+    if json {
+        cmd.arg("--json");
+    }
+    cmd::stdout(&mut cmd)
+}
+
+/// `felix status --json` (see [`status`]), parsed.
+pub fn status_json(felix: &Path, ns: &str, etcd_url: &str) -> Result<StatusDump> {
+    let out = status(felix, ns, etcd_url, None, true)?;
+    serde_json::from_str(&out).with_context(|| format!("parsing `felix status --json`: {out}"))
+}
+
 /// Runs `felix bpf <what...> --node NODE --json` and parses its output.
 pub fn dump_json<T: DeserializeOwned>(felix: &Path, node: &str, what: &[&str]) -> Result<T> {
     let out = cmd::stdout(
@@ -329,6 +420,35 @@ mod tests {
             after.packets_except("cali1", "to_workload", &["drop_unsupported_l3"]),
             1
         );
+        Ok(())
+    }
+
+    #[test]
+    fn status_parses() -> Result<()> {
+        let st: StatusDump = serde_json::from_str(
+            r#"{"nodes":[{"node":"fx1-h1","ready":true,"uptime":12,"dataplane":"bpf",
+              "programs_loaded":5,"last_sync":"2025-01-01T00:00:00Z","time":"2025-01-01T00:00:01Z"},
+              {"node":"fx1-h2","ready":false,"uptime":1.5,"dataplane":"bpf","programs_loaded":0,
+              "last_sync":null,"time":"2025-01-01T00:00:01Z"}],
+              "endpoints":[{"node":"fx1-h1","orchestrator":"k8s","workload":"default/fx1-h1-p1",
+              "endpoint":"eth0","status":"up","reason":null},
+              {"node":"fx1-h1","orchestrator":"k8s","workload":"default/fx1-h1-p2",
+              "endpoint":"eth0","status":"down","reason":"interface cali123 missing"}]}"#,
+        )?;
+        assert!(st.node("fx1-h1").is_some_and(|n| n.ready));
+        assert!(
+            st.node("fx1-h2")
+                .is_some_and(|n| !n.ready && n.last_sync.is_none())
+        );
+        assert_eq!(
+            st.endpoint("fx1-h1", "fx1-h1-p1")
+                .map(|e| e.status.as_str()),
+            Some("up")
+        );
+        let down = st.endpoint("fx1-h1", "fx1-h1-p2").context("p2")?;
+        assert_eq!(down.reason.as_deref(), Some("interface cali123 missing"));
+        assert!(st.endpoint("fx1-h2", "fx1-h1-p1").is_none());
+        assert!(st.endpoint("fx1-h1", "h1-p1").is_none());
         Ok(())
     }
 

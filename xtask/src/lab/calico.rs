@@ -48,15 +48,56 @@ pub fn namespace_profile() -> (String, Value) {
     )
 }
 
-pub fn node(host: &HostState) -> (String, Value) {
+/// The AS number the lab seeds into every Node (felix must keep it: it owns only the address).
+pub const NODE_AS_NUMBER: u32 = 64512;
+/// An annotation the lab seeds into every Node (felix must keep it).
+pub const NODE_ANNOTATION: (&str, &str) = ("lab.felix/seeded-by", "xtask");
+
+/// The key of host's Node resource.
+pub fn node_key(node: &str) -> String {
+    format!("{RESOURCES}/nodes/{node}")
+}
+
+/// What felix is to register as the node's BGP address (`spec.bgp.ipv4Address`).
+pub fn node_address(host: &HostState) -> String {
+    format!("{}/{}", host.ip, names::FABRIC_PREFIX)
+}
+
+/// The Node as an installer would pre-create it: labels, an annotation and an AS number, but no
+/// address. felix detects the address and adds `spec.bgp.ipv4Address`, keeping everything else.
+pub fn node(lab_id: &str, host: &HostState) -> (String, Value) {
     (
-        format!("{RESOURCES}/nodes/{}", host.node),
+        node_key(&host.node),
         json!({
             "apiVersion": "projectcalico.org/v3",
             "kind": "Node",
-            "metadata": {"name": host.node},
-            "spec": {"bgp": {"ipv4Address": format!("{}/{}", host.ip, names::FABRIC_PREFIX)}}
+            "metadata": {
+                "name": host.node,
+                "labels": {"lab": lab_id, "kubernetes.io/hostname": host.node},
+                "annotations": {NODE_ANNOTATION.0: NODE_ANNOTATION.1}
+            },
+            "spec": {"bgp": {"asNumber": NODE_AS_NUMBER}}
         }),
+    )
+}
+
+/// Where felix on `node` reports: its status and its endpoints' statuses (under a lease).
+pub fn felix_status_prefix(node: &str) -> String {
+    format!("/calico/felix/v2/no-region/host/{node}/")
+}
+
+/// felix's own status key.
+pub fn felix_status_key(node: &str) -> String {
+    format!("{}status", felix_status_prefix(node))
+}
+
+/// The status key of pod's endpoint `eth0` (Calico's: the workload id `<namespace>/<pod>` with
+/// the `/` escaped as `%2f`).
+pub fn endpoint_status_key(node: &str, pod: &str) -> String {
+    format!(
+        "{}workload/k8s/{}%2f{pod}/endpoint/eth0",
+        felix_status_prefix(node),
+        names::POD_NAMESPACE
     )
 }
 
@@ -140,10 +181,10 @@ pub fn block_affinity(host: &HostState) -> (String, Value) {
 }
 
 /// Every key the lab writes, in write order.
-pub fn all(hosts: &[HostState]) -> Vec<(String, Value)> {
+pub fn all(lab_id: &str, hosts: &[HostState]) -> Vec<(String, Value)> {
     let mut docs = vec![ip_pool(), namespace_profile()];
     for host in hosts {
-        docs.push(node(host));
+        docs.push(node(lab_id, host));
         docs.push(ipam_block(host));
         docs.push(block_affinity(host));
         docs.extend(host.pods.iter().map(|p| workload_endpoint(host, p)));
@@ -192,18 +233,30 @@ mod tests {
             wep["metadata"]["labels"]["projectcalico.org/namespace"],
             "default"
         );
-        assert_eq!(all(&plan.hosts).len(), 2 + 2 * (3 + 2));
+        assert_eq!(all("fx0001", &plan.hosts).len(), 2 + 2 * (3 + 2));
     }
 
     #[test]
     fn node_and_affinity() {
         let plan = LabState::plan("fx0001", None);
-        let (key, node) = node(&plan.hosts[1]);
+        let (key, node) = node("fx0001", &plan.hosts[1]);
         assert_eq!(
             key,
             "/calico/resources/v3/projectcalico.org/nodes/fx0001-h2"
         );
-        assert_eq!(node["spec"]["bgp"]["ipv4Address"], "10.0.0.2/24");
+        // felix registers the address; the lab seeds only what felix must preserve.
+        assert_eq!(node["spec"]["bgp"].get("ipv4Address"), None);
+        assert_eq!(node["spec"]["bgp"]["asNumber"], 64512);
+        assert_eq!(node["metadata"]["labels"]["lab"], "fx0001");
+        assert_eq!(node_address(&plan.hosts[1]), "10.0.0.2/24");
+        assert_eq!(
+            felix_status_key("fx0001-h1"),
+            "/calico/felix/v2/no-region/host/fx0001-h1/status"
+        );
+        assert_eq!(
+            endpoint_status_key("fx0001-h1", "fx0001-h1-p2"),
+            "/calico/felix/v2/no-region/host/fx0001-h1/workload/k8s/default%2ffx0001-h1-p2/endpoint/eth0"
+        );
         let (key, aff) = block_affinity(&plan.hosts[0]);
         assert_eq!(
             key,

@@ -91,9 +91,39 @@ pub fn put(fabric: &str, url: &str, key: &str, value: &str) -> Result<()> {
     cmd::run(etcdctl(fabric, url).args(["put", key, value]))
 }
 
+/// The value at `key`, `None` when there is no such key.
+pub fn get(fabric: &str, url: &str, key: &str) -> Result<Option<String>> {
+    let out = cmd::stdout(etcdctl(fabric, url).args([
+        "--command-timeout=3s",
+        "get",
+        key,
+        "--print-value-only",
+    ]))?;
+    let value = out.trim_end_matches('\n');
+    Ok((!value.is_empty()).then(|| value.to_owned()))
+}
+
+/// The keys under `prefix`, sorted.
+pub fn keys(fabric: &str, url: &str, prefix: &str) -> Result<Vec<String>> {
+    let out = cmd::stdout(etcdctl(fabric, url).args([
+        "--command-timeout=3s",
+        "get",
+        prefix,
+        "--prefix",
+        "--keys-only",
+    ]))?;
+    let mut keys: Vec<String> = out
+        .lines()
+        .filter(|l| !l.is_empty())
+        .map(str::to_owned)
+        .collect();
+    keys.sort();
+    Ok(keys)
+}
+
 /// Writes the lab's Calico resources (pool, profile, nodes, IPAM, workload endpoints).
 pub fn seed(state: &LabState) -> Result<usize> {
-    let docs = calico::all(&state.hosts);
+    let docs = calico::all(&state.id, &state.hosts);
     for (key, value) in &docs {
         put(&state.fabric_ns, &state.etcd_url, key, &value.to_string())?;
     }

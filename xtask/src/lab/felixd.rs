@@ -1,6 +1,6 @@
 //! felix per lab host: started inside the host namespace, ready once it reports programs attached
-//! on all of the host's `cali*` interfaces and its uplink, and its maps hold the lab's endpoints
-//! and remote blocks.
+//! on all of the host's `cali*` interfaces and its uplink, its maps hold the lab's endpoints and
+//! remote blocks, it has programmed the host's kernel routes and registered its Node's address.
 
 use std::path::Path;
 use std::thread;
@@ -8,11 +8,20 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Result, bail};
 
+use super::kroutes::{self, Check};
 use super::proc::{self, ProcRecord};
 use super::state::{HostState, LabState};
+use super::{calico, etcd};
 use crate::felix;
 
-/// `felix run --node <node> --etcd-endpoints <url>` in the host's network namespace, RUST_LOG=info.
+/// How often the lab's felix re-checks its kernel routes (`--route-refresh-interval`, seconds).
+pub const ROUTE_REFRESH_S: u64 = 2;
+/// The TTL of the lease behind the lab's felix status keys (`--status-ttl`, seconds).
+pub const STATUS_TTL_S: u64 = 6;
+
+/// `felix run --node <node> --etcd-endpoints <url> --route-refresh-interval 2 --status-ttl 6` in
+/// the host's network namespace, RUST_LOG=info. Short intervals so that tests of the resync and
+/// of a dead felix's status expiry take seconds.
 pub fn start(felix_bin: &Path, state: &LabState, host: &HostState) -> Result<ProcRecord> {
     let argv: Vec<String> = vec![
         felix_bin.to_string_lossy().into_owned(),
@@ -21,6 +30,10 @@ pub fn start(felix_bin: &Path, state: &LabState, host: &HostState) -> Result<Pro
         host.node.clone(),
         "--etcd-endpoints".into(),
         state.etcd_url.clone(),
+        "--route-refresh-interval".into(),
+        ROUTE_REFRESH_S.to_string(),
+        "--status-ttl".into(),
+        STATUS_TTL_S.to_string(),
     ];
     // Not `ip netns exec`: its private /sys hides bpffs, and felix pins under /sys/fs/bpf/felix.
     proc::spawn_in_ns(
@@ -37,7 +50,9 @@ pub fn start(felix_bin: &Path, state: &LabState, host: &HostState) -> Result<Pro
 /// `cali*` of the host and on the uplink `eth0` (TC both ways and XDP), within `attach_timeout`;
 /// then, within `sync_timeout`, its maps hold what the lab's etcd data says: both pods of the host
 /// in the endpoints map and every other host's block as a `remote_block` via that host's IP.
-/// Tests and the demo therefore never race felix's sync.
+/// Within `sync_timeout` too, the host's kernel table has felix's routes (pods' /32s, the block's
+/// blackhole, the other blocks via their hosts, all `proto 80`) and the Node in etcd has the
+/// address felix registered. Tests and the demo therefore never race felix's sync.
 pub fn wait_ready(
     felix_bin: &Path,
     state: &LabState,
@@ -57,13 +72,44 @@ pub fn wait_ready(
             None
         })
     })?;
+    let deadline = Instant::now() + sync_timeout;
     poll(
         host,
         rec,
         "endpoints and routes synced",
         sync_timeout,
         || sync_missing(felix_bin, state, host),
+    )?;
+    poll(
+        host,
+        rec,
+        "kernel routes programmed and Node registered",
+        deadline.saturating_duration_since(Instant::now()),
+        || host_missing(state, host),
     )
+}
+
+/// What felix has not yet done on `host` itself: kernel routes (essential fields) and the Node's
+/// `spec.bgp.ipv4Address` in etcd (`None` when done).
+fn host_missing(state: &LabState, host: &HostState) -> Result<Option<String>> {
+    let routes = kroutes::show(&host.ns)?;
+    let mut missing: Vec<String> = kroutes::missing(state, host, &routes, Check::Essential)
+        .into_iter()
+        .map(|m| format!("kernel route {m}"))
+        .collect();
+    let want = calico::node_address(host);
+    let key = calico::node_key(&host.node);
+    let node = etcd::get(&state.fabric_ns, &state.etcd_url, &key)?;
+    let have = node
+        .as_deref()
+        .and_then(|v| serde_json::from_str::<serde_json::Value>(v).ok())
+        .and_then(|v| v["spec"]["bgp"]["ipv4Address"].as_str().map(str::to_owned));
+    if have.as_deref() != Some(want.as_str()) {
+        missing.push(format!(
+            "Node {key} spec.bgp.ipv4Address {want} (have {have:?})"
+        ));
+    }
+    Ok((!missing.is_empty()).then(|| missing.join("; ")))
 }
 
 /// What felix's maps on `host` still lack (`None` when synced).

@@ -4,9 +4,10 @@
 //! uplink `eth0` (10.0.0.N/24) on it and run felix; pods `<id>-hN-pM` sit behind `cali*` veths.
 //! [`Lab`] is a guard: dropping it tears everything down.
 
-mod calico;
+pub mod calico;
 pub mod etcd;
 pub mod felixd;
+pub mod kroutes;
 pub mod names;
 pub mod net;
 pub mod proc;
@@ -23,7 +24,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 
-use crate::felix::{self, ConntrackDump, CountersDump, EndpointsDump, RoutesDump};
+use crate::felix::{self, ConntrackDump, CountersDump, EndpointsDump, RoutesDump, StatusDump};
 use crate::{cmd, paths};
 pub use proc::{Owner, ProcRecord};
 pub use state::{HostState, LabState, PodInfo};
@@ -115,7 +116,6 @@ impl Lab {
                 self.state.hosts[i].pods[p].mac = Some(mac);
             }
         }
-        net::add_block_routes(&self.state.hosts)?;
         self.state.save()?;
 
         std::fs::create_dir_all(&self.state.etcd_data_dir)
@@ -146,9 +146,10 @@ impl Lab {
         Ok(())
     }
 
-    /// Kills host `n`'s felix with SIGKILL (no chance to clean anything up), starts a new one
-    /// and waits until it is ready again. Returns the new felix's record.
-    pub fn restart_felix(&mut self, n: u8) -> Result<ProcRecord> {
+    /// Kills host `n`'s felix with SIGKILL (no chance to clean anything up: its pinned programs
+    /// stay attached, its status keys stay in etcd until their lease expires) and drops its
+    /// record. Returns the killed felix's record.
+    pub fn kill_felix(&mut self, n: u8) -> Result<ProcRecord> {
         let what = format!("felix h{n}");
         let index = self
             .state
@@ -160,10 +161,17 @@ impl Lab {
         // SAFETY: plain syscall on a pid this lab started and has just checked.
         unsafe { libc::kill(old.pid, libc::SIGKILL) };
         let problems = proc::terminate(&[old.pid], Duration::from_secs(2));
+        self.state.save()?;
         if !problems.is_empty() {
             bail!("stopping {what}: {}", problems.join("; "));
         }
-        self.state.save()?;
+        Ok(old)
+    }
+
+    /// Kills host `n`'s felix with SIGKILL ([`Lab::kill_felix`]), starts a new one and waits
+    /// until it is ready again. Returns the new felix's record.
+    pub fn restart_felix(&mut self, n: u8) -> Result<ProcRecord> {
+        self.kill_felix(n)?;
         let host = self.host(n)?.clone();
         let rec = felixd::start(&self.felix, &self.state, &host)?;
         self.state.processes.push(rec.clone());
@@ -318,6 +326,46 @@ impl Lab {
     /// `felix bpf <what...> --node <host n>` (a table or a command's message).
     pub fn felix_cli(&self, n: u8, what: &[&str]) -> Result<String> {
         felix::run(&self.felix, &self.node(n), what)
+    }
+
+    /// The main routing table of host `n` (`ip -j route show`).
+    pub fn kernel_routes(&self, n: u8) -> Result<Vec<kroutes::KernelRoute>> {
+        kroutes::show(&self.host(n)?.ns)
+    }
+
+    /// `felix status --json`, run in host 1's namespace (any lab namespace reaches etcd).
+    pub fn felix_status(&self) -> Result<StatusDump> {
+        felix::status_json(&self.felix, &self.node(1), &self.state.etcd_url)
+    }
+
+    /// `felix status [--node N]` as a table, run in host 1's namespace.
+    pub fn felix_status_table(&self, node: Option<&str>) -> Result<String> {
+        felix::status(
+            &self.felix,
+            &self.node(1),
+            &self.state.etcd_url,
+            node,
+            false,
+        )
+    }
+
+    /// The value of `key` in the lab's etcd (`None` when absent).
+    pub fn etcd_get(&self, key: &str) -> Result<Option<String>> {
+        etcd::get(&self.state.fabric_ns, &self.state.etcd_url, key)
+    }
+
+    /// The keys under `prefix` in the lab's etcd.
+    pub fn etcd_keys(&self, prefix: &str) -> Result<Vec<String>> {
+        etcd::keys(&self.state.fabric_ns, &self.state.etcd_url, prefix)
+    }
+
+    /// Host `n`'s Node resource in etcd, parsed.
+    pub fn node_resource(&self, n: u8) -> Result<serde_json::Value> {
+        let key = calico::node_key(&self.node(n));
+        let value = self
+            .etcd_get(&key)?
+            .with_context(|| format!("no {key} in etcd"))?;
+        serde_json::from_str(&value).with_context(|| format!("parsing {key}: {value}"))
     }
 
     /// `felix bpf xdp-deny add|del CIDR` on host `n`; checks the deny list afterwards.

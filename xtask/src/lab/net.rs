@@ -1,5 +1,7 @@
-//! The lab's network: namespaces, the fabric bridge, host uplinks, pod veths and routes. Every link
-//! is created inside a lab namespace (`ip -n NS link add ... netns OTHER`), never in the root one.
+//! The lab's network: namespaces, the fabric bridge, host uplinks and pod veths with the pod side
+//! configured. Every link is created inside a lab namespace (`ip -n NS link add ... netns OTHER`),
+//! never in the root one. The host side of a pod (its /32 route, the `cali*` sysctls) and the
+//! routes to other hosts' blocks are felix's job, as in Calico: the lab does not make them.
 
 use std::process::Command;
 
@@ -53,6 +55,12 @@ pub fn sysctl(ns: &str, key: &str, value: &str) -> Result<()> {
     ]))
 }
 
+/// `sysctl -n key` inside namespace `ns` (read from that namespace's /proc/sys).
+pub fn read_sysctl(ns: &str, key: &str) -> Result<String> {
+    let out = cmd::stdout(Command::new("ip").args(["netns", "exec", ns, "sysctl", "-n", key]))?;
+    Ok(out.trim().to_owned())
+}
+
 /// The fabric: bridge `br0` with the fabric IP; host uplinks attach to it.
 pub fn build_fabric(fabric: &str) -> Result<()> {
     let addr = format!("{}/{}", names::FABRIC_IP, names::FABRIC_PREFIX);
@@ -75,7 +83,9 @@ pub fn build_host(fabric: &str, host: &HostState) -> Result<()> {
     sysctl(ns, "net.ipv4.conf.all.forwarding", "1")
 }
 
-/// A pod the Calico way; returns the MAC of the pod's `eth0`.
+/// A pod the way Calico's CNI plugin makes it (veth, `cali*` with Calico's MAC, the pod's address,
+/// routes and gateway neighbour); returns the MAC of the pod's `eth0`. The host side's /32 route
+/// and `cali*` sysctls come from felix.
 pub fn build_pod(host: &HostState, pod: &PodInfo) -> Result<String> {
     let (hns, pns, cali) = (host.ns.as_str(), pod.ns.as_str(), pod.cali.as_str());
     let mtu = names::POD_MTU.to_string();
@@ -96,9 +106,6 @@ pub fn build_pod(host: &HostState, pod: &PodInfo) -> Result<String> {
         &mtu,
     ])?;
     ip(&["-n", hns, "link", "set", cali, "up"])?;
-    sysctl(hns, &format!("net.ipv4.conf.{cali}.proxy_arp"), "1")?;
-    sysctl(hns, &format!("net.ipv4.neigh.{cali}.proxy_delay"), "0")?;
-    ip(&["-n", hns, "route", "add", &ip32, "dev", cali])?;
 
     ip(&["-n", pns, "link", "set", "eth0", "mtu", &mtu, "up"])?;
     ip(&["-n", pns, "addr", "add", &ip32, "dev", "eth0"])?;
@@ -123,31 +130,6 @@ pub fn build_pod(host: &HostState, pod: &PodInfo) -> Result<String> {
         "permanent",
     ])?;
     link_mac(pns, "eth0")
-}
-
-/// Kernel routes to the other hosts' blocks via their uplink IPs, with MTU 1480 so that
-/// host-originated packets still fit the uplink once felix's uplink program wraps them in IPIP.
-/// (Pod-to-pod traffic never uses them: felix redirects it from the `cali*` hook.)
-pub fn add_block_routes(hosts: &[HostState]) -> Result<()> {
-    for host in hosts {
-        for other in hosts.iter().filter(|o| o.n != host.n) {
-            let via = other.ip.to_string();
-            ip(&[
-                "-n",
-                &host.ns,
-                "route",
-                "add",
-                &other.block,
-                "via",
-                &via,
-                "dev",
-                "eth0",
-                "mtu",
-                "1480",
-            ])?;
-        }
-    }
-    Ok(())
 }
 
 #[derive(Deserialize)]

@@ -46,7 +46,8 @@ pub fn print_summary(st: &LabState) {
     );
 }
 
-/// `cargo xtask lab status`: every lab with its namespaces, processes, etcd health and counters.
+/// `cargo xtask lab status`: every lab with its namespaces, processes, etcd health, `felix status`
+/// and counters.
 pub fn print_all(felix_bin: &Path) -> Result<()> {
     let labs = state::list();
     if labs.is_empty() {
@@ -91,6 +92,13 @@ pub fn print_all(felix_bin: &Path) -> Result<()> {
         match etcd::health(&st.fabric_ns, &st.etcd_url) {
             Ok(()) => println!("  etcd {}: healthy", st.etcd_url),
             Err(e) => println!("  etcd {}: UNHEALTHY: {e:#}", st.etcd_url),
+        }
+        if let Some(h1) = st.hosts.first() {
+            println!("  felix status (from {}):", h1.ns);
+            match felix::status(felix_bin, &h1.ns, &st.etcd_url, None, false) {
+                Ok(table) => print!("{table}"),
+                Err(e) => println!("  error: {e:#}"),
+            }
         }
         for host in &st.hosts {
             println!("  felix bpf counters dump --node {}:", host.node);

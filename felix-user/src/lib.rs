@@ -12,12 +12,15 @@ pub mod datastore;
 pub mod desired;
 pub mod ifsysctl;
 pub mod inspect;
+pub mod ipam;
 pub mod kernel_log;
 pub mod kroutes;
 pub mod links;
 pub mod loader;
+pub mod model;
 pub mod node_register;
 pub mod pins;
+pub mod selector;
 pub mod status;
 pub mod sync;
 

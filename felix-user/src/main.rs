@@ -7,7 +7,7 @@ use aya::maps::{LpmTrie, lpm_trie::Key};
 use clap::{Args, Parser, Subcommand};
 use felix_user::{
     agent::{self, AgentConfig},
-    autodetect, ct_gc, inspect,
+    autodetect, ct_gc, inspect, ipam,
     loader::Dataplane,
     pins::{self, DEFAULT_PIN_ROOT, DEFAULT_RUN_ROOT},
     status,
@@ -33,10 +33,82 @@ enum Command {
     /// Inspect the BPF maps of a running felix.
     #[command(subcommand)]
     Bpf(BpfCommand),
+    /// Calico IPAM in etcd: claim blocks for nodes, assign and release pod addresses.
+    #[command(subcommand)]
+    Ipam(IpamCommand),
     /// Show what every felix reports in etcd: its own state and its endpoints'.
     ///
     /// Example: felix status --etcd-endpoints http://10.0.0.254:2379 --node h1
     Status(StatusArgs),
+}
+
+#[derive(Subcommand)]
+enum IpamCommand {
+    /// Claim the first free block of a pool for a node (one etcd transaction).
+    ///
+    /// Example: felix ipam claim --node h1 --pool 192.168.0.0/16 --etcd-endpoints URL
+    Claim {
+        #[arg(long)]
+        node: String,
+        /// The IP pool's CIDR.
+        #[arg(long, value_parser = parse_cidr)]
+        pool: Ipv4Net,
+        /// Prefix length of a block.
+        #[arg(long, default_value_t = 26)]
+        block_size: u8,
+        #[command(flatten)]
+        etcd: EtcdArgs,
+    },
+    /// Assign an address to a handle from a block the node holds; prints the address.
+    ///
+    /// Example: felix ipam assign --node h1 --handle k8s-pod-network.p1 --attr pod=p1
+    Assign {
+        #[arg(long)]
+        node: String,
+        /// Calico's handle id of the allocation (e.g. k8s-pod-network.<container id>).
+        #[arg(long)]
+        handle: String,
+        /// Secondary attributes, KEY=VALUE, repeated.
+        #[arg(long = "attr", value_parser = parse_attr)]
+        attrs: Vec<(String, String)>,
+        #[command(flatten)]
+        etcd: EtcdArgs,
+    },
+    /// Release an address.
+    Release {
+        /// The address to free.
+        #[arg(long)]
+        ip: std::net::Ipv4Addr,
+        #[command(flatten)]
+        etcd: EtcdArgs,
+    },
+    /// List blocks with their affinity and use.
+    Show {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        etcd: EtcdArgs,
+    },
+}
+
+#[derive(Args)]
+struct EtcdArgs {
+    /// etcd client URLs, comma-separated or repeated.
+    #[arg(
+        long,
+        env = "FELIX_ETCDENDPOINTS",
+        value_delimiter = ',',
+        required = true
+    )]
+    etcd_endpoints: Vec<String>,
+}
+
+/// Accepts `KEY=VALUE`.
+fn parse_attr(text: &str) -> Result<(String, String), String> {
+    text.split_once('=')
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .ok_or_else(|| format!("{text:?} is not KEY=VALUE (example: pod=p1)"))
 }
 
 #[derive(Args)]
@@ -230,6 +302,7 @@ fn dispatch(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Run(args) => run(args),
         Command::Status(args) => show_status(&args),
+        Command::Ipam(command) => run_ipam(command),
         Command::Bpf(BpfCommand::Counters(DumpOnly::Dump(args))) => dump_counters(&args),
         Command::Bpf(BpfCommand::Ifaces(DumpOnly::Dump(args))) => dump_ifaces(&args),
         Command::Bpf(BpfCommand::Endpoints(DumpOnly::Dump(args))) => {
@@ -289,6 +362,80 @@ fn print_rows<T: serde::Serialize>(
     } else {
         println!("node {node}");
         print!("{}", table(rows));
+    }
+    Ok(())
+}
+
+/// Runs an etcd client operation on a small runtime, with a bounded connect.
+fn with_etcd<T>(
+    endpoints: &[String],
+    work: impl AsyncFnOnce(&mut etcd_client::Client) -> Result<T>,
+) -> Result<T> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("start the async runtime")?;
+    runtime
+        .block_on(async {
+            let connect = etcd_client::Client::connect(endpoints, None);
+            let mut client = tokio::time::timeout(Duration::from_secs(5), connect)
+                .await
+                .context("etcd did not answer within 5 s")??;
+            work(&mut client).await
+        })
+        .with_context(|| format!("etcd at {}", endpoints.join(",")))
+}
+
+fn run_ipam(command: IpamCommand) -> Result<()> {
+    match command {
+        IpamCommand::Claim {
+            node,
+            pool,
+            block_size,
+            etcd,
+        } => {
+            let block = with_etcd(&etcd.etcd_endpoints, async |client| {
+                Ok(ipam::claim(client, &node, pool, block_size).await?)
+            })?;
+            println!("{block}");
+        }
+        IpamCommand::Assign {
+            node,
+            handle,
+            attrs,
+            etcd,
+        } => {
+            let ip = with_etcd(&etcd.etcd_endpoints, async |client| {
+                Ok(ipam::assign(client, &node, &handle, attrs.into_iter().collect()).await?)
+            })?;
+            println!("{ip}");
+        }
+        IpamCommand::Release { ip, etcd } => {
+            with_etcd(&etcd.etcd_endpoints, async |client| {
+                Ok(ipam::release(client, ip).await?)
+            })?;
+            println!("released {ip}");
+        }
+        IpamCommand::Show { json, etcd } => {
+            let blocks = with_etcd(&etcd.etcd_endpoints, async |client| {
+                Ok(ipam::all_blocks(client).await?)
+            })?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&blocks)?);
+            } else {
+                let rows: Vec<Vec<String>> = blocks
+                    .iter()
+                    .map(|b| {
+                        vec![
+                            b.cidr.to_string(),
+                            b.affinity.clone().unwrap_or_else(|| "-".into()),
+                            format!("{}/{}", b.used(), b.allocations.len()),
+                        ]
+                    })
+                    .collect();
+                print!("{}", inspect::table(&["BLOCK", "AFFINITY", "USED"], &rows));
+            }
+        }
     }
     Ok(())
 }

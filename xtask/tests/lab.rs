@@ -792,3 +792,122 @@ fn felix_programs_routes_registers_nodes_and_reports_status() -> Result<()> {
         Ok(())
     })
 }
+
+/// `felix <args> --etcd-endpoints <lab etcd>` inside host h1's namespace (where etcd is reachable).
+fn felix_in_h1(lab: &Lab, args: &[&str]) -> Result<std::process::Output> {
+    Command::new("nsenter")
+        .arg(format!("--net=/run/netns/{}", lab.node(1)))
+        .arg(lab.felix_bin())
+        .args(args)
+        .args(["--etcd-endpoints", "http://10.0.0.254:2379"])
+        .output()
+        .context("run felix ipam")
+}
+
+/// `felix ipam` against the lab's real etcd: two nodes claiming at once get different blocks,
+/// each with its affinity; an address assigned from the claimed block is released once, and a
+/// second release is refused.
+#[test]
+fn ipam_claims_blocks_by_transaction_and_assigns_and_releases() -> Result<()> {
+    with_lab(|lab| {
+        let lab: &Lab = lab;
+        let pool = "192.168.0.0/16";
+        let (n1, n2) = (lab.node(1), lab.node(2));
+        let claims: Vec<String> = std::thread::scope(|scope| {
+            let handles: Vec<_> = [n1.as_str(), n2.as_str()]
+                .into_iter()
+                .map(|node| {
+                    scope.spawn(move || {
+                        felix_in_h1(lab, &["ipam", "claim", "--node", node, "--pool", pool])
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| {
+                    let out = h
+                        .join()
+                        .map_err(|_| anyhow::anyhow!("claim thread panicked"))??;
+                    ensure!(
+                        out.status.success(),
+                        "claim: {}",
+                        String::from_utf8_lossy(&out.stderr)
+                    );
+                    Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
+                })
+                .collect::<Result<Vec<_>>>()
+        })?;
+        ensure!(claims[0] != claims[1], "both nodes got {}", claims[0]);
+        for (node, block) in [(&n1, &claims[0]), (&n2, &claims[1])] {
+            ensure!(
+                block != "192.168.2.0/26" && block != "192.168.3.0/26",
+                "{node} got a block that was already taken: {block}"
+            );
+            let key_block = block.replace('/', "-");
+            let stored = lab
+                .etcd_get(&format!(
+                    "/calico/ipam/v2/assignment/ipv4/block/{key_block}"
+                ))?
+                .context("block written")?;
+            ensure!(
+                stored.contains(&format!("\"affinity\":\"host:{node}\"")),
+                "{stored}"
+            );
+            ensure!(
+                lab.etcd_get(&format!(
+                    "/calico/ipam/v2/host/{node}/ipv4/block/{key_block}"
+                ))?
+                .is_some(),
+                "affinity of {node} to {block} missing"
+            );
+        }
+        let out = felix_in_h1(
+            lab,
+            &[
+                "ipam",
+                "assign",
+                "--node",
+                &n1,
+                "--handle",
+                "k8s-pod-network.test",
+                "--attr",
+                "pod=test",
+            ],
+        )?;
+        ensure!(
+            out.status.success(),
+            "assign: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let ip: std::net::Ipv4Addr = String::from_utf8_lossy(&out.stdout).trim().parse()?;
+        let (net, len) = claims[0].split_once('/').context("block CIDR")?;
+        let size = 1u32 << (32 - len.parse::<u32>()?);
+        let first = u32::from(net.parse::<std::net::Ipv4Addr>()?);
+        ensure!(
+            (first..first + size).contains(&u32::from(ip)),
+            "{ip} not in {n1}'s new block {}",
+            claims[0]
+        );
+        ensure!(
+            lab.etcd_get("/calico/ipam/v2/handle/k8s-pod-network.test")?
+                .is_some(),
+            "handle missing"
+        );
+        let ip = ip.to_string();
+        let out = felix_in_h1(lab, &["ipam", "release", "--ip", &ip])?;
+        ensure!(
+            out.status.success(),
+            "release: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        ensure!(
+            lab.etcd_get("/calico/ipam/v2/handle/k8s-pod-network.test")?
+                .is_none(),
+            "handle left behind"
+        );
+        let again = felix_in_h1(lab, &["ipam", "release", "--ip", &ip])?;
+        ensure!(!again.status.success(), "a second release succeeded");
+        ensure!(String::from_utf8_lossy(&again.stderr).contains("is not allocated"));
+        Ok(())
+    })
+}

@@ -1,6 +1,7 @@
 //! `felix run`: load the dataplane, attach it to every workload interface present and to come
-//! and to the uplink, keep the endpoints/routes/config maps in step with the datastore and the
-//! host's links, and collect expired conntrack entries.
+//! and to the uplink, keep the endpoints/routes/config maps and the kernel routes in step with the
+//! datastore and the host's links, register the Node, report status, and collect expired
+//! conntrack entries.
 
 use std::{
     collections::{BTreeMap, HashMap},

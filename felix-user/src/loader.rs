@@ -71,30 +71,23 @@ impl Dataplane {
         for (name, path) in &pin_paths {
             loader.map_pin_path(name, path.as_path());
         }
-        let mut ebpf = loader.load(object)?;
+        let mut dataplane = Self {
+            ebpf: loader.load(object)?,
+        };
         for name in TC_PROGRAMS {
-            let program: &mut SchedClassifier = ebpf
-                .program_mut(name)
-                .ok_or(LoadError::MissingProgram(name))?
-                .try_into()
-                .map_err(|source| LoadError::Program { name, source })?;
-            program
+            dataplane
+                .classifier(name)?
                 .load()
                 .map_err(|source| LoadError::Program { name, source })?;
         }
-        let xdp: &mut Xdp = ebpf
-            .program_mut(PROG_UPLINK_XDP)
-            .ok_or(LoadError::MissingProgram(PROG_UPLINK_XDP))?
-            .try_into()
+        dataplane
+            .xdp()?
+            .load()
             .map_err(|source| LoadError::Program {
                 name: PROG_UPLINK_XDP,
                 source,
             })?;
-        xdp.load().map_err(|source| LoadError::Program {
-            name: PROG_UPLINK_XDP,
-            source,
-        })?;
-        Ok(Self { ebpf })
+        Ok(dataplane)
     }
 
     /// The XDP program.

@@ -602,31 +602,19 @@ fn run_ipam(command: IpamCommand) -> Result<()> {
 }
 
 fn show_status(args: &StatusArgs) -> Result<()> {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("start the async runtime")?;
-    let kvs = runtime
-        .block_on(async {
-            let connect = etcd_client::Client::connect(&args.etcd_endpoints, None);
-            let mut client = tokio::time::timeout(Duration::from_secs(5), connect)
-                .await
-                .context("etcd did not answer within 5 s")??;
-            let response = client
-                .get(
-                    status::hosts_prefix(),
-                    Some(etcd_client::GetOptions::new().with_prefix()),
-                )
-                .await?;
-            anyhow::Ok(
-                response
-                    .kvs()
-                    .iter()
-                    .map(|kv| (kv.key_str().unwrap_or("").to_owned(), kv.value().to_vec()))
-                    .collect::<Vec<_>>(),
+    let kvs = with_etcd(&args.etcd_endpoints, async |client| {
+        let response = client
+            .get(
+                status::hosts_prefix(),
+                Some(etcd_client::GetOptions::new().with_prefix()),
             )
-        })
-        .with_context(|| format!("read status from etcd at {}", args.etcd_endpoints.join(",")))?;
+            .await?;
+        Ok(response
+            .kvs()
+            .iter()
+            .map(|kv| (kv.key_str().unwrap_or("").to_owned(), kv.value().to_vec()))
+            .collect::<Vec<_>>())
+    })?;
     let overview = status::overview(
         kvs.iter().map(|(k, v)| (k.as_str(), v.as_slice())),
         args.node.as_deref(),

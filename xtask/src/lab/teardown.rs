@@ -177,6 +177,12 @@ pub fn teardown_one(id: &str, state: Option<&LabState>) -> Vec<String> {
     {
         problems.push(format!("lab {id}: removing {}: {e}", dir.display()));
     }
+
+    // 6. The shared roots, once nothing is left in them (`remove_dir` refuses a non-empty
+    // folder, so another lab's or a real felix's state is never touched).
+    for root in [paths::PIN_ROOT, paths::FELIX_RUN_ROOT, paths::STATE_ROOT] {
+        let _ = fs::remove_dir(root);
+    }
     problems
 }
 

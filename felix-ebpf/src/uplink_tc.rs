@@ -33,12 +33,10 @@ pub fn uplink_in(ctx: TcContext) -> i32 {
 pub fn uplink_out(ctx: TcContext) -> i32 {
     let ifindex = ifindex(&ctx);
     let len = ctx.len();
-    if already_ipip(&ctx) {
-        // Wrapped by `cali_from_wl`, which counted it as `encapsulated`: count it once.
-        return TC_ACT_OK as i32;
-    }
     let (verdict, reason) = match to_fabric(&ctx) {
-        Ok(done) => done,
+        Ok(Some(done)) => done,
+        // Wrapped by `cali_from_wl`, which counted it as `encapsulated`: count it once.
+        Ok(None) => return TC_ACT_OK as i32,
         Err(reason) => (TC_ACT_SHOT as i32, reason),
     };
     finish(&ctx, ifindex, Direction::ToUplink, reason, len, verdict)
@@ -70,17 +68,13 @@ fn from_fabric(ctx: &TcContext) -> Result<(i32, Reason), Reason> {
     deliver_local(ctx, &inner, target.ifindex).map(|v| (v, Reason::Decapsulated))
 }
 
-/// Whether the frame is IPv4 carrying IPIP (read without a full parse).
-#[inline(always)]
-fn already_ipip(ctx: &TcContext) -> bool {
-    matches!(parse(ctx), Ok(Parsed::Ipv4(packet)) if packet.proto == proto::IPIP)
-}
-
-fn to_fabric(ctx: &TcContext) -> Result<(i32, Reason), Reason> {
-    let pass = (TC_ACT_OK as i32, Reason::PassHost);
+/// `None` for a packet that is already IPIP (counted where it was wrapped).
+fn to_fabric(ctx: &TcContext) -> Result<Option<(i32, Reason)>, Reason> {
+    let pass = Some((TC_ACT_OK as i32, Reason::PassHost));
     let packet = match parse(ctx) {
-        Ok(Parsed::Ipv4(packet)) if packet.proto != proto::IPIP => packet,
-        // Already encapsulated, ARP, IPv6, or malformed: the host stack sent it, let it go.
+        Ok(Parsed::Ipv4(packet)) if packet.proto == proto::IPIP => return Ok(None),
+        Ok(Parsed::Ipv4(packet)) => packet,
+        // ARP, IPv6, or malformed: the host stack sent it, let it go.
         _ => return Ok(pass),
     };
     let next_hop = match route(packet.daddr) {
@@ -90,5 +84,5 @@ fn to_fabric(ctx: &TcContext) -> Result<(i32, Reason), Reason> {
     let config = host_config().ok_or(Reason::DropNoRoute)?;
     // The kernel routed it via the owning host, so the Ethernet header already points there.
     encapsulate(ctx, &packet, &config, next_hop)?;
-    Ok((TC_ACT_OK as i32, Reason::Encapsulated))
+    Ok(Some((TC_ACT_OK as i32, Reason::Encapsulated)))
 }

@@ -151,14 +151,8 @@ fn parse_attr(text: &str) -> Result<(String, String), String> {
 
 #[derive(Args)]
 struct StatusArgs {
-    /// etcd client URLs, comma-separated or repeated.
-    #[arg(
-        long,
-        env = "FELIX_ETCDENDPOINTS",
-        value_delimiter = ',',
-        required = true
-    )]
-    etcd_endpoints: Vec<String>,
+    #[command(flatten)]
+    etcd: EtcdArgs,
     /// Only this node.
     #[arg(long)]
     node: Option<String>,
@@ -172,14 +166,8 @@ struct RunArgs {
     /// This host's Calico node name (also names the pin tree).
     #[arg(long, env = "FELIX_NODENAME")]
     node: String,
-    /// etcd client URLs, comma-separated or repeated.
-    #[arg(
-        long,
-        env = "FELIX_ETCDENDPOINTS",
-        value_delimiter = ',',
-        required = true
-    )]
-    etcd_endpoints: Vec<String>,
+    #[command(flatten)]
+    etcd: EtcdArgs,
     /// Name prefixes of workload interfaces, comma-separated.
     #[arg(long, value_delimiter = ',', default_value = "cali")]
     workload_prefixes: Vec<String>,
@@ -602,7 +590,7 @@ fn run_ipam(command: IpamCommand) -> Result<()> {
 }
 
 fn show_status(args: &StatusArgs) -> Result<()> {
-    let kvs = with_etcd(&args.etcd_endpoints, async |client| {
+    let kvs = with_etcd(&args.etcd.etcd_endpoints, async |client| {
         let response = client
             .get(
                 status::hosts_prefix(),
@@ -766,7 +754,7 @@ fn change_deny(args: &DenyArgs, add: bool) -> Result<()> {
 fn run(args: RunArgs) -> Result<()> {
     let config = AgentConfig {
         node: args.node,
-        etcd_endpoints: args.etcd_endpoints,
+        etcd_endpoints: args.etcd.etcd_endpoints,
         pin_root: args.roots.pin_root,
         run_root: args.roots.run_root,
         workload_prefixes: args.workload_prefixes,

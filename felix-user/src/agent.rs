@@ -101,8 +101,6 @@ pub async fn run(
     }
     let mut dataplane = Dataplane::load(&paths)?;
     kernel_log::spawn_drain(dataplane.ebpf_mut());
-    paths.write_pid(pid)?;
-    info!(node = %config.node, pin_dir = %paths.pin_dir().display(), "dataplane loaded");
 
     let (connection, netlink, _) = rtnetlink::new_connection().map_err(AgentError::Netlink)?;
     tokio::spawn(connection);
@@ -121,6 +119,12 @@ pub async fn run(
         snapshot: None,
         applied_once: false,
     };
+    // The interfaces map describes a previous felix's attachments. Empty it before this felix
+    // claims the node, so that nobody reads them as this felix's: entries come back as this felix
+    // attaches (adopting the pinned links).
+    agent.clear_ifaces();
+    paths.write_pid(pid)?;
+    info!(node = %config.node, pin_dir = %paths.pin_dir().display(), "dataplane loaded");
     let result = agent.serve(&config, shutdown).await;
     agent.release_all();
     paths.remove_pid(pid);
@@ -160,8 +164,6 @@ impl Agent {
         shutdown: impl Future<Output = ()>,
     ) -> Result<(), AgentError> {
         let (present, mut events) = links::watch().await?;
-        // Entries left by a previous run describe attachments that died with it.
-        self.clear_ifaces();
         let live: Vec<u32> = present
             .iter()
             .filter_map(|event| match event {

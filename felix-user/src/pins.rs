@@ -135,11 +135,14 @@ impl NodePaths {
             .and_then(|text| text.trim().parse().ok())
     }
 
-    /// The pid of this node's felix if that process is alive and is a felix.
+    /// The pid of this node's felix if that process is alive and is a felix. A killed felix
+    /// whose parent has not reaped it yet (a zombie) is not running.
     pub fn running_pid(&self) -> Option<u32> {
         let pid = self.recorded_pid()?;
         let comm = fs::read_to_string(format!("/proc/{pid}/comm")).ok()?;
-        (comm.trim() == "felix").then_some(pid)
+        let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+        let alive = !matches!(process_state(&stat), Some('Z' | 'X'));
+        (comm.trim() == "felix" && alive).then_some(pid)
     }
 
     /// Whether this node has a pin directory.
@@ -185,6 +188,11 @@ pub fn ensure_bpffs(path: &Path) -> Result<(), PinError> {
     } else {
         Err(not_bpffs())
     }
+}
+
+/// The state letter of a `/proc/<pid>/stat` line (the field after the parenthesised name).
+fn process_state(stat: &str) -> Option<char> {
+    stat.rsplit_once(')')?.1.trim_start().chars().next()
 }
 
 /// Nodes that have a pin tree under `pin_root`, sorted.
@@ -283,6 +291,13 @@ mod tests {
             .to_string();
         assert!(err.contains("known nodes: h1, h2"), "{err}");
         fs::remove_dir_all(&pins).unwrap();
+    }
+
+    #[test]
+    fn process_state_is_read_after_the_name() {
+        assert_eq!(process_state("42 (felix) S 1 42"), Some('S'));
+        assert_eq!(process_state("42 (a) b) Z 1 42"), Some('Z'));
+        assert_eq!(process_state("garbage"), None);
     }
 
     #[test]

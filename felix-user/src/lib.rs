@@ -20,6 +20,7 @@ pub mod loader;
 pub mod model;
 pub mod node_register;
 pub mod pins;
+pub mod policy;
 pub mod selector;
 pub mod status;
 pub mod sync;

@@ -96,11 +96,13 @@ pub enum Reason {
     DropFragNeeded = 18,
     /// The source is on the uplink's XDP deny list.
     DropXdpDenied = 19,
+    /// The endpoint has no compiled policy yet (or its set is missing): fail closed.
+    DropNoPolicy = 20,
 }
 
 impl Reason {
     /// Every reason, in numeric order.
-    pub const ALL: [Reason; 20] = [
+    pub const ALL: [Reason; 21] = [
         Reason::Allowed,
         Reason::PassArp,
         Reason::DropTooShort,
@@ -121,6 +123,7 @@ impl Reason {
         Reason::DropTtlExceeded,
         Reason::DropFragNeeded,
         Reason::DropXdpDenied,
+        Reason::DropNoPolicy,
     ];
 
     /// Decodes the value stored in [`CounterKey::reason`].
@@ -146,6 +149,7 @@ impl Reason {
             17 => Some(Reason::DropTtlExceeded),
             18 => Some(Reason::DropFragNeeded),
             19 => Some(Reason::DropXdpDenied),
+            20 => Some(Reason::DropNoPolicy),
             _ => None,
         }
     }
@@ -173,6 +177,7 @@ impl Reason {
             Reason::DropTtlExceeded => "drop_ttl_exceeded",
             Reason::DropFragNeeded => "drop_frag_needed",
             Reason::DropXdpDenied => "drop_xdp_denied",
+            Reason::DropNoPolicy => "drop_no_policy",
         }
     }
 

@@ -10,6 +10,9 @@ pub struct EndpointInfo {
     pub mac: [u8; 6],
     /// [`endpoint_flags`] bits.
     pub flags: u16,
+    /// Policy slots ([`crate::policy`]): ingress at [`crate::policy::SLOT_INGRESS`], egress at
+    /// [`crate::policy::SLOT_EGRESS`]; [`crate::policy::NO_SLOT`] until compiled (drops).
+    pub policy_slots: [u32; 2],
 }
 
 /// Bits of [`EndpointInfo::flags`].
@@ -19,7 +22,7 @@ pub mod endpoint_flags {
 }
 
 #[cfg(feature = "user")]
-// SAFETY: `#[repr(C)]`, `Copy`, byte arrays and a u16, no padding (layout test).
+// SAFETY: `#[repr(C)]`, `Copy`, byte arrays and integers, no padding (layout test).
 unsafe impl aya::Pod for EndpointInfo {}
 
 #[cfg(test)]
@@ -30,9 +33,10 @@ mod tests {
 
     #[test]
     fn endpoint_info_layout_has_no_padding() {
-        assert_eq!(size_of::<EndpointInfo>(), 12);
+        assert_eq!(size_of::<EndpointInfo>(), 20);
         assert_eq!(offset_of!(EndpointInfo, ip), 0);
         assert_eq!(offset_of!(EndpointInfo, mac), 4);
         assert_eq!(offset_of!(EndpointInfo, flags), 10);
+        assert_eq!(offset_of!(EndpointInfo, policy_slots), 12);
     }
 }

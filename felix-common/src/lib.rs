@@ -11,6 +11,7 @@ pub mod counters;
 pub mod endpoints;
 pub mod ifaces;
 pub mod maps;
+pub mod policy;
 pub mod routes;
 
 pub use config::HostConfig;

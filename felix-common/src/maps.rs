@@ -8,8 +8,8 @@ pub const COUNTERS: &str = "felix_cnt_v1";
 /// Interfaces felix manages: ifindex -> name and role, written by user space only.
 pub const IFACES: &str = "felix_ifaces_v1";
 
-/// Local workload interfaces: ifindex -> the pod's IP and MAC.
-pub const ENDPOINTS: &str = "felix_ep_v1";
+/// Local workload interfaces: ifindex -> the pod's IP, MAC and policy slots.
+pub const ENDPOINTS: &str = "felix_ep_v2";
 /// LPM trie: CIDR -> local workload, remote block (IPIP), host, local block.
 pub const ROUTES: &str = "felix_routes_v1";
 /// LRU conntrack table.
@@ -18,10 +18,31 @@ pub const CONNTRACK: &str = "felix_ct_v1";
 pub const CONFIG: &str = "felix_cfg_v1";
 /// LPM trie of source CIDRs the uplink's XDP program drops.
 pub const XDP_DENY: &str = "felix_deny_v1";
+/// Policy slots: slot -> the id of its current compiled set (array).
+pub const POLICY_SLOTS: &str = "felix_pslot_v1";
+/// LPM trie: (set, remote address) -> address class.
+pub const POLICY_IPS: &str = "felix_pip_v1";
+/// LPM trie: (set, field, protocol, port) -> port class.
+pub const POLICY_PORTS: &str = "felix_pport_v1";
+/// Hash: (set, address class, destination class, source class) -> verdict and rule.
+pub const POLICY_VERDICTS: &str = "felix_pvd_v1";
+/// Per-CPU packet counters per policy rule (array indexed by rule counter id).
+pub const RULE_COUNTERS: &str = "felix_pcnt_v1";
 
 /// Every map felix pins under `/sys/fs/bpf/felix/<node>/`.
-pub const PINNED: [&str; 7] = [
-    COUNTERS, IFACES, ENDPOINTS, ROUTES, CONNTRACK, CONFIG, XDP_DENY,
+pub const PINNED: [&str; 12] = [
+    COUNTERS,
+    IFACES,
+    ENDPOINTS,
+    ROUTES,
+    CONNTRACK,
+    CONFIG,
+    XDP_DENY,
+    POLICY_SLOTS,
+    POLICY_IPS,
+    POLICY_PORTS,
+    POLICY_VERDICTS,
+    RULE_COUNTERS,
 ];
 
 /// Capacity of [`ENDPOINTS`].
@@ -32,6 +53,17 @@ pub const ROUTES_MAX_ENTRIES: u32 = 65_536;
 pub const CONNTRACK_MAX_ENTRIES: u32 = 262_144;
 /// Capacity of [`XDP_DENY`].
 pub const XDP_DENY_MAX_ENTRIES: u32 = 16_384;
+
+/// Capacity of [`POLICY_SLOTS`] (slot 0 is never used).
+pub const POLICY_SLOTS_MAX_ENTRIES: u32 = 16_384;
+/// Capacity of [`POLICY_IPS`].
+pub const POLICY_IPS_MAX_ENTRIES: u32 = 262_144;
+/// Capacity of [`POLICY_PORTS`].
+pub const POLICY_PORTS_MAX_ENTRIES: u32 = 65_536;
+/// Capacity of [`POLICY_VERDICTS`].
+pub const POLICY_VERDICTS_MAX_ENTRIES: u32 = 262_144;
+/// Capacity of [`RULE_COUNTERS`] (rule counter ids).
+pub const RULE_COUNTERS_MAX_ENTRIES: u32 = 65_536;
 
 /// Capacity of [`COUNTERS`]: interfaces x directions x reasons.
 pub const COUNTERS_MAX_ENTRIES: u32 = 65_536;

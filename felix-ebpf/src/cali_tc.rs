@@ -1,8 +1,11 @@
 //! TC programs on the `cali*` interfaces: ingress sees what the pod sends, egress what it
 //! receives.
 //!
-//! From the pod: parse, anti-spoof, conntrack, then forward: a local pod by redirect, a remote
-//! block by IPIP to its host, anything else to the host stack.
+//! From the pod: parse, anti-spoof, conntrack; a flow's first packet is judged by the pod's
+//! egress policy and, for a local destination, that pod's ingress policy; then forward: a local
+//! pod by redirect, a remote block by IPIP to its host, anything else to the host stack.
+//! To the pod: a packet of no known flow (sent by the host stack) is judged by the pod's ingress
+//! policy.
 
 use aya_ebpf::{
     bindings::{TC_ACT_OK, TC_ACT_SHOT},
@@ -10,14 +13,18 @@ use aya_ebpf::{
     programs::TcContext,
 };
 use aya_log_ebpf::debug;
-use felix_common::{Direction, Reason, RouteKind};
+use felix_common::{
+    Direction, Reason, RouteKind,
+    policy::{SLOT_EGRESS, SLOT_INGRESS},
+};
 
 use crate::{
-    conntrack::track,
+    conntrack,
     counters::count,
     encap::{encapsulate, host_config, redirect_to_uplink},
     forward::{decrement_ttl, deliver_local, endpoint, route},
     parse::{Ipv4Summary, Parsed, parse},
+    policy,
 };
 
 /// Packets leaving the pod (TC ingress on its `cali*` veth).
@@ -37,12 +44,26 @@ pub fn cali_from_wl(ctx: TcContext) -> i32 {
 pub fn cali_to_wl(ctx: TcContext) -> i32 {
     let ifindex = ifindex(&ctx);
     let len = ctx.len();
-    let (verdict, reason) = match parse(&ctx) {
-        Ok(Parsed::Arp) => (TC_ACT_OK as i32, Reason::PassArp),
-        Ok(Parsed::Ipv4(_)) => (TC_ACT_OK as i32, Reason::Allowed),
+    let (verdict, reason) = match to_workload(&ctx, ifindex) {
+        Ok(done) => done,
         Err(reason) => (TC_ACT_SHOT as i32, reason),
     };
     finish(&ctx, ifindex, Direction::ToWorkload, reason, len, verdict)
+}
+
+fn to_workload(ctx: &TcContext, ifindex: u32) -> Result<(i32, Reason), Reason> {
+    let packet = match parse(ctx)? {
+        Parsed::Arp => return Ok((TC_ACT_OK as i32, Reason::PassArp)),
+        Parsed::Ipv4(packet) => packet,
+    };
+    // Redirected here by felix's own programs after policy (their flow exists), or a reply.
+    if conntrack::exists(&packet) {
+        return Ok((TC_ACT_OK as i32, Reason::Allowed));
+    }
+    let target = endpoint(ifindex).ok_or(Reason::DropNoEndpoint)?;
+    policy::check(&target, SLOT_INGRESS, packet.saddr, &packet)?;
+    conntrack::create(&packet)?;
+    Ok((TC_ACT_OK as i32, Reason::Allowed))
 }
 
 /// The interface the program runs on.
@@ -84,8 +105,16 @@ fn from_workload(ctx: &TcContext, ifindex: u32) -> Result<(i32, Reason), Reason>
     if packet.saddr != source.ip {
         return Err(Reason::DropSpoofed);
     }
-    track(&packet)?;
-    match route(packet.daddr) {
+    let route = route(packet.daddr);
+    if !conntrack::refresh(&packet) {
+        policy::check(&source, SLOT_EGRESS, packet.daddr, &packet)?;
+        if let Some((RouteKind::LocalWorkload, target)) = route {
+            let target = endpoint(target.ifindex).ok_or(Reason::DropNoRoute)?;
+            policy::check(&target, SLOT_INGRESS, packet.saddr, &packet)?;
+        }
+        conntrack::create(&packet)?;
+    }
+    match route {
         Some((RouteKind::LocalWorkload, target)) => {
             deliver_local(ctx, &packet, target.ifindex).map(|v| (v, Reason::ForwardedLocal))
         }

@@ -8,43 +8,67 @@ use felix_common::{
 
 use crate::{maps::CONNTRACK, parse::Ipv4Summary};
 
-/// Whether the packet opened a new flow.
-pub enum Tracked {
-    New,
-    Existing,
-}
-
-/// Records `packet` in the conntrack table.
+/// Finds the live flow of `packet` and records the packet in it; `false` when there is none
+/// (a first packet, which policy must judge before [`create`]).
 #[inline(always)]
-pub fn track(packet: &Ipv4Summary) -> Result<Tracked, Reason> {
+pub fn refresh(packet: &Ipv4Summary) -> bool {
     // SAFETY: a helper without arguments.
     let now = unsafe { bpf_ktime_get_ns() };
-    let (key, a_to_b) = CtKey::for_packet(
+    let (key, a_to_b) = key_of(packet);
+    let Some(entry) = CONNTRACK.get_ptr_mut(&key) else {
+        return false;
+    };
+    // SAFETY: the pointer came from a successful lookup. Concurrent updates from other CPUs
+    // can lose a count; the state converges on the next packet.
+    let entry = unsafe { &mut *entry };
+    if expired(entry, packet.proto, now) {
+        return false;
+    }
+    entry.last_seen_ns = now;
+    if a_to_b {
+        entry.packets_a_to_b += 1;
+        entry.tcp_flags_a |= packet.tcp_flags;
+    } else {
+        entry.packets_b_to_a += 1;
+        entry.tcp_flags_b |= packet.tcp_flags;
+    }
+    if packet.proto == proto::TCP {
+        entry.state = tcp_state(entry.tcp_flags_a, entry.tcp_flags_b) as u8;
+    }
+    true
+}
+
+/// Whether `packet` belongs to a live flow, without recording it (for a second look at a
+/// packet another program already tracked).
+#[inline(always)]
+pub fn exists(packet: &Ipv4Summary) -> bool {
+    // SAFETY: a helper without arguments.
+    let now = unsafe { bpf_ktime_get_ns() };
+    let (key, _) = key_of(packet);
+    // SAFETY: only read, at once.
+    match unsafe { CONNTRACK.get(&key) } {
+        Some(entry) => !expired(entry, packet.proto, now),
+        None => false,
+    }
+}
+
+#[inline(always)]
+fn key_of(packet: &Ipv4Summary) -> (CtKey, bool) {
+    CtKey::for_packet(
         packet.saddr,
         packet.sport,
         packet.daddr,
         packet.dport,
         packet.proto,
-    );
-    if let Some(entry) = CONNTRACK.get_ptr_mut(&key) {
-        // SAFETY: the pointer came from a successful lookup. Concurrent updates from other CPUs
-        // can lose a count; the state converges on the next packet.
-        let entry = unsafe { &mut *entry };
-        if !expired(entry, packet.proto, now) {
-            entry.last_seen_ns = now;
-            if a_to_b {
-                entry.packets_a_to_b += 1;
-                entry.tcp_flags_a |= packet.tcp_flags;
-            } else {
-                entry.packets_b_to_a += 1;
-                entry.tcp_flags_b |= packet.tcp_flags;
-            }
-            if packet.proto == proto::TCP {
-                entry.state = tcp_state(entry.tcp_flags_a, entry.tcp_flags_b) as u8;
-            }
-            return Ok(Tracked::Existing);
-        }
-    }
+    )
+}
+
+/// Opens a flow with `packet` as its first packet (after policy allowed it).
+#[inline(always)]
+pub fn create(packet: &Ipv4Summary) -> Result<(), Reason> {
+    // SAFETY: a helper without arguments.
+    let now = unsafe { bpf_ktime_get_ns() };
+    let (key, a_to_b) = key_of(packet);
     let (tcp_flags_a, tcp_flags_b) = if a_to_b {
         (packet.tcp_flags, 0)
     } else {
@@ -68,6 +92,5 @@ pub fn track(packet: &Ipv4Summary) -> Result<Tracked, Reason> {
     };
     CONNTRACK
         .insert(&key, &entry, 0)
-        .map_err(|_| Reason::DropCtFull)?;
-    Ok(Tracked::New)
+        .map_err(|_| Reason::DropCtFull)
 }

@@ -12,6 +12,7 @@ mod encap;
 mod forward;
 mod maps;
 mod parse;
+mod policy;
 mod uplink_tc;
 mod uplink_xdp;
 

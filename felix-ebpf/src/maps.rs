@@ -3,15 +3,19 @@
 //! under `/sys/fs/bpf/felix/<node>/` by name.
 
 use aya_ebpf::{
-    btf_maps::{Array, HashMap, LpmTrie, LruHashMap, PerCpuHashMap},
+    bindings::BPF_F_NO_PREALLOC,
+    btf_maps::{Array, HashMap, LpmTrie, LruHashMap, PerCpuArray, PerCpuHashMap},
     macros::btf_map,
 };
 use felix_common::{
     CounterKey, CounterValue, CtKey, CtValue, EndpointInfo, HostConfig, IfaceInfo, RouteValue,
     maps::{
         CONNTRACK_MAX_ENTRIES, COUNTERS_MAX_ENTRIES, ENDPOINTS_MAX_ENTRIES, IFACES_MAX_ENTRIES,
-        ROUTES_MAX_ENTRIES, XDP_DENY_MAX_ENTRIES,
+        POLICY_IPS_MAX_ENTRIES, POLICY_PORTS_MAX_ENTRIES, POLICY_SLOTS_MAX_ENTRIES,
+        POLICY_VERDICTS_MAX_ENTRIES, ROUTES_MAX_ENTRIES, RULE_COUNTERS_MAX_ENTRIES,
+        XDP_DENY_MAX_ENTRIES,
     },
+    policy::{PolicyIpKey, PolicyPortKey, PolicyVerdict, PolicyVerdictKey},
 };
 
 /// Per-CPU packet and byte counters ([`felix_common::maps::COUNTERS`]).
@@ -25,7 +29,7 @@ pub static COUNTERS: PerCpuHashMap<CounterKey, CounterValue, { COUNTERS_MAX_ENTR
 pub static IFACES: HashMap<u32, IfaceInfo, { IFACES_MAX_ENTRIES as usize }> = HashMap::new();
 
 /// Local workload interfaces ([`felix_common::maps::ENDPOINTS`]).
-#[btf_map(name = "felix_ep_v1")]
+#[btf_map(name = "felix_ep_v2")]
 pub static ENDPOINTS: HashMap<u32, EndpointInfo, { ENDPOINTS_MAX_ENTRIES as usize }> =
     HashMap::new();
 
@@ -45,3 +49,31 @@ pub static CONFIG: Array<HostConfig, 1> = Array::new();
 /// Source CIDRs dropped by the uplink's XDP program ([`felix_common::maps::XDP_DENY`]).
 #[btf_map(name = "felix_deny_v1")]
 pub static XDP_DENY: LpmTrie<[u8; 4], u32, { XDP_DENY_MAX_ENTRIES as usize }> = LpmTrie::new();
+
+/// Policy slot -> current set id ([`felix_common::maps::POLICY_SLOTS`]).
+#[btf_map(name = "felix_pslot_v1")]
+pub static POLICY_SLOTS: Array<u32, { POLICY_SLOTS_MAX_ENTRIES as usize }> = Array::new();
+
+/// (set, remote address) -> address class ([`felix_common::maps::POLICY_IPS`]).
+#[btf_map(name = "felix_pip_v1")]
+pub static POLICY_IPS: LpmTrie<PolicyIpKey, u32, { POLICY_IPS_MAX_ENTRIES as usize }> =
+    LpmTrie::new();
+
+/// (set, field, protocol, port) -> port class ([`felix_common::maps::POLICY_PORTS`]).
+#[btf_map(name = "felix_pport_v1")]
+pub static POLICY_PORTS: LpmTrie<PolicyPortKey, u16, { POLICY_PORTS_MAX_ENTRIES as usize }> =
+    LpmTrie::new();
+
+/// Classes -> verdict ([`felix_common::maps::POLICY_VERDICTS`]).
+#[btf_map(name = "felix_pvd_v1")]
+pub static POLICY_VERDICTS: HashMap<
+    PolicyVerdictKey,
+    PolicyVerdict,
+    { POLICY_VERDICTS_MAX_ENTRIES as usize },
+    { BPF_F_NO_PREALLOC as usize },
+> = HashMap::new();
+
+/// Packets per policy rule ([`felix_common::maps::RULE_COUNTERS`]).
+#[btf_map(name = "felix_pcnt_v1")]
+pub static RULE_COUNTERS: PerCpuArray<u64, { RULE_COUNTERS_MAX_ENTRIES as usize }> =
+    PerCpuArray::new();

@@ -62,6 +62,30 @@ pub struct Ipv4Summary {
     pub tcp_flags: u8,
     /// Length of the TCP (with options) or UDP header; 0 for other protocols.
     pub l4_header_len: usize,
+    /// ICMP `type << 8 | code`; 0 for other protocols.
+    pub icmp_type_code: u16,
+}
+
+impl Ipv4Summary {
+    /// The destination "port" policy matches: the port, or ICMP `type << 8 | code`.
+    #[inline(always)]
+    pub fn policy_dst_port(&self) -> u16 {
+        if self.proto == proto::ICMP {
+            self.icmp_type_code
+        } else {
+            self.dport
+        }
+    }
+
+    /// The source port policy matches (0 for ICMP).
+    #[inline(always)]
+    pub fn policy_src_port(&self) -> u16 {
+        if self.proto == proto::ICMP {
+            0
+        } else {
+            self.sport
+        }
+    }
 }
 
 /// Returns a pointer to a `T` at `offset`, or `None` when the packet ends before it.
@@ -153,6 +177,7 @@ pub fn parse_ipv4(ctx: &TcContext, offset: usize) -> Result<Ipv4Summary, Reason>
         dport: 0,
         tcp_flags: 0,
         l4_header_len: 0,
+        icmp_type_code: 0,
     };
     // Later fragments carry no L4 header.
     if frag_offset != 0 {
@@ -189,10 +214,17 @@ pub fn parse_ipv4(ctx: &TcContext, offset: usize) -> Result<Ipv4Summary, Reason>
         }
         proto::ICMP => {
             let icmp: *const u8 = ptr_at::<IcmpHdr>(ctx, l4).ok_or(Reason::DropTooShort)? as _;
-            // SAFETY: bounds checked by `ptr_at`: the 8-byte header holds the echo id at 4..6.
-            let id = unsafe { u16::from_be_bytes([*icmp.add(4), *icmp.add(5)]) };
+            // SAFETY: bounds checked by `ptr_at`: the 8-byte header holds type, code and the
+            // echo id at 4..6.
+            let (type_code, id) = unsafe {
+                (
+                    u16::from_be_bytes([*icmp, *icmp.add(1)]),
+                    u16::from_be_bytes([*icmp.add(4), *icmp.add(5)]),
+                )
+            };
             summary.sport = id;
             summary.dport = id;
+            summary.icmp_type_code = type_code;
         }
         _ => {}
     }

@@ -1,19 +1,21 @@
-//! TC programs on the host's uplink: decapsulate IPIP from known hosts into local pods
-//! (ingress), and encapsulate host-originated traffic to remote pods (egress).
+//! TC programs on the host's uplink: decapsulate IPIP from known hosts into local pods, judging
+//! a flow's first packet by the pod's ingress policy (ingress), and encapsulate host-originated
+//! traffic to remote pods (egress).
 
 use aya_ebpf::{
     bindings::{TC_ACT_OK, TC_ACT_SHOT},
     macros::classifier,
     programs::TcContext,
 };
-use felix_common::{Direction, Reason, RouteKind, conntrack::proto};
+use felix_common::{Direction, Reason, RouteKind, conntrack::proto, policy::SLOT_INGRESS};
 
 use crate::{
     cali_tc::{finish, ifindex},
-    conntrack::track,
+    conntrack,
     encap::{OUTER_LEN, decapsulate, encapsulate, host_config},
-    forward::{deliver_local, route},
+    forward::{deliver_local, endpoint, route},
     parse::{IP_OFFSET, Parsed, parse, parse_ipv4},
+    policy,
 };
 
 /// Packets arriving from the fabric (TC ingress on the uplink).
@@ -62,7 +64,11 @@ fn from_fabric(ctx: &TcContext) -> Result<(i32, Reason), Reason> {
         Some((RouteKind::LocalWorkload, target)) => target,
         _ => return Err(Reason::DropNoRoute),
     };
-    track(&inner)?;
+    if !conntrack::refresh(&inner) {
+        let pod = endpoint(target.ifindex).ok_or(Reason::DropNoRoute)?;
+        policy::check(&pod, SLOT_INGRESS, inner.saddr, &inner)?;
+        conntrack::create(&inner)?;
+    }
     decapsulate(ctx)?;
     let inner = parse_ipv4(ctx, IP_OFFSET)?;
     deliver_local(ctx, &inner, target.ifindex).map(|v| (v, Reason::Decapsulated))

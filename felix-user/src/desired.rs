@@ -61,6 +61,8 @@ pub fn compute(node: &str, snapshot: &Snapshot, links: &HashMap<String, u32>) ->
                 } else {
                     0
                 },
+                // Filled in by the policy engine.
+                policy_slots: [felix_common::policy::NO_SLOT; 2],
             },
         );
         desired.routes.insert(

@@ -25,6 +25,11 @@
 //!   Ports and `notPorts` hold numbers and ranges; ICMP type and code match ICMP.
 //! - Named ports are not enforced: a rule with a named port never matches (logged).
 
+pub mod compile;
+#[cfg(test)]
+mod compile_tests;
+pub mod program;
+pub mod cases;
 pub mod reference;
 
 use std::{fmt, net::Ipv4Addr};

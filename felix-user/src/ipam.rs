@@ -12,7 +12,10 @@ use ipnet::Ipv4Net;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-const BLOCKS: &str = "/calico/ipam/v2/assignment/ipv4/block/";
+/// Prefix of every IPv4 block key.
+pub const BLOCKS: &str = "/calico/ipam/v2/assignment/ipv4/block/";
+/// Prefix of every node's affinity keys.
+pub const AFFINITIES: &str = "/calico/ipam/v2/host/";
 const MAX_ATTEMPTS: usize = 16;
 
 /// Errors of IPAM operations.
@@ -78,6 +81,83 @@ pub fn affinity_key(node: &str, cidr: Ipv4Net) -> String {
     format!("/calico/ipam/v2/host/{node}/ipv4/block/{}", cidr_key(cidr))
 }
 
+/// The CIDR of a key's path element (`192.168.2.0-26`); `None` unless it is a network address
+/// with its prefix length.
+pub fn parse_cidr_key(element: &str) -> Option<Ipv4Net> {
+    let (addr, len) = element.rsplit_once('-')?;
+    let net = Ipv4Net::new(addr.parse().ok()?, len.parse().ok()?).ok()?;
+    (net.network() == net.addr()).then_some(net)
+}
+
+/// What an IPAM key names, with its path elements (not yet checked).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum IpamKey<'a> {
+    /// `/calico/ipam/v2/assignment/ipv4/block/<cidr>`.
+    Block { cidr: &'a str },
+    /// `/calico/ipam/v2/host/<node>/ipv4/block/<cidr>`.
+    Affinity { node: &'a str, cidr: &'a str },
+}
+
+impl<'a> IpamKey<'a> {
+    /// Classifies `key`; `None` for any other key (IPv6 blocks, handles, ...).
+    pub fn parse(key: &'a str) -> Option<Self> {
+        let plain = |s: &str| !s.is_empty() && !s.contains('/');
+        if let Some(cidr) = key.strip_prefix(BLOCKS) {
+            return plain(cidr).then_some(IpamKey::Block { cidr });
+        }
+        let (node, cidr) = key.strip_prefix(AFFINITIES)?.split_once("/ipv4/block/")?;
+        (plain(node) && plain(cidr)).then_some(IpamKey::Affinity { node, cidr })
+    }
+}
+
+/// A node's affinity to a block, as Calico stores it; the node and the block come from the key.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Affinity {
+    pub node: String,
+    pub cidr: Ipv4Net,
+    /// `confirmed`, `pending` or `pendingDeletion`.
+    pub state: String,
+    pub deleted: bool,
+}
+
+#[derive(Deserialize)]
+struct AffinityValue {
+    #[serde(default)]
+    state: String,
+    #[serde(default)]
+    deleted: bool,
+}
+
+fn malformed(key: &str, reason: impl Into<String>) -> IpamError {
+    IpamError::Malformed {
+        key: key.into(),
+        reason: reason.into(),
+    }
+}
+
+fn key_cidr(key: &str, element: &str) -> Result<Ipv4Net, IpamError> {
+    parse_cidr_key(element)
+        .ok_or_else(|| malformed(key, format!("{element:?} in the key is not a CIDR")))
+}
+
+impl Affinity {
+    /// Reads the affinity stored at `key`.
+    pub fn from_etcd(key: &str, value: &[u8]) -> Result<Self, IpamError> {
+        let Some(IpamKey::Affinity { node, cidr }) = IpamKey::parse(key) else {
+            return Err(malformed(key, "not an affinity key"));
+        };
+        let cidr = key_cidr(key, cidr)?;
+        let value: AffinityValue =
+            serde_json::from_slice(value).map_err(|e| malformed(key, e.to_string()))?;
+        Ok(Affinity {
+            node: node.into(),
+            cidr,
+            state: value.state,
+            deleted: value.deleted,
+        })
+    }
+}
+
 /// Key of a handle.
 pub fn handle_key(handle: &str) -> String {
     format!("/calico/ipam/v2/handle/{handle}")
@@ -96,6 +176,54 @@ impl Block {
             deleted: false,
             other: BTreeMap::new(),
         }
+    }
+
+    /// Reads the block stored at `key`: its CIDR must be the key's, and its allocations must fit it.
+    pub fn from_etcd(key: &str, value: &[u8]) -> Result<Self, IpamError> {
+        let Some(IpamKey::Block { cidr }) = IpamKey::parse(key) else {
+            return Err(malformed(key, "not a block key"));
+        };
+        let cidr = key_cidr(key, cidr)?;
+        let block = parse_block(key, value)?;
+        if block.cidr != cidr {
+            return Err(malformed(
+                key,
+                format!("cidr {} is not the key's {cidr}", block.cidr),
+            ));
+        }
+        let size = 1u64 << (32 - u32::from(cidr.prefix_len()));
+        if block.allocations.len() as u64 != size {
+            return Err(malformed(
+                key,
+                format!(
+                    "{} allocations for a block of {size} addresses",
+                    block.allocations.len()
+                ),
+            ));
+        }
+        if let Some(ordinal) = block.unallocated.iter().find(|o| **o as u64 >= size) {
+            return Err(malformed(
+                key,
+                format!("unallocated ordinal {ordinal} is out of the block"),
+            ));
+        }
+        if let Some(index) = block
+            .allocations
+            .iter()
+            .flatten()
+            .find(|i| **i >= block.attributes.len())
+        {
+            return Err(malformed(
+                key,
+                format!("allocation refers to missing attribute {index}"),
+            ));
+        }
+        Ok(block)
+    }
+
+    /// The node it is affine to (`affinity: "host:<node>"`), if any.
+    pub fn host(&self) -> Option<&str> {
+        self.affinity.as_deref()?.strip_prefix("host:")
     }
 
     /// Takes the next free address for `attribute`; `None` when the block is full.
@@ -437,6 +565,57 @@ mod tests {
             block.addresses_of("k8s-pod-network.p1"),
             vec![Ipv4Addr::new(192, 168, 2, 0)]
         );
+    }
+
+    #[test]
+    fn keys_and_values_read_from_etcd_are_checked() {
+        let cidr = net("192.168.2.0/30");
+        assert_eq!(parse_cidr_key("192.168.2.0-30"), Some(cidr));
+        for bad in [
+            "192.168.2.1-30",
+            "192.168.2.0/30",
+            "300.0.0.0-8",
+            "10.0.0.0-33",
+            "x",
+        ] {
+            assert_eq!(parse_cidr_key(bad), None, "{bad}");
+        }
+        assert_eq!(
+            IpamKey::parse(&affinity_key("h1", cidr)),
+            Some(IpamKey::Affinity {
+                node: "h1",
+                cidr: "192.168.2.0-30"
+            })
+        );
+        assert_eq!(
+            IpamKey::parse("/calico/ipam/v2/assignment/ipv6/block/fd00::-122"),
+            None
+        );
+        assert_eq!(IpamKey::parse(&handle_key("h")), None);
+
+        let key = block_key(cidr);
+        let good = to_json(&Block::new(cidr, "h1"));
+        let block = Block::from_etcd(&key, good.as_bytes()).unwrap();
+        assert_eq!(block.host(), Some("h1"));
+        let other = block_key(net("192.168.2.4/30"));
+        let err = Block::from_etcd(&other, good.as_bytes()).unwrap_err();
+        assert!(err.to_string().contains("not the key's"), "{err}");
+        let short = good.replace("[null,null,null,null]", "[null]");
+        let err = Block::from_etcd(&key, short.as_bytes()).unwrap_err();
+        assert!(err.to_string().contains("1 allocations"), "{err}");
+        let dangling = good.replace("[null,null,null,null]", "[0,null,null,null]");
+        assert!(Block::from_etcd(&key, dangling.as_bytes()).is_err());
+        let bad_cidr = good.replace("192.168.2.0/30", "300.168.2.0/30");
+        assert!(Block::from_etcd(&key, bad_cidr.as_bytes()).is_err());
+
+        let key = affinity_key("h1", cidr);
+        let affinity =
+            Affinity::from_etcd(&key, br#"{"state":"confirmed","deleted":false}"#).unwrap();
+        assert_eq!((affinity.node.as_str(), affinity.cidr), ("h1", cidr));
+        assert_eq!(affinity.state, "confirmed");
+        assert!(Affinity::from_etcd(&key, br#"{"state":5}"#).is_err());
+        let bad_key = "/calico/ipam/v2/host/h1/ipv4/block/192.168.2.9-30";
+        assert!(Affinity::from_etcd(bad_key, b"{}").is_err());
     }
 
     #[test]

@@ -74,6 +74,9 @@ pub enum Reason {
     /// A Calico feature felix does not enforce; accepting it would silently widen a rule.
     #[error("{0} is not supported by this felix")]
     Unsupported(&'static str),
+    /// A selector that does not parse.
+    #[error("bad selector: {0}")]
+    BadSelector(Box<crate::selector::SelectorError>),
 }
 
 /// An error at a field, before it is tied to a document.

@@ -4,7 +4,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{
     error::{FieldError, Reason},
-    values::{Cidr, EncapMode},
+    values::{Cidr, EncapMode, check_selector},
 };
 
 /// Block size Calico uses for IPv4 pools without `blockSize`.
@@ -34,7 +34,7 @@ pub struct IpPoolSpec {
     /// Prefix length of the blocks handed to nodes (IPv4 20-32, IPv6 116-128).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub block_size: Option<u8>,
-    /// Which nodes may allocate from it (a selector, kept as a string).
+    /// Which nodes may allocate from it (a selector, kept as a string; validation parses it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub node_selector: Option<String>,
     /// `Workload`, `Tunnel`, `LoadBalancer`.
@@ -68,8 +68,11 @@ impl IpPoolSpec {
         self.cidr = Cidr(self.cidr.network());
     }
 
-    /// Checks modes, block size and allowed uses.
+    /// Checks modes, block size, allowed uses and the node selector.
     pub fn validate(&self) -> Result<(), FieldError> {
+        if let Some(text) = &self.node_selector {
+            check_selector(|| "spec.nodeSelector".into(), text)?;
+        }
         if self.ipip() != EncapMode::Never && self.vxlan() != EncapMode::Never {
             return Err(FieldError::new(
                 "spec.vxlanMode",

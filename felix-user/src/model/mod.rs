@@ -17,8 +17,10 @@
 //! labels; IP pool CIDRs lose their host bits.
 //!
 //! Not modelled (stored and returned as opaque JSON specs): BGPConfiguration and BGPPeer.
-//! Not validated here: selector syntax (kept as strings), Go duration strings, and names beyond
-//! what a key needs (1-253 characters, no `/`, whitespace or control characters).
+//! Selectors are kept as strings, and validation parses each one with
+//! [`crate::selector::Selector::parse`] (a bad one names its field). Not validated here: Go
+//! duration strings, and names beyond what a key needs (1-253 characters, no `/`, whitespace or
+//! control characters).
 
 pub mod document;
 pub mod error;

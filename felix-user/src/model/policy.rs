@@ -1,6 +1,7 @@
 //! NetworkPolicy, GlobalNetworkPolicy and their rules.
 //!
-//! Selectors are kept as strings here (parsed elsewhere). Fields felix reads but does not enforce:
+//! Selectors are kept as strings here; validation checks that each one parses. Fields felix reads
+//! but does not enforce:
 //! `serviceAccountSelector` and `performanceHints` on policies, and rule `metadata` are kept
 //! as given. Rule matches felix cannot enforce (`http`, `serviceAccounts`, `services`) are kept so
 //! they round-trip, but [`Rule::validate`] rejects them: ignoring a match criterion would make an
@@ -13,7 +14,7 @@ use serde_json::Value;
 
 use super::{
     error::{FieldError, Reason},
-    values::{Action, Cidr, PolicyType, Port, Protocol},
+    values::{Action, Cidr, PolicyType, Port, Protocol, check_selector},
 };
 
 /// Tier of a policy without `spec.tier`.
@@ -135,6 +136,15 @@ impl Rule {
                         format!("{path}.{name}.{field}"),
                         Reason::PortsNeedProtocol(proto.clone()),
                     ));
+                }
+            }
+            for (field, selector) in [
+                ("selector", &entity.selector),
+                ("notSelector", &entity.not_selector),
+                ("namespaceSelector", &entity.namespace_selector),
+            ] {
+                if let Some(text) = selector {
+                    check_selector(|| format!("{path}.{name}.{field}"), text)?;
                 }
             }
             if entity.service_accounts.is_some() {
@@ -368,6 +378,10 @@ macro_rules! policy_common {
                     return Err(FieldError::new("spec.tier", Reason::BadName(t.clone())));
                 }
                 validate_order(self.order)?;
+                check_selector(|| "spec.selector".into(), &self.selector)?;
+                if let Some(text) = &self.service_account_selector {
+                    check_selector(|| "spec.serviceAccountSelector".into(), text)?;
+                }
                 validate_types(&self.types, &self.ingress, &self.egress)?;
                 validate_rules(&self.ingress, "spec.ingress")?;
                 validate_rules(&self.egress, "spec.egress")
@@ -390,6 +404,9 @@ impl GlobalNetworkPolicySpec {
     /// Checks the spec, including Calico's rules for `doNotTrack` / `preDNAT`.
     pub fn validate(&self) -> Result<(), FieldError> {
         self.validate_common()?;
+        if let Some(text) = &self.namespace_selector {
+            check_selector(|| "spec.namespaceSelector".into(), text)?;
+        }
         if self.do_not_track && self.pre_dnat {
             return Err(FieldError::new(
                 "spec.preDNAT",

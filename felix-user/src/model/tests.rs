@@ -568,6 +568,42 @@ fn keys_parse_back() {
 
 /// (document, expected field path, expected text in the reason)
 const INVALID: &[(&str, &str, &str)] = &[
+    // Selectors.
+    (
+        "kind: NetworkPolicy\nmetadata: {name: p}\nspec: {selector: \"role == \"}",
+        "spec.selector",
+        "bad selector",
+    ),
+    (
+        "kind: GlobalNetworkPolicy\nmetadata: {name: p}\nspec: {namespaceSelector: \"has(\"}",
+        "spec.namespaceSelector",
+        "bad selector",
+    ),
+    (
+        "kind: NetworkPolicy\nmetadata: {name: p}\nspec: {serviceAccountSelector: \"a = 'b'\"}",
+        "spec.serviceAccountSelector",
+        "bad selector",
+    ),
+    (
+        "kind: GlobalNetworkPolicy\nmetadata: {name: p}\nspec: {ingress: [{action: Allow}, {action: Allow, source: {selector: \"a in {'x'\"}}]}",
+        "spec.ingress[1].source.selector",
+        "bad selector",
+    ),
+    (
+        "kind: NetworkPolicy\nmetadata: {name: p}\nspec: {egress: [{action: Deny, destination: {notSelector: \"&& b == 'c'\"}}]}",
+        "spec.egress[0].destination.notSelector",
+        "bad selector",
+    ),
+    (
+        "kind: Profile\nmetadata: {name: p}\nspec: {ingress: [{action: Allow, source: {namespaceSelector: \"!\"}}]}",
+        "spec.ingress[0].source.namespaceSelector",
+        "bad selector",
+    ),
+    (
+        "kind: IPPool\nmetadata: {name: p}\nspec: {cidr: 10.0.0.0/16, nodeSelector: \"all(\"}",
+        "spec.nodeSelector",
+        "bad selector",
+    ),
     // Ports.
     (
         "kind: NetworkPolicy\nmetadata: {name: p}\nspec: {ingress: [{action: Allow}, {action: Allow, protocol: TCP, destination: {ports: ['90:80']}}]}",
@@ -1216,4 +1252,21 @@ fn resource_serde_traits() {
     let back: Resource = serde_json::from_str(&json).expect("de");
     assert_eq!(back, r);
     assert!(serde_json::from_str::<Resource>(r#"{"kind":"Nope"}"#).is_err());
+}
+
+#[test]
+fn macs_parse_with_either_separator() {
+    use super::values::parse_mac;
+    assert_eq!(parse_mac("02:00:0a:FF:00:01"), Some([2, 0, 10, 255, 0, 1]));
+    assert_eq!(parse_mac("02-00-0a-ff-00-01"), Some([2, 0, 10, 255, 0, 1]));
+    for bad in [
+        "",
+        "02:00:00:00:00",
+        "02:00:00:00:00:01:02",
+        "+2:00:00:00:00:01",
+        "zz:00:00:00:00:01",
+        "2:00:00:00:00:001",
+    ] {
+        assert_eq!(parse_mac(bad), None, "{bad:?}");
+    }
 }

@@ -9,6 +9,8 @@ use std::{fmt, net::IpAddr, str::FromStr};
 use ipnet::IpNet;
 use serde::{Deserialize, Deserializer, Serialize, Serializer, de};
 
+use super::error::{FieldError, Reason};
+
 /// A string enum that parses case-insensitively and serializes in Calico's spelling.
 macro_rules! string_enum {
     ($(#[$m:meta])* $name:ident, $what:literal { $($(#[$vm:meta])* $v:ident => $s:literal),+ $(,)? }) => {
@@ -420,9 +422,26 @@ impl<'de> Deserialize<'de> for AsNumber {
 
 /// Whether `s` is a MAC address written as six `:`- or `-`-separated hex pairs.
 pub fn is_mac(s: &str) -> bool {
-    let parts: Vec<&str> = s.split([':', '-']).collect();
-    parts.len() == 6
-        && parts
-            .iter()
-            .all(|p| p.len() == 2 && p.bytes().all(|b| b.is_ascii_hexdigit()))
+    parse_mac(s).is_some()
+}
+
+/// The six bytes of a MAC address written with `:` or `-` separators (`02:00:00:00:00:01`).
+pub fn parse_mac(s: &str) -> Option<[u8; 6]> {
+    let mut mac = [0u8; 6];
+    let mut parts = s.split([':', '-']);
+    for byte in &mut mac {
+        let part = parts.next()?;
+        if part.len() != 2 || !part.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return None;
+        }
+        *byte = u8::from_str_radix(part, 16).ok()?;
+    }
+    parts.next().is_none().then_some(mac)
+}
+
+/// Checks that `text`, the value of `field`, is a selector Calico would accept.
+pub fn check_selector(field: impl FnOnce() -> String, text: &str) -> Result<(), FieldError> {
+    crate::selector::Selector::parse(text)
+        .map(drop)
+        .map_err(|e| FieldError::new(field(), Reason::BadSelector(Box::new(e))))
 }

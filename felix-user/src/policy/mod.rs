@@ -25,6 +25,9 @@
 //!   Ports and `notPorts` hold numbers and ranges; ICMP type and code match ICMP.
 //! - Named ports are not enforced: a rule with a named port never matches (logged).
 
+pub mod calc;
+#[cfg(test)]
+mod calc_tests;
 pub mod compile;
 #[cfg(test)]
 mod compile_tests;

@@ -1,0 +1,810 @@
+//! The calculation: from Calico's resources to each local endpoint's [`Program`] per direction.
+//!
+//! Kept incrementally: resources arrive one at a time ([`PolicyCalc::upsert`] /
+//! [`PolicyCalc::remove`]); the address sets behind rule selectors ("IP sets") follow endpoints,
+//! host endpoints and network sets as they come and go, and a new selector is evaluated once
+//! against every member. Programs are built on demand for the (few) local endpoints.
+
+use std::{
+    collections::{BTreeMap, BTreeSet, HashMap, HashSet},
+    net::{IpAddr, Ipv4Addr},
+    sync::Arc,
+};
+
+use ipnet::{IpNet, Ipv4Net};
+use tracing::warn;
+
+use super::{
+    PolicyDirection, RuleRef,
+    program::{AddrMatch, Entry, Match, NetSet, PortMatch, Program, ProtoMatch, Step},
+};
+use crate::{
+    model::{
+        Action, EntityRule, Icmp, Port, Resource, Rule, TierSpec, WorkloadEndpointSpec,
+        policy::DEFAULT_TIER,
+    },
+    selector::{Labels, Selector},
+};
+
+/// The label Calico puts on every workload endpoint: its namespace.
+pub const NAMESPACE_LABEL: &str = "projectcalico.org/namespace";
+/// Prefix of namespace labels as endpoints inherit them.
+pub const NAMESPACE_LABEL_PREFIX: &str = "pcns.";
+/// The namespace's own name among its labels.
+pub const NAMESPACE_NAME_LABEL: &str = "projectcalico.org/name";
+/// The order Calico gives the `default` tier when it has no Tier resource.
+pub const DEFAULT_TIER_ORDER: f64 = 1_000_000.0;
+
+/// Something a selector can select by address: a workload endpoint, host endpoint or network set.
+#[derive(Clone, Debug, PartialEq)]
+struct Member {
+    labels: BTreeMap<String, String>,
+    /// Not namespaced (what `global()` tests).
+    global: bool,
+    nets: Vec<Ipv4Net>,
+}
+
+/// A workload endpoint as the calculation keeps it.
+#[derive(Clone, Debug, PartialEq)]
+struct Workload {
+    namespace: Option<String>,
+    own_labels: BTreeMap<String, String>,
+    spec: WorkloadEndpointSpec,
+}
+
+/// A policy, with its selector already scoped (namespace, namespaceSelector).
+#[derive(Clone, Debug)]
+struct PolicyDef {
+    tier: String,
+    order: f64,
+    /// `<namespace>/<name>` or `<name>`.
+    name: String,
+    /// `None` for a GlobalNetworkPolicy.
+    namespace: Option<String>,
+    /// `None` when the selector does not parse (selects nothing).
+    selector: Option<Selector>,
+    ingress: Option<Vec<Rule>>,
+    egress: Option<Vec<Rule>>,
+}
+
+/// The members a selector selects, and their addresses.
+#[derive(Debug)]
+struct IpSet {
+    selector: Selector,
+    members: BTreeMap<String, Vec<Ipv4Net>>,
+    users: usize,
+    cached: Option<NetSet>,
+}
+
+impl IpSet {
+    fn nets(&mut self) -> NetSet {
+        if let Some(c) = &self.cached {
+            return c.clone();
+        }
+        let set: BTreeSet<Ipv4Net> = self.members.values().flatten().copied().collect();
+        let nets: NetSet = Arc::new(set.into_iter().collect());
+        self.cached = Some(nets.clone());
+        nets
+    }
+}
+
+/// What makes two endpoints' programs for a direction identical: the policies and profiles that
+/// apply, in order, and which rules their local side keeps.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct GroupKey {
+    pub direction: PolicyDirection,
+    pub policies: Vec<String>,
+    pub profiles: Vec<String>,
+    /// Per rule considered, whether the endpoint passes the rule's local-side criteria.
+    pub local_mask: Vec<bool>,
+}
+
+/// Everything the calculation keeps.
+#[derive(Debug, Default)]
+pub struct PolicyCalc {
+    tiers: HashMap<String, TierSpec>,
+    policies: HashMap<String, PolicyDef>,
+    profiles: HashMap<String, crate::model::ProfileSpec>,
+    workloads: HashMap<String, Workload>,
+    members: HashMap<String, Member>,
+    ipsets: HashMap<String, IpSet>,
+    warned: HashSet<String>,
+}
+
+/// Labels with a namespace test in front: `key == ns && (sel)`.
+fn in_namespace(ns: &str, sel: Selector) -> Selector {
+    let scope = Selector::Eq(NAMESPACE_LABEL.into(), ns.into());
+    match sel {
+        Selector::All => scope,
+        other => Selector::And(vec![scope, other]),
+    }
+}
+
+/// A namespaceSelector as endpoints carry namespace labels (`pcns.` prefix); `all()` means
+/// every namespace, so it selects namespaced endpoints only.
+fn namespace_labels(sel: &Selector) -> Selector {
+    match sel {
+        Selector::All => Selector::Has(NAMESPACE_LABEL.into()),
+        other => prefixed(other),
+    }
+}
+
+fn prefixed(sel: &Selector) -> Selector {
+    let p = |k: &String| format!("{NAMESPACE_LABEL_PREFIX}{k}");
+    match sel {
+        Selector::All => Selector::All,
+        Selector::Global => Selector::Global,
+        Selector::Has(k) => Selector::Has(p(k)),
+        Selector::Eq(k, v) => Selector::Eq(p(k), v.clone()),
+        Selector::Ne(k, v) => Selector::Ne(p(k), v.clone()),
+        Selector::In(k, s) => Selector::In(p(k), s.clone()),
+        Selector::NotIn(k, s) => Selector::NotIn(p(k), s.clone()),
+        Selector::StartsWith(k, v) => Selector::StartsWith(p(k), v.clone()),
+        Selector::EndsWith(k, v) => Selector::EndsWith(p(k), v.clone()),
+        Selector::Contains(k, v) => Selector::Contains(p(k), v.clone()),
+        Selector::Not(inner) => Selector::Not(Box::new(prefixed(inner))),
+        Selector::And(ops) => Selector::And(ops.iter().map(prefixed).collect()),
+        Selector::Or(ops) => Selector::Or(ops.iter().map(prefixed).collect()),
+    }
+}
+
+fn and(a: Selector, b: Selector) -> Selector {
+    match (a, b) {
+        (Selector::All, x) | (x, Selector::All) => x,
+        (a, b) => Selector::And(vec![a, b]),
+    }
+}
+
+fn v4_nets(nets: impl IntoIterator<Item = IpNet>) -> Vec<Ipv4Net> {
+    nets.into_iter()
+        .filter_map(|n| match n {
+            IpNet::V4(n) => Some(n.trunc()),
+            IpNet::V6(_) => None,
+        })
+        .collect()
+}
+
+fn v4_addr(ip: &IpAddr) -> Option<Ipv4Net> {
+    match ip {
+        IpAddr::V4(a) => Some(Ipv4Net::from(*a)),
+        IpAddr::V6(_) => None,
+    }
+}
+
+/// The selectors of one side of a rule, scoped as Calico scopes them: in a namespaced policy
+/// (or with a namespaceSelector) `selector` is ANDed with the namespace test; `notSelector` is
+/// not scoped.
+struct SideSelectors {
+    selector: Option<Selector>,
+    not_selector: Option<Selector>,
+}
+
+impl PolicyCalc {
+    /// A calculation with nothing in it.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn warn_once(&mut self, what: String) {
+        if self.warned.insert(what.clone()) {
+            warn!("{what}");
+        }
+    }
+
+    fn parse_selector(&mut self, text: &str, whose: &str) -> Option<Selector> {
+        match Selector::parse(text) {
+            Ok(s) => Some(s),
+            Err(e) => {
+                self.warn_once(format!("{whose}: selector ignored (matches nothing): {e}"));
+                None
+            }
+        }
+    }
+
+    /// Adds or replaces the resource at `key`; kinds policy does not use are ignored.
+    pub fn upsert(&mut self, key: &str, resource: &Resource) {
+        // A policy keeps its old IP sets until the new ones are in place (no re-evaluation of
+        // selectors that did not change).
+        if !matches!(
+            resource,
+            Resource::NetworkPolicy(_) | Resource::GlobalNetworkPolicy(_)
+        ) {
+            self.remove(key);
+        }
+        match resource {
+            Resource::WorkloadEndpoint(o) => {
+                let workload = Workload {
+                    namespace: o.metadata.namespace.clone(),
+                    own_labels: o.metadata.labels.clone(),
+                    spec: o.spec.clone(),
+                };
+                self.workloads.insert(key.to_string(), workload);
+                self.refresh_workload(key);
+            }
+            Resource::HostEndpoint(o) => {
+                let nets = o.spec.expected_ips.iter().filter_map(v4_addr).collect();
+                self.set_member(key, o.metadata.labels.clone(), true, nets);
+            }
+            Resource::GlobalNetworkSet(o) => {
+                let nets = v4_nets(o.spec.nets.iter().map(|c| c.0));
+                self.set_member(key, o.metadata.labels.clone(), true, nets);
+            }
+            Resource::Tier(o) => {
+                self.tiers.insert(o.metadata.name.clone(), o.spec.clone());
+            }
+            Resource::Profile(o) => {
+                self.profiles
+                    .insert(o.metadata.name.clone(), o.spec.clone());
+                self.refresh_profile_users(&o.metadata.name);
+            }
+            Resource::NetworkPolicy(o) => {
+                let ns = o.metadata.namespace.clone().unwrap_or_default();
+                let name = format!("{ns}/{}", o.metadata.name);
+                let selector = self
+                    .parse_selector(&o.spec.selector, &format!("NetworkPolicy {name}"))
+                    .map(|s| in_namespace(&ns, s));
+                let types = o.spec.effective_types();
+                let def = PolicyDef {
+                    tier: o.spec.tier().to_string(),
+                    order: o.spec.order_or_inf(),
+                    name,
+                    namespace: Some(ns),
+                    selector,
+                    ingress: types
+                        .contains(&PolicyDirection::Ingress)
+                        .then(|| o.spec.ingress.clone()),
+                    egress: types
+                        .contains(&PolicyDirection::Egress)
+                        .then(|| o.spec.egress.clone()),
+                };
+                self.add_policy(key, def);
+            }
+            Resource::GlobalNetworkPolicy(o) => {
+                let name = o.metadata.name.clone();
+                let whose = format!("GlobalNetworkPolicy {name}");
+                let mut selector = self.parse_selector(&o.spec.selector, &whose);
+                if let Some(ns) = &o.spec.namespace_selector {
+                    let ns_sel = self.parse_selector(ns, &whose);
+                    selector = match (selector, ns_sel) {
+                        (Some(s), Some(n)) => Some(and(namespace_labels(&n), s)),
+                        _ => None,
+                    };
+                }
+                let types = o.spec.effective_types();
+                let def = PolicyDef {
+                    tier: o.spec.tier().to_string(),
+                    order: o.spec.order_or_inf(),
+                    name,
+                    namespace: None,
+                    selector,
+                    ingress: types
+                        .contains(&PolicyDirection::Ingress)
+                        .then(|| o.spec.ingress.clone()),
+                    egress: types
+                        .contains(&PolicyDirection::Egress)
+                        .then(|| o.spec.egress.clone()),
+                };
+                self.add_policy(key, def);
+            }
+            _ => {}
+        }
+    }
+
+    /// Removes whatever was at `key`.
+    pub fn remove(&mut self, key: &str) {
+        if self.workloads.remove(key).is_some() {
+            self.drop_member(key);
+        } else if self.members.contains_key(key) {
+            self.drop_member(key);
+        } else if let Some(def) = self.policies.remove(key) {
+            let selectors = self.rule_selectors(&def);
+            for text in selectors {
+                self.release_ipset(&text);
+            }
+        } else if let Some((kind, _, name)) = crate::model::parse_key(key) {
+            match kind {
+                crate::model::Kind::Tier => {
+                    self.tiers.remove(&name);
+                }
+                crate::model::Kind::Profile => {
+                    if self.profiles.remove(&name).is_some() {
+                        self.refresh_profile_users(&name);
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// The full labels of a workload: its own, its namespace, then its profiles' (first wins).
+    fn workload_labels(&self, w: &Workload) -> BTreeMap<String, String> {
+        let mut labels = w.own_labels.clone();
+        if let Some(ns) = &w.namespace {
+            labels
+                .entry(NAMESPACE_LABEL.to_string())
+                .or_insert_with(|| ns.clone());
+            labels
+                .entry(format!("{NAMESPACE_LABEL_PREFIX}{NAMESPACE_NAME_LABEL}"))
+                .or_insert_with(|| ns.clone());
+        }
+        for profile in &w.spec.profiles {
+            if let Some(p) = self.profiles.get(profile) {
+                for (k, v) in &p.labels_to_apply {
+                    labels.entry(k.clone()).or_insert_with(|| v.clone());
+                }
+            }
+        }
+        labels
+    }
+
+    fn refresh_workload(&mut self, key: &str) {
+        let Some(w) = self.workloads.get(key) else {
+            return;
+        };
+        let labels = self.workload_labels(w);
+        let nets = v4_nets(w.spec.ip_networks.iter().map(|c| c.0));
+        self.set_member(key, labels, false, nets);
+    }
+
+    fn refresh_profile_users(&mut self, profile: &str) {
+        let users: Vec<String> = self
+            .workloads
+            .iter()
+            .filter(|(_, w)| w.spec.profiles.iter().any(|p| p == profile))
+            .map(|(k, _)| k.clone())
+            .collect();
+        for key in users {
+            self.refresh_workload(&key);
+        }
+    }
+
+    fn set_member(
+        &mut self,
+        key: &str,
+        labels: BTreeMap<String, String>,
+        global: bool,
+        nets: Vec<Ipv4Net>,
+    ) {
+        for set in self.ipsets.values_mut() {
+            let now = set.selector.matches(&labels, global).then(|| nets.clone());
+            let before = set.members.get(key);
+            if before != now.as_ref() {
+                match now {
+                    Some(n) => set.members.insert(key.to_string(), n),
+                    None => set.members.remove(key),
+                };
+                set.cached = None;
+            }
+        }
+        self.members.insert(
+            key.to_string(),
+            Member {
+                labels,
+                global,
+                nets,
+            },
+        );
+    }
+
+    fn drop_member(&mut self, key: &str) {
+        self.members.remove(key);
+        for set in self.ipsets.values_mut() {
+            if set.members.remove(key).is_some() {
+                set.cached = None;
+            }
+        }
+    }
+
+    fn add_policy(&mut self, key: &str, def: PolicyDef) {
+        for text in self.rule_selectors(&def) {
+            self.retain_ipset(&text);
+        }
+        self.remove(key);
+        self.policies.insert(key.to_string(), def);
+    }
+
+    /// The canonical text of every remote-side selector the policy's rules use.
+    fn rule_selectors(&mut self, def: &PolicyDef) -> Vec<String> {
+        let rules: Vec<(PolicyDirection, Rule)> = [
+            (PolicyDirection::Ingress, &def.ingress),
+            (PolicyDirection::Egress, &def.egress),
+        ]
+        .into_iter()
+        .flat_map(|(d, rules)| rules.iter().flatten().map(move |r| (d, r.clone())))
+        .collect();
+        let mut out = Vec::new();
+        for (direction, rule) in rules {
+            let entity = remote_entity(&rule, direction);
+            let sides = self.side_selectors(entity, def.namespace.as_deref(), &def.name);
+            out.extend(sides.selector.map(|s| s.to_string()));
+            out.extend(sides.not_selector.map(|s| s.to_string()));
+        }
+        out
+    }
+
+    fn retain_ipset(&mut self, text: &str) {
+        if let Some(set) = self.ipsets.get_mut(text) {
+            set.users += 1;
+            return;
+        }
+        let Ok(selector) = Selector::parse(text) else {
+            return;
+        };
+        let members = self
+            .members
+            .iter()
+            .filter(|(_, m)| selector.matches(&m.labels, m.global))
+            .map(|(k, m)| (k.clone(), m.nets.clone()))
+            .collect();
+        self.ipsets.insert(
+            text.to_string(),
+            IpSet {
+                selector,
+                members,
+                users: 1,
+                cached: None,
+            },
+        );
+    }
+
+    fn release_ipset(&mut self, text: &str) {
+        if let Some(set) = self.ipsets.get_mut(text) {
+            set.users -= 1;
+            if set.users == 0 {
+                self.ipsets.remove(text);
+            }
+        }
+    }
+
+    fn side_selectors(
+        &mut self,
+        entity: &EntityRule,
+        namespace: Option<&str>,
+        whose: &str,
+    ) -> SideSelectors {
+        let mut parse = |text: &Option<String>| -> Option<Option<Selector>> {
+            text.as_ref()
+                .map(|t| self.parse_selector(t, &format!("policy {whose}")))
+        };
+        let selector = parse(&entity.selector);
+        let not_selector = parse(&entity.not_selector);
+        let ns_selector = parse(&entity.namespace_selector);
+        let any_selector =
+            selector.is_some() || not_selector.is_some() || ns_selector.is_some();
+        let scope = match (&ns_selector, namespace) {
+            (Some(Some(n)), _) => Some(namespace_labels(n)),
+            // A namespaceSelector that does not parse selects nothing.
+            (Some(None), _) => Some(Selector::Not(Box::new(Selector::All))),
+            (None, Some(ns)) => Some(Selector::Eq(NAMESPACE_LABEL.into(), ns.into())),
+            (None, None) => None,
+        };
+        let selector = match (scope, any_selector) {
+            (Some(scope), true) => match selector {
+                Some(Some(s)) => Some(and(scope, s)),
+                Some(None) => Some(Selector::Not(Box::new(Selector::All))),
+                None => Some(scope),
+            },
+            _ => selector.map(|s| s.unwrap_or(Selector::Not(Box::new(Selector::All)))),
+        };
+        // A notSelector that does not parse excludes nothing.
+        let not_selector = not_selector.flatten();
+        SideSelectors {
+            selector,
+            not_selector,
+        }
+    }
+
+    /// The programs of the workload endpoint at `key` (ingress, egress), with their group keys;
+    /// `None` when there is no such endpoint.
+    pub fn programs(&mut self, key: &str) -> Option<[(GroupKey, Program); 2]> {
+        let workload = self.workloads.get(key)?.clone();
+        let member = self.members.get(key)?.clone();
+        Some([
+            self.program(&workload, &member, PolicyDirection::Ingress),
+            self.program(&workload, &member, PolicyDirection::Egress),
+        ])
+    }
+
+    fn tier_order(&self, tier: &str) -> f64 {
+        match self.tiers.get(tier) {
+            Some(t) => t.order_or_inf(),
+            None if tier == DEFAULT_TIER => DEFAULT_TIER_ORDER,
+            None => f64::INFINITY,
+        }
+    }
+
+    /// Policies that apply to `member` in `direction`, by tier then policy order.
+    fn applicable(&self, member: &Member, direction: PolicyDirection) -> Vec<(String, PolicyDef)> {
+        let mut list: Vec<(String, PolicyDef)> = self
+            .policies
+            .iter()
+            .filter(|(_, p)| rules_for(p, direction).is_some())
+            .filter(|(_, p)| {
+                p.selector
+                    .as_ref()
+                    .is_some_and(|s| s.matches(&member.labels, false))
+            })
+            .map(|(k, p)| (k.clone(), p.clone()))
+            .collect();
+        list.sort_by(|(_, a), (_, b)| {
+            self.tier_order(&a.tier)
+                .total_cmp(&self.tier_order(&b.tier))
+                .then_with(|| a.tier.cmp(&b.tier))
+                .then_with(|| a.order.total_cmp(&b.order))
+                .then_with(|| a.name.cmp(&b.name))
+        });
+        list
+    }
+
+    fn program(
+        &mut self,
+        workload: &Workload,
+        member: &Member,
+        direction: PolicyDirection,
+    ) -> (GroupKey, Program) {
+        let applicable = self.applicable(member, direction);
+        let mut key = GroupKey {
+            direction,
+            policies: applicable.iter().map(|(k, _)| k.clone()).collect(),
+            profiles: workload.spec.profiles.clone(),
+            local_mask: Vec::new(),
+        };
+        let mut entries = Vec::new();
+        let mut i = 0;
+        while i < applicable.len() {
+            let tier = applicable[i].1.tier.clone();
+            while i < applicable.len() && applicable[i].1.tier == tier {
+                let def = applicable[i].1.clone();
+                let rules = rules_for(&def, direction).cloned().unwrap_or_default();
+                for (index, rule) in rules.iter().enumerate() {
+                    let by = RuleRef::Policy {
+                        tier: tier.clone(),
+                        policy: def.name.clone(),
+                        direction,
+                        index,
+                    };
+                    let ns = def.namespace.clone();
+                    let entry = self.entry(rule, by, ns.as_deref(), member, direction);
+                    key.local_mask.push(entry.is_some());
+                    entries.extend(entry);
+                }
+                i += 1;
+            }
+            let pass = self
+                .tiers
+                .get(&tier)
+                .is_some_and(|t| t.default_action == Some(Action::Pass));
+            entries.push(Entry {
+                by: RuleRef::EndOfTier {
+                    tier: tier.clone(),
+                    direction,
+                },
+                step: Step::EndOfTier { pass },
+                matcher: None,
+            });
+        }
+        for profile in &workload.spec.profiles {
+            let Some(spec) = self.profiles.get(profile).cloned() else {
+                continue;
+            };
+            let rules = match direction {
+                PolicyDirection::Ingress => &spec.ingress,
+                PolicyDirection::Egress => &spec.egress,
+            };
+            for (index, rule) in rules.iter().enumerate() {
+                let by = RuleRef::Profile {
+                    profile: profile.clone(),
+                    direction,
+                    index,
+                };
+                let entry = self.entry(rule, by, None, member, direction);
+                key.local_mask.push(entry.is_some());
+                entries.extend(entry);
+            }
+            entries.push(Entry {
+                by: RuleRef::Profile {
+                    profile: profile.clone(),
+                    direction,
+                    index: rules.len(),
+                },
+                step: Step::EndOfProfile,
+                matcher: None,
+            });
+        }
+        let program = Program {
+            entries,
+            default_deny: RuleRef::DefaultDeny { direction },
+        };
+        (key, program)
+    }
+
+    /// The entry for `rule`, or `None` when it cannot match this endpoint (local side, IPv6,
+    /// named ports, Log).
+    fn entry(
+        &mut self,
+        rule: &Rule,
+        by: RuleRef,
+        namespace: Option<&str>,
+        member: &Member,
+        direction: PolicyDirection,
+    ) -> Option<Entry> {
+        let step = match rule.action {
+            Action::Allow => Step::Allow,
+            Action::Deny => Step::Deny,
+            Action::Pass => Step::Pass,
+            Action::Log => return None,
+        };
+        if rule.ip_version == Some(6) {
+            return None;
+        }
+        if has_named_port(rule) {
+            self.warn_once(format!("{by}: named ports are not enforced; the rule never matches"));
+            return None;
+        }
+        let whose = by.to_string();
+        let remote = remote_entity(rule, direction);
+        let local = local_entity(rule, direction);
+        if !self.local_side_holds(local, namespace, member, &whose) {
+            return None;
+        }
+        let mut remote_match = AddrMatch::default();
+        if !remote.nets.is_empty() {
+            remote_match
+                .all_of
+                .push(Arc::new(sorted(v4_nets(remote.nets.iter().map(|c| c.0)))));
+        }
+        if !remote.not_nets.is_empty() {
+            remote_match
+                .none_of
+                .push(Arc::new(sorted(v4_nets(remote.not_nets.iter().map(|c| c.0)))));
+        }
+        let sides = self.side_selectors(remote, namespace, &whose);
+        if let Some(sel) = sides.selector {
+            remote_match.all_of.push(self.ipset_nets(&sel));
+        }
+        if let Some(sel) = sides.not_selector {
+            remote_match.none_of.push(self.ipset_nets(&sel));
+        }
+        let mut matcher = Match {
+            proto: ProtoMatch {
+                is: rule.protocol.map(|p| p.number()),
+                not: rule.not_protocol.map(|p| p.number()),
+            },
+            remote: remote_match,
+            dst_ports: ports(&rule.destination.ports, &rule.destination.not_ports),
+            src_ports: ports(&rule.source.ports, &rule.source.not_ports),
+        };
+        if let Some(icmp) = &rule.icmp {
+            matcher.dst_ports.any_of.push(icmp_range(icmp));
+        }
+        if let Some(icmp) = &rule.not_icmp {
+            matcher.dst_ports.none_of.push(icmp_range(icmp));
+        }
+        Some(Entry {
+            by,
+            step,
+            matcher: Some(matcher),
+        })
+    }
+
+    fn ipset_nets(&mut self, selector: &Selector) -> NetSet {
+        let text = selector.to_string();
+        if !self.ipsets.contains_key(&text) {
+            // Not registered by a policy (a profile's rule): keep it, like a policy's.
+            self.retain_ipset(&text);
+        }
+        self.ipsets
+            .get_mut(&text)
+            .map_or_else(|| Arc::new(Vec::new()), IpSet::nets)
+    }
+
+    fn local_side_holds(
+        &mut self,
+        local: &EntityRule,
+        namespace: Option<&str>,
+        member: &Member,
+        whose: &str,
+    ) -> bool {
+        let ip_in = |nets: &[crate::model::Cidr]| {
+            v4_nets(nets.iter().map(|c| c.0))
+                .iter()
+                .any(|n| member.nets.iter().any(|m| n.contains(m)))
+        };
+        if !local.nets.is_empty() && !ip_in(&local.nets) {
+            return false;
+        }
+        if !local.not_nets.is_empty() && ip_in(&local.not_nets) {
+            return false;
+        }
+        let sides = self.side_selectors(local, namespace, whose);
+        if let Some(sel) = sides.selector
+            && !sel.matches(&member.labels, member.global)
+        {
+            return false;
+        }
+        if let Some(sel) = sides.not_selector
+            && sel.matches(&member.labels, member.global)
+        {
+            return false;
+        }
+        true
+    }
+
+    /// Every workload endpoint key with the node and interface it names.
+    pub fn workloads(&self) -> impl Iterator<Item = (&str, &WorkloadEndpointSpec)> {
+        self.workloads.iter().map(|(k, w)| (k.as_str(), &w.spec))
+    }
+
+    /// The full labels of the workload at `key`.
+    pub fn labels_of(&self, key: &str) -> Option<&BTreeMap<String, String>> {
+        self.members.get(key).map(|m| &m.labels)
+    }
+
+    /// The address of some member that holds `addr`, with its key (for explanations).
+    pub fn member_holding(&self, addr: Ipv4Addr) -> Option<&str> {
+        self.members
+            .iter()
+            .find(|(_, m)| m.nets.iter().any(|n| n.contains(&addr)))
+            .map(|(k, _)| k.as_str())
+    }
+}
+
+fn rules_for(def: &PolicyDef, direction: PolicyDirection) -> Option<&Vec<Rule>> {
+    match direction {
+        PolicyDirection::Ingress => def.ingress.as_ref(),
+        PolicyDirection::Egress => def.egress.as_ref(),
+    }
+}
+
+fn remote_entity(rule: &Rule, direction: PolicyDirection) -> &EntityRule {
+    match direction {
+        PolicyDirection::Ingress => &rule.source,
+        PolicyDirection::Egress => &rule.destination,
+    }
+}
+
+fn local_entity(rule: &Rule, direction: PolicyDirection) -> &EntityRule {
+    match direction {
+        PolicyDirection::Ingress => &rule.destination,
+        PolicyDirection::Egress => &rule.source,
+    }
+}
+
+fn has_named_port(rule: &Rule) -> bool {
+    [&rule.source, &rule.destination].iter().any(|e| {
+        e.ports
+            .iter()
+            .chain(&e.not_ports)
+            .any(|p| matches!(p, Port::Named(_)))
+    })
+}
+
+fn ports(any: &[Port], none: &[Port]) -> PortMatch {
+    PortMatch {
+        any_of: any.iter().filter_map(Port::range).collect(),
+        none_of: none.iter().filter_map(Port::range).collect(),
+    }
+}
+
+fn icmp_range(icmp: &Icmp) -> (u16, u16) {
+    match (icmp.icmp_type, icmp.code) {
+        (Some(t), Some(c)) => {
+            let v = u16::from(t) << 8 | u16::from(c);
+            (v, v)
+        }
+        (Some(t), None) => (u16::from(t) << 8, u16::from(t) << 8 | 0xff),
+        (None, _) => (0, u16::MAX),
+    }
+}
+
+fn sorted(mut nets: Vec<Ipv4Net>) -> Vec<Ipv4Net> {
+    nets.sort();
+    nets.dedup();
+    nets
+}
+
+impl Labels for Member {
+    fn label(&self, key: &str) -> Option<&str> {
+        self.labels.get(key).map(String::as_str)
+    }
+}

@@ -3,11 +3,12 @@
 
 use aya::{
     Ebpf, EbpfLoader,
-    maps::{Array, HashMap, LpmTrie, MapData, PerCpuHashMap},
+    maps::{Array, HashMap, LpmTrie, MapData, PerCpuArray, PerCpuHashMap},
     programs::{ProgramError, SchedClassifier, Xdp},
 };
 use felix_common::{
     CounterKey, CounterValue, CtKey, CtValue, EndpointInfo, HostConfig, IfaceInfo, RouteValue, maps,
+    policy::{PolicyIpKey, PolicyPortKey, PolicyVerdict, PolicyVerdictKey},
 };
 
 use crate::{EBPF_OBJECT, PROG_UPLINK_XDP, TC_PROGRAMS, pins::NodePaths};
@@ -138,6 +139,48 @@ impl Dataplane {
     /// The XDP deny list.
     pub fn xdp_deny(&mut self) -> Result<LpmTrie<&mut MapData, [u8; 4], u32>, LoadError> {
         typed(maps::XDP_DENY, LpmTrie::try_from(self.map(maps::XDP_DENY)?))
+    }
+
+    /// Policy slot -> current set id.
+    pub fn policy_slots(&mut self) -> Result<Array<&mut MapData, u32>, LoadError> {
+        typed(
+            maps::POLICY_SLOTS,
+            Array::try_from(self.map(maps::POLICY_SLOTS)?),
+        )
+    }
+
+    /// (set, remote address) -> address class.
+    pub fn policy_ips(&mut self) -> Result<LpmTrie<&mut MapData, PolicyIpKey, u32>, LoadError> {
+        typed(
+            maps::POLICY_IPS,
+            LpmTrie::try_from(self.map(maps::POLICY_IPS)?),
+        )
+    }
+
+    /// (set, field, protocol, port) -> port class.
+    pub fn policy_ports(&mut self) -> Result<LpmTrie<&mut MapData, PolicyPortKey, u16>, LoadError> {
+        typed(
+            maps::POLICY_PORTS,
+            LpmTrie::try_from(self.map(maps::POLICY_PORTS)?),
+        )
+    }
+
+    /// Classes -> verdict.
+    pub fn policy_verdicts(
+        &mut self,
+    ) -> Result<HashMap<&mut MapData, PolicyVerdictKey, PolicyVerdict>, LoadError> {
+        typed(
+            maps::POLICY_VERDICTS,
+            HashMap::try_from(self.map(maps::POLICY_VERDICTS)?),
+        )
+    }
+
+    /// Per-CPU packets per policy rule.
+    pub fn rule_counters(&mut self) -> Result<PerCpuArray<&mut MapData, u64>, LoadError> {
+        typed(
+            maps::RULE_COUNTERS,
+            PerCpuArray::try_from(self.map(maps::RULE_COUNTERS)?),
+        )
     }
 
     /// The underlying aya object.

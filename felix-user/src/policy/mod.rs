@@ -34,10 +34,12 @@ mod compile_tests;
 pub mod program;
 pub mod cases;
 pub mod reference;
+pub mod rule_ids;
+pub mod tables;
 
 use std::{fmt, net::Ipv4Addr};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 pub use crate::model::PolicyType as PolicyDirection;
 
@@ -81,7 +83,7 @@ impl Packet {
 }
 
 /// What decided a packet's fate, in words a user can look up.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum RuleRef {
     /// Rule `index` (from 0) of a policy's ingress or egress rules. `policy` is

@@ -7,15 +7,29 @@
 //! BPF_PROG_TEST_RUN uses by default), pod B (192.168.2.2) behind `wlb`; `wlc` is a workload
 //! interface with no endpoint.
 
-use std::{collections::BTreeMap, fs, path::PathBuf};
+use std::{
+    collections::{BTreeMap, HashMap},
+    fs,
+    path::PathBuf,
+};
 
 use aya::maps::lpm_trie::Key;
 use aya::programs::{ProgramError, TestRun, TestRunOptions};
 use felix_common::{
     CounterKey, CounterValue, CtKey, CtValue, Direction, EndpointInfo, HostConfig, Reason,
-    RouteKind, RouteValue, endpoints::endpoint_flags,
+    RouteKind, RouteValue, endpoints::endpoint_flags, maps::RULE_COUNTERS_MAX_ENTRIES,
 };
-use felix_user::{loader::Dataplane, pins::NodePaths};
+use felix_user::{
+    loader::Dataplane,
+    pins::NodePaths,
+    policy::{
+        PolicyDirection, RuleRef,
+        calc::GroupKey,
+        program::{Entry, Match, Program, Step},
+        rule_ids::RuleIds,
+        tables::PolicyTables,
+    },
+};
 
 use super::{
     net::{HOST_IP, PEER_HOST_IP, TestNet},
@@ -43,6 +57,36 @@ pub struct Harness {
     pin_root: PathBuf,
     run_root: PathBuf,
     pub net: TestNet,
+    pub policy: PolicyTables,
+    pub rule_ids: RuleIds,
+    /// The slot of the allow-everything policy every seeded endpoint starts with.
+    pub allow_all_slot: u32,
+}
+
+/// A program that allows everything (as Calico's `kns.<namespace>` profiles do).
+pub fn allow_all() -> (GroupKey, Program) {
+    let by = RuleRef::Profile {
+        profile: "allow-all".into(),
+        direction: PolicyDirection::Ingress,
+        index: 0,
+    };
+    let key = GroupKey {
+        direction: PolicyDirection::Ingress,
+        policies: vec![],
+        profiles: vec!["allow-all".into()],
+        local_mask: vec![true],
+    };
+    let program = Program {
+        entries: vec![Entry {
+            by,
+            step: Step::Allow,
+            matcher: Some(Match::default()),
+        }],
+        default_deny: RuleRef::DefaultDeny {
+            direction: PolicyDirection::Ingress,
+        },
+    };
+    (key, program)
 }
 
 /// What one run returned.
@@ -83,6 +127,9 @@ impl Harness {
             pin_root,
             run_root,
             net,
+            policy: PolicyTables::new(),
+            rule_ids: RuleIds::new(RULE_COUNTERS_MAX_ENTRIES),
+            allow_all_slot: 0,
         };
         let paths =
             NodePaths::new(&harness.pin_root, &harness.run_root, "node").expect("node paths");
@@ -99,7 +146,53 @@ impl Harness {
         self.dataplane.as_mut().expect("loaded in new()")
     }
 
+    /// Programs `program` for `group` and returns its slot.
+    pub fn program_policy(&mut self, group: &GroupKey, program: &Program) -> u32 {
+        let wanted = HashMap::from([(group.clone(), program.clone())]);
+        let dataplane = self.dataplane.as_mut().expect("loaded in new()");
+        self.policy
+            .apply(dataplane, &wanted, &mut self.rule_ids)
+            .expect("program policy");
+        self.policy.slot_of(group).expect("slot assigned")
+    }
+
+    /// Points the endpoint behind `ifindex` at `ip` and the given policy slots.
+    pub fn set_endpoint(&mut self, ifindex: u32, ip: [u8; 4], slots: [u32; 2]) {
+        let info = EndpointInfo {
+            ip,
+            mac: POD_MAC,
+            flags: endpoint_flags::MAC_KNOWN,
+            policy_slots: slots,
+        };
+        self.dataplane()
+            .endpoints()
+            .expect("endpoints map")
+            .insert(ifindex, info, 0)
+            .expect("set endpoint");
+    }
+
+    /// Empties the conntrack table, so the next packet is a flow's first.
+    pub fn flush_conntrack(&mut self) {
+        let mut ct = self.dataplane().conntrack().expect("conntrack map");
+        let keys: Vec<CtKey> = ct.keys().flatten().collect();
+        for key in keys {
+            ct.remove(&key).expect("remove conntrack entry");
+        }
+    }
+
+    /// Packets counted for rule counter `id`, summed over CPUs.
+    pub fn rule_count(&mut self, id: u32) -> u64 {
+        let counters = self.dataplane().rule_counters().expect("rule counters");
+        counters
+            .get(&id, 0)
+            .map(|v| v.iter().sum())
+            .unwrap_or_default()
+    }
+
     fn seed(&mut self) {
+        let (group, program) = allow_all();
+        self.allow_all_slot = self.program_policy(&group, &program);
+        let slots = [self.allow_all_slot; 2];
         let (uplink, workload_b) = (self.net.uplink, self.net.workload_b);
         let dataplane = self.dataplane();
         let mut endpoints = dataplane.endpoints().expect("endpoints map");
@@ -111,6 +204,7 @@ impl Harness {
                 ip,
                 mac,
                 flags: endpoint_flags::MAC_KNOWN,
+                policy_slots: slots,
             };
             endpoints.insert(ifindex, info, 0).expect("seed endpoint");
         }

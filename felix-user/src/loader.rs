@@ -7,7 +7,8 @@ use aya::{
     programs::{ProgramError, SchedClassifier, Xdp},
 };
 use felix_common::{
-    CounterKey, CounterValue, CtKey, CtValue, EndpointInfo, HostConfig, IfaceInfo, RouteValue, maps,
+    CounterKey, CounterValue, CtKey, CtValue, EndpointInfo, HostConfig, IfaceInfo, RouteValue,
+    maps,
     policy::{PolicyIpKey, PolicyPortKey, PolicyVerdict, PolicyVerdictKey},
 };
 

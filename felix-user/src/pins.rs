@@ -96,6 +96,16 @@ impl NodePaths {
         self.run_dir.join("felix.pid")
     }
 
+    /// What felix last programmed as policy (`felix bpf policy dump` reads it).
+    pub fn policy_state_file(&self) -> PathBuf {
+        self.run_dir.join("policy.json")
+    }
+
+    /// The rule counter ids of this node's felix.
+    pub fn rule_ids_file(&self) -> PathBuf {
+        self.run_dir.join("rule-ids.json")
+    }
+
     /// Creates the pin and run directories; the pin directory must be on a bpffs mount.
     pub fn create(&self) -> Result<(), PinError> {
         if let Some(root) = self.pin_dir.parent() {

@@ -59,7 +59,11 @@ fn semantics_table_through_the_kernel() {
             let counter = expected_rule.map(|i| programmed.rule_ids[i]);
             let before = counter.map(|id| h.rule_count(id));
             let verdict = h
-                .run(program_name, On::iface(WORKLOAD_A), &packet::first_packet(&check.packet))
+                .run(
+                    program_name,
+                    On::iface(WORKLOAD_A),
+                    &packet::first_packet(&check.packet),
+                )
                 .verdict;
             let allowed = verdict == TC_ACT_OK;
             checked += 1;
@@ -67,10 +71,7 @@ fn semantics_table_through_the_kernel() {
                 (Some(id), Some(b)) => h.rule_count(id) == b + 1,
                 _ => false,
             };
-            if allowed != check.expect_allow
-                || (!allowed && verdict != TC_ACT_SHOT)
-                || !moved
-            {
+            if allowed != check.expect_allow || (!allowed && verdict != TC_ACT_SHOT) || !moved {
                 failures.push(format!(
                     "{} check {i} ({:?} {:?}): expected {} by {:?}; kernel verdict {verdict}, rule counter moved: {moved}",
                     scenario.path.display(),

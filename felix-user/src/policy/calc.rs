@@ -469,8 +469,7 @@ impl PolicyCalc {
         let selector = parse(&entity.selector);
         let not_selector = parse(&entity.not_selector);
         let ns_selector = parse(&entity.namespace_selector);
-        let any_selector =
-            selector.is_some() || not_selector.is_some() || ns_selector.is_some();
+        let any_selector = selector.is_some() || not_selector.is_some() || ns_selector.is_some();
         let scope = match (&ns_selector, namespace) {
             (Some(Some(n)), _) => Some(namespace_labels(n)),
             // A namespaceSelector that does not parse selects nothing.
@@ -638,7 +637,9 @@ impl PolicyCalc {
             return None;
         }
         if has_named_port(rule) {
-            self.warn_once(format!("{by}: named ports are not enforced; the rule never matches"));
+            self.warn_once(format!(
+                "{by}: named ports are not enforced; the rule never matches"
+            ));
             return None;
         }
         let whose = by.to_string();
@@ -654,9 +655,9 @@ impl PolicyCalc {
                 .push(Arc::new(sorted(v4_nets(remote.nets.iter().map(|c| c.0)))));
         }
         if !remote.not_nets.is_empty() {
-            remote_match
-                .none_of
-                .push(Arc::new(sorted(v4_nets(remote.not_nets.iter().map(|c| c.0)))));
+            remote_match.none_of.push(Arc::new(sorted(v4_nets(
+                remote.not_nets.iter().map(|c| c.0),
+            ))));
         }
         let sides = self.side_selectors(remote, namespace, &whose);
         if let Some(sel) = sides.selector {
@@ -740,12 +741,20 @@ impl PolicyCalc {
         self.members.get(key).map(|m| &m.labels)
     }
 
-    /// The address of some member that holds `addr`, with its key (for explanations).
-    pub fn member_holding(&self, addr: Ipv4Addr) -> Option<&str> {
-        self.members
-            .iter()
-            .find(|(_, m)| m.nets.iter().any(|n| n.contains(&addr)))
-            .map(|(k, _)| k.as_str())
+    /// The key of the workload endpoint that holds `addr`, if any.
+    pub fn workload_holding(&self, addr: Ipv4Addr) -> Option<&str> {
+        let mut keys: Vec<&str> = self
+            .workloads
+            .keys()
+            .filter(|k| {
+                self.members
+                    .get(*k)
+                    .is_some_and(|m| m.nets.iter().any(|n| n.contains(&addr)))
+            })
+            .map(String::as_str)
+            .collect();
+        keys.sort_unstable();
+        keys.first().copied()
     }
 }
 

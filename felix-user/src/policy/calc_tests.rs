@@ -2,30 +2,12 @@
 //! every check's verdict and deciding rule must be what the table says.
 
 use super::{
-    L4, Packet, PolicyDirection,
+    PolicyDirection,
     calc::PolicyCalc,
     cases::{cases_dir, load_all},
     compile::compile,
-    program::Probe,
+    explain::probe_for,
 };
-
-/// The fields of `packet` that an endpoint's policy in `direction` looks at.
-pub fn probe_for(packet: &Packet, direction: PolicyDirection) -> Probe {
-    let remote = match direction {
-        PolicyDirection::Ingress => packet.src,
-        PolicyDirection::Egress => packet.dst,
-    };
-    let (dst_port, src_port) = match packet.l4 {
-        L4::Icmp { icmp_type, code } => (u16::from(icmp_type) << 8 | u16::from(code), 0),
-        _ => (packet.dst_port(), packet.src_port()),
-    };
-    Probe {
-        remote,
-        proto: packet.proto,
-        dst_port,
-        src_port,
-    }
-}
 
 #[test]
 fn semantics_table_through_compiled_tables() {

@@ -66,7 +66,14 @@ fn check_agrees(program: &Program, probes: &[Probe]) {
 
 #[test]
 fn range_prefixes_cover_exactly_the_range() {
-    for (lo, hi) in [(0, 65535), (80, 80), (1, 65535), (1000, 2000), (0, 0), (65535, 65535)] {
+    for (lo, hi) in [
+        (0, 65535),
+        (80, 80),
+        (1, 65535),
+        (1000, 2000),
+        (0, 0),
+        (65535, 65535),
+    ] {
         let prefixes = range_prefixes(lo, hi);
         let mut covered = 0u32;
         for (start, bits) in &prefixes {
@@ -204,7 +211,13 @@ const CIDRS: [&str; 10] = [
     "172.16.0.0/12",
 ];
 const ADDRS: [&str; 8] = [
-    "10.1.2.3", "10.1.2.4", "10.1.9.9", "10.2.0.1", "10.9.9.9", "192.0.2.200", "192.0.2.1",
+    "10.1.2.3",
+    "10.1.2.4",
+    "10.1.9.9",
+    "10.2.0.1",
+    "10.9.9.9",
+    "192.0.2.200",
+    "192.0.2.1",
     "172.16.5.5",
 ];
 const PROTOS: [u8; 4] = [1, 6, 17, 47];

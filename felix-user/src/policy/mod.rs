@@ -28,13 +28,16 @@
 pub mod calc;
 #[cfg(test)]
 mod calc_tests;
+pub mod cases;
 pub mod compile;
 #[cfg(test)]
 mod compile_tests;
+pub mod dump;
+pub mod explain;
 pub mod program;
-pub mod cases;
 pub mod reference;
 pub mod rule_ids;
+pub mod state;
 pub mod tables;
 
 use std::{fmt, net::Ipv4Addr};

@@ -162,3 +162,98 @@ impl Match {
             && self.src_ports.matches(probe.src_port)
     }
 }
+
+fn proto_name(p: u8) -> String {
+    match p {
+        1 => "icmp".into(),
+        6 => "tcp".into(),
+        17 => "udp".into(),
+        132 => "sctp".into(),
+        n => n.to_string(),
+    }
+}
+
+fn write_nets(f: &mut std::fmt::Formatter<'_>, set: &NetSet) -> std::fmt::Result {
+    const SHOWN: usize = 4;
+    let shown: Vec<String> = set.iter().take(SHOWN).map(|n| n.to_string()).collect();
+    write!(f, "{{{}", shown.join(", "))?;
+    if set.len() > SHOWN {
+        write!(f, ", ... {} in all", set.len())?;
+    }
+    f.write_str("}")
+}
+
+fn write_ports(f: &mut std::fmt::Formatter<'_>, ranges: &[PortRange]) -> std::fmt::Result {
+    let list: Vec<String> = ranges
+        .iter()
+        .map(|(lo, hi)| {
+            if lo == hi {
+                lo.to_string()
+            } else {
+                format!("{lo}-{hi}")
+            }
+        })
+        .collect();
+    f.write_str(&list.join(","))
+}
+
+/// Short text of the criteria, e.g. `tcp remote in {10.0.0.0/8} dst port 80,443`.
+impl std::fmt::Display for Match {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut parts = 0;
+        let mut sep = |f: &mut std::fmt::Formatter<'_>| -> std::fmt::Result {
+            parts += 1;
+            if parts > 1 { f.write_str(" ") } else { Ok(()) }
+        };
+        if let Some(p) = self.proto.is {
+            sep(f)?;
+            f.write_str(&proto_name(p))?;
+        }
+        if let Some(p) = self.proto.not {
+            sep(f)?;
+            write!(f, "not {}", proto_name(p))?;
+        }
+        for set in &self.remote.all_of {
+            sep(f)?;
+            f.write_str("remote in ")?;
+            write_nets(f, set)?;
+        }
+        for set in &self.remote.none_of {
+            sep(f)?;
+            f.write_str("remote not in ")?;
+            write_nets(f, set)?;
+        }
+        let icmp = self.proto.is == Some(1);
+        for (name, ports) in [("dst", &self.dst_ports), ("src", &self.src_ports)] {
+            let what = if icmp { "icmp type<<8|code" } else { "port" };
+            if !ports.any_of.is_empty() {
+                sep(f)?;
+                write!(f, "{name} {what} ")?;
+                write_ports(f, &ports.any_of)?;
+            }
+            if !ports.none_of.is_empty() {
+                sep(f)?;
+                write!(f, "{name} {what} not ")?;
+                write_ports(f, &ports.none_of)?;
+            }
+        }
+        if parts == 0 {
+            f.write_str("any")?;
+        }
+        Ok(())
+    }
+}
+
+impl Step {
+    /// Lower-case name for tables and JSON.
+    pub fn name(self) -> &'static str {
+        match self {
+            Step::Allow => "allow",
+            Step::Deny => "deny",
+            Step::Pass => "pass",
+            Step::EndOfTier { pass: false } => "end-of-tier deny",
+            Step::EndOfTier { pass: true } => "end-of-tier pass",
+            Step::EndOfProfile => "end-of-profile",
+        }
+    }
+}

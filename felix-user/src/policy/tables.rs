@@ -270,7 +270,11 @@ impl PolicyTables {
         let live: HashSet<u32> = self.groups.values().map(|p| p.set).collect();
         let dead = |set: [u8; 4]| !live.contains(&u32::from_be_bytes(set));
         let mut ips = dataplane.policy_ips()?;
-        let stale: Vec<_> = ips.keys().flatten().filter(|k| dead(k.data().set)).collect();
+        let stale: Vec<_> = ips
+            .keys()
+            .flatten()
+            .filter(|k| dead(k.data().set))
+            .collect();
         for key in stale {
             let _ = ips.remove(&key);
         }

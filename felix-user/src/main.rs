@@ -53,6 +53,55 @@ enum Command {
     ///
     /// Example: felix status --etcd-endpoints http://10.0.0.254:2379 --node h1
     Status(StatusArgs),
+    /// Network policy as felix computes it from the datastore.
+    #[command(subcommand)]
+    Policy(PolicyCommand),
+}
+
+#[derive(Subcommand)]
+enum PolicyCommand {
+    /// Which tier, policy and rule decide a packet, and why: the sender's egress policy and
+    /// the receiver's ingress policy, computed from etcd as felix programs them.
+    ///
+    /// Example: felix policy explain --from 192.168.2.1 --to 192.168.3.1 --proto tcp --port 80
+    Explain(ExplainArgs),
+}
+
+#[derive(Args)]
+struct ExplainArgs {
+    /// Source IPv4 address.
+    #[arg(long)]
+    from: std::net::Ipv4Addr,
+    /// Destination IPv4 address.
+    #[arg(long)]
+    to: std::net::Ipv4Addr,
+    /// Protocol: tcp, udp, icmp, sctp or a number 1-255.
+    #[arg(long, default_value = "tcp", value_parser = parse_protocol)]
+    proto: u8,
+    /// Destination port (TCP, UDP, SCTP).
+    #[arg(long, default_value_t = 0)]
+    port: u16,
+    /// Source port (TCP, UDP, SCTP).
+    #[arg(long, default_value_t = 40000)]
+    sport: u16,
+    /// ICMP type (with --proto icmp).
+    #[arg(long, default_value_t = 8)]
+    icmp_type: u8,
+    /// ICMP code (with --proto icmp).
+    #[arg(long, default_value_t = 0)]
+    icmp_code: u8,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    etcd: EtcdArgs,
+}
+
+/// Accepts a protocol name Calico knows or a number.
+fn parse_protocol(text: &str) -> Result<u8, String> {
+    text.parse::<model::Protocol>()
+        .map(model::Protocol::number)
+        .map_err(|e| format!("{e}; example: --proto tcp"))
 }
 
 #[derive(Subcommand)]
@@ -229,11 +278,32 @@ enum BpfCommand {
     /// Source CIDRs the uplink's XDP program drops.
     #[command(subcommand)]
     XdpDeny(DenyCommand),
+    /// Per endpoint and direction, the compiled policy: slot, set, rules and per-rule packet
+    /// counters.
+    #[command(subcommand)]
+    Policy(PolicyDumpCommand),
     /// Remove a stopped felix's dataplane from this host: unpin its links (detaching every
     /// program) and its maps. Refuses while that node's felix runs.
     ///
     /// Example: felix bpf uninstall --node h1
     Uninstall(NodeArgs),
+}
+
+#[derive(Subcommand)]
+enum PolicyDumpCommand {
+    /// Print the policy of every endpoint (or one interface's).
+    ///
+    /// Example: felix bpf policy dump --node h1 --iface cali1234567890a
+    Dump(PolicyDumpArgs),
+}
+
+#[derive(Args)]
+struct PolicyDumpArgs {
+    /// Only the endpoint on this interface.
+    #[arg(long)]
+    iface: Option<String>,
+    #[command(flatten)]
+    dump: DumpArgs,
 }
 
 #[derive(Subcommand)]
@@ -371,10 +441,68 @@ fn dispatch(cli: Cli) -> Result<()> {
                 rows.iter().map(|r| format!("{}\n", r.cidr)).collect()
             })
         }
+        Command::Bpf(BpfCommand::Policy(PolicyDumpCommand::Dump(args))) => {
+            let paths = node_for_dump(&args.dump)?;
+            let rows = felix_user::policy::dump::read_policy(&paths, args.iface.as_deref())?;
+            print_rows(
+                &args.dump,
+                paths.node(),
+                "policy",
+                &rows,
+                felix_user::policy::dump::policy_text,
+            )
+        }
+        Command::Policy(PolicyCommand::Explain(args)) => explain_policy(&args),
         Command::Bpf(BpfCommand::Uninstall(args)) => uninstall(&args),
         Command::Bpf(BpfCommand::XdpDeny(DenyCommand::Add(args))) => change_deny(&args, true),
         Command::Bpf(BpfCommand::XdpDeny(DenyCommand::Del(args))) => change_deny(&args, false),
     }
+}
+
+/// `felix policy explain`: lists Calico's resources, calculates as felix does, and explains.
+fn explain_policy(args: &ExplainArgs) -> Result<()> {
+    use felix_user::policy::{L4, Packet, calc::PolicyCalc, explain};
+    let prefix = "/calico/resources/v3/projectcalico.org/";
+    let kvs = with_etcd(&args.etcd.etcd_endpoints, async |client| {
+        let options = etcd_client::GetOptions::new().with_prefix();
+        let response = client.get(prefix, Some(options)).await?;
+        Ok(response
+            .kvs()
+            .iter()
+            .map(|kv| (kv.key_str().unwrap_or("").to_owned(), kv.value().to_vec()))
+            .collect::<Vec<_>>())
+    })?;
+    let mut calc = PolicyCalc::new();
+    for (key, value) in &kvs {
+        match model::Resource::from_etcd(key, value) {
+            Ok(resource) => calc.upsert(key, &resource),
+            Err(error) => eprintln!("warning: skipped {key}: {error}"),
+        }
+    }
+    let l4 = match args.proto {
+        1 => L4::Icmp {
+            icmp_type: args.icmp_type,
+            code: args.icmp_code,
+        },
+        6 | 17 | 132 => L4::Ports {
+            src: args.sport,
+            dst: args.port,
+        },
+        _ => L4::Other,
+    };
+    let packet = Packet {
+        src: args.from,
+        dst: args.to,
+        proto: args.proto,
+        l4,
+    };
+    let answer = explain::explain(&mut calc, &packet);
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&answer)?);
+    } else {
+        print!("{answer}");
+    }
+    Ok(())
 }
 
 /// Prints `rows` as JSON (`{"node":..,"<field>":[..]}`) or as a table.

@@ -33,6 +33,7 @@ pub mod compile;
 #[cfg(test)]
 mod compile_tests;
 pub mod dump;
+pub mod engine;
 pub mod explain;
 pub mod program;
 pub mod reference;

@@ -25,6 +25,7 @@ use crate::{
     loader::{Dataplane, LoadError},
     node_register,
     pins::{NodePaths, PinError},
+    policy::engine::PolicyEngine,
     status::{self, EndpointId, EndpointStatus, Report},
     sync,
 };
@@ -118,6 +119,7 @@ pub async fn run(
         attached: HashMap::new(),
         snapshot: None,
         applied_once: false,
+        policy: PolicyEngine::new(&paths),
     };
     // The interfaces map describes a previous felix's attachments. Empty it before this felix
     // claims the node, so that nobody reads them as this felix's: entries come back as this felix
@@ -147,6 +149,8 @@ struct Agent {
     attached: HashMap<u32, Attachment>,
     snapshot: Option<Snapshot>,
     applied_once: bool,
+    /// Policy: the calculation and what is programmed.
+    policy: PolicyEngine,
     /// rtnetlink for routes and addresses.
     netlink: rtnetlink::Handle,
     /// When the maps last took a snapshot.
@@ -226,6 +230,7 @@ impl Agent {
                     None => break Err(AgentError::WatcherStopped),
                 },
                 Some(snapshot) = snapshots.recv() => {
+                    self.policy.replace_all(&snapshot.policy_resources);
                     self.snapshot = Some(snapshot);
                     self.reconcile().await;
                 }
@@ -255,10 +260,11 @@ impl Agent {
     /// Brings the maps, the kernel routes and the reported status in line with the snapshot
     /// and the links.
     async fn reconcile(&mut self) {
-        let Some(desired) = self.desired() else {
+        let Some(mut desired) = self.desired() else {
             self.report();
             return;
         };
+        self.program_policy(&mut desired);
         let malformed = self.snapshot.as_ref().map_or(0, |s| s.malformed);
         match sync::apply(&mut self.dataplane, &desired) {
             Ok(applied) => {
@@ -277,6 +283,9 @@ impl Agent {
             }
             Err(error) => error!(%error, "updating the dataplane maps failed"),
         }
+        if let Err(error) = self.policy.finish(&mut self.dataplane) {
+            error!(%error, "releasing unused policy failed");
+        }
         let (uplink_ifindex, uplink_mtu) = self.links.get(&self.uplink).copied().unwrap_or((0, 0));
         let host = HostConfig {
             host_ip: desired.host_ip.map_or([0; 4], |ip| ip.octets()),
@@ -293,6 +302,32 @@ impl Agent {
         }
         self.reconcile_routes().await;
         self.report();
+    }
+
+    /// Programs the policy of the desired endpoints and points them at their slots. On
+    /// failure the endpoints keep no slot, so they drop (fail closed).
+    fn program_policy(&mut self, desired: &mut desired::Desired) {
+        match self
+            .policy
+            .program(&mut self.dataplane, &desired.endpoint_keys)
+        {
+            Ok((slots, applied)) => {
+                if applied.compiled + applied.failed > 0 {
+                    info!(
+                        compiled = applied.compiled,
+                        unchanged = applied.unchanged,
+                        failed = applied.failed,
+                        "policy programmed"
+                    );
+                }
+                for (ifindex, info) in desired.endpoints.iter_mut() {
+                    if let Some(s) = slots.get(ifindex) {
+                        info.policy_slots = *s;
+                    }
+                }
+            }
+            Err(error) => error!(%error, "programming policy failed"),
+        }
     }
 
     /// Reconciles the kernel routes felix owns (also on a timer and when one is deleted).

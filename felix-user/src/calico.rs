@@ -45,8 +45,11 @@ pub struct Block {
 }
 
 /// Everything parsed from one listing.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct Snapshot {
+    /// The v3 resources policy needs, by key (workload endpoints, policies, profiles, tiers,
+    /// network sets, host endpoints).
+    pub policy_resources: Vec<(String, crate::model::Resource)>,
     pub workloads: Vec<Workload>,
     /// Node name -> its IPv4 address (from `spec.bgp.ipv4Address`).
     pub nodes: BTreeMap<String, Ipv4Addr>,
@@ -236,6 +239,23 @@ fn parse_mac(text: &str) -> Option<[u8; 6]> {
     parts.next().is_none().then_some(mac)
 }
 
+/// Whether `key` holds a resource kind the policy calculation reads.
+fn is_policy_key(key: &str) -> bool {
+    use crate::model::Kind;
+    crate::model::parse_key(key).is_some_and(|(kind, _, _)| {
+        matches!(
+            kind,
+            Kind::WorkloadEndpoint
+                | Kind::NetworkPolicy
+                | Kind::GlobalNetworkPolicy
+                | Kind::Profile
+                | Kind::Tier
+                | Kind::GlobalNetworkSet
+                | Kind::HostEndpoint
+        )
+    })
+}
+
 impl Snapshot {
     /// Builds a snapshot from (key, value) pairs under [`CALICO_PREFIX`], skipping (and
     /// logging, with the key) values that do not parse.
@@ -255,6 +275,15 @@ impl Snapshot {
             } else {
                 Ok(())
             };
+            if result.is_ok() && is_policy_key(key) {
+                match crate::model::Resource::from_etcd(key, value) {
+                    Ok(resource) => snapshot.policy_resources.push((key.to_string(), resource)),
+                    Err(error) => {
+                        warn!(%key, %error, "skipping malformed datastore value");
+                        snapshot.malformed += 1;
+                    }
+                }
+            }
             if let Err(error) = result {
                 warn!(%key, %error, "skipping malformed datastore value");
                 snapshot.malformed += 1;
@@ -338,11 +367,12 @@ mod tests {
             ),
             (
                 "/calico/resources/v3/projectcalico.org/profiles/kns.default",
-                b"ignored",
+                b"not a profile",
             ),
         ];
         let snapshot = Snapshot::from_kvs(kvs);
-        assert_eq!(snapshot.malformed, 3);
+        assert_eq!(snapshot.malformed, 4);
+        assert_eq!(snapshot.policy_resources.len(), 1, "the good workload endpoint");
         assert_eq!(snapshot.workloads.len(), 1);
         assert_eq!(snapshot.nodes.len(), 1);
         assert_eq!(snapshot.blocks.len(), 1);

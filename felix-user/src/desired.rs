@@ -16,6 +16,8 @@ use crate::calico::Snapshot;
 pub struct Desired {
     pub host_ip: Option<Ipv4Addr>,
     pub endpoints: BTreeMap<u32, EndpointInfo>,
+    /// The workload endpoint key behind each of [`Desired::endpoints`].
+    pub endpoint_keys: BTreeMap<u32, String>,
     pub routes: BTreeMap<Ipv4Net, RouteValue>,
 }
 
@@ -65,6 +67,7 @@ pub fn compute(node: &str, snapshot: &Snapshot, links: &HashMap<String, u32>) ->
                 policy_slots: [felix_common::policy::NO_SLOT; 2],
             },
         );
+        desired.endpoint_keys.insert(ifindex, workload.key.clone());
         desired.routes.insert(
             Ipv4Net::from(workload.ip),
             RouteValue::new(RouteKind::LocalWorkload, ifindex, [0; 4]),
@@ -80,6 +83,7 @@ mod tests {
 
     fn snapshot() -> Snapshot {
         Snapshot {
+            policy_resources: Vec::new(),
             workloads: vec![
                 Workload {
                     key: "a".into(),

@@ -292,9 +292,8 @@ impl PolicyCalc {
 
     /// Removes whatever was at `key`.
     pub fn remove(&mut self, key: &str) {
-        if self.workloads.remove(key).is_some() {
-            self.drop_member(key);
-        } else if self.members.contains_key(key) {
+        let was_workload = self.workloads.remove(key).is_some();
+        if was_workload || self.members.contains_key(key) {
             self.drop_member(key);
         } else if let Some(def) = self.policies.remove(key) {
             let selectors = self.rule_selectors(&def);
@@ -306,10 +305,8 @@ impl PolicyCalc {
                 crate::model::Kind::Tier => {
                     self.tiers.remove(&name);
                 }
-                crate::model::Kind::Profile => {
-                    if self.profiles.remove(&name).is_some() {
-                        self.refresh_profile_users(&name);
-                    }
+                crate::model::Kind::Profile if self.profiles.remove(&name).is_some() => {
+                    self.refresh_profile_users(&name);
                 }
                 _ => {}
             }

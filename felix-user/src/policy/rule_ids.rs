@@ -93,10 +93,10 @@ impl RuleIds {
     /// Frees the ids of rules `keep` says no longer exist.
     pub fn retain(&mut self, keep: impl Fn(&RuleRef) -> bool) {
         for slot in self.refs.iter_mut() {
-            if slot.as_ref().is_some_and(|r| !keep(r)) {
-                if let Some(r) = slot.take() {
-                    self.by_ref.remove(&r);
-                }
+            if slot.as_ref().is_some_and(|r| !keep(r))
+                && let Some(r) = slot.take()
+            {
+                self.by_ref.remove(&r);
             }
         }
     }

@@ -20,8 +20,9 @@
 //! - A rule matches when every criterion holds. The remote side (source for ingress, destination
 //!   for egress) is matched by address: `nets`, `notNets`, and `selector` / `notSelector` /
 //!   `namespaceSelector` through the addresses of the endpoints, host endpoints and network sets
-//!   they select. In a NetworkPolicy a rule selector without `namespaceSelector` selects in the
-//!   policy's namespace only. The local side is matched against the endpoint itself.
+//!   they select. In a NetworkPolicy a rule with a `selector` or `notSelector` but no
+//!   `namespaceSelector` selects in the policy's namespace only (the `notSelector` then
+//!   excludes from those). The local side is matched against the endpoint itself.
 //!   Ports and `notPorts` hold numbers and ranges; ICMP type and code match ICMP.
 //! - Named ports are not enforced: a rule with a named port never matches (logged).
 

@@ -11,7 +11,10 @@
 //! - `namespaceSelector`: label keys get the `pcns.` prefix and `all()` means "in some namespace".
 //!   Endpoints are judged by their namespace labels; host endpoints and network sets by their own
 //!   labels as global objects, so `global()` selects them and `all()` or `team == 'x'` do not.
-//! - `notSelector` is never scoped to a namespace: it excludes every item it selects.
+//! - `notSelector` itself is never scoped to a namespace: it excludes every item it selects. But,
+//!   as in Calico, a NetworkPolicy rule with a `notSelector` and no `namespaceSelector` also
+//!   requires the remote item to be in the policy's namespace (Calico ANDs the namespace test
+//!   into the rule's positive selector whenever the rule has any selector).
 //! - The local side's `nets` are matched against the packet's local address, which is the
 //!   endpoint's own address in every case the suite holds.
 
@@ -494,8 +497,8 @@ fn selectors_match(er: &EntityRule, scope: Option<&str>, candidates: &[&Item]) -
         return false;
     };
     let ns = ns.map(namespace_selector);
-    // Without a namespaceSelector, a NetworkPolicy's selector stays in its namespace.
-    let scope = if ns.is_none() && selector.is_some() {
+    // Without a namespaceSelector, a NetworkPolicy's selectors stay in its namespace.
+    let scope = if ns.is_none() && (selector.is_some() || not.is_some()) {
         scope
     } else {
         None
@@ -505,7 +508,8 @@ fn selectors_match(er: &EntityRule, scope: Option<&str>, candidates: &[&Item]) -
             && ns.as_ref().is_none_or(|s| i.in_namespaces(s))
             && scope.is_none_or(|n| i.namespace.as_deref() == Some(n))
     };
-    let positive = (selector.is_none() && ns.is_none()) || candidates.iter().any(|i| selected(i));
+    let positive = (selector.is_none() && ns.is_none() && scope.is_none())
+        || candidates.iter().any(|i| selected(i));
     positive && !not.is_some_and(|s| candidates.iter().any(|i| i.matches(&s)))
 }
 
@@ -761,10 +765,11 @@ spec:
     - {action: Allow, source: {selector: \"app == 'web'\"}}
     - {action: Deny, source: {notSelector: \"app == 'db'\"}}
 ";
+        // Neither rule selects outside namespace default: not even the notSelector rule.
         let from_other = tcp([10, 65, 1, 1], [10, 65, 0, 1], 80);
         assert_eq!(
             judge(extra, from_other),
-            "deny by tier default policy default/p ingress rule 1"
+            "deny by end of tier default (ingress)"
         );
         let from_self = tcp([10, 65, 0, 1], [10, 65, 0, 1], 80);
         assert_eq!(

@@ -37,6 +37,8 @@ pub mod dump;
 pub mod engine;
 pub mod explain;
 pub mod program;
+#[cfg(test)]
+mod random_tests;
 pub mod reference;
 pub mod rule_ids;
 pub mod state;

@@ -2,6 +2,10 @@
 //! and to the uplink, keep the endpoints/routes/config maps and the kernel routes in step with the
 //! datastore and the host's links, register the Node, report status, and collect expired
 //! conntrack entries.
+//!
+//! The datastore arrives through the syncer ([`datastore`]) into the parsed cache ([`Store`]);
+//! after each batch that changes it, the forwarding view ([`Topology`]) is derived again and the
+//! dataplane reconciled.
 
 use std::{
     collections::{BTreeMap, HashMap},
@@ -18,16 +22,18 @@ use tracing::{error, info, warn};
 use crate::{
     PROG_FROM_UPLINK, PROG_FROM_WORKLOAD, PROG_TO_UPLINK, PROG_TO_WORKLOAD,
     attach::{self, Attached, Holder, LinkId, attach_tc, attach_xdp},
-    autodetect,
-    calico::Snapshot,
-    ct_gc, datastore, desired, ifsysctl, kernel_log, kroutes,
+    autodetect, ct_gc,
+    datastore::{self, SyncStatus, Syncer, SyncerConfig, Update},
+    desired, ifsysctl, kernel_log, kroutes,
     links::{self, LinkEvent},
     loader::{Dataplane, LoadError},
     node_register,
     pins::{NodePaths, PinError},
     policy::engine::PolicyEngine,
-    status::{self, EndpointId, EndpointStatus, Report},
+    status::{self, DatastoreStatus, EndpointStatus, Report},
+    store::{Applied, Entry, Store},
     sync,
+    topology::Topology,
 };
 
 /// Settings of a running agent.
@@ -105,6 +111,8 @@ pub async fn run(
 
     let (connection, netlink, _) = rtnetlink::new_connection().map_err(AgentError::Netlink)?;
     tokio::spawn(connection);
+    let (syncer, updates, sync_status) =
+        Syncer::new(SyncerConfig::new(config.etcd_endpoints.clone()));
     let mut agent = Agent {
         netlink,
         last_sync: None,
@@ -117,7 +125,9 @@ pub async fn run(
         uplink: config.uplink.clone(),
         links: HashMap::new(),
         attached: HashMap::new(),
-        snapshot: None,
+        store: Store::new(),
+        topology: None,
+        sync_status: sync_status.clone(),
         applied_once: false,
         policy: PolicyEngine::new(&paths),
     };
@@ -127,7 +137,9 @@ pub async fn run(
     agent.clear_ifaces();
     paths.write_pid(pid)?;
     info!(node = %config.node, pin_dir = %paths.pin_dir().display(), "dataplane loaded");
-    let result = agent.serve(&config, shutdown).await;
+    let result = agent
+        .serve(&config, syncer, updates, sync_status, shutdown)
+        .await;
     agent.release_all();
     paths.remove_pid(pid);
     info!(
@@ -147,13 +159,18 @@ struct Agent {
     /// Every link of the host: name -> (ifindex, MTU).
     links: HashMap<String, (u32, u32)>,
     attached: HashMap<u32, Attachment>,
-    snapshot: Option<Snapshot>,
+    /// The parsed datastore.
+    store: Store,
+    /// The forwarding view of `store`; `None` until the first listing.
+    topology: Option<Topology>,
+    /// The syncer's state, for the status report.
+    sync_status: watch::Receiver<SyncStatus>,
     applied_once: bool,
     /// Policy: the calculation and what is programmed.
     policy: PolicyEngine,
     /// rtnetlink for routes and addresses.
     netlink: rtnetlink::Handle,
-    /// When the maps last took a snapshot.
+    /// When the maps were last brought in line with the datastore.
     last_sync: Option<SystemTime>,
     /// The state reported to etcd.
     status: watch::Sender<Report>,
@@ -165,6 +182,9 @@ impl Agent {
     async fn serve(
         &mut self,
         config: &AgentConfig,
+        syncer: Syncer,
+        mut updates: mpsc::Receiver<Update>,
+        mut sync_status: watch::Receiver<SyncStatus>,
         shutdown: impl Future<Output = ()>,
     ) -> Result<(), AgentError> {
         let (present, mut events) = links::watch().await?;
@@ -197,9 +217,8 @@ impl Agent {
             "initial interfaces attached"
         );
 
-        let (snapshots_tx, mut snapshots) = mpsc::channel(4);
         let tasks = [
-            tokio::spawn(datastore::run(config.etcd_endpoints.clone(), snapshots_tx)),
+            tokio::spawn(syncer.run()),
             tokio::spawn(status::run(
                 config.etcd_endpoints.clone(),
                 self.node.clone(),
@@ -229,11 +248,8 @@ impl Agent {
                     }
                     None => break Err(AgentError::WatcherStopped),
                 },
-                Some(snapshot) = snapshots.recv() => {
-                    self.policy.replace_all(&snapshot.policy_resources);
-                    self.snapshot = Some(snapshot);
-                    self.reconcile().await;
-                }
+                Some(update) = updates.recv() => self.on_update(update).await,
+                Ok(()) = sync_status.changed() => self.report(),
                 _ = route_refresh.tick() => self.reconcile_routes().await,
                 _ = gc.tick() => {
                     ct_gc::collect(&mut self.dataplane);
@@ -246,18 +262,45 @@ impl Agent {
         result
     }
 
-    /// What the snapshot and the links ask of the dataplane.
+    /// Applies a datastore update to the cache, hands its changes to the policy calculation
+    /// and, when something changed, reconciles. (The syncer batches bursts of changes.)
+    async fn on_update(&mut self, update: Update) {
+        let applied = self.store.apply(update);
+        self.feed_policy(&applied);
+        if applied.changes.is_empty() && self.topology.is_some() {
+            // Malformed counts may have moved.
+            self.report();
+            return;
+        }
+        self.topology = Some(Topology::from_store(&self.store, &self.node));
+        self.reconcile().await;
+    }
+
+    /// Passes the changed resources to the policy calculation (it ignores kinds it does not use).
+    fn feed_policy(&mut self, applied: &Applied) {
+        for change in &applied.changes {
+            match change.new.as_deref().and_then(Entry::as_resource) {
+                Some(resource) => self.policy.upsert(&change.key, resource),
+                None if change.old.as_deref().and_then(Entry::as_resource).is_some() => {
+                    self.policy.remove(&change.key);
+                }
+                None => {}
+            }
+        }
+    }
+
+    /// What the datastore and the links ask of the dataplane.
     fn desired(&self) -> Option<desired::Desired> {
-        let snapshot = self.snapshot.as_ref()?;
+        let topology = self.topology.as_ref()?;
         let indexes: HashMap<String, u32> = self
             .links
             .iter()
             .map(|(name, (index, _))| (name.clone(), *index))
             .collect();
-        Some(desired::compute(&self.node, snapshot, &indexes))
+        Some(desired::compute(&self.node, topology, &indexes))
     }
 
-    /// Brings the maps, the kernel routes and the reported status in line with the snapshot
+    /// Brings the maps, the kernel routes and the reported status in line with the datastore
     /// and the links.
     async fn reconcile(&mut self) {
         let Some(mut desired) = self.desired() else {
@@ -265,7 +308,7 @@ impl Agent {
             return;
         };
         self.program_policy(&mut desired);
-        let malformed = self.snapshot.as_ref().map_or(0, |s| s.malformed);
+        let malformed = self.store.malformed().count();
         match sync::apply(&mut self.dataplane, &desired) {
             Ok(applied) => {
                 if applied.upserted + applied.removed > 0 || !self.applied_once {
@@ -345,13 +388,9 @@ impl Agent {
     /// Publishes the status the reporter writes to etcd.
     fn report(&self) {
         let mut endpoints = BTreeMap::new();
-        if let Some(snapshot) = &self.snapshot {
-            for workload in snapshot.workloads.iter().filter(|w| w.node == self.node) {
-                let id = EndpointId {
-                    orchestrator: workload.orchestrator.clone(),
-                    workload: workload.workload.clone(),
-                    endpoint: workload.endpoint.clone(),
-                };
+        if let Some(topology) = &self.topology {
+            for workload in &topology.workloads {
+                let id = workload.id.clone();
                 let iface = &workload.interface;
                 let status = match self.links.get(iface) {
                     None => EndpointStatus::down(format!("interface {iface} missing")),
@@ -374,20 +413,37 @@ impl Agent {
             .flatten()
             .count() as u32;
         let report = Report {
-            ready: self.applied_once && self.snapshot.is_some(),
+            ready: self.applied_once && self.topology.is_some(),
             programs_loaded,
             last_sync: self.last_sync,
             endpoints,
+            datastore: self.datastore_status(),
         };
         self.status.send_if_modified(|current| {
             // `last_sync` moves on every apply; a refresh every TTL/3 carries it anyway.
             let changed = current.ready != report.ready
                 || current.programs_loaded != report.programs_loaded
                 || current.endpoints != report.endpoints
-                || current.last_sync.is_none() != report.last_sync.is_none();
+                || current.last_sync.is_none() != report.last_sync.is_none()
+                || current.datastore.differs_beyond_revision(&report.datastore);
             *current = report;
             changed
         });
+    }
+
+    /// The syncer's state and the cache's malformed counts, for the status report.
+    fn datastore_status(&self) -> DatastoreStatus {
+        let mut status = DatastoreStatus {
+            sync: self.sync_status.borrow().clone(),
+            ..DatastoreStatus::default()
+        };
+        for (kind, count) in self.store.malformed_counts() {
+            if count.current > 0 {
+                status.malformed.insert(kind.to_string(), count.current);
+            }
+            status.malformed_total.insert(kind.to_string(), count.total);
+        }
+        status
     }
 
     fn is_workload(&self, name: &str) -> bool {

@@ -1,5 +1,5 @@
-//! What the dataplane maps should hold, computed from a datastore snapshot and the host's
-//! links. Pure, so it is tested without a kernel.
+//! What the dataplane maps should hold, computed from the datastore's forwarding view
+//! ([`Topology`]) and the host's links. Pure, so it is tested without a kernel.
 
 use std::{
     collections::{BTreeMap, HashMap},
@@ -9,7 +9,7 @@ use std::{
 use felix_common::{EndpointInfo, RouteKind, RouteValue, endpoints::endpoint_flags};
 use ipnet::Ipv4Net;
 
-use crate::calico::Snapshot;
+use crate::topology::Topology;
 
 /// The desired contents of the endpoints and routes maps, and this host's address.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -23,12 +23,12 @@ pub struct Desired {
 
 /// Computes the maps for `node`. `links` maps interface names to ifindexes; a workload whose
 /// interface is not there yet gets no entries (they appear when the interface does).
-pub fn compute(node: &str, snapshot: &Snapshot, links: &HashMap<String, u32>) -> Desired {
+pub fn compute(node: &str, topology: &Topology, links: &HashMap<String, u32>) -> Desired {
     let mut desired = Desired {
-        host_ip: snapshot.nodes.get(node).copied(),
+        host_ip: topology.nodes.get(node).copied(),
         ..Desired::default()
     };
-    for (name, address) in &snapshot.nodes {
+    for (name, address) in &topology.nodes {
         let kind = if name == node {
             RouteKind::LocalHost
         } else {
@@ -38,18 +38,18 @@ pub fn compute(node: &str, snapshot: &Snapshot, links: &HashMap<String, u32>) ->
             .routes
             .insert(Ipv4Net::from(*address), RouteValue::new(kind, 0, [0; 4]));
     }
-    for block in &snapshot.blocks {
+    for block in &topology.blocks {
         let Some(host) = &block.host else { continue };
         let route = if host == node {
             RouteValue::new(RouteKind::LocalBlock, 0, [0; 4])
-        } else if let Some(owner) = snapshot.nodes.get(host) {
+        } else if let Some(owner) = topology.nodes.get(host) {
             RouteValue::new(RouteKind::RemoteBlock, 0, owner.octets())
         } else {
             continue;
         };
         desired.routes.insert(block.cidr, route);
     }
-    for workload in snapshot.workloads.iter().filter(|w| w.node == node) {
+    for workload in topology.workloads.iter().filter(|w| w.node == node) {
         let Some(ifindex) = links.get(&workload.interface).copied() else {
             continue;
         };
@@ -79,11 +79,13 @@ pub fn compute(node: &str, snapshot: &Snapshot, links: &HashMap<String, u32>) ->
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::calico::{Block, Workload};
+    use crate::{
+        status::EndpointId,
+        topology::{Block, Workload},
+    };
 
-    fn snapshot() -> Snapshot {
-        Snapshot {
-            policy_resources: Vec::new(),
+    fn topology() -> Topology {
+        Topology {
             workloads: vec![
                 Workload {
                     key: "a".into(),
@@ -91,9 +93,11 @@ mod tests {
                     interface: "cali1".into(),
                     ip: Ipv4Addr::new(192, 168, 2, 1),
                     mac: Some([2, 0, 0, 0, 0, 1]),
-                    orchestrator: "k8s".into(),
-                    workload: "default/a".into(),
-                    endpoint: "eth0".into(),
+                    id: EndpointId {
+                        orchestrator: "k8s".into(),
+                        workload: "default/a".into(),
+                        endpoint: "eth0".into(),
+                    },
                 },
                 Workload {
                     key: "b".into(),
@@ -101,9 +105,11 @@ mod tests {
                     interface: "cali-missing".into(),
                     ip: Ipv4Addr::new(192, 168, 2, 2),
                     mac: None,
-                    orchestrator: "k8s".into(),
-                    workload: "default/b".into(),
-                    endpoint: "eth0".into(),
+                    id: EndpointId {
+                        orchestrator: "k8s".into(),
+                        workload: "default/b".into(),
+                        endpoint: "eth0".into(),
+                    },
                 },
                 Workload {
                     key: "c".into(),
@@ -111,9 +117,11 @@ mod tests {
                     interface: "cali3".into(),
                     ip: Ipv4Addr::new(192, 168, 3, 1),
                     mac: None,
-                    orchestrator: "k8s".into(),
-                    workload: "default/c".into(),
-                    endpoint: "eth0".into(),
+                    id: EndpointId {
+                        orchestrator: "k8s".into(),
+                        workload: "default/c".into(),
+                        endpoint: "eth0".into(),
+                    },
                 },
             ],
             nodes: BTreeMap::from([
@@ -134,14 +142,13 @@ mod tests {
                     host: Some("gone".into()),
                 },
             ],
-            malformed: 0,
         }
     }
 
     #[test]
     fn routes_and_endpoints_for_one_node() {
         let links = HashMap::from([("cali1".to_owned(), 7), ("cali3".to_owned(), 9)]);
-        let desired = compute("h1", &snapshot(), &links);
+        let desired = compute("h1", &topology(), &links);
         assert_eq!(desired.host_ip, Some(Ipv4Addr::new(10, 0, 0, 1)));
         let route = |cidr: &str| {
             desired

@@ -23,7 +23,7 @@ const MAX_ATTEMPTS: usize = 16;
 pub enum IpamError {
     #[error("etcd: {0}")]
     Etcd(#[from] etcd_client::Error),
-    #[error("block {key}: {reason}")]
+    #[error("{key}: {reason}")]
     Malformed { key: String, reason: String },
     #[error("pool {pool} has no free /{size} block left")]
     PoolFull { pool: Ipv4Net, size: u8 },

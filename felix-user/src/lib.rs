@@ -1,12 +1,12 @@
 //! The user side of felix: loads the eBPF dataplane, attaches it to `cali*` interfaces as they come
-//! and go, and reads its pinned maps back for operators.
+//! and go, keeps its maps in step with Calico's datastore (the etcd syncer in [`datastore`] feeds
+//! the parsed cache in [`store`]), and reads its pinned maps back for operators.
 //!
 //! The `felix` binary (`main.rs`) is a thin CLI over these modules.
 
 pub mod agent;
 pub mod attach;
 pub mod autodetect;
-pub mod calico;
 pub mod ct_gc;
 pub mod datastore;
 pub mod desired;
@@ -23,7 +23,9 @@ pub mod pins;
 pub mod policy;
 pub mod selector;
 pub mod status;
+pub mod store;
 pub mod sync;
+pub mod topology;
 
 /// The eBPF object built from `felix-ebpf` by `build.rs`, embedded in the binary.
 pub static EBPF_OBJECT: &[u8] =

@@ -49,7 +49,8 @@ enum Command {
     /// Calico IPAM in etcd: claim blocks for nodes, assign and release pod addresses.
     #[command(subcommand)]
     Ipam(IpamCommand),
-    /// Show what every felix reports in etcd: its own state and its endpoints'.
+    /// Show what every felix reports in etcd: its own state, its datastore sync (revision,
+    /// reconnects, resyncs, malformed values per kind) and its endpoints.
     ///
     /// Example: felix status --etcd-endpoints http://10.0.0.254:2379 --node h1
     Status(StatusArgs),
@@ -785,6 +786,52 @@ fn show_status(args: &StatusArgs) -> Result<()> {
         )
     );
     println!();
+    let datastores: Vec<Vec<String>> = overview
+        .nodes
+        .iter()
+        .filter_map(|n| Some((&n.node, n.status.datastore.as_ref()?)))
+        .map(|(node, d)| {
+            let malformed: Vec<String> = d
+                .malformed
+                .iter()
+                .map(|(kind, count)| format!("{kind}={count}"))
+                .collect();
+            vec![
+                node.clone(),
+                if d.sync.in_sync {
+                    "in sync"
+                } else {
+                    "NOT IN SYNC"
+                }
+                .into(),
+                d.sync.revision.to_string(),
+                d.sync.reconnects.to_string(),
+                d.sync.resyncs.to_string(),
+                if malformed.is_empty() {
+                    "-".into()
+                } else {
+                    malformed.join(",")
+                },
+            ]
+        })
+        .collect();
+    if !datastores.is_empty() {
+        print!(
+            "{}",
+            inspect::table(
+                &[
+                    "NODE",
+                    "DATASTORE",
+                    "REVISION",
+                    "RECONNECTS",
+                    "RESYNCS",
+                    "MALFORMED"
+                ],
+                &datastores
+            )
+        );
+        println!();
+    }
     let endpoints: Vec<Vec<String>> = overview
         .endpoints
         .iter()

@@ -12,6 +12,8 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 use tracing::{info, warn};
 
+use crate::datastore::SyncStatus;
+
 /// Calico's default region.
 pub const REGION: &str = "no-region";
 
@@ -65,6 +67,32 @@ pub struct FelixStatus {
     pub ready: bool,
     /// When the maps last took a datastore snapshot (RFC 3339).
     pub last_sync: Option<String>,
+    /// The datastore syncer and cache (absent from an older felix's status).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub datastore: Option<DatastoreStatus>,
+}
+
+/// The datastore as felix sees it: the syncer's state and the malformed values it skips.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DatastoreStatus {
+    #[serde(flatten)]
+    pub sync: SyncStatus,
+    /// Keys whose value is skipped as malformed now, per kind.
+    #[serde(default)]
+    pub malformed: BTreeMap<String, u64>,
+    /// Malformed values seen since felix started, per kind.
+    #[serde(default)]
+    pub malformed_total: BTreeMap<String, u64>,
+}
+
+impl DatastoreStatus {
+    /// Whether `self` and `other` differ in more than the revision (which moves with every
+    /// change, and is carried by the periodic refresh only).
+    pub fn differs_beyond_revision(&self, other: &Self) -> bool {
+        let mut other = other.clone();
+        other.sync.revision = self.sync.revision;
+        *self != other
+    }
 }
 
 /// What felix says of one endpoint.
@@ -105,6 +133,7 @@ pub struct Report {
     pub programs_loaded: u32,
     pub last_sync: Option<SystemTime>,
     pub endpoints: BTreeMap<EndpointId, EndpointStatus>,
+    pub datastore: DatastoreStatus,
 }
 
 fn rfc3339(time: SystemTime) -> String {
@@ -179,6 +208,7 @@ async fn serve(
             programs_loaded: report.programs_loaded,
             ready: report.ready,
             last_sync: report.last_sync.map(rfc3339),
+            datastore: Some(report.datastore.clone()),
         };
         let leased = || Some(PutOptions::new().with_lease(lease));
         client
@@ -302,6 +332,22 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_moving_revision_alone_is_no_datastore_change() {
+        let mut a = DatastoreStatus::default();
+        a.sync.in_sync = true;
+        let mut b = a.clone();
+        b.sync.revision = 42;
+        assert!(!a.differs_beyond_revision(&b));
+        b.malformed.insert("Node".into(), 1);
+        assert!(a.differs_beyond_revision(&b));
+        // A status written by a felix without a datastore section still reads.
+        let old = br#"{"time":"2026-11-27T00:00:00Z","uptime":1.0,"first_update":false,
+            "dataplane":"bpf","programs_loaded":7,"ready":true,"last_sync":null}"#;
+        let status: FelixStatus = serde_json::from_slice(old).unwrap();
+        assert_eq!(status.datastore, None);
+    }
+
+    #[test]
     fn keys_follow_calico_and_read_back() {
         let id = EndpointId {
             orchestrator: "k8s".into(),
@@ -321,6 +367,10 @@ mod tests {
             programs_loaded: 7,
             ready: true,
             last_sync: None,
+            datastore: Some(DatastoreStatus {
+                malformed: BTreeMap::from([("WorkloadEndpoint".into(), 2)]),
+                ..DatastoreStatus::default()
+            }),
         })
         .unwrap();
         let ep =
@@ -333,6 +383,8 @@ mod tests {
         ];
         let all = overview(kvs.clone(), None);
         assert_eq!(all.nodes.len(), 1, "junk is skipped");
+        let datastore = all.nodes[0].status.datastore.as_ref().unwrap();
+        assert_eq!(datastore.malformed["WorkloadEndpoint"], 2);
         assert_eq!(all.endpoints[0].workload, "default/p1");
         assert_eq!(
             all.endpoints[0].reason.as_deref(),

@@ -1,0 +1,212 @@
+//! What forwarding needs from the datastore cache, derived from its typed entries: this node's
+//! workloads (interface, address, MAC, status id), every node's IPv4 address, and the host each
+//! live IPAM block is affine to.
+
+use std::{collections::BTreeMap, net::Ipv4Addr};
+
+use ipnet::{IpNet, Ipv4Net};
+
+use crate::{
+    model::{Object, WorkloadEndpointSpec, values::parse_mac},
+    status::EndpointId,
+    store::Store,
+};
+
+/// A local workload endpoint, as far as forwarding cares.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Workload {
+    /// The etcd key it came from.
+    pub key: String,
+    pub node: String,
+    pub interface: String,
+    /// Its first IPv4 address.
+    pub ip: Ipv4Addr,
+    /// Its MAC, when given.
+    pub mac: Option<[u8; 6]>,
+    /// How its status is reported.
+    pub id: EndpointId,
+}
+
+/// An IPAM block and the host it is affine to.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Block {
+    pub cidr: Ipv4Net,
+    /// From `affinity: "host:<node>"`, when set.
+    pub host: Option<String>,
+}
+
+/// The forwarding view of the datastore for one node.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Topology {
+    /// This node's workloads that have an interface and an IPv4 address.
+    pub workloads: Vec<Workload>,
+    /// Node name -> its IPv4 address (`spec.bgp.ipv4Address`).
+    pub nodes: BTreeMap<String, Ipv4Addr>,
+    /// Blocks not marked deleted.
+    pub blocks: Vec<Block>,
+}
+
+impl Topology {
+    /// Derives the view of `node` from the cache.
+    pub fn from_store(store: &Store, node: &str) -> Self {
+        Topology {
+            workloads: store
+                .workload_endpoints()
+                .filter(|(_, wep)| wep.spec.node == node)
+                .filter_map(|(key, wep)| workload(key, wep))
+                .collect(),
+            nodes: store
+                .nodes()
+                .filter_map(|(_, n)| Some((n.metadata.name.clone(), n.spec.ipv4()?)))
+                .collect(),
+            blocks: store
+                .blocks()
+                .filter(|(_, block)| !block.deleted)
+                .map(|(_, block)| Block {
+                    cidr: block.cidr,
+                    host: block.host().map(str::to_owned),
+                })
+                .collect(),
+        }
+    }
+}
+
+/// The forwarding view of a WorkloadEndpoint; `None` without an interface or an IPv4 address.
+/// Calico's defaults fill the status id: orchestrator `k8s`, the endpoint's name for the pod,
+/// endpoint `eth0`.
+pub fn workload(key: &str, wep: &Object<WorkloadEndpointSpec>) -> Option<Workload> {
+    let spec = &wep.spec;
+    if spec.interface_name.is_empty() {
+        return None;
+    }
+    let ip = spec.ip_networks.iter().find_map(|net| match net.0 {
+        IpNet::V4(v4) => Some(v4.addr()),
+        IpNet::V6(_) => None,
+    })?;
+    let or = |value: &str, default: &str| {
+        if value.is_empty() {
+            default.to_owned()
+        } else {
+            value.to_owned()
+        }
+    };
+    let namespace = wep.metadata.namespace.as_deref().unwrap_or_default();
+    Some(Workload {
+        key: key.to_owned(),
+        node: spec.node.clone(),
+        interface: spec.interface_name.clone(),
+        ip,
+        mac: parse_mac(&spec.mac),
+        id: EndpointId {
+            orchestrator: or(&spec.orchestrator, "k8s"),
+            workload: format!("{namespace}/{}", or(&spec.pod, &wep.metadata.name)),
+            endpoint: or(&spec.endpoint, "eth0"),
+        },
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::datastore::{KeyValue, Update};
+
+    fn kv(key: &str, value: serde_json::Value) -> KeyValue {
+        KeyValue {
+            key: key.into(),
+            value: value.to_string().into_bytes(),
+            revision: 1,
+        }
+    }
+
+    fn wep(name: &str, node: &str, spec: serde_json::Value) -> KeyValue {
+        let mut full = json!({"node": node, "interfaceName": format!("cali-{name}")});
+        if let (Some(full), Some(spec)) = (full.as_object_mut(), spec.as_object()) {
+            full.extend(spec.clone());
+        }
+        kv(
+            &format!("/calico/resources/v3/projectcalico.org/workloadendpoints/ns/{name}"),
+            json!({"kind": "WorkloadEndpoint",
+                   "metadata": {"name": name, "namespace": "ns"}, "spec": full}),
+        )
+    }
+
+    #[test]
+    fn the_view_of_one_node() {
+        let mut store = Store::new();
+        store.apply(Update::Snapshot {
+            revision: 1,
+            kvs: vec![
+                wep(
+                    "a",
+                    "h1",
+                    json!({"ipNetworks": ["fd00::1/128", "192.168.2.1/32"], "mac": "02-00-00-00-00-0a",
+                           "orchestrator": "cni", "pod": "pod-a", "endpoint": "net1"}),
+                ),
+                wep("b", "h1", json!({"ipNetworks": ["192.168.2.2/32"]})),
+                wep("v6only", "h1", json!({"ipNetworks": ["fd00::2/128"]})),
+                wep("noiface", "h1", json!({"ipNetworks": ["192.168.2.3/32"], "interfaceName": ""})),
+                wep("remote", "h2", json!({"ipNetworks": ["192.168.3.1/32"]})),
+                kv(
+                    "/calico/resources/v3/projectcalico.org/nodes/h1",
+                    json!({"kind": "Node", "metadata": {"name": "h1"},
+                           "spec": {"bgp": {"ipv4Address": "10.0.0.1/24"}}}),
+                ),
+                kv(
+                    "/calico/resources/v3/projectcalico.org/nodes/h3",
+                    json!({"kind": "Node", "metadata": {"name": "h3"}}),
+                ),
+                kv(
+                    "/calico/ipam/v2/assignment/ipv4/block/192.168.2.0-31",
+                    json!({"cidr": "192.168.2.0/31", "affinity": "host:h1",
+                           "allocations": [null, null], "unallocated": [0, 1], "attributes": []}),
+                ),
+                kv(
+                    "/calico/ipam/v2/assignment/ipv4/block/192.168.4.0-31",
+                    json!({"cidr": "192.168.4.0/31", "deleted": true,
+                           "allocations": [null, null], "unallocated": [0, 1], "attributes": []}),
+                ),
+            ],
+        });
+        let view = Topology::from_store(&store, "h1");
+        let names: Vec<&str> = view
+            .workloads
+            .iter()
+            .map(|w| w.interface.as_str())
+            .collect();
+        assert_eq!(names, vec!["cali-a", "cali-b"]);
+        let a = &view.workloads[0];
+        assert_eq!(a.ip, Ipv4Addr::new(192, 168, 2, 1));
+        assert_eq!(a.mac, Some([2, 0, 0, 0, 0, 10]));
+        assert_eq!(
+            (
+                a.id.orchestrator.as_str(),
+                a.id.workload.as_str(),
+                a.id.endpoint.as_str()
+            ),
+            ("cni", "ns/pod-a", "net1")
+        );
+        let b = &view.workloads[1];
+        assert_eq!(b.mac, None);
+        assert_eq!(
+            (
+                b.id.orchestrator.as_str(),
+                b.id.workload.as_str(),
+                b.id.endpoint.as_str()
+            ),
+            ("k8s", "ns/b", "eth0")
+        );
+        assert_eq!(
+            view.nodes,
+            BTreeMap::from([("h1".to_owned(), Ipv4Addr::new(10, 0, 0, 1))])
+        );
+        assert_eq!(
+            view.blocks,
+            vec![Block {
+                cidr: "192.168.2.0/31".parse().unwrap(),
+                host: Some("h1".into())
+            }]
+        );
+    }
+}

@@ -36,6 +36,7 @@ mod compile_tests;
 pub mod dump;
 pub mod engine;
 pub mod explain;
+pub mod generate;
 pub mod program;
 #[cfg(test)]
 mod random_tests;

@@ -1,7 +1,9 @@
 //! `cargo xtask test`: the three test tiers, with a summary.
 //!
 //! - unit: `cargo test --workspace`, clippy with `-D warnings`, rustfmt check;
-//! - bpf: the real programs under BPF_PROG_TEST_RUN (`felix-user/tests/prog_test_run.rs`);
+//! - bpf: the real programs under BPF_PROG_TEST_RUN (`felix-user/tests/prog_test_run.rs`) and
+//!   the datastore syncer against a real etcd (`felix-user/tests/datastore_etcd.rs`), each test
+//!   in a network namespace of its own;
 //! - lab: the netns lab tests (`xtask/tests/lab.rs`).
 
 use std::process::Command;
@@ -15,7 +17,8 @@ use crate::{build, cmd, paths, setup};
 pub enum Tier {
     /// Pure tests, clippy and rustfmt.
     Unit,
-    /// BPF_PROG_TEST_RUN of the real eBPF programs (root).
+    /// BPF_PROG_TEST_RUN of the real eBPF programs, and the datastore syncer against a real
+    /// etcd (root).
     Bpf,
     /// Network-namespace lab tests with etcd and felix (root).
     Lab,
@@ -66,12 +69,14 @@ fn run_tier(tier: Tier) -> Result<()> {
             Ok(())
         }
         Tier::Bpf => {
-            let test = paths::repo_root().join("felix-user/tests/prog_test_run.rs");
-            if !test.is_file() {
-                bail!(
-                    "{} does not exist: the BPF tier has no test to run",
-                    test.display()
-                );
+            for name in ["prog_test_run", "datastore_etcd"] {
+                let test = paths::repo_root().join(format!("felix-user/tests/{name}.rs"));
+                if !test.is_file() {
+                    bail!(
+                        "{} does not exist: the BPF tier misses a test",
+                        test.display()
+                    );
+                }
             }
             cargo(&[
                 "test",
@@ -82,6 +87,8 @@ fn run_tier(tier: Tier) -> Result<()> {
                 "privileged-tests",
                 "--test",
                 "prog_test_run",
+                "--test",
+                "datastore_etcd",
                 "--",
                 "--test-threads=1",
             ])

@@ -165,3 +165,70 @@ impl fmt::Display for Explanation {
         )
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::policy::cases::{cases_dir, load};
+
+    fn calc_of(file: &str) -> PolicyCalc {
+        let scenario = load(&cases_dir().join(file)).expect("scenario loads");
+        let mut calc = PolicyCalc::new();
+        for r in &scenario.resources {
+            calc.upsert(&r.key(), r);
+        }
+        calc
+    }
+
+    fn tcp(src: [u8; 4], dst: [u8; 4], dport: u16) -> Packet {
+        Packet {
+            src: src.into(),
+            dst: dst.into(),
+            proto: 6,
+            l4: L4::Ports {
+                src: 40000,
+                dst: dport,
+            },
+        }
+    }
+
+    #[test]
+    fn both_sides_are_explained_and_the_first_deny_names_its_rule() {
+        let mut calc = calc_of("01-rule-order.yaml");
+        // pod-b (no policy, no profile) sends to pod-a (policy "rules").
+        let answer = explain(&mut calc, &tcp([10, 65, 0, 2], [10, 65, 0, 1], 22));
+        assert_eq!(answer.checks.len(), 2);
+        assert_eq!(answer.checks[0].direction, PolicyDirection::Egress);
+        assert_eq!(
+            answer.checks[0].by,
+            RuleRef::DefaultDeny {
+                direction: PolicyDirection::Egress
+            }
+        );
+        assert_eq!(
+            answer.checks[1].by.to_string(),
+            "tier default policy rules ingress rule 1"
+        );
+        assert_eq!(answer.checks[1].matches, "tcp dst port 22");
+        assert_eq!(answer.checks[1].policies.len(), 1);
+        assert!(!answer.allowed);
+        let text = answer.to_string();
+        assert!(text.contains("source: workload default/pod-b"), "{text}");
+        assert!(
+            text.contains(
+                "ingress of default/pod-a: DENY by tier default policy rules ingress rule 1"
+            ),
+            "{text}"
+        );
+        assert!(text.ends_with("verdict: denied\n"), "{text}");
+    }
+
+    #[test]
+    fn addresses_outside_every_workload_are_not_judged() {
+        let mut calc = calc_of("01-rule-order.yaml");
+        let answer = explain(&mut calc, &tcp([192, 0, 2, 1], [198, 51, 100, 1], 80));
+        assert!(answer.checks.is_empty());
+        assert!(answer.allowed);
+        assert!(answer.to_string().contains("does not judge"));
+    }
+}

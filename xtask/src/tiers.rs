@@ -69,7 +69,8 @@ fn run_tier(tier: Tier) -> Result<()> {
             Ok(())
         }
         Tier::Bpf => {
-            for name in ["prog_test_run", "datastore_etcd"] {
+            const TESTS: [&str; 3] = ["prog_test_run", "policy_test_run", "datastore_etcd"];
+            for name in TESTS {
                 let test = paths::repo_root().join(format!("felix-user/tests/{name}.rs"));
                 if !test.is_file() {
                     bail!(
@@ -86,9 +87,11 @@ fn run_tier(tier: Tier) -> Result<()> {
                 "--features",
                 "privileged-tests",
                 "--test",
-                "prog_test_run",
+                TESTS[0],
                 "--test",
-                "datastore_etcd",
+                TESTS[1],
+                "--test",
+                TESTS[2],
                 "--",
                 "--test-threads=1",
             ])

@@ -1,6 +1,11 @@
 //! Client of felix's inspection CLI (`felix bpf ... dump --json`, `conntrack flush`, `xdp-deny
 //! add|del`), with its JSON contract: `{"node": .., "<field>": [rows]}`; and of `felix status`,
-//! which reads the status felix instances write to etcd.
+//! which reads the status felix instances write to etcd. [`ipam`] drives `felix ipam`.
+//!
+//! The types mirror felix's JSON output field by field (unknown fields are ignored), so the lab
+//! reads felix the way a user's script would.
+
+pub mod ipam;
 
 use std::net::Ipv4Addr;
 use std::path::Path;
@@ -270,8 +275,24 @@ impl StatusDump {
     }
 }
 
-/// `felix status --etcd-endpoints URL [--node N] [--json]`, run in network namespace `ns` (etcd is
-/// reachable only from the lab's namespaces).
+/// `nsenter --net=/run/netns/NS FELIX ARGS... --etcd-endpoints URL`: a felix command that talks to
+/// etcd, run in network namespace `ns` (the lab's etcd is reachable only from lab namespaces; only
+/// the network namespace is entered, so felix still sees the host's bpffs).
+pub fn etcd_command(felix: &Path, ns: &str, etcd_url: &str, args: &[&str]) -> Command {
+    let mut cmd = Command::new("nsenter");
+    cmd.arg(format!("--net=/run/netns/{ns}"))
+        .arg(felix)
+        .args(args)
+        .args(["--etcd-endpoints", etcd_url]);
+    cmd
+}
+
+/// Runs [`etcd_command`]; its stdout, failing on a non-zero exit (stderr in the error).
+pub fn run_etcd(felix: &Path, ns: &str, etcd_url: &str, args: &[&str]) -> Result<String> {
+    cmd::stdout(&mut etcd_command(felix, ns, etcd_url, args))
+}
+
+/// `felix status --etcd-endpoints URL [--node N] [--json]`, run in network namespace `ns`.
 pub fn status(
     felix: &Path,
     ns: &str,
@@ -279,19 +300,14 @@ pub fn status(
     node: Option<&str>,
     json: bool,
 ) -> Result<String> {
-    let mut cmd = Command::new("nsenter");
-    cmd.arg(format!("--net=/run/netns/{ns}")).arg(felix).args([
-        "status",
-        "--etcd-endpoints",
-        etcd_url,
-    ]);
+    let mut args = vec!["status"];
     if let Some(node) = node {
-        cmd.args(["--node", node]);
+        args.extend(["--node", node]);
     }
     if json {
-        cmd.arg("--json");
+        args.push("--json");
     }
-    cmd::stdout(&mut cmd)
+    run_etcd(felix, ns, etcd_url, &args)
 }
 
 /// `felix status --json` (see [`status`]), parsed.

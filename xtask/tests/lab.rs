@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail, ensure};
 use xtask::lab::kroutes::{self, Check};
 use xtask::lab::{
-    Iperf, Lab, LabOptions, LabState, calico, felixd, net, proc, state, teardown, traffic,
+    Iperf, Lab, LabOptions, LabState, calico, felixd, ipam, net, proc, state, teardown, traffic,
 };
 use xtask::{cmd, felix, pcap};
 
@@ -299,27 +299,29 @@ fn fabric_capture_shows_ipip_with_host_and_pod_addresses() -> Result<()> {
     })
 }
 
-/// A pod sending from an address that is not its own gets no reply, the packets are counted as
-/// `drop_spoofed` on its cali, and none reaches the destination pod.
+/// A pod sending from an address that is not its own (one of its host's block that felix did not
+/// assign) gets no reply, the packets are counted as `drop_spoofed` on its cali, and none
+/// reaches the destination pod.
 #[test]
 fn spoofed_source_is_dropped_and_counted() -> Result<()> {
-    const SPOOFED: &str = "192.168.2.50";
     with_lab(|lab| {
         let p1 = lab.pod(1, 1)?.clone();
         let p2 = lab.pod(1, 2)?.clone();
+        let spoofed = ipam::nth_address(&lab.host(1)?.block, 50)?.to_string();
+        let spoofed = spoofed.as_str();
         lab.exec_in_checked(
             &p1.ns,
-            &["ip", "addr", "add", &format!("{SPOOFED}/32"), "dev", "eth0"],
+            &["ip", "addr", "add", &format!("{spoofed}/32"), "dev", "eth0"],
         )?;
         let before = lab.counters(1)?;
         let cap = lab.capture(
             &p2.ns,
             "eth0",
-            &format!("src host {SPOOFED}"),
+            &format!("src host {spoofed}"),
             1,
             Duration::from_secs(10),
         )?;
-        let (stats, text) = lab.ping_from(&p1.ns, p2.ip, PINGS, &["-I", SPOOFED])?;
+        let (stats, text) = lab.ping_from(&p1.ns, p2.ip, PINGS, &["-I", spoofed])?;
         // Replies would have come within ping's own wait; give stragglers a moment.
         std::thread::sleep(Duration::from_millis(300));
         let seen = pcap::frames(&cap.stop()?)?.len();
@@ -338,7 +340,7 @@ fn spoofed_source_is_dropped_and_counted() -> Result<()> {
         );
         ensure!(
             seen == 0,
-            "{seen} packet(s) from {SPOOFED} reached {}",
+            "{seen} packet(s) from {spoofed} reached {}",
             p2.name
         );
         // Control: the real address still works.
@@ -800,19 +802,60 @@ fn felix_in_h1(lab: &Lab, args: &[&str]) -> Result<std::process::Output> {
         .arg(format!("--net=/run/netns/{}", lab.node(1)))
         .arg(lab.felix_bin())
         .args(args)
-        .args(["--etcd-endpoints", "http://10.0.0.254:2379"])
+        .args(["--etcd-endpoints", &lab.state().etcd_url])
         .output()
-        .context("run felix ipam")
+        .context("run felix")
 }
 
-/// `felix ipam` against the lab's real etcd: two nodes claiming at once get different blocks,
-/// each with its affinity; an address assigned from the claimed block is released once, and a
-/// second release is refused.
+/// The lab's pods got their addresses from `felix ipam` (a block claimed per host, an address
+/// assigned per pod under Calico's handle), which `felix ipam show` and the handle keys confirm.
+fn lab_ipam_is_felixs(lab: &Lab) -> Result<()> {
+    let st = lab.state();
+    let blocks = felix::ipam::show(lab.felix_bin(), &lab.node(1), &st.etcd_url)?;
+    for host in &st.hosts {
+        let block = blocks
+            .iter()
+            .find(|b| b.cidr == host.block)
+            .with_context(|| format!("no block {} in `felix ipam show`", host.block))?;
+        let affinity = format!("host:{}", host.node);
+        ensure!(
+            block.affinity.as_deref() == Some(affinity.as_str()) && block.used() == host.pods.len(),
+            "block {} of {}: {block:?}",
+            host.block,
+            host.node
+        );
+        let aff_key = format!(
+            "/calico/ipam/v2/host/{}/ipv4/block/{}",
+            host.node,
+            xtask::lab::names::cidr_key(&host.block)
+        );
+        ensure!(lab.etcd_get(&aff_key)?.is_some(), "no affinity {aff_key}");
+        let base = ipam::nth_address(&host.block, 0)?;
+        for pod in &host.pods {
+            let ordinal = usize::try_from(u32::from(pod.ip) - u32::from(base))?;
+            let handle = calico::ipam_handle(pod);
+            ensure!(
+                block.handle_at(ordinal) == Some(handle.as_str()),
+                "{} ({}) is not held by {handle} in {block:?}",
+                pod.name,
+                pod.ip
+            );
+            let key = format!("/calico/ipam/v2/handle/{handle}");
+            ensure!(lab.etcd_get(&key)?.is_some(), "no handle {key}");
+        }
+    }
+    Ok(())
+}
+
+/// `felix ipam` against the lab's real etcd: the lab's own pods came from it; two nodes claiming
+/// at once get different blocks (none of the lab's), each with its affinity; an address assigned
+/// from the claimed block is released once, and a second release is refused.
 #[test]
 fn ipam_claims_blocks_by_transaction_and_assigns_and_releases() -> Result<()> {
     with_lab(|lab| {
         let lab: &Lab = lab;
-        let pool = "192.168.0.0/16";
+        lab_ipam_is_felixs(lab)?;
+        let pool = xtask::lab::names::POOL_CIDR;
         let (n1, n2) = (lab.node(1), lab.node(2));
         let claims: Vec<String> = std::thread::scope(|scope| {
             let handles: Vec<_> = [n1.as_str(), n2.as_str()]
@@ -841,7 +884,7 @@ fn ipam_claims_blocks_by_transaction_and_assigns_and_releases() -> Result<()> {
         ensure!(claims[0] != claims[1], "both nodes got {}", claims[0]);
         for (node, block) in [(&n1, &claims[0]), (&n2, &claims[1])] {
             ensure!(
-                block != "192.168.2.0/26" && block != "192.168.3.0/26",
+                lab.state().hosts.iter().all(|h| h.block != *block),
                 "{node} got a block that was already taken: {block}"
             );
             let key_block = block.replace('/', "-");
@@ -881,12 +924,11 @@ fn ipam_claims_blocks_by_transaction_and_assigns_and_releases() -> Result<()> {
             String::from_utf8_lossy(&out.stderr)
         );
         let ip: std::net::Ipv4Addr = String::from_utf8_lossy(&out.stdout).trim().parse()?;
-        let (net, len) = claims[0].split_once('/').context("block CIDR")?;
-        let size = 1u32 << (32 - len.parse::<u32>()?);
-        let first = u32::from(net.parse::<std::net::Ipv4Addr>()?);
+        // The first of n1's blocks with a free address: its lab block (pods use 2 of 64).
+        let lab_block = &lab.host(1)?.block;
         ensure!(
-            (first..first + size).contains(&u32::from(ip)),
-            "{ip} not in {n1}'s new block {}",
+            ipam::in_cidr(ip, lab_block)?,
+            "{ip} not in {n1}'s first block {lab_block} (new block {})",
             claims[0]
         );
         ensure!(

@@ -1,12 +1,15 @@
 //! The Calico resources the lab writes to etcd, in Calico's own key layout (v3 resources in etcd
-//! mode, IPAM v2 blocks and affinities), as (key, JSON value) pairs.
+//! mode), as (key, JSON value) pairs: what an installer writes (IP pool, namespace profile,
+//! Nodes) and what Calico's CNI plugin writes per pod (its WorkloadEndpoint). IPAM blocks,
+//! affinities and handles are not written here: the lab gets them from `felix ipam`.
 
 use serde_json::{Value, json};
 
 use super::names;
 use super::state::{HostState, PodInfo};
 
-const RESOURCES: &str = "/calico/resources/v3/projectcalico.org";
+/// Prefix of Calico's v3 resource keys.
+pub const RESOURCES: &str = "/calico/resources/v3/projectcalico.org";
 /// The Kubernetes namespace profile every lab pod carries.
 pub const NAMESPACE_PROFILE: &str = "kns.default";
 
@@ -106,11 +109,36 @@ pub fn app_label(pod: &PodInfo) -> String {
     format!("h{}-p{}", pod.host, pod.index)
 }
 
+/// The IPAM handle of a pod, as Calico's CNI plugin names it (`k8s-pod-network.<container id>`;
+/// the lab's pods have no container, their name stands in).
+pub fn ipam_handle(pod: &PodInfo) -> String {
+    format!("k8s-pod-network.{}", pod.name)
+}
+
+/// The key of pod's WorkloadEndpoint.
+pub fn workload_endpoint_key(host: &HostState, pod: &PodInfo) -> String {
+    let name = names::wep_name(&host.node, &pod.name, "eth0");
+    format!(
+        "{RESOURCES}/workloadendpoints/{}/{name}",
+        names::POD_NAMESPACE
+    )
+}
+
+/// Pod's WorkloadEndpoint as Calico's CNI plugin writes it, with its namespace's profile.
 pub fn workload_endpoint(host: &HostState, pod: &PodInfo) -> (String, Value) {
+    workload_endpoint_with_profiles(host, pod, &[NAMESPACE_PROFILE])
+}
+
+/// Pod's WorkloadEndpoint with `profiles` in place of its namespace's profile.
+pub fn workload_endpoint_with_profiles(
+    host: &HostState,
+    pod: &PodInfo,
+    profiles: &[&str],
+) -> (String, Value) {
     let ns = names::POD_NAMESPACE;
     let name = names::wep_name(&host.node, &pod.name, "eth0");
     (
-        format!("{RESOURCES}/workloadendpoints/{ns}/{name}"),
+        workload_endpoint_key(host, pod),
         json!({
             "apiVersion": "projectcalico.org/v3",
             "kind": "WorkloadEndpoint",
@@ -129,7 +157,7 @@ pub fn workload_endpoint(host: &HostState, pod: &PodInfo) -> (String, Value) {
                 "pod": pod.name,
                 "endpoint": "eth0",
                 "ipNetworks": [format!("{}/32", pod.ip)],
-                "profiles": [NAMESPACE_PROFILE],
+                "profiles": profiles,
                 "interfaceName": pod.cali,
                 "mac": pod.mac.clone().unwrap_or_default()
             }
@@ -137,58 +165,11 @@ pub fn workload_endpoint(host: &HostState, pod: &PodInfo) -> (String, Value) {
     )
 }
 
-/// The host's IPAM block with its pods allocated at their ordinals.
-pub fn ipam_block(host: &HostState) -> (String, Value) {
-    let size = 1usize << (32 - names::BLOCK_PREFIX);
-    let mut allocations = vec![Value::Null; size];
-    let mut attributes = Vec::new();
-    for pod in &host.pods {
-        if let Some(slot) = allocations.get_mut(usize::from(pod.index)) {
-            *slot = json!(attributes.len());
-            attributes.push(json!({
-                "handle_id": format!("k8s-pod-network.{}", pod.name),
-                "secondary": {"node": host.node, "pod": pod.name, "namespace": names::POD_NAMESPACE}
-            }));
-        }
-    }
-    let unallocated: Vec<usize> = (0..size).filter(|&i| allocations[i].is_null()).collect();
-    (
-        format!(
-            "/calico/ipam/v2/assignment/ipv4/block/{}",
-            names::cidr_key(&host.block)
-        ),
-        json!({
-            "cidr": host.block,
-            "affinity": format!("host:{}", host.node),
-            "strictAffinity": false,
-            "allocations": allocations,
-            "unallocated": unallocated,
-            "attributes": attributes,
-            "deleted": false
-        }),
-    )
-}
-
-pub fn block_affinity(host: &HostState) -> (String, Value) {
-    (
-        format!(
-            "/calico/ipam/v2/host/{}/ipv4/block/{}",
-            host.node,
-            names::cidr_key(&host.block)
-        ),
-        json!({"state": "confirmed", "deleted": false}),
-    )
-}
-
-/// Every key the lab writes, in write order.
-pub fn all(lab_id: &str, hosts: &[HostState]) -> Vec<(String, Value)> {
+/// What an installer writes before any pod exists, in write order: the IP pool, the namespace
+/// profile and the Nodes.
+pub fn cluster(lab_id: &str, hosts: &[HostState]) -> Vec<(String, Value)> {
     let mut docs = vec![ip_pool(), namespace_profile()];
-    for host in hosts {
-        docs.push(node(lab_id, host));
-        docs.push(ipam_block(host));
-        docs.push(block_affinity(host));
-        docs.extend(host.pods.iter().map(|p| workload_endpoint(host, p)));
-    }
+    docs.extend(hosts.iter().map(|host| node(lab_id, host)));
     docs
 }
 
@@ -198,26 +179,26 @@ mod tests {
     use crate::lab::state::LabState;
 
     #[test]
-    fn block_allocations_follow_ordinals() {
+    fn cluster_documents() {
         let plan = LabState::plan("fx0001", None);
-        let (key, block) = ipam_block(&plan.hosts[0]);
-        assert_eq!(key, "/calico/ipam/v2/assignment/ipv4/block/192.168.2.0-26");
-        assert_eq!(block["cidr"], "192.168.2.0/26");
-        assert_eq!(block["affinity"], "host:fx0001-h1");
-        let allocs = block["allocations"].as_array().map(Vec::len);
-        assert_eq!(allocs, Some(64));
-        assert_eq!(block["allocations"][0], Value::Null);
-        assert_eq!(block["allocations"][1], 0);
-        assert_eq!(block["allocations"][2], 1);
-        assert_eq!(block["unallocated"].as_array().map(Vec::len), Some(62));
-        assert_eq!(block["unallocated"][0], 0);
-        assert_eq!(block["unallocated"][1], 3);
-        assert_eq!(block["attributes"][1]["secondary"]["pod"], "fx0001-h1-p2");
+        let docs = cluster("fx0001", &plan.hosts);
+        let keys: Vec<&str> = docs.iter().map(|(k, _)| k.as_str()).collect();
+        assert_eq!(
+            keys,
+            [
+                "/calico/resources/v3/projectcalico.org/ippools/default-ipv4-ippool",
+                "/calico/resources/v3/projectcalico.org/profiles/kns.default",
+                "/calico/resources/v3/projectcalico.org/nodes/fx0001-h1",
+                "/calico/resources/v3/projectcalico.org/nodes/fx0001-h2",
+            ]
+        );
+        assert_eq!(docs[0].1["spec"]["cidr"], "192.168.0.0/16");
+        assert_eq!(docs[0].1["spec"]["blockSize"], 26);
     }
 
     #[test]
     fn workload_endpoint_layout() {
-        let mut plan = LabState::plan("fx0001", None);
+        let mut plan = crate::lab::state::addressed_plan("fx0001");
         plan.hosts[1].pods[0].mac = Some("02:00:00:00:00:01".into());
         let host = &plan.hosts[1];
         let (key, wep) = workload_endpoint(host, &host.pods[0]);
@@ -225,7 +206,8 @@ mod tests {
             key,
             "/calico/resources/v3/projectcalico.org/workloadendpoints/default/fx0001--h2-k8s-fx0001--h2--p1-eth0"
         );
-        assert_eq!(wep["spec"]["ipNetworks"][0], "192.168.3.1/32");
+        assert_eq!(wep["spec"]["ipNetworks"][0], "192.168.0.64/32");
+        assert_eq!(wep["spec"]["profiles"], json!(["kns.default"]));
         assert_eq!(wep["spec"]["node"], "fx0001-h2");
         assert_eq!(wep["spec"]["interfaceName"], host.pods[0].cali.as_str());
         assert_eq!(wep["spec"]["mac"], "02:00:00:00:00:01");
@@ -233,11 +215,14 @@ mod tests {
             wep["metadata"]["labels"]["projectcalico.org/namespace"],
             "default"
         );
-        assert_eq!(all("fx0001", &plan.hosts).len(), 2 + 2 * (3 + 2));
+        let (same_key, bare) = workload_endpoint_with_profiles(host, &host.pods[0], &[]);
+        assert_eq!(same_key, key);
+        assert_eq!(bare["spec"]["profiles"], json!([]));
+        assert_eq!(ipam_handle(&host.pods[0]), "k8s-pod-network.fx0001-h2-p1");
     }
 
     #[test]
-    fn node_and_affinity() {
+    fn node_and_status_keys() {
         let plan = LabState::plan("fx0001", None);
         let (key, node) = node("fx0001", &plan.hosts[1]);
         assert_eq!(
@@ -257,11 +242,5 @@ mod tests {
             endpoint_status_key("fx0001-h1", "fx0001-h1-p2"),
             "/calico/felix/v2/no-region/host/fx0001-h1/workload/k8s/default%2ffx0001-h1-p2/endpoint/eth0"
         );
-        let (key, aff) = block_affinity(&plan.hosts[0]);
-        assert_eq!(
-            key,
-            "/calico/ipam/v2/host/fx0001-h1/ipv4/block/192.168.2.0-26"
-        );
-        assert_eq!(aff["state"], "confirmed");
     }
 }

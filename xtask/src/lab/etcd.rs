@@ -121,13 +121,18 @@ pub fn keys(fabric: &str, url: &str, prefix: &str) -> Result<Vec<String>> {
     Ok(keys)
 }
 
-/// Writes the lab's Calico resources (pool, profile, nodes, IPAM, workload endpoints).
+/// Writes what an installer writes before any pod exists (pool, namespace profile, Nodes).
 pub fn seed(state: &LabState) -> Result<usize> {
-    let docs = calico::all(&state.id, &state.hosts);
+    let docs = calico::cluster(&state.id, &state.hosts);
     for (key, value) in &docs {
-        put(&state.fabric_ns, &state.etcd_url, key, &value.to_string())?;
+        put_json(state, key, value)?;
     }
     Ok(docs.len())
+}
+
+/// Writes `value` at `key` in the lab's etcd.
+pub fn put_json(state: &LabState, key: &str, value: &serde_json::Value) -> Result<()> {
+    put(&state.fabric_ns, &state.etcd_url, key, &value.to_string())
 }
 
 /// The etcd URL hosts use (reachable over the fabric).

@@ -156,14 +156,14 @@ mod tests {
     use super::*;
 
     const TABLE: &str = r#"[{"dst":"10.0.0.0/24","dev":"eth0","protocol":"kernel","scope":"link","prefsrc":"10.0.0.1","flags":[]},
-      {"type":"blackhole","dst":"192.168.2.0/26","protocol":"80","flags":[]},
-      {"dst":"192.168.2.1","dev":"CALI1","protocol":"80","scope":"link","flags":[]},
-      {"dst":"192.168.2.2","dev":"CALI2","protocol":"80","scope":"link","flags":[]},
-      {"dst":"192.168.3.0/26","gateway":"10.0.0.2","dev":"eth0","protocol":"80","flags":["onlink"],"metrics":[{"mtu":1480}]},
+      {"type":"blackhole","dst":"192.168.0.0/26","protocol":"80","flags":[]},
+      {"dst":"192.168.0.0","dev":"CALI1","protocol":"80","scope":"link","flags":[]},
+      {"dst":"192.168.0.1","dev":"CALI2","protocol":"80","scope":"link","flags":[]},
+      {"dst":"192.168.0.64/26","gateway":"10.0.0.2","dev":"eth0","protocol":"80","flags":["onlink"],"metrics":[{"mtu":1480}]},
       {"dst":"198.51.100.0/24","dev":"eth0","scope":"link","flags":[]}]"#;
 
     fn plan_with_table() -> Result<(LabState, String)> {
-        let plan = LabState::plan("fx0001", None);
+        let plan = crate::lab::state::addressed_plan("fx0001");
         let table = TABLE
             .replace("CALI1", &plan.hosts[0].pods[0].cali)
             .replace("CALI2", &plan.hosts[0].pods[1].cali);
@@ -177,10 +177,10 @@ mod tests {
         let foreign = find(&routes, "198.51.100.0/24").context("foreign")?;
         assert_eq!(foreign.protocol(), "boot");
         assert!(!foreign.is_felix());
-        let pod = find(&routes, "192.168.2.1/32").context("pod")?;
+        let pod = find(&routes, "192.168.0.0/32").context("pod")?;
         assert!(pod.is_felix());
-        assert!(find(&routes, "192.168.2.0/26").is_some_and(KernelRoute::is_blackhole));
-        let remote = find(&routes, "192.168.3.0/26").context("remote")?;
+        assert!(find(&routes, "192.168.0.0/26").is_some_and(KernelRoute::is_blackhole));
+        let remote = find(&routes, "192.168.0.64/26").context("remote")?;
         assert_eq!(remote.mtu(), Some(1480));
         assert!(remote.has_flag("onlink"));
         Ok(())
@@ -205,14 +205,14 @@ mod tests {
         let h1 = &plan.hosts[0];
         // A pod route gone, the MTU missing, and the other host's routes don't apply to h1.
         let mut routes = parse(&table)?;
-        routes.retain(|r| r.dst != "192.168.2.2");
-        if let Some(r) = routes.iter_mut().find(|r| r.dst == "192.168.3.0/26") {
+        routes.retain(|r| r.dst != "192.168.0.1");
+        if let Some(r) = routes.iter_mut().find(|r| r.dst == "192.168.0.64/26") {
             r.metrics.clear();
         }
         let exact = missing(&plan, h1, &routes, Check::Exact);
         assert_eq!(exact.len(), 2, "{exact:?}");
-        assert!(exact[0].starts_with("192.168.2.2/32"), "{exact:?}");
-        assert!(exact[1].starts_with("192.168.3.0/26"), "{exact:?}");
+        assert!(exact[0].starts_with("192.168.0.1/32"), "{exact:?}");
+        assert!(exact[1].starts_with("192.168.0.64/26"), "{exact:?}");
         assert_eq!(missing(&plan, h1, &routes, Check::Essential).len(), 1);
         // Same routes with another protocol are not felix's.
         let boot = parse(&table.replace(r#""protocol":"80","#, ""))?;

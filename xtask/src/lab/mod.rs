@@ -1,12 +1,14 @@
 //! The lab: a two-host Calico cluster in network namespaces on this machine.
 //!
 //! `<id>-fabric` holds bridge `br0` (10.0.0.254/24) and etcd; hosts `<id>-h1`, `<id>-h2` have an
-//! uplink `eth0` (10.0.0.N/24) on it and run felix; pods `<id>-hN-pM` sit behind `cali*` veths.
-//! [`Lab`] is a guard: dropping it tears everything down.
+//! uplink `eth0` (10.0.0.N/24) on it and run felix; pods `<id>-hN-pM` sit behind `cali*` veths,
+//! with addresses from `felix ipam` and labels `app=hN-pM` (see [`calico`]). [`Lab`] is a guard:
+//! dropping it tears everything down.
 
 pub mod calico;
 pub mod etcd;
 pub mod felixd;
+pub mod ipam;
 pub mod kroutes;
 pub mod names;
 pub mod net;
@@ -109,12 +111,8 @@ impl Lab {
             net::add_netns(ns)?;
         }
         net::build_fabric(&self.state.fabric_ns)?;
-        for i in 0..self.state.hosts.len() {
-            net::build_host(&self.state.fabric_ns, &self.state.hosts[i])?;
-            for p in 0..self.state.hosts[i].pods.len() {
-                let mac = net::build_pod(&self.state.hosts[i], &self.state.hosts[i].pods[p])?;
-                self.state.hosts[i].pods[p].mac = Some(mac);
-            }
+        for host in &self.state.hosts {
+            net::build_host(&self.state.fabric_ns, host)?;
         }
         self.state.save()?;
 
@@ -125,6 +123,7 @@ impl Lab {
         self.state.save()?;
         etcd::wait_healthy(&self.state, &etcd, opts.etcd_timeout)?;
         etcd::seed(&self.state)?;
+        self.add_pods()?;
 
         let mut felixes = Vec::new();
         for host in &self.state.hosts {
@@ -142,6 +141,33 @@ impl Lab {
                 opts.felix_timeout,
                 opts.sync_timeout,
             )?;
+        }
+        Ok(())
+    }
+
+    /// Every host claims a block with `felix ipam claim`; then, per pod, as Calico's CNI plugin
+    /// does: an address from `felix ipam assign`, the veth and the pod's network, and its
+    /// WorkloadEndpoint in etcd. The state file records each step.
+    fn add_pods(&mut self) -> Result<()> {
+        for i in 0..self.state.hosts.len() {
+            let block = ipam::claim_block(&self.felix, &self.state, &self.state.hosts[i])?;
+            self.state.hosts[i].block = block;
+            self.state.save()?;
+        }
+        for i in 0..self.state.hosts.len() {
+            for p in 0..self.state.hosts[i].pods.len() {
+                let host = &self.state.hosts[i];
+                let ip = ipam::assign_pod(&self.felix, &self.state, host, &host.pods[p])?;
+                self.state.hosts[i].pods[p].ip = ip;
+                self.state.save()?;
+                let host = &self.state.hosts[i];
+                let mac = net::build_pod(host, &host.pods[p])?;
+                self.state.hosts[i].pods[p].mac = Some(mac);
+                self.state.save()?;
+                let host = &self.state.hosts[i];
+                let (key, wep) = calico::workload_endpoint(host, &host.pods[p]);
+                etcd::put_json(&self.state, &key, &wep)?;
+            }
         }
         Ok(())
     }

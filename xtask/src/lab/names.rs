@@ -1,5 +1,6 @@
 //! Lab naming and addressing: the per-run id, namespace and node names, Calico interface names,
-//! and the fixed address plan (hosts on 10.0.0.0/24, one /26 block per host).
+//! and the fixed part of the address plan (hosts on 10.0.0.0/24). Pod blocks and addresses are
+//! not planned: `felix ipam` hands them out from [`POOL_CIDR`] while the lab is built.
 
 use std::fs::File;
 use std::io::Read;
@@ -12,7 +13,7 @@ pub const ID_PREFIX: &str = "fx";
 const ID_LEN: usize = 6;
 /// Host numbers in the lab.
 pub const HOSTS: [u8; 2] = [1, 2];
-/// Pods per host, numbered from 1 (the pod's IP ordinal in the host's block).
+/// Pods per host, numbered from 1.
 pub const PODS_PER_HOST: u8 = 2;
 /// The Kubernetes namespace of every lab pod.
 pub const POD_NAMESPACE: &str = "default";
@@ -24,7 +25,9 @@ pub const POD_MTU: u32 = 1480;
 pub const GATEWAY: Ipv4Addr = Ipv4Addr::new(169, 254, 1, 1);
 /// Calico's fixed MAC for the host side of a pod veth.
 pub const CALI_MAC: &str = "ee:ee:ee:ee:ee:ee";
+/// Prefix length of the blocks hosts claim (Calico's default).
 pub const BLOCK_PREFIX: u8 = 26;
+/// The IP pool hosts claim their blocks from.
 pub const POOL_CIDR: &str = "192.168.0.0/16";
 
 /// A fresh random id from /dev/urandom.
@@ -86,21 +89,6 @@ pub fn host_ip(host: u8) -> Ipv4Addr {
     Ipv4Addr::new(10, 0, 0, host)
 }
 
-/// Network address of host N's block: 192.168.(N+1).0/26.
-pub fn block_net(host: u8) -> Ipv4Addr {
-    Ipv4Addr::new(192, 168, host + 1, 0)
-}
-
-pub fn block_cidr(host: u8) -> String {
-    format!("{}/{BLOCK_PREFIX}", block_net(host))
-}
-
-/// A pod IP: ordinal `pod` in its host's block.
-pub fn pod_ip(host: u8, pod: u8) -> Ipv4Addr {
-    let [a, b, c, _] = block_net(host).octets();
-    Ipv4Addr::new(a, b, c, pod)
-}
-
 /// Calico's host-side interface name: `cali` + the first 11 hex digits of sha1("<namespace>.<pod>").
 pub fn cali_name(namespace: &str, pod: &str) -> String {
     let digest = sha1_smol::Sha1::from(format!("{namespace}.{pod}"))
@@ -150,8 +138,6 @@ mod tests {
 
     #[test]
     fn addresses() {
-        assert_eq!(block_cidr(1), "192.168.2.0/26");
-        assert_eq!(pod_ip(2, 1), Ipv4Addr::new(192, 168, 3, 1));
         assert_eq!(host_ip(2), Ipv4Addr::new(10, 0, 0, 2));
         assert_eq!(cidr_key("192.168.2.0/26"), "192.168.2.0-26");
         assert_eq!(all_namespaces("fx0000").len(), 7);

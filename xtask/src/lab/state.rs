@@ -16,11 +16,12 @@ use crate::paths;
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct PodInfo {
     pub host: u8,
-    /// Ordinal in the host (1-based); also the last octet of its IP.
+    /// Ordinal in the host (1-based).
     pub index: u8,
     /// The pod name, which is also its network namespace.
     pub name: String,
     pub ns: String,
+    /// Assigned by `felix ipam assign` while the lab is built (unspecified in a plan).
     pub ip: Ipv4Addr,
     /// Host-side veth name (`cali...`).
     pub cali: String,
@@ -36,6 +37,7 @@ pub struct HostState {
     pub node: String,
     pub ns: String,
     pub ip: Ipv4Addr,
+    /// The IPAM block claimed by `felix ipam claim` while the lab is built (empty in a plan).
     pub block: String,
     pub felix_log: PathBuf,
     pub pods: Vec<PodInfo>,
@@ -62,7 +64,8 @@ pub struct LabState {
 }
 
 impl LabState {
-    /// The planned lab `id` (nothing created yet).
+    /// The planned lab `id` (nothing created yet; pod addresses and blocks come later, from
+    /// `felix ipam`).
     pub fn plan(id: &str, owner: Option<Owner>) -> Self {
         let state_dir = paths::state_dir(id);
         let hosts = names::HOSTS
@@ -78,7 +81,7 @@ impl LabState {
                             cali: names::cali_name(names::POD_NAMESPACE, &name),
                             ns: name.clone(),
                             name,
-                            ip: names::pod_ip(n, index),
+                            ip: Ipv4Addr::UNSPECIFIED,
                             mac: None,
                         }
                     })
@@ -89,7 +92,7 @@ impl LabState {
                     felix_log: state_dir.join(format!("felix-h{n}.log")),
                     node,
                     ip: names::host_ip(n),
-                    block: names::block_cidr(n),
+                    block: String::new(),
                     pods,
                 }
             })
@@ -157,6 +160,21 @@ pub fn list() -> Vec<(String, Result<LabState>)> {
         .collect();
     labs.sort_by(|a, b| a.0.cmp(&b.0));
     labs
+}
+
+/// A plan with the blocks and addresses `felix ipam` hands out on a fresh etcd (hosts claim in
+/// order, pods are assigned in order): h1 192.168.0.0/26 (pods .0, .1), h2 192.168.0.64/26.
+#[cfg(test)]
+pub fn addressed_plan(id: &str) -> LabState {
+    let mut plan = LabState::plan(id, None);
+    for (h, host) in plan.hosts.iter_mut().enumerate() {
+        let base = u32::from(Ipv4Addr::new(192, 168, 0, 0)) + 64 * h as u32;
+        host.block = format!("{}/{}", Ipv4Addr::from(base), names::BLOCK_PREFIX);
+        for (p, pod) in host.pods.iter_mut().enumerate() {
+            pod.ip = Ipv4Addr::from(base + p as u32);
+        }
+    }
+    plan
 }
 
 #[cfg(test)]

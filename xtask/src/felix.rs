@@ -1,11 +1,13 @@
 //! Client of felix's inspection CLI (`felix bpf ... dump --json`, `conntrack flush`, `xdp-deny
 //! add|del`), with its JSON contract: `{"node": .., "<field>": [rows]}`; and of `felix status`,
-//! which reads the status felix instances write to etcd. [`ipam`] drives `felix ipam`.
+//! which reads the status felix instances write to etcd. [`ipam`] and [`policy`] drive `felix
+//! ipam`, `felix apply|delete`, `felix bpf policy dump` and `felix policy explain`.
 //!
 //! The types mirror felix's JSON output field by field (unknown fields are ignored), so the lab
 //! reads felix the way a user's script would.
 
 pub mod ipam;
+pub mod policy;
 
 use std::net::Ipv4Addr;
 use std::path::Path;

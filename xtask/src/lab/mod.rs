@@ -12,6 +12,8 @@ pub mod ipam;
 pub mod kroutes;
 pub mod names;
 pub mod net;
+pub mod policy;
+pub mod probe;
 pub mod proc;
 pub mod state;
 pub mod status;
@@ -28,6 +30,7 @@ use anyhow::{Context, Result, bail};
 
 use crate::felix::{self, ConntrackDump, CountersDump, EndpointsDump, RoutesDump, StatusDump};
 use crate::{cmd, paths};
+pub use probe::EchoServer;
 pub use proc::{Owner, ProcRecord};
 pub use state::{HostState, LabState, PodInfo};
 pub use teardown::Scope;

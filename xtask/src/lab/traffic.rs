@@ -17,6 +17,9 @@ pub enum Iperf {
     Tcp { seconds: u32 },
     /// TCP, a fixed amount of bytes (`-n`).
     TcpBytes { bytes: u64 },
+    /// TCP for this many seconds, the server sending (`-R`): data flows against the direction
+    /// the connections were opened in.
+    TcpReverse { seconds: u32 },
     /// UDP at `mbit` Mbit/s for this many seconds.
     Udp { seconds: u32, mbit: u32 },
 }
@@ -27,6 +30,7 @@ impl Iperf {
         match self {
             Iperf::Tcp { seconds } => vec!["-t".into(), seconds.to_string()],
             Iperf::TcpBytes { bytes } => vec!["-n".into(), bytes.to_string()],
+            Iperf::TcpReverse { seconds } => vec!["-R".into(), "-t".into(), seconds.to_string()],
             Iperf::Udp { seconds, mbit } => vec![
                 "-u".into(),
                 "-b".into(),

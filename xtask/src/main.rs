@@ -1,13 +1,15 @@
 //! `cargo xtask`: developer tasks for the felix eBPF dataplane.
 
-use std::process::ExitCode;
+mod bench;
+
+use std::{path::PathBuf, process::ExitCode};
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
 use xtask::tiers::Tier;
 use xtask::{build, demo, lab, paths, setup, tiers};
 
-/// Developer tasks: setup, build, the netns lab, the demo and the tiered tests.
+/// Developer tasks: setup, build, the netns lab, the demo, the tiered tests and benchmarks.
 #[derive(Parser)]
 #[command(name = "cargo xtask")]
 struct Cli {
@@ -35,6 +37,27 @@ enum Cmd {
         /// Run only this tier.
         #[arg(long, value_enum)]
         tier: Option<Tier>,
+    },
+    /// Benchmarks of the BPF dataplane (root; release build with the real eBPF object).
+    Bench {
+        #[command(subcommand)]
+        cmd: BenchCmd,
+    },
+}
+
+#[derive(Subcommand)]
+enum BenchCmd {
+    /// Per-packet policy cost of `cali_to_wl`/`cali_from_wl` under BPF_PROG_TEST_RUN, 0 to
+    /// 50,000 rules; prints a markdown report.
+    ///
+    /// Example: `cargo xtask bench policy-cost --out bench/results/2025-01-01-policy-cost.md`
+    PolicyCost {
+        /// Fewer rounds and rule counts (under a minute).
+        #[arg(long)]
+        quick: bool,
+        /// Also write the report to this file.
+        #[arg(long)]
+        out: Option<PathBuf>,
     },
 }
 
@@ -84,6 +107,9 @@ fn run(cli: Cli) -> Result<bool> {
             LabCmd::Status => lab::status::print_all(&paths::felix_bin())?,
         },
         Cmd::Demo => demo::run()?,
+        Cmd::Bench {
+            cmd: BenchCmd::PolicyCost { quick, out },
+        } => bench::policy_cost(quick, out)?,
         Cmd::Test { tier } => {
             let selected = tier.map_or(Tier::ALL.to_vec(), |t| vec![t]);
             return tiers::run(&selected);

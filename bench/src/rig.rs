@@ -1,0 +1,238 @@
+//! The real eBPF object loaded under a private pin tree, one workload endpoint seeded, and
+//! its programs run with BPF_PROG_TEST_RUN. The pin tree and run folder are removed on drop,
+//! also after an error or an interrupt (SIGINT/SIGTERM stop the next run with an error). The
+//! calling thread stays on one CPU.
+
+use std::{
+    collections::{HashMap, HashSet},
+    fs,
+    path::PathBuf,
+    sync::atomic::{AtomicBool, Ordering},
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context, Result, bail};
+use aya::{
+    maps::lpm_trie::Key,
+    programs::{TestRun, TestRunOptions},
+};
+use felix_common::{
+    CtKey, EndpointInfo, RouteKind, RouteValue, endpoints::endpoint_flags,
+    maps::RULE_COUNTERS_MAX_ENTRIES,
+};
+use felix_user::{
+    loader::Dataplane,
+    pins::NodePaths,
+    policy::{
+        calc::GroupKey,
+        program::Program,
+        rule_ids::RuleIds,
+        tables::{PolicyTables, Programmed},
+    },
+};
+
+/// The workload endpoint's interface: BPF_PROG_TEST_RUN runs TC programs on `lo` (ifindex 1).
+const WORKLOAD_IFINDEX: u32 = 1;
+/// The workload's address, in this host's block 192.168.2.0/26.
+pub const POD_IP: [u8; 4] = [192, 168, 2, 1];
+const POD_MAC: [u8; 6] = [0x02, 0, 0, 0, 0xaa, 0x01];
+
+static STOP: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn on_signal(_: libc::c_int) {
+    STOP.store(true, Ordering::Relaxed);
+}
+
+/// Keeps the calling thread on the CPU it runs on, so that every run sees the same caches
+/// and per-CPU conntrack free lists.
+fn pin_to_current_cpu() -> Result<()> {
+    // SAFETY: no arguments.
+    let cpu = unsafe { libc::sched_getcpu() };
+    let cpu = usize::try_from(cpu).context("sched_getcpu")?;
+    // SAFETY: a zeroed cpu_set_t is an empty set; CPU_SET and sched_setaffinity get valid
+    // pointers to it.
+    let rc = unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(cpu, &mut set);
+        libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set)
+    };
+    if rc != 0 {
+        bail!("sched_setaffinity: {}", std::io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// The outcome of one BPF_PROG_TEST_RUN call.
+#[derive(Clone, Copy, Debug)]
+pub struct Run {
+    pub verdict: u32,
+    /// The kernel's average time per run, in ns (whole ns).
+    pub ns: u64,
+}
+
+/// The benchmark's pin tree and run folder, removed on drop.
+struct PinTree {
+    pin_root: PathBuf,
+    run_root: PathBuf,
+}
+
+impl Drop for PinTree {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.pin_root);
+        let _ = fs::remove_dir_all(&self.run_root);
+    }
+}
+
+/// The loaded dataplane and its policy tables.
+pub struct Rig {
+    dataplane: Dataplane,
+    _pins: PinTree,
+    tables: PolicyTables,
+    rule_ids: RuleIds,
+    /// The group the endpoint points at between measurements (allow-all).
+    park: GroupKey,
+    park_slot: u32,
+}
+
+impl Rig {
+    /// Loads the object with its maps pinned under `/sys/fs/bpf/felix-bench-<pid>` and seeds
+    /// the endpoint (on `park`, programmed as `park_program`) and its routes; from here on
+    /// the thread stays on its CPU and SIGINT/SIGTERM end the next run.
+    pub fn load(park: GroupKey, park_program: &Program) -> Result<Self> {
+        for signal in [libc::SIGINT, libc::SIGTERM] {
+            // SAFETY: the handler only stores to an atomic.
+            unsafe {
+                libc::signal(
+                    signal,
+                    on_signal as extern "C" fn(libc::c_int) as libc::sighandler_t,
+                )
+            };
+        }
+        pin_to_current_cpu()?;
+        let tag = format!("felix-bench-{}", std::process::id());
+        let pins = PinTree {
+            pin_root: PathBuf::from("/sys/fs/bpf").join(&tag),
+            run_root: std::env::temp_dir().join(&tag),
+        };
+        let paths = NodePaths::new(&pins.pin_root, &pins.run_root, "bench")?;
+        paths
+            .create()
+            .context("create the pin tree (needs root and bpffs at /sys/fs/bpf)")?;
+        let dataplane = Dataplane::load(&paths).context("load the eBPF programs")?;
+        let mut rig = Self {
+            dataplane,
+            _pins: pins,
+            tables: PolicyTables::new(),
+            rule_ids: RuleIds::new(RULE_COUNTERS_MAX_ENTRIES),
+            park: park.clone(),
+            park_slot: 0,
+        };
+        rig.program(&HashMap::from([(park.clone(), park_program.clone())]))?;
+        rig.park_slot = rig.programmed(&park)?.slot;
+        rig.seed()?;
+        Ok(rig)
+    }
+
+    fn seed(&mut self) -> Result<()> {
+        self.point_endpoint(self.park_slot)?;
+        let mut routes = self.dataplane.routes()?;
+        for (addr, len, kind, ifindex) in [
+            (POD_IP, 32, RouteKind::LocalWorkload, WORKLOAD_IFINDEX),
+            ([192, 168, 2, 0], 26, RouteKind::LocalBlock, 0),
+        ] {
+            routes
+                .insert(
+                    &Key::new(len, addr),
+                    RouteValue::new(kind, ifindex, [0; 4]),
+                    0,
+                )
+                .context("seed a route")?;
+        }
+        Ok(())
+    }
+
+    /// Programs `groups` as felix does (compile, write each set, flip its slot); returns how
+    /// long that took.
+    pub fn program(&mut self, groups: &HashMap<GroupKey, Program>) -> Result<Duration> {
+        let started = Instant::now();
+        let applied = self
+            .tables
+            .apply(&mut self.dataplane, groups, &mut self.rule_ids)?;
+        if applied.failed != 0 {
+            bail!("{} policies did not compile", applied.failed);
+        }
+        Ok(started.elapsed())
+    }
+
+    /// What is programmed for `group`.
+    pub fn programmed(&self, group: &GroupKey) -> Result<&Programmed> {
+        self.tables
+            .groups()
+            .find(|(g, _)| *g == group)
+            .map(|(_, p)| p)
+            .with_context(|| format!("group {group:?} is not programmed"))
+    }
+
+    /// Points the endpoint's ingress and egress policy at `slot`.
+    pub fn point_endpoint(&mut self, slot: u32) -> Result<()> {
+        let info = EndpointInfo {
+            ip: POD_IP,
+            mac: POD_MAC,
+            flags: endpoint_flags::MAC_KNOWN,
+            policy_slots: [slot, slot],
+        };
+        self.dataplane
+            .endpoints()?
+            .insert(WORKLOAD_IFINDEX, info, 0)
+            .context("set the endpoint")
+    }
+
+    /// Parks the endpoint and deletes every set but the park's (so the maps have room for
+    /// the next policies).
+    pub fn release_all(&mut self) -> Result<()> {
+        self.point_endpoint(self.park_slot)?;
+        let keep = HashSet::from([self.park.clone()]);
+        self.tables.release_unused(&mut self.dataplane, &keep)?;
+        Ok(())
+    }
+
+    /// Runs TC `program` `repeat` times on `frame`.
+    pub fn run(&mut self, program: &'static str, frame: &[u8], repeat: u32) -> Result<Run> {
+        if STOP.load(Ordering::Relaxed) {
+            bail!("interrupted");
+        }
+        let result = self
+            .dataplane
+            .classifier(program)?
+            .test_run(TestRunOptions {
+                data_in: Some(frame),
+                repeat,
+                ..TestRunOptions::default()
+            })
+            .with_context(|| format!("BPF_PROG_TEST_RUN of {program}"))?;
+        Ok(Run {
+            verdict: result.return_value,
+            ns: result.duration.as_nanos() as u64,
+        })
+    }
+
+    /// Whether the conntrack table holds `key`.
+    pub fn has_flow(&mut self, key: &CtKey) -> Result<bool> {
+        Ok(self.dataplane.conntrack()?.get(key, 0).is_ok())
+    }
+
+    /// Removes the flow `key` from conntrack; an error if it was not there.
+    pub fn remove_flow(&mut self, key: &CtKey) -> Result<()> {
+        self.dataplane
+            .conntrack()?
+            .remove(key)
+            .context("remove a conntrack entry")
+    }
+
+    /// Packets counted for rule counter `id`, summed over CPUs.
+    pub fn rule_count(&mut self, id: u32) -> Result<u64> {
+        let counters = self.dataplane.rule_counters()?;
+        let per_cpu = counters.get(&id, 0).context("read a rule counter")?;
+        Ok(per_cpu.iter().sum())
+    }
+}

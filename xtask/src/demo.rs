@@ -1,4 +1,7 @@
-//! `cargo xtask demo`: build, bring a lab up, show traffic and counters, tear down.
+//! `cargo xtask demo`: build, bring a lab up, show traffic and counters, apply the example
+//! policies and show what they allow and deny ([`policy`]), tear down.
+
+mod policy;
 
 use std::io::Write;
 use std::process::{Command, Stdio};
@@ -65,6 +68,7 @@ pub fn run() -> Result<()> {
 
     cross_host(&lab, &p1, &remote)?;
     host_integration(&lab)?;
+    policy::run(&lab)?;
 
     header("lab down");
     let id = lab.id().to_owned();

@@ -57,7 +57,7 @@ fn to_workload(ctx: &TcContext, ifindex: u32) -> Result<(i32, Reason), Reason> {
         Parsed::Ipv4(packet) => packet,
     };
     // Redirected here by felix's own programs after policy (their flow exists), or a reply.
-    if conntrack::exists(&packet) {
+    if conntrack::touch(&packet) {
         return Ok((TC_ACT_OK as i32, Reason::Allowed));
     }
     let target = endpoint(ifindex).ok_or(Reason::DropNoEndpoint)?;

@@ -12,6 +12,20 @@ use crate::{maps::CONNTRACK, parse::Ipv4Summary};
 /// (a first packet, which policy must judge before [`create`]).
 #[inline(always)]
 pub fn refresh(packet: &Ipv4Summary) -> bool {
+    update(packet, true)
+}
+
+/// As [`refresh`] for a packet another program may already have recorded (`cali_to_wl` sees
+/// packets `cali_from_wl` and `uplink_in` redirected): keeps the flow's TCP state and age
+/// current without counting the packet again. Flags are ORed in, so seeing a packet twice
+/// changes nothing.
+#[inline(always)]
+pub fn touch(packet: &Ipv4Summary) -> bool {
+    update(packet, false)
+}
+
+#[inline(always)]
+fn update(packet: &Ipv4Summary, count: bool) -> bool {
     // SAFETY: a helper without arguments.
     let now = unsafe { bpf_ktime_get_ns() };
     let (key, a_to_b) = key_of(packet);
@@ -25,31 +39,18 @@ pub fn refresh(packet: &Ipv4Summary) -> bool {
         return false;
     }
     entry.last_seen_ns = now;
+    let n = u64::from(count);
     if a_to_b {
-        entry.packets_a_to_b += 1;
+        entry.packets_a_to_b += n;
         entry.tcp_flags_a |= packet.tcp_flags;
     } else {
-        entry.packets_b_to_a += 1;
+        entry.packets_b_to_a += n;
         entry.tcp_flags_b |= packet.tcp_flags;
     }
     if packet.proto == proto::TCP {
         entry.state = tcp_state(entry.tcp_flags_a, entry.tcp_flags_b) as u8;
     }
     true
-}
-
-/// Whether `packet` belongs to a live flow, without recording it (for a second look at a
-/// packet another program already tracked).
-#[inline(always)]
-pub fn exists(packet: &Ipv4Summary) -> bool {
-    // SAFETY: a helper without arguments.
-    let now = unsafe { bpf_ktime_get_ns() };
-    let (key, _) = key_of(packet);
-    // SAFETY: only read, at once.
-    match unsafe { CONNTRACK.get(&key) } {
-        Some(entry) => !expired(entry, packet.proto, now),
-        None => false,
-    }
 }
 
 #[inline(always)]

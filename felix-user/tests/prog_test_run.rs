@@ -676,3 +676,45 @@ fn counters_accumulate_across_packets() {
     assert_eq!(forwarded.packets, 5);
     assert_eq!(forwarded.bytes, 5 * frame.len() as u64);
 }
+
+/// A connection from the host to pod A: `cali_to_wl` judges the SYN (ingress policy) and opens
+/// the flow; the pod's SYN-ACK leaves through `cali_from_wl` (conntrack hit); the host's ACK
+/// through `cali_to_wl` makes it established. A packet `cali_from_wl` already counted and
+/// redirected to a pod is not counted again by `cali_to_wl`.
+#[test]
+fn flows_from_the_host_are_tracked_by_cali_to_wl_without_double_counting() {
+    use felix_common::conntrack::tcp_flags::{ACK, SYN};
+    let mut h = Harness::new("ct-host");
+    let (key, _) = CtKey::for_packet(HOST_IP, 50000, POD_IP, 8080, 6);
+    let to_pod = |flags| packet::tcp_segment(HOST_IP, 50000, POD_IP, 8080, flags);
+    assert_eq!(
+        h.run(PROG_TO_WORKLOAD, FROM_A, &to_pod(SYN)).verdict,
+        TC_ACT_OK
+    );
+    let entry = h.conntrack(&key).expect("cali_to_wl opened the flow");
+    assert_eq!(entry.state, CtState::SynSent as u8);
+    let reply = packet::tcp_segment(POD_IP, 8080, HOST_IP, 50000, SYN | ACK);
+    assert_eq!(h.run(PROG_FROM_WORKLOAD, FROM_A, &reply).verdict, TC_ACT_OK);
+    assert_eq!(
+        h.run(PROG_TO_WORKLOAD, FROM_A, &to_pod(ACK)).verdict,
+        TC_ACT_OK
+    );
+    let entry = h.conntrack(&key).expect("entry");
+    assert_eq!(
+        entry.state,
+        CtState::Established as u8,
+        "the host's ACK was seen"
+    );
+
+    // Pod B -> pod A: counted once by cali_from_wl, then seen again by cali_to_wl.
+    let (local, _) = CtKey::for_packet(PEER_IP, 40001, POD_IP, 80, 6);
+    let syn = packet::tcp_segment(PEER_IP, 40001, POD_IP, 80, SYN);
+    let from_b = On::iface(h.net.workload_b);
+    assert_eq!(
+        h.run(PROG_FROM_WORKLOAD, from_b, &syn).verdict,
+        TC_ACT_REDIRECT
+    );
+    assert_eq!(h.run(PROG_TO_WORKLOAD, FROM_A, &syn).verdict, TC_ACT_OK);
+    let entry = h.conntrack(&local).expect("entry");
+    assert_eq!(entry.packets_a_to_b + entry.packets_b_to_a, 1);
+}

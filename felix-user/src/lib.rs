@@ -13,6 +13,7 @@ pub mod desired;
 pub mod ifsysctl;
 pub mod inspect;
 pub mod ipam;
+pub mod iptables;
 pub mod kernel_log;
 pub mod kroutes;
 pub mod links;

@@ -21,6 +21,7 @@ pub const APT_PACKAGES: &[&str] = &[
     "etcd-client",
     "bird2",
     "iptables",
+    "ipset",
     "iperf3",
     "protobuf-compiler",
     "libprotobuf-dev",

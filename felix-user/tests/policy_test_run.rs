@@ -25,18 +25,12 @@ fn semantics_table_through_the_kernel() {
     let mut failures = Vec::new();
     let mut checked = 0;
     for scenario in &scenarios {
-        let mut calc = PolicyCalc::new();
-        for r in &scenario.resources {
-            calc.upsert(&r.key(), r);
-        }
+        let mut calc = PolicyCalc::from_resources(&scenario.resources);
         for (i, check) in scenario.checks.iter().enumerate() {
             let endpoint = scenario.endpoint(check).expect("endpoint in scenario");
             let key = Resource::WorkloadEndpoint(endpoint.clone()).key();
-            let programs = calc.programs(&key).expect("programs");
-            let (group, program) = match check.direction {
-                PolicyDirection::Ingress => &programs[0],
-                PolicyDirection::Egress => &programs[1],
-            };
+            let (group, program) = calc.program_for(&key, check.direction).expect("program");
+            let (group, program) = (&group, &program);
             let slot = h.program_policy(group, program);
             let (program_name, endpoint_ip) = match check.direction {
                 PolicyDirection::Ingress => (PROG_TO_WORKLOAD, check.packet.dst),
@@ -99,10 +93,7 @@ fn random_worlds_through_the_kernel_match_the_reference() {
     let mut checked = 0;
     for world_no in 0..60 {
         let resources = generate::world(&mut rng);
-        let mut calc = PolicyCalc::new();
-        for r in &resources {
-            calc.upsert(&r.key(), r);
-        }
+        let mut calc = PolicyCalc::from_resources(&resources);
         let endpoints: Vec<_> = resources
             .iter()
             .filter_map(|r| match r {
@@ -124,11 +115,8 @@ fn random_worlds_through_the_kernel_match_the_reference() {
             };
             let p = generate::packet(&mut rng, local.addr(), direction);
             let expected = reference::evaluate(&resources, endpoint, direction, &p);
-            let programs = calc.programs(&key).expect("programs");
-            let (group, program) = match direction {
-                PolicyDirection::Ingress => &programs[0],
-                PolicyDirection::Egress => &programs[1],
-            };
+            let (group, program) = calc.program_for(&key, direction).expect("program");
+            let (group, program) = (&group, &program);
             let slot = h.program_policy(group, program);
             let program_name = match direction {
                 PolicyDirection::Ingress => PROG_TO_WORKLOAD,

@@ -243,19 +243,16 @@ impl PolicyCalc {
                 let selector = self
                     .parse_selector(&o.spec.selector, &format!("NetworkPolicy {name}"))
                     .map(|s| in_namespace(&ns, s));
-                let types = o.spec.effective_types();
+                let (ingress, egress) =
+                    by_type(&o.spec.effective_types(), &o.spec.ingress, &o.spec.egress);
                 let def = PolicyDef {
                     tier: o.spec.tier().to_string(),
                     order: o.spec.order_or_inf(),
                     name,
                     namespace: Some(ns),
                     selector,
-                    ingress: types
-                        .contains(&PolicyDirection::Ingress)
-                        .then(|| o.spec.ingress.clone()),
-                    egress: types
-                        .contains(&PolicyDirection::Egress)
-                        .then(|| o.spec.egress.clone()),
+                    ingress,
+                    egress,
                 };
                 self.add_policy(key, def);
             }
@@ -270,19 +267,16 @@ impl PolicyCalc {
                         _ => None,
                     };
                 }
-                let types = o.spec.effective_types();
+                let (ingress, egress) =
+                    by_type(&o.spec.effective_types(), &o.spec.ingress, &o.spec.egress);
                 let def = PolicyDef {
                     tier: o.spec.tier().to_string(),
                     order: o.spec.order_or_inf(),
                     name,
                     namespace: None,
                     selector,
-                    ingress: types
-                        .contains(&PolicyDirection::Ingress)
-                        .then(|| o.spec.ingress.clone()),
-                    egress: types
-                        .contains(&PolicyDirection::Egress)
-                        .then(|| o.spec.egress.clone()),
+                    ingress,
+                    egress,
                 };
                 self.add_policy(key, def);
             }
@@ -488,6 +482,26 @@ impl PolicyCalc {
             selector,
             not_selector,
         }
+    }
+
+    /// A calculation holding `resources` (keyed as in etcd).
+    pub fn from_resources<'a>(resources: impl IntoIterator<Item = &'a Resource>) -> Self {
+        let mut calc = Self::new();
+        for r in resources {
+            calc.upsert(&r.key(), r);
+        }
+        calc
+    }
+
+    /// The program of the workload endpoint at `key` in `direction`, with its group key.
+    pub fn program_for(
+        &mut self,
+        key: &str,
+        direction: PolicyDirection,
+    ) -> Option<(GroupKey, Program)> {
+        let workload = self.workloads.get(key)?.clone();
+        let member = self.members.get(key)?.clone();
+        Some(self.program(&workload, &member, direction))
     }
 
     /// The programs of the workload endpoint at `key` (ingress, egress), with their group keys;
@@ -753,6 +767,22 @@ impl PolicyCalc {
         keys.sort_unstable();
         keys.first().copied()
     }
+}
+
+/// A policy's rules per direction, `None` for a direction its types leave out.
+fn by_type(
+    types: &[PolicyDirection],
+    ingress: &[Rule],
+    egress: &[Rule],
+) -> (Option<Vec<Rule>>, Option<Vec<Rule>>) {
+    (
+        types
+            .contains(&PolicyDirection::Ingress)
+            .then(|| ingress.to_vec()),
+        types
+            .contains(&PolicyDirection::Egress)
+            .then(|| egress.to_vec()),
+    )
 }
 
 fn rules_for(def: &PolicyDef, direction: PolicyDirection) -> Option<&Vec<Rule>> {

@@ -2,7 +2,6 @@
 //! every check's verdict and deciding rule must be what the table says.
 
 use super::{
-    PolicyDirection,
     calc::PolicyCalc,
     cases::{cases_dir, load_all},
     compile::compile,
@@ -15,19 +14,14 @@ fn semantics_table_through_compiled_tables() {
     let mut failures = Vec::new();
     let mut checked = 0;
     for scenario in &scenarios {
-        let mut calc = PolicyCalc::new();
-        for r in &scenario.resources {
-            calc.upsert(&r.key(), r);
-        }
+        let mut calc = PolicyCalc::from_resources(&scenario.resources);
         for (i, check) in scenario.checks.iter().enumerate() {
             let endpoint = scenario.endpoint(check).expect("endpoint in scenario");
             let key = crate::model::Resource::WorkloadEndpoint(endpoint.clone()).key();
-            let programs = calc.programs(&key).expect("programs for endpoint");
-            let (_, program) = match check.direction {
-                PolicyDirection::Ingress => &programs[0],
-                PolicyDirection::Egress => &programs[1],
-            };
-            let compiled = compile(program).expect("compiles");
+            let (_, program) = calc
+                .program_for(&key, check.direction)
+                .expect("program for endpoint");
+            let compiled = compile(&program).expect("compiles");
             let outcome = compiled
                 .lookup(&probe_for(&check.packet, check.direction))
                 .expect("tables answer");

@@ -53,14 +53,6 @@ impl PolicyEngine {
         self.calc.upsert(key, resource);
     }
 
-    /// Replaces everything the calculation knows with `resources` (a full listing).
-    pub fn replace_all(&mut self, resources: &[(String, Resource)]) {
-        self.calc = PolicyCalc::new();
-        for (key, resource) in resources {
-            self.calc.upsert(key, resource);
-        }
-    }
-
     /// A datastore value was deleted.
     pub fn remove(&mut self, key: &str) {
         self.calc.remove(key);

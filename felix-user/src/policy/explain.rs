@@ -60,14 +60,10 @@ fn check(
     direction: PolicyDirection,
     packet: &Packet,
 ) -> Option<Check> {
-    let programs = calc.programs(key)?;
-    let (group, program) = match direction {
-        PolicyDirection::Ingress => &programs[0],
-        PolicyDirection::Egress => &programs[1],
-    };
+    let (group, program) = calc.program_for(key, direction)?;
     let probe = probe_for(packet, direction);
     // A program the compiler refuses is denied by felix: explain it as the default deny.
-    let outcome = compile(program).ok().and_then(|c| c.lookup(&probe));
+    let outcome = compile(&program).ok().and_then(|c| c.lookup(&probe));
     let entry = outcome.and_then(|o| o.entry).map(|i| &program.entries[i]);
     Some(Check {
         endpoint: key.to_string(),
@@ -173,11 +169,7 @@ mod tests {
 
     fn calc_of(file: &str) -> PolicyCalc {
         let scenario = load(&cases_dir().join(file)).expect("scenario loads");
-        let mut calc = PolicyCalc::new();
-        for r in &scenario.resources {
-            calc.upsert(&r.key(), r);
-        }
-        calc
+        PolicyCalc::from_resources(&scenario.resources)
     }
 
     fn tcp(src: [u8; 4], dst: [u8; 4], dport: u16) -> Packet {

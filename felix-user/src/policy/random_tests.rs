@@ -20,10 +20,7 @@ fn random_worlds_compile_to_the_reference_verdicts() {
     let mut denied = 0;
     for world_no in 0..300 {
         let resources = world(&mut rng);
-        let mut calc = PolicyCalc::new();
-        for r in &resources {
-            calc.upsert(&r.key(), r);
-        }
+        let mut calc = PolicyCalc::from_resources(&resources);
         let endpoints: Vec<&Object<WorkloadEndpointSpec>> = resources
             .iter()
             .filter_map(|r| match r {
@@ -45,12 +42,8 @@ fn random_worlds_compile_to_the_reference_verdicts() {
             };
             let p = packet(&mut rng, local, direction);
             let expected = reference::evaluate(&resources, endpoint, direction, &p);
-            let programs = calc.programs(&key).expect("programs");
-            let (_, program) = match direction {
-                PolicyDirection::Ingress => &programs[0],
-                PolicyDirection::Egress => &programs[1],
-            };
-            let outcome = compile(program)
+            let (_, program) = calc.program_for(&key, direction).expect("program");
+            let outcome = compile(&program)
                 .expect("compiles")
                 .lookup(&probe_for(&p, direction))
                 .expect("tables answer");

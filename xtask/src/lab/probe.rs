@@ -160,7 +160,12 @@ pub fn exchange(stream: &mut TcpStream, payload: &[u8], timeout: Duration) -> Re
 /// A new connection from `ns` to an echo server at `to:port` that carries a small exchange
 /// both ways: `true` when it works, `false` when the handshake times out.
 pub fn tcp_works(ns: &str, to: Ipv4Addr, port: u16) -> Result<bool> {
-    match connect(ns, to, port, CONNECT_TIMEOUT)? {
+    tcp_works_within(ns, to, port, CONNECT_TIMEOUT)
+}
+
+/// [`tcp_works`] with a handshake timeout of `timeout` (shorter: finer timing while polling).
+pub fn tcp_works_within(ns: &str, to: Ipv4Addr, port: u16, timeout: Duration) -> Result<bool> {
+    match connect(ns, to, port, timeout)? {
         Some(mut stream) => {
             exchange(&mut stream, b"probe\n", Duration::from_secs(2))?;
             Ok(true)

@@ -11,6 +11,7 @@ use std::{
     collections::{BTreeMap, HashMap},
     future::Future,
     path::PathBuf,
+    sync::Arc,
     time::{Duration, SystemTime},
 };
 
@@ -33,6 +34,7 @@ use crate::{
     status::{self, DatastoreStatus, EndpointStatus, Report},
     store::{Applied, Entry, Store},
     sync,
+    telemetry::{self, Heartbeat},
     topology::Topology,
 };
 
@@ -61,6 +63,10 @@ pub struct AgentConfig {
     pub ip_autodetection: autodetect::Method,
     /// The AS number written to the Node resource, if any.
     pub as_number: Option<u32>,
+    /// Where `/metrics` (and the health paths) are served; `None`: not served.
+    pub metrics_address: Option<std::net::SocketAddr>,
+    /// Where `/liveness` and `/readiness` are served; `None`: not served.
+    pub health_address: Option<std::net::SocketAddr>,
 }
 
 /// Errors that stop the agent.
@@ -68,6 +74,8 @@ pub struct AgentConfig {
 pub enum AgentError {
     #[error(transparent)]
     Pins(#[from] PinError),
+    #[error(transparent)]
+    Listen(#[from] crate::telemetry::ListenError),
     #[error(transparent)]
     Load(#[from] LoadError),
     #[error(transparent)]
@@ -130,7 +138,18 @@ pub async fn run(
         sync_status: sync_status.clone(),
         applied_once: false,
         policy: PolicyEngine::new(&paths),
+        heartbeat: Heartbeat::default(),
     };
+    let telemetry = telemetry::serve(
+        config.metrics_address,
+        config.health_address,
+        telemetry::Sources {
+            paths: Arc::new(paths.clone()),
+            report: agent.status.subscribe(),
+            heartbeat: agent.heartbeat.clone(),
+        },
+    )
+    .await?;
     // The interfaces map describes a previous felix's attachments. Empty it before this felix
     // claims the node, so that nobody reads them as this felix's: entries come back as this felix
     // attaches (adopting the pinned links).
@@ -140,6 +159,9 @@ pub async fn run(
     let result = agent
         .serve(&config, syncer, updates, sync_status, shutdown)
         .await;
+    for task in telemetry {
+        task.abort();
+    }
     agent.release_all();
     paths.remove_pid(pid);
     info!(
@@ -168,6 +190,8 @@ struct Agent {
     applied_once: bool,
     /// Policy: the calculation and what is programmed.
     policy: PolicyEngine,
+    /// The loop's last turn, for `/liveness`.
+    heartbeat: Heartbeat,
     /// rtnetlink for routes and addresses.
     netlink: rtnetlink::Handle,
     /// When the maps were last brought in line with the datastore.
@@ -234,6 +258,7 @@ impl Agent {
             )),
         ];
         let mut gc = tokio::time::interval(config.ct_gc_interval);
+        let mut beat = tokio::time::interval(Duration::from_secs(1));
         let mut route_refresh = tokio::time::interval(config.route_refresh_interval);
 
         tokio::pin!(shutdown);
@@ -254,6 +279,7 @@ impl Agent {
                 _ = gc.tick() => {
                     ct_gc::collect(&mut self.dataplane);
                 }
+                _ = beat.tick() => self.heartbeat.beat(),
             }
         };
         for task in tasks {

@@ -26,6 +26,7 @@ pub mod selector;
 pub mod status;
 pub mod store;
 pub mod sync;
+pub mod telemetry;
 pub mod topology;
 
 /// The eBPF object built from `felix-ebpf` by `build.rs`, embedded in the binary.

@@ -98,6 +98,22 @@ struct ExplainArgs {
     etcd: EtcdArgs,
 }
 
+/// A socket address to listen on, or `off`.
+#[derive(Clone, Copy, Debug)]
+struct ListenAddress(Option<std::net::SocketAddr>);
+
+impl std::str::FromStr for ListenAddress {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        if s.eq_ignore_ascii_case("off") {
+            return Ok(ListenAddress(None));
+        }
+        s.parse()
+            .map(|a| ListenAddress(Some(a)))
+            .map_err(|_| format!("{s:?} is not IP:PORT or off (example: 127.0.0.1:9099)"))
+    }
+}
+
 /// Accepts a protocol name Calico knows or a number.
 fn parse_protocol(text: &str) -> Result<u8, String> {
     text.parse::<model::Protocol>()
@@ -245,6 +261,12 @@ struct RunArgs {
     /// AS number to write into this node's Node resource (spec.bgp.asNumber).
     #[arg(long)]
     as_number: Option<u32>,
+    /// Address of the Prometheus metrics endpoint (/metrics), or `off`.
+    #[arg(long, env = "FELIX_METRICSADDRESS", default_value = "0.0.0.0:9091")]
+    metrics_address: ListenAddress,
+    /// Address of the health endpoints (/liveness, /readiness), or `off`.
+    #[arg(long, env = "FELIX_HEALTHADDRESS", default_value = "127.0.0.1:9099")]
+    health_address: ListenAddress,
     #[command(flatten)]
     roots: Roots,
 }
@@ -939,6 +961,8 @@ fn run(args: RunArgs) -> Result<()> {
         status_ttl: Duration::from_secs(args.status_ttl),
         ip_autodetection: args.ip_autodetection_method,
         as_number: args.as_number,
+        metrics_address: args.metrics_address.0,
+        health_address: args.health_address.0,
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

@@ -1,0 +1,375 @@
+//! `/metrics`: the node's dataplane counters (per interface, direction and reason; drops per
+//! reason), per-rule policy hits, conntrack entries, map fill levels, the datastore sync state
+//! and malformed values, and attach failures, in Prometheus' text format. Everything is read at
+//! scrape time from the pinned maps and the agent's last report.
+
+use std::collections::BTreeMap;
+
+use aya::maps::{
+    Array, HashMap, IterableMap, LpmTrie, MapData, MapError, PerCpuArray, PerCpuHashMap,
+};
+use felix_common::{
+    CounterKey, CounterValue, CtKey, CtValue, EndpointInfo, IfaceInfo, RouteValue, maps,
+    policy::{PolicyIpKey, PolicyPortKey, PolicyVerdict, PolicyVerdictKey},
+};
+use prometheus_client::{
+    encoding::text::encode,
+    metrics::{counter::Counter, family::Family, gauge::Gauge},
+    registry::Registry,
+};
+
+use crate::{
+    inspect::{InspectError, open, read_counters},
+    pins::NodePaths,
+    policy::state::PolicyState,
+    status::Report,
+};
+
+/// Errors rendering the page.
+#[derive(Debug, thiserror::Error)]
+pub enum MetricsError {
+    #[error(transparent)]
+    Inspect(#[from] InspectError),
+    #[error("encode: {0}")]
+    Encode(#[from] std::fmt::Error),
+}
+
+type Labels = Vec<(String, String)>;
+
+fn labels(pairs: &[(&str, &str)]) -> Labels {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+/// Entries and capacity of one map.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Fill {
+    pub entries: u64,
+    pub capacity: u64,
+}
+
+fn count<K, E>(keys: impl Iterator<Item = Result<K, E>>) -> u64 {
+    keys.filter(Result::is_ok).count() as u64
+}
+
+/// How full each pinned map is. Arrays count their non-zero slots (policy slots) or are full
+/// by construction (config, rule counters).
+pub fn map_fill(paths: &NodePaths) -> Result<BTreeMap<&'static str, Fill>, InspectError> {
+    let mut out = BTreeMap::new();
+    for name in maps::PINNED {
+        let map = open(paths, name)?;
+        let err = |source: MapError| InspectError::Map {
+            path: paths.map(name),
+            source,
+        };
+        let (entries, capacity) = match name {
+            maps::COUNTERS => {
+                let m: PerCpuHashMap<MapData, CounterKey, CounterValue> =
+                    PerCpuHashMap::try_from(map).map_err(err)?;
+                (
+                    count(m.keys()),
+                    m.map().info().map_or(0, |i| i.max_entries()),
+                )
+            }
+            maps::IFACES => {
+                let m: HashMap<MapData, u32, IfaceInfo> = HashMap::try_from(map).map_err(err)?;
+                (
+                    count(m.keys()),
+                    m.map().info().map_or(0, |i| i.max_entries()),
+                )
+            }
+            maps::ENDPOINTS => {
+                let m: HashMap<MapData, u32, EndpointInfo> = HashMap::try_from(map).map_err(err)?;
+                (
+                    count(m.keys()),
+                    m.map().info().map_or(0, |i| i.max_entries()),
+                )
+            }
+            maps::ROUTES => {
+                let m: LpmTrie<MapData, [u8; 4], RouteValue> =
+                    LpmTrie::try_from(map).map_err(err)?;
+                (
+                    count(m.keys()),
+                    m.map().info().map_or(0, |i| i.max_entries()),
+                )
+            }
+            maps::CONNTRACK => {
+                let m: HashMap<MapData, CtKey, CtValue> = HashMap::try_from(map).map_err(err)?;
+                (
+                    count(m.keys()),
+                    m.map().info().map_or(0, |i| i.max_entries()),
+                )
+            }
+            maps::XDP_DENY => {
+                let m: LpmTrie<MapData, [u8; 4], u32> = LpmTrie::try_from(map).map_err(err)?;
+                (
+                    count(m.keys()),
+                    m.map().info().map_or(0, |i| i.max_entries()),
+                )
+            }
+            maps::POLICY_IPS => {
+                let m: LpmTrie<MapData, PolicyIpKey, u32> = LpmTrie::try_from(map).map_err(err)?;
+                (
+                    count(m.keys()),
+                    m.map().info().map_or(0, |i| i.max_entries()),
+                )
+            }
+            maps::POLICY_PORTS => {
+                let m: LpmTrie<MapData, PolicyPortKey, u16> =
+                    LpmTrie::try_from(map).map_err(err)?;
+                (
+                    count(m.keys()),
+                    m.map().info().map_or(0, |i| i.max_entries()),
+                )
+            }
+            maps::POLICY_VERDICTS => {
+                let m: HashMap<MapData, PolicyVerdictKey, PolicyVerdict> =
+                    HashMap::try_from(map).map_err(err)?;
+                (
+                    count(m.keys()),
+                    m.map().info().map_or(0, |i| i.max_entries()),
+                )
+            }
+            maps::POLICY_SLOTS => {
+                let m: Array<MapData, u32> = Array::try_from(map).map_err(err)?;
+                let used = m
+                    .iter()
+                    .filter(|v| matches!(v, Ok(set) if *set != 0))
+                    .count();
+                (used as u64, m.map().info().map_or(0, |i| i.max_entries()))
+            }
+            maps::RULE_COUNTERS => {
+                let m: PerCpuArray<MapData, u64> = PerCpuArray::try_from(map).map_err(err)?;
+                let cap = m.map().info().map_or(0, |i| i.max_entries());
+                (u64::from(cap), cap)
+            }
+            _ => {
+                let m: Array<MapData, [u8; 16]> = match Array::try_from(map) {
+                    Ok(m) => m,
+                    Err(_) => continue,
+                };
+                let cap = m.map().info().map_or(0, |i| i.max_entries());
+                (u64::from(cap), cap)
+            }
+        };
+        out.insert(
+            name,
+            Fill {
+                entries,
+                capacity: u64::from(capacity),
+            },
+        );
+    }
+    Ok(out)
+}
+
+/// Packets per policy rule counter id, summed over CPUs.
+fn rule_packets(paths: &NodePaths) -> Result<BTreeMap<u32, u64>, InspectError> {
+    let map = open(paths, maps::RULE_COUNTERS)?;
+    let counters: PerCpuArray<MapData, u64> =
+        PerCpuArray::try_from(map).map_err(|source| InspectError::Map {
+            path: paths.map(maps::RULE_COUNTERS),
+            source,
+        })?;
+    let state = PolicyState::load(&paths.policy_state_file()).unwrap_or_default();
+    let ids = state.groups.iter().flat_map(|g| {
+        g.entries
+            .iter()
+            .map(|e| e.rule)
+            .chain([g.default_deny_rule])
+    });
+    Ok(ids
+        .map(|id| {
+            let n = counters
+                .get(&id, 0)
+                .map(|v| v.iter().sum())
+                .unwrap_or_default();
+            (id, n)
+        })
+        .collect())
+}
+
+/// The metrics page for `paths`' node given the agent's last `report`.
+pub fn render(paths: &NodePaths, report: &Report) -> Result<String, MetricsError> {
+    let mut registry = Registry::with_prefix("felix");
+
+    let packets = Family::<Labels, Counter>::default();
+    let bytes = Family::<Labels, Counter>::default();
+    let drops = Family::<Labels, Counter>::default();
+    for row in read_counters(paths)? {
+        let l = labels(&[
+            ("interface", &row.interface),
+            ("direction", &row.direction),
+            ("reason", &row.reason),
+        ]);
+        packets.get_or_create(&l).inc_by(row.packets);
+        bytes.get_or_create(&l).inc_by(row.bytes);
+        if row.reason.starts_with("drop_") {
+            drops
+                .get_or_create(&labels(&[("reason", &row.reason)]))
+                .inc_by(row.packets);
+        }
+    }
+    registry.register(
+        "dataplane_packets",
+        "Packets per interface, direction and verdict reason",
+        packets,
+    );
+    registry.register(
+        "dataplane_bytes",
+        "Bytes per interface, direction and verdict reason",
+        bytes,
+    );
+    registry.register(
+        "dataplane_drops",
+        "Dropped packets per reason, all interfaces",
+        drops,
+    );
+
+    let rules = Family::<Labels, Counter>::default();
+    let state = PolicyState::load(&paths.policy_state_file()).unwrap_or_default();
+    let hits = rule_packets(paths)?;
+    let mut seen = std::collections::BTreeSet::new();
+    for g in &state.groups {
+        let direction = g.direction.as_str().to_lowercase();
+        let entries = g
+            .entries
+            .iter()
+            .map(|e| (e.rule, e.by.to_string(), e.step.as_str()))
+            .chain([(
+                g.default_deny_rule,
+                crate::policy::RuleRef::DefaultDeny {
+                    direction: g.direction,
+                }
+                .to_string(),
+                "deny",
+            )]);
+        for (id, by, action) in entries {
+            if seen.insert(id) {
+                let l = labels(&[
+                    ("rule_id", &id.to_string()),
+                    ("rule", &by),
+                    ("action", action),
+                    ("direction", &direction),
+                ]);
+                rules
+                    .get_or_create(&l)
+                    .inc_by(hits.get(&id).copied().unwrap_or(0));
+            }
+        }
+    }
+    registry.register(
+        "policy_rule_packets",
+        "First packets decided by each policy rule",
+        rules,
+    );
+
+    let entries = Family::<Labels, Gauge>::default();
+    let capacity = Family::<Labels, Gauge>::default();
+    let fill = map_fill(paths)?;
+    for (name, f) in &fill {
+        let l = labels(&[("map", name)]);
+        entries.get_or_create(&l).set(f.entries as i64);
+        capacity.get_or_create(&l).set(f.capacity as i64);
+    }
+    let conntrack = Gauge::<i64>::default();
+    conntrack.set(fill.get(maps::CONNTRACK).map_or(0, |f| f.entries as i64));
+    registry.register("map_entries", "Entries in each BPF map", entries);
+    registry.register("map_capacity", "Capacity of each BPF map", capacity);
+    registry.register(
+        "conntrack_entries",
+        "Flows in the conntrack table",
+        conntrack,
+    );
+
+    let sync = &report.datastore.sync;
+    let gauge = |v: i64| {
+        let g = Gauge::<i64>::default();
+        g.set(v);
+        g
+    };
+    let counter = |v: u64| {
+        let c = Counter::<u64>::default();
+        c.inc_by(v);
+        c
+    };
+    registry.register(
+        "datastore_in_sync",
+        "1 when the datastore syncer is in sync with etcd",
+        gauge(i64::from(sync.in_sync)),
+    );
+    registry.register(
+        "datastore_revision",
+        "The etcd revision the applied state is consistent with",
+        gauge(sync.revision),
+    );
+    registry.register(
+        "datastore_reconnects",
+        "Watches re-established after etcd went away",
+        counter(sync.reconnects),
+    );
+    registry.register(
+        "datastore_resyncs",
+        "Relistings because the resume revision was compacted",
+        counter(sync.resyncs),
+    );
+    let malformed = Family::<Labels, Gauge>::default();
+    for (kind, n) in &report.datastore.malformed {
+        malformed
+            .get_or_create(&labels(&[("kind", kind)]))
+            .set(*n as i64);
+    }
+    registry.register(
+        "datastore_malformed_values",
+        "Datastore values skipped as malformed now, per kind",
+        malformed,
+    );
+    let malformed_total = Family::<Labels, Counter>::default();
+    for (kind, n) in &report.datastore.malformed_total {
+        malformed_total
+            .get_or_create(&labels(&[("kind", kind)]))
+            .inc_by(*n);
+    }
+    registry.register(
+        "datastore_malformed_values_seen",
+        "Malformed datastore values seen since start, per kind",
+        malformed_total,
+    );
+
+    let endpoints = Family::<Labels, Gauge>::default();
+    for status in report.endpoints.values() {
+        endpoints
+            .get_or_create(&labels(&[("state", &status.status)]))
+            .inc();
+    }
+    registry.register(
+        "endpoints",
+        "Local workload endpoints by state (error: attaching the programs failed)",
+        endpoints,
+    );
+    registry.register(
+        "programs_attached",
+        "Program attachments on this node's interfaces",
+        gauge(i64::from(report.programs_loaded)),
+    );
+    registry.register(
+        "ready",
+        "1 when felix is ready",
+        gauge(i64::from(report.ready)),
+    );
+    if let Some(at) = report.last_sync {
+        let secs = at
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() as i64);
+        registry.register(
+            "last_sync_timestamp_seconds",
+            "When the maps were last brought in line with the datastore",
+            gauge(secs),
+        );
+    }
+    let mut out = String::new();
+    encode(&mut out, &registry)?;
+    Ok(out)
+}

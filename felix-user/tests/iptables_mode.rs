@@ -44,6 +44,7 @@ use felix_user::{
         cases::{self, Scenario},
         explain::probe_for,
         generate,
+        program::Program,
     },
 };
 use rand::{Rng, SeedableRng, rngs::StdRng};
@@ -986,4 +987,144 @@ fn random_worlds_through_iptables_nft() {
 #[test]
 fn random_worlds_through_iptables_legacy() {
     random_worlds(Backend::Legacy, 0x5eed_0002);
+}
+
+/// An ingress program of `n` rules the probe does not match (each a TCP port from a /32),
+/// then an allow of TCP port 80.
+fn many_rules(n: u16) -> Program {
+    use felix_user::policy::{
+        RuleRef,
+        program::{AddrMatch, Entry, Match, PortMatch, ProtoMatch, Step},
+    };
+    let by = |index: usize| RuleRef::Policy {
+        tier: "default".into(),
+        policy: "big".into(),
+        direction: PolicyDirection::Ingress,
+        index,
+    };
+    let tcp = |port: u16, remote: Option<Ipv4Addr>| Match {
+        proto: ProtoMatch {
+            is: Some(6),
+            not: None,
+        },
+        remote: AddrMatch {
+            all_of: remote
+                .map(|a| std::sync::Arc::new(vec![ipnet::Ipv4Net::from(a)]))
+                .into_iter()
+                .collect(),
+            none_of: Vec::new(),
+        },
+        dst_ports: PortMatch {
+            any_of: vec![(port, port)],
+            none_of: Vec::new(),
+        },
+        src_ports: PortMatch::default(),
+    };
+    let mut entries: Vec<Entry> = (0..n)
+        .map(|i| Entry {
+            by: by(usize::from(i)),
+            step: Step::Allow,
+            matcher: Some(tcp(
+                1000 + i % 50_000,
+                Some(Ipv4Addr::new(10, 200, (i >> 8) as u8, i as u8)),
+            )),
+        })
+        .collect();
+    entries.push(Entry {
+        by: by(usize::from(n)),
+        step: Step::Allow,
+        matcher: Some(tcp(80, None)),
+    });
+    entries.push(Entry {
+        by: RuleRef::EndOfTier {
+            tier: "default".into(),
+            direction: PolicyDirection::Ingress,
+        },
+        step: Step::EndOfTier { pass: false },
+        matcher: None,
+    });
+    Program {
+        entries,
+        default_deny: RuleRef::DefaultDeny {
+            direction: PolicyDirection::Ingress,
+        },
+    }
+}
+
+/// 10,000 rules: rendered, applied and replaced by each backend in seconds, and enforced.
+#[test]
+fn ten_thousand_rules_apply_and_filter() {
+    use felix_user::policy::calc::GroupKey;
+    let world = World::new(&[("cali1".to_string(), vec![Ipv4Addr::new(10, 65, 0, 1)])]);
+    warm_up(&world);
+    let key = |policies: &[&str], direction| GroupKey {
+        direction,
+        policies: policies.iter().map(|s| s.to_string()).collect(),
+        profiles: Vec::new(),
+        local_mask: Vec::new(),
+    };
+    let allow_all = Program {
+        entries: Vec::new(),
+        default_deny: felix_user::policy::RuleRef::DefaultDeny {
+            direction: PolicyDirection::Egress,
+        },
+    };
+    for backend in Backend::ALL {
+        let mut timings = Vec::new();
+        let mut previous: Option<iptables::Rendered> = None;
+        for (n, policy) in [(10_000, "big"), (10_001, "bigger")] {
+            let ingress = key(&[policy], PolicyDirection::Ingress);
+            let egress = key(&[], PolicyDirection::Egress);
+            let desired = iptables::Desired {
+                endpoints: vec![iptables::Endpoint {
+                    iface: "cali1".into(),
+                    ingress: ingress.clone(),
+                    egress: egress.clone(),
+                }],
+                programs: [(ingress, many_rules(n)), (egress, allow_all.clone())]
+                    .into_iter()
+                    .collect(),
+            };
+            let start = Instant::now();
+            let rendered = iptables::render(&Config::default(), &desired).expect("renders");
+            let rendering = start.elapsed();
+            let start = Instant::now();
+            let applied = world
+                .host
+                .run(|| iptables::restore::apply_with(backend, &rendered, previous.as_ref()))
+                .unwrap_or_else(|e| panic!("{backend}: apply {n} rules: {e}"));
+            timings.push(format!(
+                "{n} rules: render {rendering:?}, apply {:?} ({} chains written, {} deleted)",
+                start.elapsed(),
+                applied.chains_written,
+                applied.chains_deleted
+            ));
+            assert!(applied.rules > n as usize);
+            previous = Some(rendered);
+        }
+        println!("{backend}: {}", timings.join("; "));
+        let probe = |dport: u16, id: u16| Probe {
+            id,
+            packet: Packet {
+                src: Ipv4Addr::new(192, 0, 2, 1),
+                dst: Ipv4Addr::new(10, 65, 0, 1),
+                proto: 6,
+                l4: L4::Ports {
+                    src: 40000 + id,
+                    dst: dport,
+                },
+            },
+            expect: dport == 80,
+            from: None,
+            seen_at: Some(0),
+            what: format!("tcp to {dport}"),
+        };
+        let probes = [probe(80, 1), probe(1005, 2), probe(81, 3)];
+        let failures = compare(&probes, &fire(&world, &probes), backend.name());
+        assert!(failures.is_empty(), "{}", failures.join("\n"));
+        world
+            .host
+            .run(|| iptables::cleanup(backend))
+            .expect("cleanup");
+    }
 }

@@ -4,7 +4,7 @@
 //! exponential backoff.
 //!
 //! While etcd is away the syncer reconnects on its own and nothing is rendered: BIRD keeps the
-//! last configuration. A render that fails (the node has no BGP address yet, a broken template)
+//! last configuration. The status file follows the syncer's state too. A render that fails (the node has no BGP address yet, a broken template)
 //! is logged once and also keeps the last configuration.
 
 use std::{
@@ -79,6 +79,7 @@ pub async fn run(
 ) -> Result<(), DaemonError> {
     let (syncer, mut updates, sync_status) =
         Syncer::new(SyncerConfig::new(options.endpoints.clone()));
+    let mut sync_changes = sync_status.clone();
     let syncer = tokio::spawn(syncer.run());
     let mut state = Loop {
         store: Store::new(),
@@ -108,6 +109,12 @@ pub async fn run(
                         Err(e) => break Err(e),
                     }
                 }
+            }
+            changed = sync_changes.changed() => {
+                if changed.is_err() {
+                    break Err(DaemonError::SyncerGone);
+                }
+                state.publish(&options);
             }
             () = sleep_until(retry_at) => {
                 if options.installer.retry_reload().await {

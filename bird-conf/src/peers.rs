@@ -13,7 +13,7 @@
 //!   `peerSelector: has(route-reflector)` peer gives clients their route reflectors and the
 //!   reflectors their clients.
 //!
-//! Never with itself. One session per address and port: when several sources ask for the same
+//! Never with itself (by name or address). One session per address and port: when several sources ask for the same
 //! one, the first in the order above names it and the others are listed as its reasons.
 
 use std::{
@@ -150,6 +150,16 @@ pub fn peerings(inputs: &Inputs, me: &NodeInfo, my_ip: Ipv4Addr) -> (Vec<Peering
         }
     }
     let mut peerings: Vec<Peering> = out.0.into_values().collect();
+    peerings.retain(|p| {
+        let ours = p.ip == my_ip;
+        if ours {
+            notes.push(format!(
+                "{}: skipping ourselves ({my_ip})",
+                p.reasons.join(", ")
+            ));
+        }
+        !ours
+    });
     peerings.sort_by_key(|p| (p.ip, p.port));
     (peerings, notes)
 }

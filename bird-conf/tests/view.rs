@@ -91,3 +91,19 @@ fn only_the_relevant_kinds_trigger_a_render() {
         Kind::WorkloadEndpoint
     )));
 }
+
+#[test]
+fn never_peers_with_its_own_address() {
+    let yaml = world(&[
+        node("h1", "ipv4Address: 10.0.0.1/24", ""),
+        node("h1-old", "ipv4Address: 10.0.0.1/24", ""),
+        "  - {apiVersion: projectcalico.org/v3, kind: BGPPeer, metadata: {name: me}, spec: {peerIP: 10.0.0.1, asNumber: 64512}}\n".into(),
+    ]);
+    let v = view(&yaml, "h1").expect("view");
+    assert!(v.peers.is_empty(), "{:?}", v.peers);
+    assert!(
+        v.notes.iter().any(|n| n.contains("skipping ourselves")),
+        "{:?}",
+        v.notes
+    );
+}

@@ -13,6 +13,7 @@ pub mod ifaces;
 pub mod maps;
 pub mod policy;
 pub mod routes;
+pub mod trace;
 
 pub use config::HostConfig;
 pub use conntrack::{CtKey, CtState, CtValue};

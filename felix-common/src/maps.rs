@@ -28,9 +28,15 @@ pub const POLICY_PORTS: &str = "felix_pport_v1";
 pub const POLICY_VERDICTS: &str = "felix_pvd_v1";
 /// Per-CPU packet counters per policy rule (array indexed by rule counter id).
 pub const RULE_COUNTERS: &str = "felix_pcnt_v1";
+/// Ring buffer of drop and policy-verdict events (`felix bpf trace`).
+pub const TRACE_EVENTS: &str = "felix_trace_v1";
+/// Trace switch and rate (array of one).
+pub const TRACE_CONTROL: &str = "felix_trctl_v1";
+/// Per-CPU token buckets of the trace rate limit (array of one).
+pub const TRACE_BUCKETS: &str = "felix_trbkt_v1";
 
 /// Every map felix pins under `/sys/fs/bpf/felix/<node>/`.
-pub const PINNED: [&str; 12] = [
+pub const PINNED: [&str; 15] = [
     COUNTERS,
     IFACES,
     ENDPOINTS,
@@ -43,6 +49,9 @@ pub const PINNED: [&str; 12] = [
     POLICY_PORTS,
     POLICY_VERDICTS,
     RULE_COUNTERS,
+    TRACE_EVENTS,
+    TRACE_CONTROL,
+    TRACE_BUCKETS,
 ];
 
 /// Capacity of [`ENDPOINTS`].

@@ -16,6 +16,7 @@ use aya_log_ebpf::debug;
 use felix_common::{
     Direction, Reason, RouteKind,
     policy::{SLOT_EGRESS, SLOT_INGRESS},
+    trace::{EVENT_DROP, NO_RULE},
 };
 
 use crate::{
@@ -24,7 +25,8 @@ use crate::{
     encap::{encapsulate, host_config, redirect_to_uplink},
     forward::{decrement_ttl, deliver_local, endpoint, route},
     parse::{Ipv4Summary, Parsed, parse},
-    policy,
+    policy::{self, At},
+    trace,
 };
 
 /// Packets leaving the pod (TC ingress on its `cali*` veth).
@@ -61,7 +63,11 @@ fn to_workload(ctx: &TcContext, ifindex: u32) -> Result<(i32, Reason), Reason> {
         return Ok((TC_ACT_OK as i32, Reason::Allowed));
     }
     let target = endpoint(ifindex).ok_or(Reason::DropNoEndpoint)?;
-    policy::check(&target, SLOT_INGRESS, packet.saddr, &packet)?;
+    let at = At {
+        ifindex,
+        direction: Direction::ToWorkload,
+    };
+    policy::check(at, &target, SLOT_INGRESS, packet.saddr, &packet)?;
     conntrack::create(&packet)?;
     Ok((TC_ACT_OK as i32, Reason::Allowed))
 }
@@ -85,6 +91,22 @@ pub fn finish(
     verdict: i32,
 ) -> i32 {
     count(ifindex, direction, reason, len);
+    // Policy verdicts were traced where they were made.
+    if reason.is_drop() && reason != Reason::DropPolicy && trace::enabled() {
+        let packet = match parse(ctx) {
+            Ok(Parsed::Ipv4(p)) => Some(p),
+            _ => None,
+        };
+        trace::emit(
+            EVENT_DROP,
+            ifindex,
+            direction as u16,
+            reason as u16,
+            NO_RULE,
+            len,
+            packet.as_ref(),
+        );
+    }
     if reason.is_drop() {
         debug!(
             ctx,
@@ -107,10 +129,14 @@ fn from_workload(ctx: &TcContext, ifindex: u32) -> Result<(i32, Reason), Reason>
     }
     let route = route(packet.daddr);
     if !conntrack::refresh(&packet) {
-        policy::check(&source, SLOT_EGRESS, packet.daddr, &packet)?;
+        let at = At {
+            ifindex,
+            direction: Direction::FromWorkload,
+        };
+        policy::check(at, &source, SLOT_EGRESS, packet.daddr, &packet)?;
         if let Some((RouteKind::LocalWorkload, target)) = route {
             let target = endpoint(target.ifindex).ok_or(Reason::DropNoRoute)?;
-            policy::check(&target, SLOT_INGRESS, packet.saddr, &packet)?;
+            policy::check(at, &target, SLOT_INGRESS, packet.saddr, &packet)?;
         }
         conntrack::create(&packet)?;
     }

@@ -13,6 +13,7 @@ mod forward;
 mod maps;
 mod parse;
 mod policy;
+mod trace;
 mod uplink_tc;
 mod uplink_xdp;
 

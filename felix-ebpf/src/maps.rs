@@ -4,7 +4,7 @@
 
 use aya_ebpf::{
     bindings::BPF_F_NO_PREALLOC,
-    btf_maps::{Array, HashMap, LpmTrie, LruHashMap, PerCpuArray, PerCpuHashMap},
+    btf_maps::{Array, HashMap, LpmTrie, LruHashMap, PerCpuArray, PerCpuHashMap, RingBuf},
     macros::btf_map,
 };
 use felix_common::{
@@ -16,6 +16,7 @@ use felix_common::{
         XDP_DENY_MAX_ENTRIES,
     },
     policy::{PolicyIpKey, PolicyPortKey, PolicyVerdict, PolicyVerdictKey},
+    trace::{TRACE_RING_BYTES, TraceBucket, TraceControl, TraceEvent},
 };
 
 /// Per-CPU packet and byte counters ([`felix_common::maps::COUNTERS`]).
@@ -77,3 +78,15 @@ pub static POLICY_VERDICTS: HashMap<
 #[btf_map(name = "felix_pcnt_v1")]
 pub static RULE_COUNTERS: PerCpuArray<u64, { RULE_COUNTERS_MAX_ENTRIES as usize }> =
     PerCpuArray::new();
+
+/// Drop and policy-verdict events ([`felix_common::maps::TRACE_EVENTS`]).
+#[btf_map(name = "felix_trace_v1")]
+pub static TRACE_EVENTS: RingBuf<TraceEvent, { TRACE_RING_BYTES as usize }> = RingBuf::new();
+
+/// Trace switch and rate ([`felix_common::maps::TRACE_CONTROL`]), at index 0.
+#[btf_map(name = "felix_trctl_v1")]
+pub static TRACE_CONTROL: Array<TraceControl, 1> = Array::new();
+
+/// Per-CPU token buckets ([`felix_common::maps::TRACE_BUCKETS`]), at index 0.
+#[btf_map(name = "felix_trbkt_v1")]
+pub static TRACE_BUCKETS: PerCpuArray<TraceBucket, 1> = PerCpuArray::new();

@@ -3,16 +3,18 @@
 
 use aya_ebpf::maps::lpm_trie::Key;
 use felix_common::{
-    EndpointInfo, Reason,
+    Direction, EndpointInfo, Reason,
     policy::{
         CLASS_ANY, NO_SLOT, PORT_FIELD_DST, PORT_FIELD_SRC, PolicyIpKey, PolicyPortKey,
         PolicyVerdict, PolicyVerdictKey,
     },
+    trace::{EVENT_POLICY_ALLOW, EVENT_POLICY_DENY},
 };
 
 use crate::{
     maps::{POLICY_IPS, POLICY_PORTS, POLICY_SLOTS, POLICY_VERDICTS, RULE_COUNTERS},
     parse::Ipv4Summary,
+    trace,
 };
 
 /// Full-length prefix of a [`PolicyIpKey`].
@@ -20,10 +22,19 @@ const IP_KEY_BITS: u32 = 64;
 /// Full-length prefix of a [`PolicyPortKey`] (the spare byte excluded).
 const PORT_KEY_BITS: u32 = 64;
 
+/// Where a program judges a packet: the interface it runs on and the direction (for trace
+/// events).
+#[derive(Clone, Copy)]
+pub struct At {
+    pub ifindex: u32,
+    pub direction: Direction,
+}
+
 /// Judges `packet` by `endpoint`'s policy in direction `slot_index` (ingress or egress);
-/// `remote` is the peer's address. `Ok` when allowed.
+/// `remote` is the peer's address. `Ok` when allowed. The verdict is traced (when tracing).
 #[inline(always)]
 pub fn check(
+    at: At,
     endpoint: &EndpointInfo,
     slot_index: usize,
     remote: [u8; 4],
@@ -36,10 +47,24 @@ pub fn check(
     };
     let verdict = lookup(slot, remote, packet).ok_or(Reason::DropNoPolicy)?;
     count_rule(verdict.rule);
+    let (kind, reason) = if verdict.allow != 0 {
+        (EVENT_POLICY_ALLOW, Reason::Allowed)
+    } else {
+        (EVENT_POLICY_DENY, Reason::DropPolicy)
+    };
+    trace::emit(
+        kind,
+        at.ifindex,
+        at.direction as u16,
+        reason as u16,
+        verdict.rule,
+        packet.total_len as u32,
+        Some(packet),
+    );
     if verdict.allow != 0 {
         Ok(())
     } else {
-        Err(Reason::DropPolicy)
+        Err(reason)
     }
 }
 

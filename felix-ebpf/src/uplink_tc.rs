@@ -66,7 +66,11 @@ fn from_fabric(ctx: &TcContext) -> Result<(i32, Reason), Reason> {
     };
     if !conntrack::refresh(&inner) {
         let pod = endpoint(target.ifindex).ok_or(Reason::DropNoRoute)?;
-        policy::check(&pod, SLOT_INGRESS, inner.saddr, &inner)?;
+        let at = policy::At {
+            ifindex: crate::cali_tc::ifindex(ctx),
+            direction: Direction::FromUplink,
+        };
+        policy::check(at, &pod, SLOT_INGRESS, inner.saddr, &inner)?;
         conntrack::create(&inner)?;
     }
     decapsulate(ctx)?;

@@ -28,6 +28,7 @@ pub mod store;
 pub mod sync;
 pub mod telemetry;
 pub mod topology;
+pub mod trace;
 
 /// The eBPF object built from `felix-ebpf` by `build.rs`, embedded in the binary.
 pub static EBPF_OBJECT: &[u8] =

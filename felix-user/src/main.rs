@@ -310,6 +310,35 @@ enum BpfCommand {
     ///
     /// Example: felix bpf uninstall --node h1
     Uninstall(NodeArgs),
+    /// Stream drop and policy-verdict events (interface, tuple, reason, deciding rule) until
+    /// interrupted; the programs emit them only while a trace runs, rate-limited per CPU.
+    ///
+    /// Example: felix bpf trace --node h1 --kind deny --iface cali1234567890a
+    Trace(TraceArgs),
+}
+
+#[derive(Args)]
+struct TraceArgs {
+    /// Only events on this interface.
+    #[arg(long)]
+    iface: Option<String>,
+    /// Only events with this reason (e.g. drop_policy, drop_spoofed).
+    #[arg(long)]
+    reason: Option<String>,
+    /// Only drops, policy allows or policy denies.
+    #[arg(long, value_parser = ["drop", "allow", "deny"])]
+    kind: Option<String>,
+    /// Events per second each CPU may emit (the rest are counted as suppressed).
+    #[arg(long, default_value_t = felix_user::trace::DEFAULT_RATE, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    rate: u32,
+    /// Stop after this many printed events.
+    #[arg(long)]
+    count: Option<u64>,
+    /// Stop after this many seconds.
+    #[arg(long)]
+    seconds: Option<u64>,
+    #[command(flatten)]
+    dump: DumpArgs,
 }
 
 #[derive(Subcommand)]
@@ -477,9 +506,71 @@ fn dispatch(cli: Cli) -> Result<()> {
         }
         Command::Policy(PolicyCommand::Explain(args)) => explain_policy(&args),
         Command::Bpf(BpfCommand::Uninstall(args)) => uninstall(&args),
+        Command::Bpf(BpfCommand::Trace(args)) => run_trace(&args),
         Command::Bpf(BpfCommand::XdpDeny(DenyCommand::Add(args))) => change_deny(&args, true),
         Command::Bpf(BpfCommand::XdpDeny(DenyCommand::Del(args))) => change_deny(&args, false),
     }
+}
+
+/// `felix bpf trace`: prints events (JSON lines with --json) until the count, the time limit or
+/// SIGINT/SIGTERM; then switches tracing off and reports what the rate limit suppressed.
+fn run_trace(args: &TraceArgs) -> Result<()> {
+    use felix_user::trace::{TraceFilter, TraceSession, describe};
+    let paths = node_for_dump(&args.dump)?;
+    let names = inspect::read_ifaces(&paths)?
+        .into_iter()
+        .map(|r| (r.ifindex, r.name))
+        .collect();
+    let rules = felix_user::policy::state::PolicyState::load(&paths.policy_state_file())
+        .map(|s| {
+            s.groups
+                .iter()
+                .flat_map(|g| g.entries.iter().map(|e| (e.rule, e.by.to_string())))
+                .collect()
+        })
+        .unwrap_or_default();
+    let filter = TraceFilter {
+        interface: args.iface.clone(),
+        reason: args.reason.clone(),
+        kind: args.kind.clone(),
+    };
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(signal, stop.clone()).context("install the signal handlers")?;
+    }
+    let mut session = TraceSession::start(&paths, args.rate)?;
+    let start = ct_gc::monotonic_ns();
+    let deadline = args
+        .seconds
+        .map(|s| std::time::Instant::now() + Duration::from_secs(s));
+    let mut printed = 0u64;
+    eprintln!("tracing node {} (Ctrl-C to stop)", paths.node());
+    'outer: while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+        if deadline.is_some_and(|d| std::time::Instant::now() >= d) {
+            break;
+        }
+        for event in session.poll(Duration::from_millis(200)) {
+            let line = describe(&event, &names, &rules, start);
+            if !filter.admits(&line) {
+                continue;
+            }
+            if args.dump.json {
+                println!("{}", serde_json::to_string(&line)?);
+            } else {
+                println!("{line}");
+            }
+            printed += 1;
+            if args.count.is_some_and(|c| printed >= c) {
+                break 'outer;
+            }
+        }
+    }
+    let (suppressed, lost) = session.suppressed();
+    drop(session);
+    eprintln!(
+        "{printed} events printed; {suppressed} suppressed by the rate limit, {lost} lost (ring full)"
+    );
+    Ok(())
 }
 
 /// `felix policy explain`: lists Calico's resources, calculates as felix does, and explains.

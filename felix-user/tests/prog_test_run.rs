@@ -718,3 +718,111 @@ fn flows_from_the_host_are_tracked_by_cali_to_wl_without_double_counting() {
     let entry = h.conntrack(&local).expect("entry");
     assert_eq!(entry.packets_a_to_b + entry.packets_b_to_a, 1);
 }
+
+/// `felix bpf trace`'s events: a drop with its tuple and reason, a policy deny with its rule;
+/// a flood is cut by the per-CPU token bucket (burst, then the rate) and the rest counted;
+/// nothing is emitted once the trace ends.
+#[test]
+fn trace_events_report_drops_and_verdicts_within_the_rate_limit() {
+    use felix_common::trace::{EVENT_DROP, EVENT_POLICY_DENY, NO_RULE, TRACE_BURST};
+    use felix_user::policy::{
+        PolicyDirection, RuleRef,
+        calc::GroupKey,
+        program::{Entry, Match, Program, Step},
+    };
+    use felix_user::trace::TraceSession;
+    use std::time::Duration;
+
+    let mut h = Harness::new("trace");
+    let paths = h.paths();
+    let spoofed = packet::with_source(packet::udp(b"x"), UNUSED_LOCAL_IP);
+    {
+        let mut session = TraceSession::start(&paths, 1_000).expect("start trace");
+        assert_eq!(
+            h.run(PROG_FROM_WORKLOAD, FROM_A, &spoofed).verdict,
+            TC_ACT_SHOT
+        );
+        let events = session.poll(Duration::from_secs(1));
+        assert_eq!(events.len(), 1, "{events:?}");
+        let e = events[0];
+        assert_eq!(
+            (e.kind, e.reason, e.rule),
+            (EVENT_DROP, Reason::DropSpoofed as u16, NO_RULE)
+        );
+        assert_eq!((e.saddr, e.daddr, e.proto), (UNUSED_LOCAL_IP, PEER_IP, 17));
+        assert_eq!(e.ifindex, WORKLOAD_A);
+
+        // A deny-everything egress policy for pod A: the verdict names its rule.
+        let by = RuleRef::Policy {
+            tier: "default".into(),
+            policy: "deny-all".into(),
+            direction: PolicyDirection::Egress,
+            index: 0,
+        };
+        let group = GroupKey {
+            direction: PolicyDirection::Egress,
+            policies: vec!["deny-all".into()],
+            profiles: vec![],
+            local_mask: vec![true],
+        };
+        let program = Program {
+            entries: vec![Entry {
+                by,
+                step: Step::Deny,
+                matcher: Some(Match::default()),
+            }],
+            default_deny: RuleRef::DefaultDeny {
+                direction: PolicyDirection::Egress,
+            },
+        };
+        let slot = h.program_policy(&group, &program);
+        let allow = h.allow_all_slot;
+        h.set_endpoint(WORKLOAD_A, POD_IP, [allow, slot]);
+        let udp = packet::udp(b"y");
+        assert_eq!(h.run(PROG_FROM_WORKLOAD, FROM_A, &udp).verdict, TC_ACT_SHOT);
+        let events = session.poll(Duration::from_secs(1));
+        assert_eq!(
+            events.len(),
+            1,
+            "one deny event, no second drop event: {events:?}"
+        );
+        assert_eq!(events[0].kind, EVENT_POLICY_DENY);
+        assert_eq!(events[0].reason, Reason::DropPolicy as u16);
+        assert_ne!(events[0].rule, NO_RULE);
+    }
+    {
+        // One event per second after the burst: a flood of 1,000 leaves at most burst + 1.
+        let mut session = TraceSession::start(&paths, 1).expect("start trace");
+        let (suppressed_before, _) = session.suppressed();
+        assert_eq!(
+            h.run_repeated(PROG_FROM_WORKLOAD, FROM_A, &spoofed, 1_000),
+            TC_ACT_SHOT
+        );
+        let mut events = Vec::new();
+        loop {
+            let batch = session.poll(Duration::from_millis(300));
+            if batch.is_empty() {
+                break;
+            }
+            events.extend(batch);
+        }
+        assert!(
+            events.len() as u64 <= TRACE_BURST + 1,
+            "{} events through a bucket of {TRACE_BURST}",
+            events.len()
+        );
+        let (suppressed, _) = session.suppressed();
+        assert!(
+            suppressed - suppressed_before >= 1_000 - TRACE_BURST - 1,
+            "suppressed {}",
+            suppressed - suppressed_before
+        );
+    }
+    // The trace ended: nothing is emitted, so a new trace finds nothing waiting.
+    assert_eq!(
+        h.run(PROG_FROM_WORKLOAD, FROM_A, &spoofed).verdict,
+        TC_ACT_SHOT
+    );
+    let mut session = TraceSession::start(&paths, 1_000).expect("start trace");
+    assert!(session.poll(Duration::from_millis(200)).is_empty());
+}

@@ -142,6 +142,31 @@ impl Harness {
         harness
     }
 
+    /// The pin tree of the harness's node.
+    pub fn paths(&self) -> NodePaths {
+        NodePaths::new(&self.pin_root, &self.run_root, "node").expect("node paths")
+    }
+
+    /// Runs TC `program` `times` times on `frame` (BPF_PROG_TEST_RUN's repeat) and returns the
+    /// verdict.
+    pub fn run_repeated(&mut self, program: &'static str, on: On, frame: &[u8], times: u32) -> u32 {
+        let mut ctx = [0u8; SKB_CTX_LEN];
+        ctx[SKB_IFINDEX_OFFSET..SKB_IFINDEX_OFFSET + 4].copy_from_slice(&on.ifindex.to_ne_bytes());
+        let mut out = vec![0u8; frame.len() + 256];
+        self.dataplane()
+            .classifier(program)
+            .expect("program present")
+            .test_run(TestRunOptions {
+                data_in: Some(frame),
+                data_out: Some(&mut out),
+                ctx_in: Some(&ctx),
+                repeat: times,
+                ..TestRunOptions::default()
+            })
+            .expect("BPF_PROG_TEST_RUN")
+            .return_value
+    }
+
     pub fn dataplane(&mut self) -> &mut Dataplane {
         self.dataplane.as_mut().expect("loaded in new()")
     }

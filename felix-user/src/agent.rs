@@ -128,6 +128,7 @@ pub async fn run(
         warned_no_host_ip: false,
         dataplane,
         links_dir: paths.links_dir(),
+        paths: paths.clone(),
         node: config.node.clone(),
         prefixes: config.workload_prefixes.clone(),
         uplink: config.uplink.clone(),
@@ -175,6 +176,8 @@ struct Agent {
     dataplane: Dataplane,
     /// Where TCX/XDP links are pinned.
     links_dir: PathBuf,
+    /// This node's pin tree and run files.
+    paths: NodePaths,
     node: String,
     prefixes: Vec<String>,
     uplink: String,
@@ -240,6 +243,10 @@ impl Agent {
             adopted_links = adopted,
             "initial interfaces attached"
         );
+        // Every attachment now runs this felix's programs: maps of older layouts are unused.
+        for name in crate::pins::retire_superseded_maps(&self.paths, &felix_common::maps::PINNED) {
+            info!(map = %name, "removed the pin of a map an earlier felix version used");
+        }
 
         let tasks = [
             tokio::spawn(syncer.run()),

@@ -259,6 +259,48 @@ pub fn resolve_node(
     Ok(paths)
 }
 
+/// Whether `name` looks like one of felix's versioned map pins (`felix_<what>_v<N>`).
+pub fn is_versioned_map_name(name: &str) -> bool {
+    let Some(rest) = name.strip_prefix("felix_") else {
+        return false;
+    };
+    match rest.rsplit_once("_v") {
+        Some((what, version)) => {
+            !what.is_empty()
+                && what
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+                && !version.is_empty()
+                && version.bytes().all(|b| b.is_ascii_digit())
+        }
+        None => false,
+    }
+}
+
+/// Removes map pins of `paths`' node that a previous felix version used and this one does not
+/// (a layout change gives a map a new versioned name; see `felix_common::maps`). Call it once
+/// this felix's programs are attached, so that nothing uses the old maps any more: the kernel
+/// frees them with their last reference. Returns the names removed.
+pub fn retire_superseded_maps(paths: &NodePaths, current: &[&str]) -> Vec<String> {
+    let Ok(entries) = fs::read_dir(paths.pin_dir()) else {
+        return Vec::new();
+    };
+    let mut removed = Vec::new();
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().to_string();
+        let is_file = entry.file_type().is_ok_and(|t| t.is_file());
+        if is_file
+            && is_versioned_map_name(&name)
+            && !current.contains(&name.as_str())
+            && fs::remove_file(entry.path()).is_ok()
+        {
+            removed.push(name);
+        }
+    }
+    removed.sort();
+    removed
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -329,6 +371,39 @@ mod tests {
         assert_eq!(paths.running_pid(), None);
         paths.remove_pid(std::process::id());
         assert_eq!(paths.recorded_pid(), None);
+        fs::remove_dir_all(&root).unwrap();
+    }
+
+    #[test]
+    fn versioned_map_names_are_recognised() {
+        for name in ["felix_ep_v1", "felix_pslot_v12", "felix_ct_v1"] {
+            assert!(is_versioned_map_name(name), "{name}");
+        }
+        for name in [
+            "links",
+            "felix_v1",
+            "felix_ep_v",
+            "felix_ep_vx",
+            "other_ep_v1",
+            "felix_Ep_v1",
+        ] {
+            assert!(!is_versioned_map_name(name), "{name}");
+        }
+    }
+
+    #[test]
+    fn superseded_map_pins_are_retired_and_current_ones_kept() {
+        let root = temp_root("retire");
+        let paths = NodePaths::new(&root, &root.join("run"), "n1").unwrap();
+        fs::create_dir_all(paths.links_dir()).unwrap();
+        for name in ["felix_ep_v1", "felix_ep_v2", "felix_cnt_v1", "notes"] {
+            fs::write(paths.map(name), b"").unwrap();
+        }
+        let removed = retire_superseded_maps(&paths, &["felix_ep_v2", "felix_cnt_v1"]);
+        assert_eq!(removed, vec!["felix_ep_v1".to_string()]);
+        assert!(paths.map("felix_ep_v2").exists());
+        assert!(paths.map("notes").exists(), "not felix's: left alone");
+        assert!(paths.links_dir().is_dir());
         fs::remove_dir_all(&root).unwrap();
     }
 }

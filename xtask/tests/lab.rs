@@ -464,7 +464,8 @@ fn pinned_ids(pin_dir: &std::path::Path) -> Result<(MapIds, LinkIds)> {
 
 /// felix on h1 is killed with SIGKILL and started again while a TCP flow runs from h1-p1 to
 /// h2-p1: the flow completes, and the new felix adopts the pinned state: the same maps (ids) and
-/// the same links (ids) now running newly loaded programs.
+/// the same links (ids) now running newly loaded programs. An upgrade's leftover (a pinned map
+/// of an older layout version, `felix_ep_v1`) is removed once the new programs are attached.
 #[test]
 fn felix_restart_keeps_flows_and_adopts_pinned_maps_and_links() -> Result<()> {
     let mut lab = Lab::up(LabOptions::default())?;
@@ -491,6 +492,22 @@ fn felix_restart_keeps_flows_and_adopts_pinned_maps_and_links() -> Result<()> {
             )
         });
         std::thread::sleep(Duration::from_millis(1500));
+        let old_layout = pin_dir.join("felix_ep_v1");
+        cmd::run(Command::new("bpftool").args([
+            "map",
+            "create",
+            &old_layout.to_string_lossy(),
+            "type",
+            "hash",
+            "key",
+            "4",
+            "value",
+            "12",
+            "entries",
+            "16",
+            "name",
+            "felix_ep_v1",
+        ]))?;
         let restarted = lab.restart_felix(1);
         let report = flow
             .join()
@@ -499,6 +516,11 @@ fn felix_restart_keeps_flows_and_adopts_pinned_maps_and_links() -> Result<()> {
         ensure!(
             report.received_bytes > 0 && report.sent_bytes > 0,
             "the flow across the restart moved no data: {report:?}"
+        );
+        ensure!(
+            !old_layout.exists(),
+            "the superseded map {} is still pinned",
+            old_layout.display()
         );
         let (maps_after, links_after) = pinned_ids(&pin_dir)?;
         ensure!(

@@ -31,6 +31,7 @@ pub const APT_PACKAGES: &[&str] = &[
     "bpftool",
     "iproute2",
     "procps",
+    "curl",
 ];
 /// The rustup components tier 1 runs.
 pub const RUSTUP_COMPONENTS: &[&str] = &["clippy", "rustfmt"];

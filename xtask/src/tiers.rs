@@ -3,7 +3,8 @@
 //! - unit: `cargo test --workspace`, clippy with `-D warnings`, rustfmt check;
 //! - bpf: the real programs under BPF_PROG_TEST_RUN (`felix-user/tests/prog_test_run.rs`) and
 //!   the datastore syncer against a real etcd (`felix-user/tests/datastore_etcd.rs`), each test
-//!   in a network namespace of its own;
+//!   in a network namespace of its own; then `felix-cni` driven as a container runtime drives
+//!   it (`felix-cni/tests/cni_netns.rs`), also with a real etcd in namespaces of its own;
 //! - lab: the netns lab tests (`xtask/tests/lab.rs`).
 
 use std::process::Command;
@@ -17,8 +18,8 @@ use crate::{build, cmd, paths, setup};
 pub enum Tier {
     /// Pure tests, clippy and rustfmt.
     Unit,
-    /// BPF_PROG_TEST_RUN of the real eBPF programs, and the datastore syncer against a real
-    /// etcd (root).
+    /// BPF_PROG_TEST_RUN of the real eBPF programs, and the datastore syncer and felix-cni
+    /// against a real etcd (root).
     Bpf,
     /// Network-namespace lab tests with etcd and felix (root).
     Lab,
@@ -79,7 +80,7 @@ fn run_tier(tier: Tier) -> Result<()> {
                     );
                 }
             }
-            cargo(&[
+            let felix = cargo(&[
                 "test",
                 "--release",
                 "-p",
@@ -94,7 +95,26 @@ fn run_tier(tier: Tier) -> Result<()> {
                 TESTS[2],
                 "--",
                 "--test-threads=1",
-            ])
+            ]);
+            // felix-cni driven as a runtime drives it, in namespaces with a real etcd.
+            let cni = cargo(&[
+                "test",
+                "--release",
+                "-p",
+                "felix-cni",
+                "--features",
+                "privileged-tests",
+                "--",
+                "--test-threads=1",
+            ]);
+            let failed: Vec<String> = [felix, cni]
+                .into_iter()
+                .filter_map(|r| r.err().map(|e| format!("{e:#}")))
+                .collect();
+            if !failed.is_empty() {
+                bail!("{}", failed.join("; "));
+            }
+            Ok(())
         }
         Tier::Lab => {
             build::felix()?;

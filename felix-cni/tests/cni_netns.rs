@@ -1,0 +1,515 @@
+//! `felix-cni` driven exactly as a container runtime drives it (`CNI_*` variables, the network
+//! configuration on stdin, the result or error JSON on stdout, the exit status), in network
+//! namespaces of the test's own: a host namespace with a real etcd and pod namespaces beside
+//! it (see `support`). Needs root and the `etcd` binary (`cargo xtask setup`); built only with
+//! `--features privileged-tests`.
+#![cfg(feature = "privileged-tests")]
+
+mod support;
+
+use std::net::Ipv4Addr;
+
+use etcd_client::{Client, GetOptions};
+use felix_cni::names;
+use felix_user::ipam::{self, Block};
+use serde_json::{Value, json};
+use support::{Node, ip_json};
+
+const NETWORK: &str = "k8s-pod-network";
+const NODE: &str = "node-1";
+const POOLS: &str = "/calico/resources/v3/projectcalico.org/ippools/";
+const WEPS: &str = "/calico/resources/v3/projectcalico.org/workloadendpoints/";
+
+fn config(extra: Value) -> String {
+    let mut conf = json!({
+        "cniVersion": "1.0.0",
+        "name": NETWORK,
+        "type": "felix-cni",
+        "etcd_endpoints": support::ETCD_URL,
+        "nodename": NODE,
+        "ipam": {"type": "felix-ipam"}
+    });
+    for (k, v) in extra.as_object().cloned().unwrap_or_default() {
+        conf[k] = v;
+    }
+    conf.to_string()
+}
+
+async fn put_pool(client: &mut Client, name: &str, cidr: &str, block_size: u8) {
+    let pool = json!({
+        "apiVersion": "projectcalico.org/v3", "kind": "IPPool", "metadata": {"name": name},
+        "spec": {"cidr": cidr, "blockSize": block_size, "ipipMode": "Always",
+                 "nodeSelector": "all()"}
+    });
+    client
+        .put(format!("{POOLS}{name}"), pool.to_string(), None)
+        .await
+        .expect("put the pool");
+}
+
+/// A pod as the runtime names it: its namespace path, container id and `CNI_ARGS`.
+struct Pod {
+    name: String,
+    netns: String,
+    container: String,
+    args: String,
+}
+
+impl Pod {
+    fn new(node: &Node, name: &str, container: &str) -> Self {
+        let ns = node.add_pod_ns(name);
+        Pod {
+            name: name.into(),
+            netns: format!("/run/netns/{ns}"),
+            container: container.into(),
+            args: format!(
+                "IgnoreUnknown=1;K8S_POD_NAMESPACE=default;K8S_POD_NAME={name};\
+                 K8S_POD_INFRA_CONTAINER_ID={container}"
+            ),
+        }
+    }
+
+    fn ns(&self) -> &str {
+        self.netns.trim_start_matches("/run/netns/")
+    }
+
+    fn vars<'a>(&'a self, command: &'a str) -> Vec<(&'a str, &'a str)> {
+        vec![
+            ("CNI_COMMAND", command),
+            ("CNI_CONTAINERID", self.container.as_str()),
+            ("CNI_NETNS", self.netns.as_str()),
+            ("CNI_IFNAME", "eth0"),
+            ("CNI_ARGS", self.args.as_str()),
+            ("CNI_PATH", "/opt/cni/bin"),
+        ]
+    }
+
+    fn host_veth(&self) -> String {
+        names::host_veth_name("default", &self.name)
+    }
+
+    fn handle(&self) -> String {
+        names::handle_id(NETWORK, &self.container)
+    }
+
+    fn wep_key(&self) -> String {
+        format!(
+            "{WEPS}default/{}",
+            names::wep_name(NODE, &self.name, "eth0")
+        )
+    }
+}
+
+async fn blocks(client: &mut Client) -> Vec<Block> {
+    ipam::all_blocks(client).await.expect("read the blocks")
+}
+
+async fn addresses_of(client: &mut Client, handle: &str) -> Vec<Ipv4Addr> {
+    blocks(client)
+        .await
+        .iter()
+        .flat_map(|b| b.addresses_of(handle))
+        .collect()
+}
+
+async fn get_json(client: &mut Client, key: &str) -> Option<Value> {
+    let response = client.get(key, None).await.expect("get");
+    response
+        .kvs()
+        .first()
+        .map(|kv| serde_json::from_slice(kv.value()).expect("a JSON value"))
+}
+
+async fn count(client: &mut Client, prefix: &str) -> i64 {
+    client
+        .get(
+            prefix,
+            Some(GetOptions::new().with_prefix().with_count_only()),
+        )
+        .await
+        .expect("count keys")
+        .count()
+}
+
+/// Links of a namespace (the test thread's own when `ns` is None), by name.
+fn links(ns: Option<&str>) -> Vec<String> {
+    let mut args = vec![];
+    if let Some(ns) = ns {
+        args.extend(["-n", ns]);
+    }
+    args.extend(["link", "show"]);
+    ip_json(&args)
+        .as_array()
+        .expect("ip -j link: a list")
+        .iter()
+        .map(|l| l["ifname"].as_str().expect("a link has ifname").to_string())
+        .collect()
+}
+
+/// The pod side is wired as Calico wires it.
+fn assert_pod_wired(pod: &Pod, ip: Ipv4Addr, mtu: u64) -> String {
+    let link = &ip_json(&["-4", "-n", pod.ns(), "addr", "show", "dev", "eth0"])[0];
+    assert_eq!(link["mtu"], mtu, "{link}");
+    assert!(
+        link["flags"]
+            .as_array()
+            .expect("link flags")
+            .contains(&json!("UP")),
+        "{link}"
+    );
+    let addrs: Vec<(String, u64)> = link["addr_info"]
+        .as_array()
+        .expect("addr_info")
+        .iter()
+        .map(|a| {
+            (
+                a["local"].as_str().expect("local").to_string(),
+                a["prefixlen"].as_u64().expect("prefixlen"),
+            )
+        })
+        .collect();
+    assert_eq!(addrs, [(ip.to_string(), 32)]);
+    let routes = ip_json(&["-n", pod.ns(), "route", "show"]);
+    let routes = routes.as_array().expect("ip -j route: a list");
+    assert!(
+        routes
+            .iter()
+            .any(|r| r["dst"] == "default" && r["gateway"] == "169.254.1.1" && r["dev"] == "eth0"),
+        "{routes:?}"
+    );
+    assert!(
+        routes
+            .iter()
+            .any(|r| r["dst"] == "169.254.1.1" && r["dev"] == "eth0" && r["scope"] == "link"),
+        "{routes:?}"
+    );
+    let neigh = ip_json(&["-n", pod.ns(), "neigh", "show", "169.254.1.1"]);
+    assert_eq!(neigh[0]["lladdr"], "ee:ee:ee:ee:ee:ee", "{neigh}");
+    assert!(
+        neigh[0]["state"]
+            .as_array()
+            .expect("neighbour state")
+            .contains(&json!("PERMANENT")),
+        "{neigh}"
+    );
+    ip_json(&["-n", pod.ns(), "link", "show", "dev", "eth0"])[0]["address"]
+        .as_str()
+        .expect("the pod's MAC")
+        .to_string()
+}
+
+#[test]
+fn add_check_del_as_a_runtime_does() {
+    support::run("life", |node| async move {
+        let mut etcd = node.etcd().await;
+        put_pool(&mut etcd, "default-ipv4-ippool", "192.168.0.0/16", 26).await;
+        let pod = Pod::new(&node, "web-1", "c0ffee01");
+        let conf = config(json!({
+            "mtu": 1450,
+            "dns": {"nameservers": ["10.96.0.10"]},
+            "args": {"cni": {"labels": [{"key": "app", "value": "web"}]}}
+        }));
+
+        let result = node.cni(&pod.vars("ADD"), &conf).ok();
+        let ip = Ipv4Addr::new(192, 168, 0, 0);
+        let mac = assert_pod_wired(&pod, ip, 1450);
+        assert_eq!(
+            result,
+            json!({
+                "cniVersion": "1.0.0",
+                "interfaces": [
+                    {"name": pod.host_veth(), "mac": "ee:ee:ee:ee:ee:ee"},
+                    {"name": "eth0", "mac": mac, "sandbox": pod.netns}
+                ],
+                "ips": [{"address": "192.168.0.0/32", "gateway": "169.254.1.1", "interface": 1}],
+                "routes": [{"dst": "0.0.0.0/0", "gw": "169.254.1.1"}],
+                "dns": {"nameservers": ["10.96.0.10"]}
+            })
+        );
+        let host = &ip_json(&["link", "show", "dev", &pod.host_veth()])[0];
+        assert_eq!(host["address"], "ee:ee:ee:ee:ee:ee");
+        assert_eq!(host["mtu"], 1450);
+        assert!(
+            host["flags"].as_array().unwrap().contains(&json!("UP")),
+            "{host}"
+        );
+
+        let wep = get_json(&mut etcd, &pod.wep_key())
+            .await
+            .expect("the WorkloadEndpoint");
+        assert_eq!(wep["metadata"]["name"], "node--1-k8s-web--1-eth0");
+        assert_eq!(
+            wep["metadata"]["labels"]["projectcalico.org/namespace"],
+            "default"
+        );
+        assert_eq!(
+            wep["metadata"]["labels"]["projectcalico.org/orchestrator"],
+            "k8s"
+        );
+        assert_eq!(wep["metadata"]["labels"]["app"], "web");
+        let spec = &wep["spec"];
+        assert_eq!(spec["node"], NODE);
+        assert_eq!(spec["pod"], "web-1");
+        assert_eq!(spec["endpoint"], "eth0");
+        assert_eq!(spec["containerID"], pod.container);
+        assert_eq!(spec["ipNetworks"], json!(["192.168.0.0/32"]));
+        assert_eq!(spec["profiles"], json!(["kns.default"]));
+        assert_eq!(spec["interfaceName"], pod.host_veth());
+        assert_eq!(spec["mac"], mac);
+
+        let all = blocks(&mut etcd).await;
+        assert_eq!(all.len(), 1);
+        assert_eq!(all[0].cidr.to_string(), "192.168.0.0/26");
+        assert_eq!(all[0].host(), Some(NODE));
+        assert_eq!(all[0].addresses_of(&pod.handle()), [ip]);
+        assert!(
+            get_json(&mut etcd, &ipam::affinity_key(NODE, all[0].cidr))
+                .await
+                .is_some(),
+            "the node's affinity to its block"
+        );
+        assert!(
+            get_json(&mut etcd, &ipam::handle_key(&pod.handle()))
+                .await
+                .is_some()
+        );
+
+        let check = node.cni(
+            &pod.vars("CHECK"),
+            &config(json!({"mtu": 1450, "prevResult": result})),
+        );
+        assert_eq!(check.ok(), Value::Null, "CHECK prints nothing on success");
+
+        // A retried ADD (the runtime timed out) gets the same address and wiring.
+        let again = node.cni(&pod.vars("ADD"), &conf).ok();
+        assert_eq!(again["ips"], result["ips"]);
+        assert_pod_wired(&pod, ip, 1450);
+        assert_eq!(addresses_of(&mut etcd, &pod.handle()).await, [ip]);
+
+        assert_eq!(node.cni(&pod.vars("DEL"), &conf).ok(), Value::Null);
+        assert_eq!(links(Some(pod.ns())), ["lo"], "the pod keeps only lo");
+        assert!(!links(None).contains(&pod.host_veth()), "host veth gone");
+        assert_eq!(get_json(&mut etcd, &pod.wep_key()).await, None);
+        assert!(addresses_of(&mut etcd, &pod.handle()).await.is_empty());
+        assert_eq!(blocks(&mut etcd).await[0].used(), 0);
+        assert_eq!(
+            get_json(&mut etcd, &ipam::handle_key(&pod.handle())).await,
+            None
+        );
+
+        // DEL again, and once more after the sandbox's namespace is gone: still success.
+        node.cni(&pod.vars("DEL"), &conf).ok();
+        node.del_pod_ns(pod.ns());
+        node.cni(&pod.vars("DEL"), &conf).ok();
+        // A DEL without CNI_NETNS (allowed by the spec) too.
+        let vars: Vec<_> = pod
+            .vars("DEL")
+            .into_iter()
+            .filter(|(k, _)| *k != "CNI_NETNS")
+            .collect();
+        node.cni(&vars, &conf).ok();
+        // CHECK of a deleted pod fails.
+        let pod2 = Pod::new(&node, "web-1", "c0ffee01");
+        let msg = node.cni(&pod2.vars("CHECK"), &conf).error(999);
+        assert!(msg.contains("no WorkloadEndpoint"), "{msg}");
+    });
+}
+
+#[test]
+fn pods_fill_a_block_then_the_node_claims_another() {
+    support::run("blocks", |node| async move {
+        let mut etcd = node.etcd().await;
+        put_pool(&mut etcd, "small", "10.70.0.0/24", 30).await;
+        let pods: Vec<Pod> = (1..=5)
+            .map(|i| Pod::new(&node, &format!("p{i}"), &format!("ctr{i}")))
+            .collect();
+        let conf = config(json!({"ipam": {"type": "felix-ipam", "ipv4_pools": ["10.70.0.0/24"]}}));
+        let mut ips = Vec::new();
+        for pod in &pods {
+            let result = node.cni(&pod.vars("ADD"), &conf).ok();
+            let address = result["ips"][0]["address"].as_str().unwrap().to_string();
+            let ip: Ipv4Addr = address.trim_end_matches("/32").parse().unwrap();
+            assert_pod_wired(pod, ip, 1480);
+            ips.push(ip);
+        }
+        let expected: Vec<Ipv4Addr> = [0, 1, 2, 3, 4]
+            .into_iter()
+            .map(|i| Ipv4Addr::new(10, 70, 0, i))
+            .collect();
+        assert_eq!(
+            ips, expected,
+            "the first block's four addresses, then the next block's"
+        );
+        let all = blocks(&mut etcd).await;
+        let cidrs: Vec<String> = all.iter().map(|b| b.cidr.to_string()).collect();
+        assert_eq!(cidrs, ["10.70.0.0/30", "10.70.0.4/30"]);
+        assert!(all.iter().all(|b| b.host() == Some(NODE)));
+        assert_eq!(count(&mut etcd, WEPS).await, 5);
+        let cali: Vec<String> = links(None)
+            .into_iter()
+            .filter(|l| l.starts_with("cali"))
+            .collect();
+        assert_eq!(cali.len(), 5, "{cali:?}");
+
+        // The pods reach each other through the host's stack, given what felix would add
+        // (forwarding, a /32 route per pod): the gateway's neighbour entry does its job.
+        std::fs::write("/proc/sys/net/ipv4/ip_forward", "1").expect("enable forwarding");
+        for (pod, ip) in pods.iter().zip(&ips) {
+            support::ip_json(&["route", "add", &format!("{ip}/32"), "dev", &pod.host_veth()]);
+        }
+        let ping = std::process::Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                pods[0].ns(),
+                "ping",
+                "-c1",
+                "-W2",
+                &ips[4].to_string(),
+            ])
+            .output()
+            .unwrap();
+        assert!(
+            ping.status.success(),
+            "{}",
+            String::from_utf8_lossy(&ping.stdout)
+        );
+
+        for pod in &pods {
+            node.cni(&pod.vars("DEL"), &conf).ok();
+        }
+        assert_eq!(count(&mut etcd, WEPS).await, 0);
+        assert!(blocks(&mut etcd).await.iter().all(|b| b.used() == 0));
+        assert!(links(None).iter().all(|l| !l.starts_with("cali")));
+    });
+}
+
+#[test]
+fn check_names_what_is_missing() {
+    support::run("check", |node| async move {
+        let mut etcd = node.etcd().await;
+        put_pool(&mut etcd, "default-ipv4-ippool", "192.168.0.0/16", 26).await;
+        let pod = Pod::new(&node, "db-0", "feed01");
+        let conf = config(json!({}));
+        node.cni(&pod.vars("ADD"), &conf).ok();
+        node.cni(&pod.vars("CHECK"), &conf).ok();
+
+        support::ip_json(&["-n", pod.ns(), "route", "del", "default"]);
+        let msg = node.cni(&pod.vars("CHECK"), &conf).error(999);
+        assert!(
+            msg.contains("no default route via 169.254.1.1 dev eth0"),
+            "{msg}"
+        );
+
+        support::ip_json(&["link", "set", &pod.host_veth(), "down"]);
+        let msg = node.cni(&pod.vars("CHECK"), &conf).error(999);
+        assert!(
+            msg.contains(&format!("{} is down", pod.host_veth())),
+            "{msg}"
+        );
+
+        let old = config(json!({"cniVersion": "0.3.1"}));
+        node.cni(&pod.vars("CHECK"), &old).error(1);
+
+        etcd.delete(pod.wep_key(), None).await.unwrap();
+        let msg = node.cni(&pod.vars("CHECK"), &conf).error(999);
+        assert!(msg.contains("no WorkloadEndpoint"), "{msg}");
+
+        node.cni(&pod.vars("DEL"), &conf).ok();
+        assert!(addresses_of(&mut etcd, &pod.handle()).await.is_empty());
+        assert_eq!(links(Some(pod.ns())), ["lo"]);
+    });
+}
+
+#[test]
+fn failed_adds_are_error_json_and_leave_nothing_behind() {
+    support::run("errors", |node| async move {
+        let mut etcd = node.etcd().await;
+        put_pool(&mut etcd, "default-ipv4-ippool", "192.168.0.0/16", 26).await;
+        put_pool(&mut etcd, "other", "10.80.0.0/16", 26).await;
+        let pod = Pod::new(&node, "api-0", "bad0001");
+        let good = config(json!({}));
+        let nothing_left = |what: &str| {
+            assert_eq!(links(Some(pod.ns())), ["lo"], "{what}: pod");
+            assert_eq!(links(None), ["lo"], "{what}: host");
+        };
+
+        let cases: Vec<(&str, String, u64, &str)> = vec![
+            ("not JSON", "{\"cniVersion\": ".into(), 6, "not JSON"),
+            (
+                "old version",
+                config(json!({"cniVersion": "0.2.0"})),
+                1,
+                "0.2.0",
+            ),
+            ("bad mtu", config(json!({"mtu": 20})), 7, "mtu"),
+            (
+                "no etcd",
+                config(json!({"etcd_endpoints": ""})),
+                7,
+                "etcd_endpoints",
+            ),
+            (
+                "tls",
+                config(json!({"etcd_cert_file": "/c.pem"})),
+                2,
+                "etcd_cert_file",
+            ),
+            (
+                "unknown pool",
+                config(json!({"ipam": {"type": "felix-ipam", "ipv4_pools": ["10.99.0.0/16"]}})),
+                7,
+                "10.99.0.0/16",
+            ),
+            (
+                "other ipam",
+                config(json!({"ipam": {"type": "host-local"}})),
+                7,
+                "ipam.type",
+            ),
+            (
+                "etcd down",
+                config(json!({"etcd_endpoints": "http://127.0.0.1:1"})),
+                11,
+                "unreachable",
+            ),
+        ];
+        for (what, stdin, code, word) in cases {
+            let msg = node.cni(&pod.vars("ADD"), &stdin).error(code);
+            assert!(msg.contains(word), "{what}: {msg}");
+            nothing_left(what);
+        }
+
+        let mut vars = pod.vars("ADD");
+        vars.retain(|(k, _)| *k != "CNI_NETNS");
+        let msg = node.cni(&vars, &good).error(4);
+        assert!(msg.contains("CNI_NETNS"), "{msg}");
+        let mut vars = pod.vars("ADD");
+        vars.push(("CNI_NETNS", "/run/netns/fxcni-no-such-namespace"));
+        let msg = node.cni(&vars, &good).error(4);
+        assert!(msg.contains("CNI_NETNS"), "{msg}");
+        nothing_left("missing netns");
+
+        // A failure after the address was assigned: the pod already has an eth0.
+        support::ip_json(&[
+            "-n",
+            pod.ns(),
+            "link",
+            "add",
+            "eth0",
+            "type",
+            "veth",
+            "peer",
+            "name",
+            "x0",
+        ]);
+        let msg = node.cni(&pod.vars("ADD"), &good).error(999);
+        assert!(msg.contains("create veth"), "{msg}");
+        assert_eq!(links(None), ["lo"], "no host veth left");
+        assert!(
+            addresses_of(&mut etcd, &pod.handle()).await.is_empty(),
+            "address released"
+        );
+        assert_eq!(count(&mut etcd, WEPS).await, 0);
+    });
+}

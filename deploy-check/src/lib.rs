@@ -1,0 +1,6 @@
+//! Readers for `deploy/`: the Kubernetes manifests decoded strictly into `k8s-openapi` types
+//! ([`manifests`]) and the Containerfile as a list of instructions ([`containerfile`]). The checks
+//! themselves are this crate's tests.
+
+pub mod containerfile;
+pub mod manifests;

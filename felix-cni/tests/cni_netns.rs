@@ -385,6 +385,58 @@ fn pods_fill_a_block_then_the_node_claims_another() {
 }
 
 #[test]
+fn concurrent_adds_and_dels_share_nothing() {
+    support::run("parallel", |node| async move {
+        let mut etcd = node.etcd().await;
+        put_pool(&mut etcd, "default-ipv4-ippool", "10.90.0.0/24", 29).await;
+        let pods: Vec<Pod> = (1..=8)
+            .map(|i| Pod::new(&node, &format!("w{i}"), &format!("par{i}")))
+            .collect();
+        let conf = config(json!({}));
+        // Threads start in the test thread's (host) namespace, and so do their children.
+        let run_all = |command: &str| -> Vec<Value> {
+            std::thread::scope(|scope| {
+                let calls: Vec<_> = pods
+                    .iter()
+                    .map(|pod| scope.spawn(|| node.cni(&pod.vars(command), &conf).ok()))
+                    .collect();
+                calls
+                    .into_iter()
+                    .map(|c| c.join().expect("a plugin call"))
+                    .collect()
+            })
+        };
+        let results = run_all("ADD");
+        let mut ips: Vec<Ipv4Addr> = results
+            .iter()
+            .map(|r| {
+                let address = r["ips"][0]["address"].as_str().expect("an address");
+                address
+                    .trim_end_matches("/32")
+                    .parse()
+                    .expect("an IPv4 /32")
+            })
+            .collect();
+        for (pod, ip) in pods.iter().zip(&ips) {
+            assert_pod_wired(pod, *ip, 1480);
+            assert_eq!(addresses_of(&mut etcd, &pod.handle()).await, [*ip]);
+        }
+        ips.sort();
+        ips.dedup();
+        assert_eq!(ips.len(), 8, "every pod its own address: {ips:?}");
+        let all = blocks(&mut etcd).await;
+        assert!(all.iter().all(|b| b.host() == Some(NODE)));
+        assert_eq!(all.iter().map(Block::used).sum::<usize>(), 8);
+        assert_eq!(count(&mut etcd, WEPS).await, 8);
+
+        assert!(run_all("DEL").iter().all(Value::is_null));
+        assert!(blocks(&mut etcd).await.iter().all(|b| b.used() == 0));
+        assert_eq!(count(&mut etcd, WEPS).await, 0);
+        assert_eq!(links(None), ["lo"]);
+    });
+}
+
+#[test]
 fn check_names_what_is_missing() {
     support::run("check", |node| async move {
         let mut etcd = node.etcd().await;

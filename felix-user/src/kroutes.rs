@@ -1,8 +1,9 @@
 //! The host's kernel routes for its pods, owned by felix and marked with [`FELIX_PROTO`]:
 //! a /32 per local workload via its `cali*` interface (so the host reaches its pods and BIRD sees
 //! them), a blackhole per block affine to this node (what BIRD exports), and routes to remote
-//! blocks via their hosts with room for the IPIP header (host-originated traffic, which the
-//! uplink program wraps). Routes of any other protocol are never touched.
+//! blocks via their hosts: in BPF mode with room for the IPIP header (host-originated traffic,
+//! which the uplink program wraps), in iptables mode plain (the kernel forwards pod traffic
+//! unencapsulated, [`RemoteBlocks::Native`]). Routes of any other protocol are never touched.
 
 use std::{collections::BTreeMap, net::Ipv4Addr};
 
@@ -27,6 +28,15 @@ pub enum RoutesError {
     List(rtnetlink::Error),
 }
 
+/// How traffic to remote blocks leaves the host.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RemoteBlocks {
+    /// Wrapped in IPIP by felix's programs: the route's MTU leaves room for the outer header.
+    Ipip,
+    /// Routed as is (iptables mode): the uplink's own MTU.
+    Native,
+}
+
 /// A route felix wants in the main table.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum KernelRoute {
@@ -34,11 +44,11 @@ pub enum KernelRoute {
     Workload { ifindex: u32 },
     /// `blackhole <block>`.
     Blackhole,
-    /// `<block> via <host> dev <uplink> onlink mtu <uplink mtu - 20>`.
+    /// `<block> via <host> dev <uplink> onlink [mtu <uplink mtu - 20>]` (the MTU with IPIP).
     Remote {
         via: Ipv4Addr,
         ifindex: u32,
-        mtu: u32,
+        mtu: Option<u32>,
     },
 }
 
@@ -55,6 +65,7 @@ pub struct RouteChanges {
 pub fn desired_routes(
     desired: &crate::desired::Desired,
     uplink: Option<(u32, u32)>,
+    remote: RemoteBlocks,
 ) -> BTreeMap<Ipv4Net, KernelRoute> {
     use felix_common::RouteKind;
     let mut routes = BTreeMap::new();
@@ -64,14 +75,24 @@ pub fn desired_routes(
                 ifindex: value.ifindex,
             },
             Some(RouteKind::LocalBlock) => KernelRoute::Blackhole,
-            Some(RouteKind::RemoteBlock) => match uplink {
-                Some((ifindex, mtu)) if mtu > IPIP_OVERHEAD => KernelRoute::Remote {
-                    via: Ipv4Addr::from(value.next_hop),
-                    ifindex,
-                    mtu: mtu - IPIP_OVERHEAD,
-                },
-                _ => continue,
-            },
+            Some(RouteKind::RemoteBlock) => {
+                let via = Ipv4Addr::from(value.next_hop);
+                match (uplink, remote) {
+                    (Some((ifindex, mtu)), RemoteBlocks::Ipip) if mtu > IPIP_OVERHEAD => {
+                        KernelRoute::Remote {
+                            via,
+                            ifindex,
+                            mtu: Some(mtu - IPIP_OVERHEAD),
+                        }
+                    }
+                    (Some((ifindex, _)), RemoteBlocks::Native) => KernelRoute::Remote {
+                        via,
+                        ifindex,
+                        mtu: None,
+                    },
+                    _ => continue,
+                }
+            }
             _ => continue,
         };
         routes.insert(*cidr, route);
@@ -95,9 +116,11 @@ fn message(cidr: Ipv4Net, route: KernelRoute) -> RouteMessage {
                 .output_interface(ifindex)
                 .onlink()
                 .build();
-            message
-                .attributes
-                .push(RouteAttribute::Metrics(vec![RouteMetric::Mtu(mtu)]));
+            if let Some(mtu) = mtu {
+                message
+                    .attributes
+                    .push(RouteAttribute::Metrics(vec![RouteMetric::Mtu(mtu)]));
+            }
             message
         }
     }
@@ -127,11 +150,9 @@ fn parse(message: &RouteMessage) -> Option<(Ipv4Net, u8, Option<KernelRoute>)> {
     let cidr = Ipv4Net::new(dst, message.header.destination_prefix_length).ok()?;
     let route = match (message.header.kind, oif, gateway) {
         (RouteType::BlackHole, _, _) => Some(KernelRoute::Blackhole),
-        (RouteType::Unicast, Some(ifindex), Some(via)) => Some(KernelRoute::Remote {
-            via,
-            ifindex,
-            mtu: mtu.unwrap_or(0),
-        }),
+        (RouteType::Unicast, Some(ifindex), Some(via)) => {
+            Some(KernelRoute::Remote { via, ifindex, mtu })
+        }
         (RouteType::Unicast, Some(ifindex), None) => Some(KernelRoute::Workload { ifindex }),
         _ => None,
     };
@@ -225,7 +246,7 @@ mod tests {
             net("10.0.0.2/32"),
             RouteValue::new(RouteKind::RemoteHost, 0, [0; 4]),
         );
-        let routes = desired_routes(&desired, Some((2, 1500)));
+        let routes = desired_routes(&desired, Some((2, 1500)), RemoteBlocks::Ipip);
         assert_eq!(
             routes.len(),
             3,
@@ -241,10 +262,33 @@ mod tests {
             KernelRoute::Remote {
                 via: Ipv4Addr::new(10, 0, 0, 2),
                 ifindex: 2,
-                mtu: 1480
+                mtu: Some(1480)
             }
         );
-        assert!(!desired_routes(&desired, None).contains_key(&net("192.168.3.0/26")));
+        assert!(
+            !desired_routes(&desired, None, RemoteBlocks::Ipip)
+                .contains_key(&net("192.168.3.0/26"))
+        );
+        let native = desired_routes(&desired, Some((2, 1500)), RemoteBlocks::Native);
+        assert_eq!(
+            native[&net("192.168.3.0/26")],
+            KernelRoute::Remote {
+                via: Ipv4Addr::new(10, 0, 0, 2),
+                ifindex: 2,
+                mtu: None
+            },
+            "native routing: no room for a tunnel header"
+        );
+        routes
+            .iter()
+            .filter(|(cidr, _)| cidr.prefix_len() == 32 || **cidr == net("192.168.2.0/26"))
+            .for_each(|(cidr, route)| {
+                assert_eq!(
+                    native.get(cidr),
+                    Some(route),
+                    "local routes are the same in both modes"
+                );
+            });
     }
 
     #[test]
@@ -258,7 +302,15 @@ mod tests {
                 KernelRoute::Remote {
                     via: Ipv4Addr::new(10, 0, 0, 2),
                     ifindex: 2,
-                    mtu: 1480,
+                    mtu: Some(1480),
+                },
+            ),
+            (
+                net("192.168.4.0/26"),
+                KernelRoute::Remote {
+                    via: Ipv4Addr::new(10, 0, 0, 3),
+                    ifindex: 2,
+                    mtu: None,
                 },
             ),
         ] {

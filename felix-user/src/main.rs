@@ -7,7 +7,7 @@ use aya::maps::{LpmTrie, lpm_trie::Key};
 use clap::{Args, Parser, Subcommand};
 use felix_user::{
     agent::{self, AgentConfig},
-    autodetect, ct_gc, inspect, ipam,
+    autodetect, ct_gc, inspect, ipam, iptables,
     loader::Dataplane,
     model,
     pins::{self, DEFAULT_PIN_ROOT, DEFAULT_RUN_ROOT},
@@ -267,8 +267,30 @@ struct RunArgs {
     /// Address of the health endpoints (/liveness, /readiness), or `off`.
     #[arg(long, env = "FELIX_HEALTHADDRESS", default_value = "127.0.0.1:9099")]
     health_address: ListenAddress,
+    /// The dataplane: felix's eBPF programs, or Calico-style iptables rules with the kernel
+    /// routing pod traffic natively (no BPF programs, no IPIP). Starting in one mode removes
+    /// the other's state from the host.
+    #[arg(long, env = "FELIX_DATAPLANE", value_enum, default_value = "bpf")]
+    dataplane: DataplaneArg,
+    /// The iptables backend of `--dataplane iptables` (the other backend's felix rules are
+    /// removed).
+    #[arg(
+        long,
+        env = "FELIX_IPTABLESBACKEND",
+        value_enum,
+        ignore_case = true,
+        default_value = "nft"
+    )]
+    iptables_backend: iptables::Backend,
     #[command(flatten)]
     roots: Roots,
+}
+
+/// `--dataplane`.
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+enum DataplaneArg {
+    Bpf,
+    Iptables,
 }
 
 #[derive(Args, Clone)]
@@ -980,8 +1002,7 @@ fn uninstall(args: &NodeArgs) -> Result<()> {
             paths.node()
         );
     }
-    std::fs::remove_dir_all(paths.pin_dir())
-        .with_context(|| format!("remove {}", paths.pin_dir().display()))?;
+    paths.remove_dataplane()?;
     println!(
         "node {}: links and maps unpinned; its programs are detached",
         paths.node()
@@ -1042,6 +1063,10 @@ fn change_deny(args: &DenyArgs, add: bool) -> Result<()> {
 fn run(args: RunArgs) -> Result<()> {
     let config = AgentConfig {
         node: args.node,
+        mode: match args.dataplane {
+            DataplaneArg::Bpf => agent::Mode::Bpf,
+            DataplaneArg::Iptables => agent::Mode::Iptables(args.iptables_backend),
+        },
         etcd_endpoints: args.etcd.etcd_endpoints,
         pin_root: args.roots.pin_root,
         run_root: args.roots.run_root,

@@ -112,13 +112,32 @@ impl NodePaths {
             ensure_bpffs(root)?;
         }
         for dir in [&self.pin_dir, &self.links_dir(), &self.run_dir] {
-            fs::create_dir_all(dir).map_err(|source| PinError::Io {
-                op: "create",
-                path: dir.to_path_buf(),
-                source,
-            })?;
+            create_dir(dir)?;
         }
         Ok(())
+    }
+
+    /// Creates the run directory only (iptables mode has no pin tree).
+    pub fn create_run_dir(&self) -> Result<(), PinError> {
+        create_dir(&self.run_dir)
+    }
+
+    /// Removes this node's BPF dataplane: its pin tree (unpinning a TCX or XDP link detaches
+    /// its program; the maps go with their last user) and the policy files of its run
+    /// directory. Whether there was a pin tree.
+    pub fn remove_dataplane(&self) -> Result<bool, PinError> {
+        for file in [self.policy_state_file(), self.rule_ids_file()] {
+            let _ = fs::remove_file(file);
+        }
+        if !self.exists() {
+            return Ok(false);
+        }
+        fs::remove_dir_all(&self.pin_dir).map_err(|source| PinError::Io {
+            op: "remove",
+            path: self.pin_dir.clone(),
+            source,
+        })?;
+        Ok(true)
     }
 
     /// Records `pid` as this node's running felix.
@@ -159,6 +178,14 @@ impl NodePaths {
     pub fn exists(&self) -> bool {
         self.pin_dir.is_dir()
     }
+}
+
+fn create_dir(dir: &Path) -> Result<(), PinError> {
+    fs::create_dir_all(dir).map_err(|source| PinError::Io {
+        op: "create",
+        path: dir.to_path_buf(),
+        source,
+    })
 }
 
 /// `f_type` of a bpf file system (`BPF_FS_MAGIC` in linux/magic.h).
@@ -371,6 +398,23 @@ mod tests {
         assert_eq!(paths.running_pid(), None);
         paths.remove_pid(std::process::id());
         assert_eq!(paths.recorded_pid(), None);
+        fs::remove_dir_all(&root).unwrap();
+    }
+
+    #[test]
+    fn removing_the_dataplane_takes_the_pin_tree_and_policy_files() {
+        let root = temp_root("remove");
+        let paths = NodePaths::new(&root, &root.join("run"), "h1").unwrap();
+        assert!(!paths.remove_dataplane().unwrap(), "nothing there");
+        fs::create_dir_all(paths.links_dir()).unwrap();
+        paths.create_run_dir().unwrap();
+        fs::write(paths.map("felix_ep_v1"), b"").unwrap();
+        fs::write(paths.policy_state_file(), b"{}").unwrap();
+        paths.write_pid(1).unwrap();
+        assert!(paths.remove_dataplane().unwrap());
+        assert!(!paths.exists());
+        assert!(!paths.policy_state_file().exists());
+        assert_eq!(paths.recorded_pid(), Some(1), "the pid file stays");
         fs::remove_dir_all(&root).unwrap();
     }
 

@@ -129,6 +129,8 @@ impl EndpointStatus {
 /// The agent's view, sent to the reporter whenever it changes.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Report {
+    /// The dataplane mode: `bpf`, `iptables-nft` or `iptables-legacy`.
+    pub dataplane: &'static str,
     pub ready: bool,
     pub programs_loaded: u32,
     pub last_sync: Option<SystemTime>,
@@ -204,7 +206,7 @@ async fn serve(
             time: rfc3339(SystemTime::now()),
             uptime: started.elapsed().as_secs_f64(),
             first_update: *first_update,
-            dataplane: "bpf".into(),
+            dataplane: report.dataplane.into(),
             programs_loaded: report.programs_loaded,
             ready: report.ready,
             last_sync: report.last_sync.map(rfc3339),

@@ -2,8 +2,9 @@
 //!
 //! - unit: `cargo test --workspace`, clippy with `-D warnings`, rustfmt check;
 //! - bpf: the real programs under BPF_PROG_TEST_RUN (`felix-user/tests/prog_test_run.rs`) and
-//!   the datastore syncer against a real etcd (`felix-user/tests/datastore_etcd.rs`), each test
-//!   in a network namespace of its own; then `felix-cni` driven as a container runtime drives
+//!   the datastore syncer against a real etcd (`felix-user/tests/datastore_etcd.rs`), and
+//!   iptables mode's rules through both backends (`felix-user/tests/iptables_mode.rs`), each
+//!   test in a network namespace of its own; then `felix-cni` driven as a container runtime drives
 //!   it (`felix-cni/tests/cni_netns.rs`), also with a real etcd in namespaces of its own;
 //! - lab: the netns lab tests (`xtask/tests/lab.rs`).
 
@@ -70,7 +71,12 @@ fn run_tier(tier: Tier) -> Result<()> {
             Ok(())
         }
         Tier::Bpf => {
-            const TESTS: [&str; 3] = ["prog_test_run", "policy_test_run", "datastore_etcd"];
+            const TESTS: [&str; 4] = [
+                "prog_test_run",
+                "policy_test_run",
+                "datastore_etcd",
+                "iptables_mode",
+            ];
             for name in TESTS {
                 let test = paths::repo_root().join(format!("felix-user/tests/{name}.rs"));
                 if !test.is_file() {
@@ -93,6 +99,8 @@ fn run_tier(tier: Tier) -> Result<()> {
                 TESTS[1],
                 "--test",
                 TESTS[2],
+                "--test",
+                TESTS[3],
                 "--",
                 "--test-threads=1",
             ]);

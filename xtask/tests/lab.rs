@@ -2,6 +2,9 @@
 //! `cargo xtask test --tier lab` (which builds felix first).
 #![cfg(feature = "lab-tests")]
 
+#[path = "lab/iptables_mode.rs"]
+mod iptables_mode;
+
 use std::collections::BTreeSet;
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -127,7 +130,12 @@ fn stale_lab_is_cleaned_by_next_up() -> Result<()> {
 
 /// Brings a lab up and checks, after the test body, that its teardown leaves nothing behind.
 fn with_lab(body: impl FnOnce(&mut Lab) -> Result<()>) -> Result<()> {
-    let mut lab = Lab::up(LabOptions::default())?;
+    with_lab_options(LabOptions::default(), body)
+}
+
+/// [`with_lab`] with `opts`.
+fn with_lab_options(opts: LabOptions, body: impl FnOnce(&mut Lab) -> Result<()>) -> Result<()> {
+    let mut lab = Lab::up(opts)?;
     let result = body(&mut lab);
     let id = lab.id().to_owned();
     let processes = lab.processes().to_vec();

@@ -1,7 +1,8 @@
 //! `/metrics`: the node's dataplane counters (per interface, direction and reason; drops per
 //! reason), per-rule policy hits, conntrack entries, map fill levels, the datastore sync state
 //! and malformed values, and attach failures, in Prometheus' text format. Everything is read at
-//! scrape time from the pinned maps and the agent's last report.
+//! scrape time from the pinned maps and the agent's last report; in iptables mode there are no
+//! maps, and only the report's families are served.
 
 use std::collections::BTreeMap;
 
@@ -191,10 +192,21 @@ fn rule_packets(paths: &NodePaths) -> Result<BTreeMap<u32, u64>, InspectError> {
         .collect())
 }
 
-/// The metrics page for `paths`' node given the agent's last `report`.
-pub fn render(paths: &NodePaths, report: &Report) -> Result<String, MetricsError> {
+/// The metrics page given the agent's last `report`; `paths` is the node whose pinned maps
+/// are read (`None` in iptables mode: no map-based families).
+pub fn render(paths: Option<&NodePaths>, report: &Report) -> Result<String, MetricsError> {
     let mut registry = Registry::with_prefix("felix");
+    if let Some(paths) = paths {
+        register_maps(&mut registry, paths)?;
+    }
+    register_report(&mut registry, report);
+    let mut out = String::new();
+    encode(&mut out, &registry)?;
+    Ok(out)
+}
 
+/// The families read from the pinned maps: counters, rule hits, map fill, conntrack.
+fn register_maps(registry: &mut Registry, paths: &NodePaths) -> Result<(), MetricsError> {
     let packets = Family::<Labels, Counter>::default();
     let bytes = Family::<Labels, Counter>::default();
     let drops = Family::<Labels, Counter>::default();
@@ -283,7 +295,19 @@ pub fn render(paths: &NodePaths, report: &Report) -> Result<String, MetricsError
         "Flows in the conntrack table",
         conntrack,
     );
+    Ok(())
+}
 
+/// The families from the agent's report: mode, datastore, endpoints, readiness.
+fn register_report(registry: &mut Registry, report: &Report) {
+    let mode = Family::<Labels, Gauge>::default();
+    mode.get_or_create(&labels(&[("mode", report.dataplane)]))
+        .set(1);
+    registry.register(
+        "dataplane",
+        "The dataplane mode felix runs (bpf, iptables-nft, iptables-legacy)",
+        mode,
+    );
     let sync = &report.datastore.sync;
     let gauge = |v: i64| {
         let g = Gauge::<i64>::default();
@@ -346,7 +370,7 @@ pub fn render(paths: &NodePaths, report: &Report) -> Result<String, MetricsError
     }
     registry.register(
         "endpoints",
-        "Local workload endpoints by state (error: attaching the programs failed)",
+        "Local workload endpoints by state (error: attaching the programs or applying the rules failed)",
         endpoints,
     );
     registry.register(
@@ -365,11 +389,8 @@ pub fn render(paths: &NodePaths, report: &Report) -> Result<String, MetricsError
             .map_or(0, |d| d.as_secs() as i64);
         registry.register(
             "last_sync_timestamp_seconds",
-            "When the maps were last brought in line with the datastore",
+            "When the dataplane was last brought in line with the datastore",
             gauge(secs),
         );
     }
-    let mut out = String::new();
-    encode(&mut out, &registry)?;
-    Ok(out)
 }

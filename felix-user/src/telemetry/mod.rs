@@ -1,7 +1,7 @@
 //! felix's own HTTP endpoints: Prometheus metrics (`/metrics`) and health (`/liveness`,
 //! `/readiness`), each on its own configurable address (Calico's defaults: metrics on 9091,
 //! health on 9099). Everything served is read when asked: the agent's last report, and the
-//! node's pinned maps.
+//! node's pinned maps (BPF mode).
 
 pub mod health;
 pub mod metrics;
@@ -19,7 +19,8 @@ pub use health::Heartbeat;
 /// What the endpoints read.
 #[derive(Clone)]
 pub struct Sources {
-    pub paths: Arc<NodePaths>,
+    /// The node whose pinned maps `/metrics` reads; `None` in iptables mode (no maps).
+    pub maps: Option<Arc<NodePaths>>,
     pub report: watch::Receiver<Report>,
     pub heartbeat: Heartbeat,
 }
@@ -36,9 +37,10 @@ pub struct ListenError {
 
 async fn metrics_page(State(sources): State<Sources>) -> impl IntoResponse {
     let report = sources.report.borrow().clone();
-    let paths = sources.paths.clone();
+    let paths = sources.maps.clone();
     // Reading maps is blocking syscalls: off the async threads.
-    let text = tokio::task::spawn_blocking(move || metrics::render(&paths, &report)).await;
+    let text =
+        tokio::task::spawn_blocking(move || metrics::render(paths.as_deref(), &report)).await;
     match text {
         Ok(Ok(body)) => (
             StatusCode::OK,

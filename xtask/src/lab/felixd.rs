@@ -11,8 +11,33 @@ use anyhow::{Result, bail};
 use super::kroutes::{self, Check};
 use super::proc::{self, ProcRecord};
 use super::state::{HostState, LabState};
-use super::{calico, etcd};
+use super::{calico, etcd, iptables};
 use crate::felix;
+
+/// The dataplane the lab's felix runs (`--dataplane`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Dataplane {
+    /// felix's eBPF programs.
+    #[default]
+    Bpf,
+    /// iptables rules with this backend; the kernel routes natively.
+    Iptables(iptables::Backend),
+}
+
+impl Dataplane {
+    /// felix's flags for it.
+    pub fn args(self) -> Vec<String> {
+        match self {
+            Dataplane::Bpf => vec!["--dataplane".into(), "bpf".into()],
+            Dataplane::Iptables(backend) => vec![
+                "--dataplane".into(),
+                "iptables".into(),
+                "--iptables-backend".into(),
+                backend.name().into(),
+            ],
+        }
+    }
+}
 
 /// How often the lab's felix re-checks its kernel routes (`--route-refresh-interval`, seconds).
 pub const ROUTE_REFRESH_S: u64 = 2;
@@ -20,10 +45,15 @@ pub const ROUTE_REFRESH_S: u64 = 2;
 pub const STATUS_TTL_S: u64 = 6;
 
 /// `felix run --node <node> --etcd-endpoints <url> --route-refresh-interval 2 --status-ttl 6` in
-/// the host's network namespace, RUST_LOG=info. Short intervals so that tests of the resync and
-/// of a dead felix's status expiry take seconds.
-pub fn start(felix_bin: &Path, state: &LabState, host: &HostState) -> Result<ProcRecord> {
-    let argv: Vec<String> = vec![
+/// the host's network namespace, RUST_LOG=info, with `dataplane`'s flags. Short intervals so that
+/// tests of the resync and of a dead felix's status expiry take seconds.
+pub fn start(
+    felix_bin: &Path,
+    state: &LabState,
+    host: &HostState,
+    dataplane: Dataplane,
+) -> Result<ProcRecord> {
+    let mut argv: Vec<String> = vec![
         felix_bin.to_string_lossy().into_owned(),
         "run".into(),
         "--node".into(),
@@ -35,6 +65,7 @@ pub fn start(felix_bin: &Path, state: &LabState, host: &HostState) -> Result<Pro
         "--status-ttl".into(),
         STATUS_TTL_S.to_string(),
     ];
+    argv.extend(dataplane.args());
     // Not `ip netns exec`: its private /sys hides bpffs, and felix pins under /sys/fs/bpf/felix.
     proc::spawn_in_ns(
         proc::Enter::NsenterNet,
@@ -52,15 +83,32 @@ pub fn start(felix_bin: &Path, state: &LabState, host: &HostState) -> Result<Pro
 /// in the endpoints map and every other host's block as a `remote_block` via that host's IP.
 /// Within `sync_timeout` too, the host's kernel table has felix's routes (pods' /32s, the block's
 /// blackhole, the other blocks via their hosts, all `proto 80`) and the Node in etcd has the
-/// address felix registered. Tests and the demo therefore never race felix's sync.
+/// address felix registered. Tests and the demo therefore never race felix's sync. In iptables
+/// mode the first two phases are one: the FORWARD hook and every pod's dispatch rules in place.
 pub fn wait_ready(
     felix_bin: &Path,
     state: &LabState,
     host: &HostState,
     rec: &ProcRecord,
+    dataplane: Dataplane,
     attach_timeout: Duration,
     sync_timeout: Duration,
 ) -> Result<()> {
+    if let Dataplane::Iptables(backend) = dataplane {
+        poll(host, rec, "iptables rules programmed", sync_timeout, || {
+            Ok(iptables::dispatch_missing(
+                host,
+                &iptables::save(&host.ns, backend)?,
+            ))
+        })?;
+        return poll(
+            host,
+            rec,
+            "kernel routes programmed and Node registered",
+            sync_timeout,
+            || host_missing(state, host),
+        );
+    }
     let want: Vec<&str> = host.pods.iter().map(|p| p.cali.as_str()).collect();
     poll(host, rec, "programs attached", attach_timeout, || {
         let dump = felix::ifaces(felix_bin, &host.node)?;

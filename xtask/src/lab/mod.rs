@@ -9,6 +9,7 @@ pub mod calico;
 pub mod etcd;
 pub mod felixd;
 pub mod ipam;
+pub mod iptables;
 pub mod kroutes;
 pub mod names;
 pub mod net;
@@ -48,6 +49,8 @@ pub struct LabOptions {
     pub felix_timeout: Duration,
     /// Until felix's endpoints and routes maps hold the lab's pods and remote blocks.
     pub sync_timeout: Duration,
+    /// The dataplane every felix runs (BPF unless a test asks for iptables mode).
+    pub dataplane: felixd::Dataplane,
 }
 
 impl Default for LabOptions {
@@ -58,6 +61,7 @@ impl Default for LabOptions {
             etcd_timeout: Duration::from_secs(10),
             felix_timeout: Duration::from_secs(15),
             sync_timeout: Duration::from_secs(15),
+            dataplane: felixd::Dataplane::Bpf,
         }
     }
 }
@@ -75,6 +79,8 @@ pub struct Lab {
     state: LabState,
     felix: PathBuf,
     armed: bool,
+    /// What [`Lab::restart_felix`] starts.
+    dataplane: felixd::Dataplane,
 }
 
 impl Lab {
@@ -92,6 +98,7 @@ impl Lab {
             state: LabState::plan(&id, Some(Owner::current()?)),
             felix: opts.felix.clone(),
             armed: true,
+            dataplane: opts.dataplane,
         };
         lab.state.save()?;
         // On error `lab` drops here and tears down whatever was made.
@@ -130,7 +137,7 @@ impl Lab {
 
         let mut felixes = Vec::new();
         for host in &self.state.hosts {
-            let rec = felixd::start(&self.felix, &self.state, host)?;
+            let rec = felixd::start(&self.felix, &self.state, host, opts.dataplane)?;
             self.state.processes.push(rec.clone());
             self.state.save()?;
             felixes.push((host.clone(), rec));
@@ -141,6 +148,7 @@ impl Lab {
                 &self.state,
                 host,
                 rec,
+                opts.dataplane,
                 opts.felix_timeout,
                 opts.sync_timeout,
             )?;
@@ -200,9 +208,14 @@ impl Lab {
     /// Kills host `n`'s felix with SIGKILL ([`Lab::kill_felix`]), starts a new one and waits
     /// until it is ready again. Returns the new felix's record.
     pub fn restart_felix(&mut self, n: u8) -> Result<ProcRecord> {
+        self.restart_felix_as(n, self.dataplane)
+    }
+
+    /// [`Lab::restart_felix`] with `dataplane` (a switch of modes when it differs).
+    pub fn restart_felix_as(&mut self, n: u8, dataplane: felixd::Dataplane) -> Result<ProcRecord> {
         self.kill_felix(n)?;
         let host = self.host(n)?.clone();
-        let rec = felixd::start(&self.felix, &self.state, &host)?;
+        let rec = felixd::start(&self.felix, &self.state, &host, dataplane)?;
         self.state.processes.push(rec.clone());
         self.state.save()?;
         let opts = LabOptions::default();
@@ -211,6 +224,7 @@ impl Lab {
             &self.state,
             &host,
             &rec,
+            dataplane,
             opts.felix_timeout,
             opts.sync_timeout,
         )?;

@@ -1,0 +1,544 @@
+//! `felix run`: keep the dataplane in step with the datastore and the host's links, own the
+//! host's kernel routes to its pods, register the Node and report status.
+//!
+//! The datastore arrives through the syncer ([`datastore`]) into the parsed cache ([`Store`]);
+//! after each batch that changes it, the forwarding view ([`Topology`]) is derived again and the
+//! dataplane reconciled. What the dataplane is depends on the [`Mode`]; this module is the loop
+//! both modes share (syncer, store, topology, links, kernel routes, Node, status, telemetry) and
+//! a [`Plane`] does the rest:
+//! - [`bpf`]: load the programs, attach them to every workload interface and the uplink, keep
+//!   their maps and compiled policy in step, collect expired conntrack entries;
+//! - [`iptables`]: no programs; the kernel routes pod traffic (remote blocks natively) and
+//!   Calico-style iptables chains enforce the policy.
+//!
+//! Starting in one mode removes the other's state from the host once its own first apply has
+//! worked (so that policy is enforced throughout a switch): BPF mode removes felix's iptables
+//! chains and ipsets (both backends); iptables mode unpins this node's programs and maps (as
+//! `felix bpf uninstall` does) and cleans the other iptables backend.
+
+mod bpf;
+mod iptables;
+
+use std::{
+    collections::{BTreeMap, HashMap},
+    future::Future,
+    path::PathBuf,
+    sync::Arc,
+    time::{Duration, SystemTime},
+};
+
+use felix_common::IfaceRole;
+use tokio::sync::{mpsc, watch};
+use tracing::{info, warn};
+
+use crate::{
+    autodetect, datastore,
+    datastore::{SyncStatus, Syncer, SyncerConfig, Update},
+    desired::{self, Desired},
+    ifsysctl, kroutes,
+    links::{self, LinkEvent},
+    loader::LoadError,
+    model::Resource,
+    node_register,
+    pins::{NodePaths, PinError},
+    status::{self, DatastoreStatus, EndpointStatus, Report},
+    store::{Applied, Entry, Store},
+    telemetry::{self, Heartbeat},
+    topology::Topology,
+};
+
+/// Which dataplane felix programs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    /// felix's eBPF programs (the default).
+    Bpf,
+    /// Calico-style iptables chains with this backend; the kernel routes.
+    Iptables(crate::iptables::Backend),
+}
+
+impl Mode {
+    /// `bpf`, `iptables-nft` or `iptables-legacy` (as reported in the status and metrics).
+    pub fn name(self) -> &'static str {
+        match self {
+            Mode::Bpf => "bpf",
+            Mode::Iptables(crate::iptables::Backend::Nft) => "iptables-nft",
+            Mode::Iptables(crate::iptables::Backend::Legacy) => "iptables-legacy",
+        }
+    }
+}
+
+/// Settings of a running agent.
+#[derive(Clone, Debug)]
+pub struct AgentConfig {
+    /// This host's Calico node name.
+    pub node: String,
+    /// The dataplane to program.
+    pub mode: Mode,
+    /// etcd client URLs.
+    pub etcd_endpoints: Vec<String>,
+    /// Root of the pin trees.
+    pub pin_root: PathBuf,
+    /// Root of the run files.
+    pub run_root: PathBuf,
+    /// Name prefixes of workload interfaces.
+    pub workload_prefixes: Vec<String>,
+    /// The host's uplink to the fabric (IPIP goes in and out here).
+    pub uplink: String,
+    /// How often expired conntrack entries are removed.
+    pub ct_gc_interval: Duration,
+    /// How often the kernel routes are checked (they are also fixed when one is deleted).
+    pub route_refresh_interval: Duration,
+    /// Lifetime of the status keys in etcd without refresh.
+    pub status_ttl: Duration,
+    /// How the host's IPv4 address is found for its Node resource.
+    pub ip_autodetection: autodetect::Method,
+    /// The AS number written to the Node resource, if any.
+    pub as_number: Option<u32>,
+    /// Where `/metrics` (and the health paths) are served; `None`: not served.
+    pub metrics_address: Option<std::net::SocketAddr>,
+    /// Where `/liveness` and `/readiness` are served; `None`: not served.
+    pub health_address: Option<std::net::SocketAddr>,
+}
+
+/// Errors that stop the agent.
+#[derive(Debug, thiserror::Error)]
+pub enum AgentError {
+    #[error(transparent)]
+    Pins(#[from] PinError),
+    #[error(transparent)]
+    Listen(#[from] crate::telemetry::ListenError),
+    #[error(transparent)]
+    Load(#[from] LoadError),
+    #[error(transparent)]
+    Links(#[from] links::LinksError),
+    /// Another felix already serves this node.
+    #[error("felix for node {node:?} is already running as pid {pid}")]
+    AlreadyRunning { node: String, pid: u32 },
+    /// The link watcher stopped.
+    #[error("the rtnetlink link watcher stopped")]
+    WatcherStopped,
+    /// The rtnetlink socket for routes could not be opened.
+    #[error("open an rtnetlink socket: {0}")]
+    Netlink(#[source] std::io::Error),
+}
+
+/// What a reconcile hands the dataplane.
+struct Input<'a> {
+    desired: &'a mut Desired,
+    topology: &'a Topology,
+    /// The uplink's (ifindex, MTU), when it exists.
+    uplink: Option<(u32, u32)>,
+    /// Datastore values skipped as malformed (for the log).
+    malformed: usize,
+}
+
+/// What a dataplane mode does inside the shared loop.
+trait Plane {
+    /// The initial links have been through [`Plane::link_present`].
+    fn started(&mut self, present: &[LinkEvent]);
+    /// Interface `index` exists as `name` (new, changed or renamed); `role` when felix manages
+    /// interfaces of its kind.
+    fn link_present(&mut self, index: u32, name: &str, role: Option<IfaceRole>);
+    /// Interface `index` was deleted.
+    fn link_gone(&mut self, index: u32, name: &str);
+    /// A datastore value was written (policy ignores kinds it does not use).
+    fn upsert(&mut self, key: &str, resource: &Resource);
+    /// A datastore value was deleted.
+    fn remove(&mut self, key: &str);
+    /// Programs the desired state and policy; whether the dataplane now holds it.
+    async fn apply(&mut self, input: Input<'_>) -> bool;
+    /// How remote blocks are routed.
+    fn remote_blocks(&self) -> kroutes::RemoteBlocks;
+    /// The status of a local endpoint whose interface `index` exists.
+    fn endpoint_status(&self, index: u32, iface: &str) -> EndpointStatus;
+    /// Programs attached to interfaces.
+    fn programs_loaded(&self) -> u32;
+    /// Periodic work (every `ct_gc_interval`).
+    fn housekeeping(&mut self);
+    /// At exit: what stays in the kernel stays enforcing until the next felix takes over.
+    fn stop(&mut self);
+}
+
+/// Runs the agent until `shutdown` completes.
+pub async fn run(
+    config: AgentConfig,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), AgentError> {
+    let paths = NodePaths::new(&config.pin_root, &config.run_root, &config.node)?;
+    paths.create_run_dir()?;
+    let pid = std::process::id();
+    if let Some(other) = paths.running_pid().filter(|other| *other != pid) {
+        return Err(AgentError::AlreadyRunning {
+            node: config.node,
+            pid: other,
+        });
+    }
+    match config.mode {
+        Mode::Bpf => {
+            let plane = bpf::BpfPlane::start(&paths)?;
+            let maps = Some(Arc::new(paths.clone()));
+            serve(plane, maps, &paths, &config, shutdown).await
+        }
+        Mode::Iptables(backend) => {
+            let plane = iptables::IptablesPlane::start(&paths, backend, &config.uplink);
+            serve(plane, None, &paths, &config, shutdown).await
+        }
+    }
+}
+
+/// The shared part: telemetry, the pid file, the loop, and the exit.
+async fn serve<P: Plane>(
+    plane: P,
+    maps: Option<Arc<NodePaths>>,
+    paths: &NodePaths,
+    config: &AgentConfig,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), AgentError> {
+    let (connection, netlink, _) = rtnetlink::new_connection().map_err(AgentError::Netlink)?;
+    tokio::spawn(connection);
+    let (syncer, updates, sync_status) =
+        Syncer::new(SyncerConfig::new(config.etcd_endpoints.clone()));
+    let mut agent = Agent {
+        plane,
+        mode: config.mode.name(),
+        netlink,
+        last_sync: None,
+        status: watch::channel(Report {
+            dataplane: config.mode.name(),
+            ..Report::default()
+        })
+        .0,
+        node: config.node.clone(),
+        prefixes: config.workload_prefixes.clone(),
+        uplink: config.uplink.clone(),
+        links: HashMap::new(),
+        store: Store::new(),
+        topology: None,
+        sync_status: sync_status.clone(),
+        applied_once: false,
+        heartbeat: Heartbeat::default(),
+    };
+    let pin_dir = maps.as_ref().map(|p| p.pin_dir().display().to_string());
+    let telemetry = telemetry::serve(
+        config.metrics_address,
+        config.health_address,
+        telemetry::Sources {
+            maps,
+            report: agent.status.subscribe(),
+            heartbeat: agent.heartbeat.clone(),
+        },
+    )
+    .await?;
+    let pid = std::process::id();
+    paths.write_pid(pid)?;
+    info!(
+        node = %config.node,
+        dataplane = config.mode.name(),
+        pin_dir = pin_dir.as_deref().unwrap_or("-"),
+        "dataplane loaded"
+    );
+    let result = agent
+        .serve(config, syncer, updates, sync_status, shutdown)
+        .await;
+    for task in telemetry {
+        task.abort();
+    }
+    agent.plane.stop();
+    paths.remove_pid(pid);
+    result
+}
+
+struct Agent<P> {
+    /// The mode's own state.
+    plane: P,
+    /// [`Mode::name`], for the status.
+    mode: &'static str,
+    node: String,
+    prefixes: Vec<String>,
+    uplink: String,
+    /// Every link of the host: name -> (ifindex, MTU).
+    links: HashMap<String, (u32, u32)>,
+    /// The parsed datastore.
+    store: Store,
+    /// The forwarding view of `store`; `None` until the first listing.
+    topology: Option<Topology>,
+    /// The syncer's state, for the status report.
+    sync_status: watch::Receiver<SyncStatus>,
+    /// Whether the dataplane has held the datastore's state once.
+    applied_once: bool,
+    /// The loop's last turn, for `/liveness`.
+    heartbeat: Heartbeat,
+    /// rtnetlink for routes and addresses.
+    netlink: rtnetlink::Handle,
+    /// When the dataplane was last brought in line with the datastore.
+    last_sync: Option<SystemTime>,
+    /// The state reported to etcd.
+    status: watch::Sender<Report>,
+}
+
+impl<P: Plane> Agent<P> {
+    async fn serve(
+        &mut self,
+        config: &AgentConfig,
+        syncer: Syncer,
+        mut updates: mpsc::Receiver<Update>,
+        mut sync_status: watch::Receiver<SyncStatus>,
+        shutdown: impl Future<Output = ()>,
+    ) -> Result<(), AgentError> {
+        let (present, mut events) = links::watch().await?;
+        for event in present.iter().cloned() {
+            self.on_event(event);
+        }
+        self.plane.started(&present);
+
+        let tasks = [
+            tokio::spawn(syncer.run()),
+            tokio::spawn(status::run(
+                config.etcd_endpoints.clone(),
+                self.node.clone(),
+                config.status_ttl,
+                self.status.subscribe(),
+            )),
+            tokio::spawn(register_node(
+                config.clone(),
+                self.links
+                    .iter()
+                    .map(|(name, (index, _))| (*index, name.clone()))
+                    .collect(),
+            )),
+        ];
+        let mut housekeeping = tokio::time::interval(config.ct_gc_interval);
+        let mut beat = tokio::time::interval(Duration::from_secs(1));
+        let mut route_refresh = tokio::time::interval(config.route_refresh_interval);
+
+        tokio::pin!(shutdown);
+        let result = loop {
+            tokio::select! {
+                () = &mut shutdown => break Ok(()),
+                event = events.recv() => match event {
+                    Some(LinkEvent::OwnRouteRemoved) => self.reconcile_routes().await,
+                    Some(event) => {
+                        self.on_event(event);
+                        self.reconcile().await;
+                    }
+                    None => break Err(AgentError::WatcherStopped),
+                },
+                Some(update) = updates.recv() => self.on_update(update).await,
+                Ok(()) = sync_status.changed() => self.report(),
+                _ = route_refresh.tick() => self.reconcile_routes().await,
+                _ = housekeeping.tick() => self.plane.housekeeping(),
+                _ = beat.tick() => self.heartbeat.beat(),
+            }
+        };
+        for task in tasks {
+            task.abort();
+        }
+        result
+    }
+
+    /// Applies a datastore update to the cache, hands its changes to the policy calculation
+    /// and, when something changed, reconciles. (The syncer batches bursts of changes.)
+    async fn on_update(&mut self, update: Update) {
+        let applied = self.store.apply(update);
+        self.feed_policy(&applied);
+        if applied.changes.is_empty() && self.topology.is_some() {
+            // Malformed counts may have moved.
+            self.report();
+            return;
+        }
+        self.topology = Some(Topology::from_store(&self.store, &self.node));
+        self.reconcile().await;
+    }
+
+    /// Passes the changed resources to the policy calculation (it ignores kinds it does not use).
+    fn feed_policy(&mut self, applied: &Applied) {
+        for change in &applied.changes {
+            match change.new.as_deref().and_then(Entry::as_resource) {
+                Some(resource) => self.plane.upsert(&change.key, resource),
+                None if change.old.as_deref().and_then(Entry::as_resource).is_some() => {
+                    self.plane.remove(&change.key);
+                }
+                None => {}
+            }
+        }
+    }
+
+    /// What the datastore and the links ask of the dataplane.
+    fn desired(&self) -> Option<Desired> {
+        let topology = self.topology.as_ref()?;
+        let indexes: HashMap<String, u32> = self
+            .links
+            .iter()
+            .map(|(name, (index, _))| (name.clone(), *index))
+            .collect();
+        Some(desired::compute(&self.node, topology, &indexes))
+    }
+
+    /// Brings the dataplane, the kernel routes and the reported status in line with the
+    /// datastore and the links.
+    async fn reconcile(&mut self) {
+        let (Some(mut desired), Some(topology)) = (self.desired(), self.topology.as_ref()) else {
+            self.report();
+            return;
+        };
+        let input = Input {
+            desired: &mut desired,
+            topology,
+            uplink: self.links.get(&self.uplink).copied(),
+            malformed: self.store.malformed().count(),
+        };
+        if self.plane.apply(input).await {
+            self.applied_once = true;
+            self.last_sync = Some(SystemTime::now());
+        }
+        self.reconcile_routes().await;
+        self.report();
+    }
+
+    /// Reconciles the kernel routes felix owns (also on a timer and when one is deleted).
+    async fn reconcile_routes(&mut self) {
+        let Some(desired) = self.desired() else {
+            return;
+        };
+        let uplink = self.links.get(&self.uplink).copied();
+        let wanted = kroutes::desired_routes(&desired, uplink, self.plane.remote_blocks());
+        if let Err(error) = kroutes::reconcile(&self.netlink, &wanted).await {
+            warn!(%error, "kernel route reconcile failed");
+        }
+    }
+
+    /// Publishes the status the reporter writes to etcd.
+    fn report(&self) {
+        let mut endpoints = BTreeMap::new();
+        if let Some(topology) = &self.topology {
+            for workload in &topology.workloads {
+                let iface = &workload.interface;
+                let status = match self.links.get(iface) {
+                    None => EndpointStatus::down(format!("interface {iface} missing")),
+                    Some((index, _)) => self.plane.endpoint_status(*index, iface),
+                };
+                endpoints.insert(workload.id.clone(), status);
+            }
+        }
+        let report = Report {
+            dataplane: self.mode,
+            ready: self.applied_once && self.topology.is_some(),
+            programs_loaded: self.plane.programs_loaded(),
+            last_sync: self.last_sync,
+            endpoints,
+            datastore: self.datastore_status(),
+        };
+        self.status.send_if_modified(|current| {
+            // `last_sync` moves on every apply; a refresh every TTL/3 carries it anyway.
+            let changed = current.ready != report.ready
+                || current.programs_loaded != report.programs_loaded
+                || current.endpoints != report.endpoints
+                || current.last_sync.is_none() != report.last_sync.is_none()
+                || current.datastore.differs_beyond_revision(&report.datastore);
+            *current = report;
+            changed
+        });
+    }
+
+    /// The syncer's state and the cache's malformed counts, for the status report.
+    fn datastore_status(&self) -> DatastoreStatus {
+        let mut status = DatastoreStatus {
+            sync: self.sync_status.borrow().clone(),
+            ..DatastoreStatus::default()
+        };
+        for (kind, count) in self.store.malformed_counts() {
+            if count.current > 0 {
+                status.malformed.insert(kind.to_string(), count.current);
+            }
+            status.malformed_total.insert(kind.to_string(), count.total);
+        }
+        status
+    }
+
+    /// What felix does with interface `name`: the uplink, a workload's, or nothing.
+    fn role(&self, name: &str) -> Option<IfaceRole> {
+        if name == self.uplink {
+            Some(IfaceRole::Uplink)
+        } else if self
+            .prefixes
+            .iter()
+            .any(|prefix| name.starts_with(prefix.as_str()))
+        {
+            Some(IfaceRole::Workload)
+        } else {
+            None
+        }
+    }
+
+    fn on_event(&mut self, event: LinkEvent) {
+        match event {
+            LinkEvent::Present { index, name, mtu } => {
+                let known = self.links.get(&name).is_some_and(|(i, _)| *i == index);
+                self.links.retain(|_, (i, _)| *i != index);
+                self.links.insert(name.clone(), (index, mtu));
+                let role = self.role(&name);
+                if role == Some(IfaceRole::Workload)
+                    && !known
+                    && let Err(error) = ifsysctl::apply(&name)
+                {
+                    warn!(iface = %name, %error, "interface settings");
+                }
+                self.plane.link_present(index, &name, role);
+            }
+            LinkEvent::OwnRouteRemoved => {}
+            LinkEvent::Gone { index, name } => {
+                self.links.retain(|_, (i, _)| *i != index);
+                self.plane.link_gone(index, &name);
+            }
+        }
+    }
+}
+
+/// Detects this host's address and registers it in its Node resource, retrying until done.
+/// Uses its own netlink socket: dumps on one socket cannot overlap (EBUSY).
+async fn register_node(config: AgentConfig, names: HashMap<u32, String>) {
+    let mut delay = Duration::from_millis(500);
+    loop {
+        let netlink = match rtnetlink::new_connection() {
+            Ok((connection, handle, _)) => {
+                tokio::spawn(connection);
+                handle
+            }
+            Err(error) => {
+                warn!(%error, "node registration: no rtnetlink socket");
+                tokio::time::sleep(delay).await;
+                continue;
+            }
+        };
+        let detected = autodetect::detect(&netlink, &config.ip_autodetection, |index| {
+            names.get(&index).cloned()
+        })
+        .await;
+        let result = match detected {
+            Ok(address) => {
+                let mut client = datastore::connect(&config.etcd_endpoints).await;
+                node_register::register(
+                    &mut client,
+                    &config.node,
+                    &address.net.to_string(),
+                    config.as_number,
+                )
+                .await
+                .map(|changed| (address, changed))
+                .map_err(|e| e.to_string())
+            }
+            Err(error) => Err(error.to_string()),
+        };
+        match result {
+            Ok((address, changed)) => {
+                info!(address = %address.net, iface = %address.iface, changed, "node registered");
+                return;
+            }
+            Err(error) => {
+                warn!(%error, retry_in = ?delay, "node registration");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(10));
+            }
+        }
+    }
+}

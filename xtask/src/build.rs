@@ -1,4 +1,5 @@
-//! `cargo xtask build`: the release felix binary (its build.rs builds and embeds the eBPF object).
+//! `cargo xtask build`: the release felix binary (its build.rs builds and embeds the eBPF object)
+//! and bird-conf, which the lab runs next to BIRD on every host.
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -7,17 +8,19 @@ use anyhow::{Result, bail};
 
 use crate::{cmd, paths, setup};
 
-/// Ensures setup, builds `felix-user` in release mode and returns the felix binary to run.
+/// Ensures setup, builds `felix-user` and `bird-conf` in release mode and returns the felix
+/// binary to run.
 pub fn felix() -> Result<PathBuf> {
     setup::ensure()?;
     cmd::inherit(
         Command::new(paths::cargo())
-            .args(["build", "--release", "-p", "felix-user"])
+            .args(["build", "--release", "-p", "felix-user", "-p", "bird-conf"])
             .current_dir(paths::repo_root()),
     )?;
-    let bin = paths::felix_bin();
-    if !bin.is_file() {
-        bail!("felix binary {} missing after the build", bin.display());
+    for bin in [paths::felix_bin(), paths::bird_conf_bin()] {
+        if !bin.is_file() {
+            bail!("{} missing after the build", bin.display());
+        }
     }
-    Ok(bin)
+    Ok(paths::felix_bin())
 }

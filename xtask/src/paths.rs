@@ -11,6 +11,8 @@ pub const PIN_ROOT: &str = "/sys/fs/bpf/felix";
 pub const FELIX_RUN_ROOT: &str = "/run/felix";
 /// Environment variable naming another felix binary for the lab (default: the release build).
 pub const FELIX_ENV: &str = "XTASK_FELIX";
+/// Environment variable naming another bird-conf binary for the lab.
+pub const BIRD_CONF_ENV: &str = "XTASK_BIRD_CONF";
 
 /// The workspace root (the parent of this crate's folder).
 pub fn repo_root() -> PathBuf {
@@ -33,6 +35,14 @@ pub fn felix_bin() -> PathBuf {
     match std::env::var_os(FELIX_ENV) {
         Some(path) if !path.is_empty() => PathBuf::from(path),
         _ => repo_root().join("target").join("release").join("felix"),
+    }
+}
+
+/// The bird-conf binary the lab runs: `$XTASK_BIRD_CONF` if set, else `target/release/bird-conf`.
+pub fn bird_conf_bin() -> PathBuf {
+    match std::env::var_os(BIRD_CONF_ENV) {
+        Some(path) if !path.is_empty() => PathBuf::from(path),
+        _ => repo_root().join("target").join("release").join("bird-conf"),
     }
 }
 

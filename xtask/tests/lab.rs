@@ -1,7 +1,10 @@
-//! Lab tests: a real two-host lab (namespaces, etcd, felix) on this machine. Root only; run with
-//! `cargo xtask test --tier lab` (which builds felix first).
+//! Lab tests: a real two-host lab (namespaces, etcd, felix, BIRD) on this machine. Root only;
+//! run with `cargo xtask test --tier lab` (which builds felix and bird-conf first). The BGP tests
+//! are in `lab/bgp.rs`.
 #![cfg(feature = "lab-tests")]
 
+#[path = "lab/bgp.rs"]
+mod bgp;
 #[path = "lab/iptables_mode.rs"]
 mod iptables_mode;
 
@@ -66,9 +69,24 @@ fn same_host_pods_talk_and_counters_grow() -> Result<()> {
 
     let id = lab.id().to_owned();
     let processes = lab.processes().to_vec();
+    let mut what: Vec<&str> = processes.iter().map(|p| p.what.as_str()).collect();
+    what.sort();
     ensure!(
-        processes.len() == 3,
-        "expected etcd + 2 felix, got {processes:?}"
+        what == [
+            "bird h1",
+            "bird h2",
+            "bird tor",
+            "bird-conf h1",
+            "bird-conf h2",
+            "etcd",
+            "felix h1",
+            "felix h2"
+        ],
+        "expected etcd, the ToR's BIRD and felix, BIRD and bird-conf per host, got {processes:?}"
+    );
+    ensure!(
+        processes.iter().all(proc::ProcRecord::is_ours_and_running),
+        "not all running: {processes:?}"
     );
     lab.teardown()?;
     assert_gone(&id, &processes);

@@ -1,7 +1,8 @@
 //! The Calico resources the lab writes to etcd, in Calico's own key layout (v3 resources in etcd
 //! mode), as (key, JSON value) pairs: what an installer writes (IP pool, namespace profile,
-//! Nodes) and what Calico's CNI plugin writes per pod (its WorkloadEndpoint). IPAM blocks,
-//! affinities and handles are not written here: the lab gets them from `felix ipam`.
+//! Nodes, the BGP configuration and the ToR's BGPPeer of [`super::bgp`]) and what Calico's CNI
+//! plugin writes per pod (its WorkloadEndpoint). IPAM blocks, affinities and handles are not
+//! written here: the lab gets them from `felix ipam`.
 
 use serde_json::{Value, json};
 
@@ -166,9 +167,14 @@ pub fn workload_endpoint_with_profiles(
 }
 
 /// What an installer writes before any pod exists, in write order: the IP pool, the namespace
-/// profile and the Nodes.
+/// profile, the BGP configuration (mesh on), the ToR's BGPPeer and the Nodes.
 pub fn cluster(lab_id: &str, hosts: &[HostState]) -> Vec<(String, Value)> {
-    let mut docs = vec![ip_pool(), namespace_profile()];
+    let mut docs = vec![
+        ip_pool(),
+        namespace_profile(),
+        super::bgp::bgp_configuration(true),
+        super::bgp::tor_peer(),
+    ];
     docs.extend(hosts.iter().map(|host| node(lab_id, host)));
     docs
 }
@@ -188,6 +194,8 @@ mod tests {
             [
                 "/calico/resources/v3/projectcalico.org/ippools/default-ipv4-ippool",
                 "/calico/resources/v3/projectcalico.org/profiles/kns.default",
+                "/calico/resources/v3/projectcalico.org/bgpconfigurations/default",
+                "/calico/resources/v3/projectcalico.org/bgppeers/tor",
                 "/calico/resources/v3/projectcalico.org/nodes/fx0001-h1",
                 "/calico/resources/v3/projectcalico.org/nodes/fx0001-h2",
             ]

@@ -91,6 +91,14 @@ pub fn put(fabric: &str, url: &str, key: &str, value: &str) -> Result<()> {
     cmd::run(etcdctl(fabric, url).args(["put", key, value]))
 }
 
+/// Deletes `key`; the number of keys deleted (0 or 1).
+pub fn del(fabric: &str, url: &str, key: &str) -> Result<u32> {
+    let out = cmd::stdout(etcdctl(fabric, url).args(["--command-timeout=3s", "del", key]))?;
+    out.trim()
+        .parse()
+        .map_err(|e| anyhow::anyhow!("`etcdctl del {key}` printed {out:?}: {e}"))
+}
+
 /// The value at `key`, `None` when there is no such key.
 pub fn get(fabric: &str, url: &str, key: &str) -> Result<Option<String>> {
     let out = cmd::stdout(etcdctl(fabric, url).args([

@@ -9,7 +9,7 @@ use std::path::Path;
 use anyhow::{Context, Result, ensure};
 
 use super::state::{HostState, LabState, PodInfo};
-use super::{calico, names};
+use super::{calico, etcd, names};
 use crate::felix;
 
 /// Claims a block of the lab's pool for `host`; returns its CIDR.
@@ -57,6 +57,42 @@ pub fn assign_pod(
     Ok(ip)
 }
 
+/// Calico's key of block `cidr`.
+pub fn block_key(cidr: &str) -> String {
+    format!(
+        "/calico/ipam/v2/assignment/ipv4/block/{}",
+        names::cidr_key(cidr)
+    )
+}
+
+/// Calico's key of `node`'s affinity to block `cidr`.
+pub fn affinity_key(node: &str, cidr: &str) -> String {
+    format!(
+        "/calico/ipam/v2/host/{node}/ipv4/block/{}",
+        names::cidr_key(cidr)
+    )
+}
+
+/// Releases `host`'s empty block `cidr` as Calico's IPAM does when it frees a block affinity
+/// (`felix ipam` has no such command): the affinity marked `pendingDeletion`, then the block
+/// deleted, then the affinity.
+pub fn release_block(state: &LabState, host: &HostState, cidr: &str) -> Result<()> {
+    let (fabric, url) = (state.fabric_ns.as_str(), state.etcd_url.as_str());
+    let affinity = affinity_key(&host.node, cidr);
+    ensure!(
+        etcd::get(fabric, url, &affinity)?.is_some(),
+        "{} holds no affinity {affinity}",
+        host.node
+    );
+    let pending = serde_json::json!({"state": "pendingDeletion", "deleted": false});
+    etcd::put(fabric, url, &affinity, &pending.to_string())?;
+    ensure!(
+        etcd::del(fabric, url, &block_key(cidr))? == 1,
+        "no block {cidr} to delete"
+    );
+    etcd::del(fabric, url, &affinity).map(drop)
+}
+
 /// Whether `ip` is in `cidr` (`a.b.c.d/len`).
 pub fn in_cidr(ip: Ipv4Addr, cidr: &str) -> Result<bool> {
     let (net, len) = cidr
@@ -95,6 +131,14 @@ mod tests {
         assert!(in_cidr(ip("1.2.3.4")?, "1.2.3.4").is_err());
         assert_eq!(nth_address("192.168.0.64/26", 50)?, ip("192.168.0.114")?);
         assert!(nth_address("192.168.0.64/26", 64).is_err());
+        assert_eq!(
+            block_key("192.168.0.128/26"),
+            "/calico/ipam/v2/assignment/ipv4/block/192.168.0.128-26"
+        );
+        assert_eq!(
+            affinity_key("fx0001-h1", "192.168.0.128/26"),
+            "/calico/ipam/v2/host/fx0001-h1/ipv4/block/192.168.0.128-26"
+        );
         Ok(())
     }
 }

@@ -1,10 +1,13 @@
 //! The lab: a two-host Calico cluster in network namespaces on this machine.
 //!
 //! `<id>-fabric` holds bridge `br0` (10.0.0.254/24) and etcd; hosts `<id>-h1`, `<id>-h2` have an
-//! uplink `eth0` (10.0.0.N/24) on it and run felix; pods `<id>-hN-pM` sit behind `cali*` veths,
-//! with addresses from `felix ipam` and labels `app=hN-pM` (see [`calico`]). [`Lab`] is a guard:
-//! dropping it tears everything down.
+//! uplink `eth0` (10.0.0.N/24) on it and run felix, BIRD and bird-conf; the ToR router
+//! `<id>-tor` (10.0.0.253/24) runs BIRD and peers with every host (see [`bgp`]); pods
+//! `<id>-hN-pM` sit behind `cali*` veths, with addresses from `felix ipam` and labels `app=hN-pM`
+//! (see [`calico`]). [`Lab`] is a guard: dropping it tears everything down.
 
+pub mod bgp;
+pub mod bird;
 pub mod calico;
 pub mod etcd;
 pub mod felixd;
@@ -49,6 +52,10 @@ pub struct LabOptions {
     pub felix_timeout: Duration,
     /// Until felix's endpoints and routes maps hold the lab's pods and remote blocks.
     pub sync_timeout: Duration,
+    /// The bird-conf binary run next to BIRD on each host.
+    pub bird_conf: PathBuf,
+    /// Until every BIRD's control socket answers (sessions are not waited for).
+    pub bird_timeout: Duration,
     /// The dataplane every felix runs (BPF unless a test asks for iptables mode).
     pub dataplane: felixd::Dataplane,
 }
@@ -61,6 +68,8 @@ impl Default for LabOptions {
             etcd_timeout: Duration::from_secs(10),
             felix_timeout: Duration::from_secs(15),
             sync_timeout: Duration::from_secs(15),
+            bird_conf: paths::bird_conf_bin(),
+            bird_timeout: Duration::from_secs(10),
             dataplane: felixd::Dataplane::Bpf,
         }
     }
@@ -78,6 +87,7 @@ pub struct PingStats {
 pub struct Lab {
     state: LabState,
     felix: PathBuf,
+    bird_conf: PathBuf,
     armed: bool,
     /// What [`Lab::restart_felix`] starts.
     dataplane: felixd::Dataplane,
@@ -85,7 +95,8 @@ pub struct Lab {
 
 impl Lab {
     /// Cleans stale labs (all but those owned by a live process), then builds a new one: network,
-    /// etcd with the Calico data, felix on each host, each with a bounded readiness poll.
+    /// the ToR's BIRD, etcd with the Calico data, felix on each host, then BIRD and bird-conf on
+    /// each host, each with a bounded readiness poll.
     pub fn up(opts: LabOptions) -> Result<Self> {
         let report = teardown::teardown_labs(Scope::Unowned);
         report.print("stale labs");
@@ -97,6 +108,7 @@ impl Lab {
         let mut lab = Self {
             state: LabState::plan(&id, Some(Owner::current()?)),
             felix: opts.felix.clone(),
+            bird_conf: opts.bird_conf.clone(),
             armed: true,
             dataplane: opts.dataplane,
         };
@@ -111,11 +123,10 @@ impl Lab {
     }
 
     fn build(&mut self, opts: &LabOptions) -> Result<()> {
-        if !self.felix.is_file() {
-            bail!(
-                "felix binary {} not found (run `cargo xtask build`)",
-                self.felix.display()
-            );
+        for bin in [&self.felix, &self.bird_conf] {
+            if !bin.is_file() {
+                bail!("{} not found (run `cargo xtask build`)", bin.display());
+            }
         }
         for ns in &self.state.namespaces {
             net::add_netns(ns)?;
@@ -125,22 +136,23 @@ impl Lab {
             net::build_host(&self.state.fabric_ns, host)?;
         }
         self.state.save()?;
+        // The ToR first: its sessions are passive, it waits for the hosts.
+        let tor = bgp::start_tor(&self.state)?;
+        self.track(tor.clone())?;
 
         std::fs::create_dir_all(&self.state.etcd_data_dir)
             .with_context(|| format!("creating {}", self.state.etcd_data_dir.display()))?;
         let etcd = etcd::start(&self.state)?;
-        self.state.processes.push(etcd.clone());
-        self.state.save()?;
+        self.track(etcd.clone())?;
         etcd::wait_healthy(&self.state, &etcd, opts.etcd_timeout)?;
         etcd::seed(&self.state)?;
         self.add_pods()?;
 
         let mut felixes = Vec::new();
-        for host in &self.state.hosts {
-            let rec = felixd::start(&self.felix, &self.state, host, opts.dataplane)?;
-            self.state.processes.push(rec.clone());
-            self.state.save()?;
-            felixes.push((host.clone(), rec));
+        for host in self.state.hosts.clone() {
+            let rec = felixd::start(&self.felix, &self.state, &host, opts.dataplane)?;
+            self.track(rec.clone())?;
+            felixes.push((host, rec));
         }
         for (host, rec) in &felixes {
             felixd::wait_ready(
@@ -152,6 +164,31 @@ impl Lab {
                 opts.felix_timeout,
                 opts.sync_timeout,
             )?;
+        }
+        self.start_bgp(tor, opts.bird_timeout)
+    }
+
+    /// Records a process the lab started (in the state file at once, for teardown).
+    fn track(&mut self, rec: ProcRecord) -> Result<()> {
+        self.state.processes.push(rec);
+        self.state.save()
+    }
+
+    /// BIRD driven by bird-conf on every host, once felix has registered the Nodes' addresses
+    /// (the router IDs): `bird-conf --once` writes the files, BIRD starts with them, then the
+    /// bird-conf daemons. Waits for every BIRD's control socket (the ToR's too), not for sessions.
+    fn start_bgp(&mut self, tor: ProcRecord, timeout: Duration) -> Result<()> {
+        bgp::write_first_configs(&self.bird_conf, &self.state)?;
+        let mut birds = vec![(tor, bgp::tor_files(&self.state).ctl)];
+        for host in self.state.hosts.clone() {
+            let rec = bgp::start_host_bird(&self.state, &host)?;
+            self.track(rec.clone())?;
+            birds.push((rec, bgp::host_files(&self.state, &host).ctl));
+            let rec = bgp::start_bird_conf(&self.bird_conf, &self.state, &host)?;
+            self.track(rec)?;
+        }
+        for (rec, ctl) in &birds {
+            bird::wait_up(rec, ctl, timeout)?;
         }
         Ok(())
     }
@@ -216,8 +253,7 @@ impl Lab {
         self.kill_felix(n)?;
         let host = self.host(n)?.clone();
         let rec = felixd::start(&self.felix, &self.state, &host, dataplane)?;
-        self.state.processes.push(rec.clone());
-        self.state.save()?;
+        self.track(rec.clone())?;
         let opts = LabOptions::default();
         felixd::wait_ready(
             &self.felix,
@@ -257,6 +293,10 @@ impl Lab {
 
     pub fn felix_bin(&self) -> &Path {
         &self.felix
+    }
+
+    pub fn bird_conf_bin(&self) -> &Path {
+        &self.bird_conf
     }
 
     /// Node name (and namespace) of host `n`.

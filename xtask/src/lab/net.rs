@@ -83,6 +83,39 @@ pub fn build_host(fabric: &str, host: &HostState) -> Result<()> {
     sysctl(ns, "net.ipv4.conf.all.forwarding", "1")
 }
 
+/// The ToR router: `eth0` in namespace `tor` with [`names::TOR_IP`]/24, peer [`names::TOR_PORT`]
+/// on the fabric bridge; it forwards, and has no default route.
+pub fn build_tor(fabric: &str, tor: &str) -> Result<()> {
+    let addr = format!("{}/{}", names::TOR_IP, names::FABRIC_PREFIX);
+    ip(&[
+        "-n",
+        tor,
+        "link",
+        "add",
+        "eth0",
+        "type",
+        "veth",
+        "peer",
+        "name",
+        names::TOR_PORT,
+        "netns",
+        fabric,
+    ])?;
+    ip(&[
+        "-n",
+        fabric,
+        "link",
+        "set",
+        names::TOR_PORT,
+        "master",
+        "br0",
+        "up",
+    ])?;
+    ip(&["-n", tor, "addr", "add", &addr, "dev", "eth0"])?;
+    ip(&["-n", tor, "link", "set", "eth0", "up"])?;
+    sysctl(tor, "net.ipv4.conf.all.forwarding", "1")
+}
+
 /// A pod the way Calico's CNI plugin makes it (veth, `cali*` with Calico's MAC, the pod's address,
 /// routes and gateway neighbour); returns the MAC of the pod's `eth0`. The host side's /32 route
 /// and `cali*` sysctls come from felix.

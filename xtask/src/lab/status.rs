@@ -5,7 +5,7 @@ use std::path::Path;
 use anyhow::Result;
 
 use super::state::{self, LabState};
-use super::{etcd, net};
+use super::{bgp, bird, etcd, names, net};
 use crate::felix;
 
 /// What `lab up` prints: namespaces, pods, etcd, felix processes and logs.
@@ -18,10 +18,22 @@ pub fn print_summary(st: &LabState) {
         st.fabric_ns,
         st.etcd_log.display()
     );
+    println!(
+        "  tor {} ({}/24 on eth0), AS {}: birdc -s {}",
+        names::tor_ns(&st.id),
+        names::TOR_IP,
+        bgp::TOR_AS,
+        bgp::tor_files(st).ctl.display()
+    );
     for host in &st.hosts {
         println!(
-            "  host {} ({}/24 on eth0), block {}",
-            host.node, host.ip, host.block
+            "  host {} ({}/24 on eth0), block {}, AS {}: birdc -s {}, bird-conf status {}",
+            host.node,
+            host.ip,
+            host.block,
+            bgp::CLUSTER_AS,
+            bgp::host_files(st, host).ctl.display(),
+            bgp::status_file(st, host).display()
         );
         for pod in &host.pods {
             println!(
@@ -92,6 +104,11 @@ pub fn print_all(felix_bin: &Path) -> Result<()> {
         match etcd::health(&st.fabric_ns, &st.etcd_url) {
             Ok(()) => println!("  etcd {}: healthy", st.etcd_url),
             Err(e) => println!("  etcd {}: UNHEALTHY: {e:#}", st.etcd_url),
+        }
+        println!("  birdc show protocols (ToR):");
+        match bird::birdc(&bgp::tor_files(&st).ctl, &["show", "protocols"]) {
+            Ok(text) => print!("{text}"),
+            Err(e) => println!("  error: {e:#}"),
         }
         if let Some(h1) = st.hosts.first() {
             println!("  felix status (from {}):", h1.ns);

@@ -1,6 +1,8 @@
-//! `cargo xtask demo`: build, bring a lab up, show traffic and counters, apply the example
-//! policies and show what they allow and deny ([`policy`]), tear down.
+//! `cargo xtask demo`: build, bring a lab up, show traffic and counters, the BGP sessions and
+//! the routes the ToR learned ([`bgp`]), apply the example policies and show what they allow and
+//! deny ([`policy`]), tear down.
 
+mod bgp;
 mod policy;
 
 use std::io::Write;
@@ -68,6 +70,7 @@ pub fn run() -> Result<()> {
 
     cross_host(&lab, &p1, &remote)?;
     host_integration(&lab)?;
+    bgp::run(&lab)?;
     policy::run(&lab)?;
 
     header("lab down");

@@ -184,7 +184,7 @@ pub fn ratios(results: &Results) -> Vec<Ratio> {
 }
 
 /// `n` with thousands separators.
-fn thousands(n: impl Into<u64>) -> String {
+pub fn thousands(n: impl Into<u64>) -> String {
     let n: u64 = n.into();
     let digits = n.to_string();
     let mut out = String::new();

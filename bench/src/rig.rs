@@ -7,7 +7,6 @@ use std::{
     collections::{HashMap, HashSet},
     fs,
     path::PathBuf,
-    sync::atomic::{AtomicBool, Ordering},
     time::{Duration, Instant},
 };
 
@@ -36,12 +35,6 @@ const WORKLOAD_IFINDEX: u32 = 1;
 /// The workload's address, in this host's block 192.168.2.0/26.
 pub const POD_IP: [u8; 4] = [192, 168, 2, 1];
 const POD_MAC: [u8; 6] = [0x02, 0, 0, 0, 0xaa, 0x01];
-
-static STOP: AtomicBool = AtomicBool::new(false);
-
-extern "C" fn on_signal(_: libc::c_int) {
-    STOP.store(true, Ordering::Relaxed);
-}
 
 /// Keeps the calling thread on the CPU it runs on, so that every run sees the same caches
 /// and per-CPU conntrack free lists.
@@ -99,15 +92,7 @@ impl Rig {
     /// the endpoint (on `park`, programmed as `park_program`) and its routes; from here on
     /// the thread stays on its CPU and SIGINT/SIGTERM end the next run.
     pub fn load(park: GroupKey, park_program: &Program) -> Result<Self> {
-        for signal in [libc::SIGINT, libc::SIGTERM] {
-            // SAFETY: the handler only stores to an atomic.
-            unsafe {
-                libc::signal(
-                    signal,
-                    on_signal as extern "C" fn(libc::c_int) as libc::sighandler_t,
-                )
-            };
-        }
+        crate::signals::install();
         pin_to_current_cpu()?;
         let tag = format!("felix-bench-{}", std::process::id());
         let pins = PinTree {
@@ -198,9 +183,7 @@ impl Rig {
 
     /// Runs TC `program` `repeat` times on `frame`.
     pub fn run(&mut self, program: &'static str, frame: &[u8], repeat: u32) -> Result<Run> {
-        if STOP.load(Ordering::Relaxed) {
-            bail!("interrupted");
-        }
+        crate::signals::check()?;
         let result = self
             .dataplane
             .classifier(program)?

@@ -59,6 +59,19 @@ enum BenchCmd {
         #[arg(long)]
         out: Option<PathBuf>,
     },
+    /// felix's control plane against a real etcd (10,000 endpoints / 1,000 policies and
+    /// 1,000 / 100): full sync, single policy and label changes to programmed maps (p50/p99),
+    /// felix's memory; prints a markdown report. Builds felix first.
+    ///
+    /// Example: `cargo xtask bench control-plane --out bench/results/2025-01-01-control-plane.md`
+    ControlPlane {
+        /// 1,000 / 100 only, fewer changes (under two minutes).
+        #[arg(long)]
+        quick: bool,
+        /// Also write the report to this file.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -107,9 +120,10 @@ fn run(cli: Cli) -> Result<bool> {
             LabCmd::Status => lab::status::print_all(&paths::felix_bin())?,
         },
         Cmd::Demo => demo::run()?,
-        Cmd::Bench {
-            cmd: BenchCmd::PolicyCost { quick, out },
-        } => bench::policy_cost(quick, out)?,
+        Cmd::Bench { cmd } => match cmd {
+            BenchCmd::PolicyCost { quick, out } => bench::policy_cost(quick, out)?,
+            BenchCmd::ControlPlane { quick, out } => bench::control_plane(quick, out)?,
+        },
         Cmd::Test { tier } => {
             let selected = tier.map_or(Tier::ALL.to_vec(), |t| vec![t]);
             return tiers::run(&selected);

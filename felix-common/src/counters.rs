@@ -98,11 +98,14 @@ pub enum Reason {
     DropXdpDenied = 19,
     /// The endpoint has no compiled policy yet (or its set is missing): fail closed.
     DropNoPolicy = 20,
+    /// Sent natively (no IPIP, the pool's `ipipMode`) towards the host that owns the
+    /// destination's block.
+    ForwardedNative = 21,
 }
 
 impl Reason {
     /// Every reason, in numeric order.
-    pub const ALL: [Reason; 21] = [
+    pub const ALL: [Reason; 22] = [
         Reason::Allowed,
         Reason::PassArp,
         Reason::DropTooShort,
@@ -124,6 +127,7 @@ impl Reason {
         Reason::DropFragNeeded,
         Reason::DropXdpDenied,
         Reason::DropNoPolicy,
+        Reason::ForwardedNative,
     ];
 
     /// Decodes the value stored in [`CounterKey::reason`].
@@ -150,6 +154,7 @@ impl Reason {
             18 => Some(Reason::DropFragNeeded),
             19 => Some(Reason::DropXdpDenied),
             20 => Some(Reason::DropNoPolicy),
+            21 => Some(Reason::ForwardedNative),
             _ => None,
         }
     }
@@ -178,6 +183,7 @@ impl Reason {
             Reason::DropFragNeeded => "drop_frag_needed",
             Reason::DropXdpDenied => "drop_xdp_denied",
             Reason::DropNoPolicy => "drop_no_policy",
+            Reason::ForwardedNative => "forwarded_native",
         }
     }
 
@@ -191,6 +197,7 @@ impl Reason {
                 | Reason::Encapsulated
                 | Reason::Decapsulated
                 | Reason::PassHost
+                | Reason::ForwardedNative
         )
     }
 }

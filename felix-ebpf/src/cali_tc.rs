@@ -3,7 +3,8 @@
 //!
 //! From the pod: parse, anti-spoof, conntrack; a flow's first packet is judged by the pod's
 //! egress policy and, for a local destination, that pod's ingress policy; then forward: a local
-//! pod by redirect, a remote block by IPIP to its host, anything else to the host stack.
+//! pod by redirect, a remote block by IPIP to its host or, when its route is native (the pool's
+//! `ipipMode`), as it is via the FIB out of the uplink; anything else to the host stack.
 //! To the pod: a packet of no known flow (sent by the host stack) is judged by the pod's ingress
 //! policy.
 
@@ -22,8 +23,8 @@ use felix_common::{
 use crate::{
     conntrack,
     counters::count,
-    encap::{encapsulate, host_config, redirect_to_uplink},
-    forward::{decrement_ttl, deliver_local, endpoint, route},
+    encap::{encapsulate, host_config},
+    forward::{decrement_ttl, deliver_local, endpoint, largest_segment, redirect_to_uplink, route},
     parse::{Ipv4Summary, Parsed, parse},
     policy::{self, At},
     trace,
@@ -144,6 +145,9 @@ fn from_workload(ctx: &TcContext, ifindex: u32) -> Result<(i32, Reason), Reason>
         Some((RouteKind::LocalWorkload, target)) => {
             deliver_local(ctx, &packet, target.ifindex).map(|v| (v, Reason::ForwardedLocal))
         }
+        Some((RouteKind::RemoteBlock, target)) if target.is_native() => {
+            to_remote_native(ctx, &packet)
+        }
         Some((RouteKind::RemoteBlock, target)) => to_remote_host(ctx, &packet, target.next_hop),
         Some((RouteKind::LocalBlock, _)) => Err(Reason::DropNoRoute),
         _ => Ok((TC_ACT_OK as i32, Reason::Allowed)),
@@ -160,6 +164,17 @@ fn to_remote_host(
     let config = host_config().ok_or(Reason::DropNoRoute)?;
     decrement_ttl(ctx, packet)?;
     let wire_len = encapsulate(ctx, packet, &config, next_hop)?;
-    let verdict = redirect_to_uplink(ctx, &config, next_hop, wire_len)?;
+    let verdict = redirect_to_uplink(ctx, &config, config.host_ip, next_hop, wire_len)?;
     Ok((verdict, Reason::Encapsulated))
+}
+
+/// Native routing to a remote block: the packet as it is, out of the uplink to the next hop
+/// the kernel's FIB gives for its destination (felix's route via the owning host).
+#[inline(always)]
+fn to_remote_native(ctx: &TcContext, packet: &Ipv4Summary) -> Result<(i32, Reason), Reason> {
+    let config = host_config().ok_or(Reason::DropNoRoute)?;
+    decrement_ttl(ctx, packet)?;
+    let len = largest_segment(ctx, packet);
+    let verdict = redirect_to_uplink(ctx, &config, packet.saddr, packet.daddr, len)?;
+    Ok((verdict, Reason::ForwardedNative))
 }

@@ -1,24 +1,19 @@
 //! IPIP, done in the program (this kernel has no `ipip` module): adding the outer IPv4 header
 //! towards another host, and removing it on arrival. On the wire it is standard IPIP.
 
-use core::mem::size_of;
-
 use aya_ebpf::{
     bindings::{
-        BPF_F_ADJ_ROOM_DECAP_L3_IPV4, BPF_F_ADJ_ROOM_ENCAP_L3_IPV4, BPF_FIB_LKUP_RET_NO_NEIGH,
-        BPF_FIB_LKUP_RET_SUCCESS, BPF_FIB_LOOKUP_OUTPUT, bpf_adj_room_mode::BPF_ADJ_ROOM_MAC,
-        bpf_fib_lookup,
+        BPF_F_ADJ_ROOM_DECAP_L3_IPV4, BPF_F_ADJ_ROOM_ENCAP_L3_IPV4,
+        bpf_adj_room_mode::BPF_ADJ_ROOM_MAC,
     },
-    helpers::{bpf_fib_lookup, bpf_redirect, bpf_redirect_neigh},
     programs::TcContext,
 };
 use felix_common::{HostConfig, Reason, conntrack::proto};
 
-use crate::{forward::set_macs, maps::CONFIG, parse::Ipv4Summary};
+use crate::{forward::largest_segment, maps::CONFIG, parse::Ipv4Summary};
 
 /// Length of the outer header (no options).
 pub const OUTER_LEN: usize = 20;
-const AF_INET: u8 = 2;
 const OUTER_TTL: u8 = 64;
 
 /// This host's configuration, once user space has written it.
@@ -67,19 +62,6 @@ fn outer_header(
     header
 }
 
-/// The largest IP packet `inner` becomes on the wire: itself, or for a GSO packet (which the
-/// stack segments after us) one segment's headers plus `gso_size`.
-#[inline(always)]
-fn largest_segment(ctx: &TcContext, inner: &Ipv4Summary) -> usize {
-    // SAFETY: `skb` points to the context the kernel passed in.
-    let gso_size = unsafe { (*ctx.skb.skb).gso_size } as usize;
-    if gso_size == 0 {
-        inner.total_len
-    } else {
-        inner.header_len + inner.l4_header_len + gso_size
-    }
-}
-
 /// Wraps the packet in an outer IPv4 header from this host to `next_hop`. The Ethernet header
 /// stays in front. Returns the largest outer packet that goes on the wire (one GSO segment).
 #[inline(always)]
@@ -104,46 +86,6 @@ pub fn encapsulate(
     ctx.store(inner.offset, &header, 0)
         .map_err(|_| Reason::DropEncapFailed)?;
     Ok(wire_len)
-}
-
-/// Sends an encapsulated packet to the uplink: MACs from the FIB when the neighbour is known,
-/// else through `bpf_redirect_neigh`, which resolves it. `len` is the largest packet on the wire
-/// (a GSO packet is segmented later), which the FIB checks against the route's MTU.
-#[inline(always)]
-pub fn redirect_to_uplink(
-    ctx: &TcContext,
-    config: &HostConfig,
-    next_hop: [u8; 4],
-    len: usize,
-) -> Result<i32, Reason> {
-    // SAFETY: bpf_fib_lookup is plain data; all-zero is a valid starting value.
-    let mut params: bpf_fib_lookup = unsafe { core::mem::zeroed() };
-    params.family = AF_INET;
-    params.ifindex = config.uplink_ifindex;
-    params.__bindgen_anon_1.tot_len = len as u16;
-    params.__bindgen_anon_3.ipv4_src = u32::from_ne_bytes(config.host_ip);
-    params.__bindgen_anon_4.ipv4_dst = u32::from_ne_bytes(next_hop);
-    // SAFETY: `params` is a valid, writable bpf_fib_lookup of the size passed.
-    let rc = unsafe {
-        bpf_fib_lookup(
-            ctx.skb.skb.cast(),
-            &mut params,
-            size_of::<bpf_fib_lookup>() as i32,
-            BPF_FIB_LOOKUP_OUTPUT,
-        )
-    };
-    if rc == i64::from(BPF_FIB_LKUP_RET_SUCCESS) {
-        set_macs(ctx, params.dmac, params.smac)?;
-        // SAFETY: a helper taking plain values.
-        return Ok(unsafe { bpf_redirect(params.ifindex, 0) } as i32);
-    }
-    if rc == i64::from(BPF_FIB_LKUP_RET_NO_NEIGH) {
-        // SAFETY: a NULL neighbour means "resolve the packet's own destination".
-        return Ok(
-            unsafe { bpf_redirect_neigh(params.ifindex, core::ptr::null_mut(), 0, 0) } as i32,
-        );
-    }
-    Err(Reason::DropNoRoute)
 }
 
 /// Removes the outer IPv4 header (20 bytes, no options) that follows the Ethernet header.

@@ -1,12 +1,20 @@
-//! Forwarding decisions: route lookup, TTL, MAC rewrite and redirect to a local pod.
+//! Forwarding decisions: route lookup, TTL, MAC rewrite, redirect to a local pod, and the FIB
+//! lookup and redirect out of the uplink that both IPIP and native forwarding end with.
+
+use core::mem::size_of;
 
 use aya_ebpf::{
-    bindings::TC_ACT_REDIRECT,
-    helpers::{bpf_redirect, bpf_redirect_neigh},
+    bindings::{
+        BPF_FIB_LKUP_RET_NO_NEIGH, BPF_FIB_LKUP_RET_SUCCESS, BPF_FIB_LOOKUP_OUTPUT,
+        TC_ACT_REDIRECT, bpf_fib_lookup,
+    },
+    helpers::{bpf_fib_lookup, bpf_redirect, bpf_redirect_neigh},
     maps::lpm_trie::Key,
     programs::TcContext,
 };
-use felix_common::{EndpointInfo, Reason, RouteKind, RouteValue, endpoints::endpoint_flags};
+use felix_common::{
+    EndpointInfo, HostConfig, Reason, RouteKind, RouteValue, endpoints::endpoint_flags,
+};
 
 use crate::{
     maps::{ENDPOINTS, ROUTES},
@@ -19,6 +27,7 @@ const TTL_OFFSET: usize = 8;
 const CHECKSUM_OFFSET: usize = 10;
 /// The MAC Calico gives every `cali*` interface; pods see it as their gateway's.
 pub const CALI_MAC: [u8; 6] = [0xee; 6];
+const AF_INET: u8 = 2;
 
 /// The most specific route for `addr`.
 #[inline(always)]
@@ -84,4 +93,59 @@ pub fn deliver_local(ctx: &TcContext, packet: &Ipv4Summary, ifindex: u32) -> Res
             Err(Reason::DropNoRoute)
         }
     }
+}
+
+/// The largest IP packet `packet` becomes on the wire: itself, or for a GSO packet (which the
+/// stack segments after us) one segment's headers plus `gso_size`.
+#[inline(always)]
+pub fn largest_segment(ctx: &TcContext, packet: &Ipv4Summary) -> usize {
+    // SAFETY: `skb` points to the context the kernel passed in.
+    let gso_size = unsafe { (*ctx.skb.skb).gso_size } as usize;
+    if gso_size == 0 {
+        packet.total_len
+    } else {
+        packet.header_len + packet.l4_header_len + gso_size
+    }
+}
+
+/// Sends the packet (from `src` to `dst`, as the FIB should route it) out of the uplink: MACs
+/// from the FIB when the neighbour is known, else through `bpf_redirect_neigh`, which resolves
+/// it. `len` is the largest packet on the wire (a GSO packet is segmented later), which the FIB
+/// checks against the route's MTU. No route via the uplink is `drop_no_route`.
+#[inline(always)]
+pub fn redirect_to_uplink(
+    ctx: &TcContext,
+    config: &HostConfig,
+    src: [u8; 4],
+    dst: [u8; 4],
+    len: usize,
+) -> Result<i32, Reason> {
+    // SAFETY: bpf_fib_lookup is plain data; all-zero is a valid starting value.
+    let mut params: bpf_fib_lookup = unsafe { core::mem::zeroed() };
+    params.family = AF_INET;
+    params.ifindex = config.uplink_ifindex;
+    params.__bindgen_anon_1.tot_len = len as u16;
+    params.__bindgen_anon_3.ipv4_src = u32::from_ne_bytes(src);
+    params.__bindgen_anon_4.ipv4_dst = u32::from_ne_bytes(dst);
+    // SAFETY: `params` is a valid, writable bpf_fib_lookup of the size passed.
+    let rc = unsafe {
+        bpf_fib_lookup(
+            ctx.skb.skb.cast(),
+            &mut params,
+            size_of::<bpf_fib_lookup>() as i32,
+            BPF_FIB_LOOKUP_OUTPUT,
+        )
+    };
+    if rc == i64::from(BPF_FIB_LKUP_RET_SUCCESS) {
+        set_macs(ctx, params.dmac, params.smac)?;
+        // SAFETY: a helper taking plain values.
+        return Ok(unsafe { bpf_redirect(params.ifindex, 0) } as i32);
+    }
+    if rc == i64::from(BPF_FIB_LKUP_RET_NO_NEIGH) {
+        // SAFETY: a NULL neighbour means "resolve the packet's own destination".
+        return Ok(
+            unsafe { bpf_redirect_neigh(params.ifindex, core::ptr::null_mut(), 0, 0) } as i32,
+        );
+    }
+    Err(Reason::DropNoRoute)
 }

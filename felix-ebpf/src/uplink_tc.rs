@@ -1,6 +1,8 @@
 //! TC programs on the host's uplink: decapsulate IPIP from known hosts into local pods, judging
 //! a flow's first packet by the pod's ingress policy (ingress), and encapsulate host-originated
-//! traffic to remote pods (egress).
+//! traffic to remote pods whose route is not native (egress). Plain IP from the fabric (native
+//! routing, the ToR) goes to the host stack, which routes it to the pod's `cali*`, where
+//! `cali_to_wl` applies the pod's ingress policy.
 
 use aya_ebpf::{
     bindings::{TC_ACT_OK, TC_ACT_SHOT},
@@ -88,7 +90,8 @@ fn to_fabric(ctx: &TcContext) -> Result<Option<(i32, Reason)>, Reason> {
         _ => return Ok(pass),
     };
     let next_hop = match route(packet.daddr) {
-        Some((RouteKind::RemoteBlock, target)) => target.next_hop,
+        Some((RouteKind::RemoteBlock, target)) if !target.is_native() => target.next_hop,
+        // Native (the pool's ipipMode) or not a pod: the kernel's route already says it all.
         _ => return Ok(pass),
     };
     let config = host_config().ok_or(Reason::DropNoRoute)?;

@@ -1,5 +1,6 @@
 //! What the dataplane maps should hold, computed from the datastore's forwarding view
-//! ([`Topology`]) and the host's links. Pure, so it is tested without a kernel.
+//! ([`Topology`]) and the host's links. Pure, so it is tested without a kernel. A remote block's
+//! route says whether it is reached through IPIP or natively ([`crate::topology::encap`]).
 
 use std::{
     collections::{BTreeMap, HashMap},
@@ -9,7 +10,7 @@ use std::{
 use felix_common::{EndpointInfo, RouteKind, RouteValue, endpoints::endpoint_flags};
 use ipnet::Ipv4Net;
 
-use crate::topology::Topology;
+use crate::topology::{Topology, encap};
 
 /// The desired contents of the endpoints and routes maps, and this host's address.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -43,7 +44,9 @@ pub fn compute(node: &str, topology: &Topology, links: &HashMap<String, u32>) ->
         let route = if host == node {
             RouteValue::new(RouteKind::LocalBlock, 0, [0; 4])
         } else if let Some(owner) = topology.nodes.get(host) {
-            RouteValue::new(RouteKind::RemoteBlock, 0, owner.octets())
+            let mode = encap::pool_mode(&topology.pools, block.cidr);
+            let native = encap::is_native(mode, topology.local_subnet, *owner);
+            RouteValue::remote_block(owner.octets(), mode, native)
         } else {
             continue;
         };
@@ -78,10 +81,13 @@ pub fn compute(node: &str, topology: &Topology, links: &HashMap<String, u32>) ->
 
 #[cfg(test)]
 mod tests {
+    use felix_common::routes::PoolIpipMode;
+
     use super::*;
     use crate::{
+        model::EncapMode,
         status::EndpointId,
-        topology::{Block, Workload},
+        topology::{Block, Workload, encap::Pool},
     };
 
     fn topology() -> Topology {
@@ -142,6 +148,60 @@ mod tests {
                     host: Some("gone".into()),
                 },
             ],
+            local_subnet: Some("10.0.0.1/24".parse().unwrap()),
+            pools: vec![Pool {
+                cidr: "192.168.0.0/16".parse().unwrap(),
+                mode: EncapMode::Always,
+            }],
+        }
+    }
+
+    /// h2's block (owned by 10.0.0.2) and h3's (10.0.1.3, another subnet) as h1 routes them.
+    fn remote_routes(pool_mode: Option<EncapMode>) -> (RouteValue, RouteValue) {
+        let mut view = topology();
+        view.nodes.insert("h3".into(), Ipv4Addr::new(10, 0, 1, 3));
+        view.blocks.push(Block {
+            cidr: "192.168.5.0/26".parse().unwrap(),
+            host: Some("h3".into()),
+        });
+        view.pools = pool_mode
+            .map(|mode| Pool {
+                cidr: "192.168.0.0/16".parse().unwrap(),
+                mode,
+            })
+            .into_iter()
+            .collect();
+        let desired = compute("h1", &view, &HashMap::new());
+        let route = |cidr: &str| desired.routes[&cidr.parse::<Ipv4Net>().unwrap()];
+        (route("192.168.3.0/26"), route("192.168.5.0/26"))
+    }
+
+    #[test]
+    fn remote_blocks_follow_the_pool_ipip_mode() {
+        let (h2, h3) = ([10, 0, 0, 2], [10, 0, 1, 3]);
+        let cases = [
+            (Some(EncapMode::Always), PoolIpipMode::Always, false, false),
+            (Some(EncapMode::Never), PoolIpipMode::Never, true, true),
+            (
+                Some(EncapMode::CrossSubnet),
+                PoolIpipMode::CrossSubnet,
+                true,
+                false,
+            ),
+            (None, PoolIpipMode::NoPool, true, true),
+        ];
+        for (pool, mode, near_native, far_native) in cases {
+            let (near, far) = remote_routes(pool);
+            assert_eq!(
+                near,
+                RouteValue::remote_block(h2, mode, near_native),
+                "{pool:?}: same subnet"
+            );
+            assert_eq!(
+                far,
+                RouteValue::remote_block(h3, mode, far_native),
+                "{pool:?}: other subnet"
+            );
         }
     }
 

@@ -66,6 +66,11 @@ pub struct RouteRow {
     pub ifindex: u32,
     pub interface: Option<String>,
     pub next_hop: Option<Ipv4Addr>,
+    /// For a remote block: `ipip` or `native`.
+    pub encap: Option<String>,
+    /// For a remote block: its pool's `ipipMode` (`Always`, `Never`, `CrossSubnet`; `none`
+    /// outside every pool).
+    pub ipip_mode: Option<String>,
 }
 
 /// One line of `felix bpf conntrack dump`: the flow as its initiator sent it.
@@ -170,26 +175,30 @@ pub fn read_routes(paths: &NodePaths) -> Result<Vec<RouteRow>, InspectError> {
         let (key, value): (Key<[u8; 4]>, RouteValue) = entry.map_err(map_err)?;
         let prefix = u8::try_from(key.prefix_len()).unwrap_or(32).min(32);
         let cidr = Ipv4Net::new(Ipv4Addr::from(key.data()), prefix).unwrap_or_default();
-        let kind = RouteKind::from_u32(value.kind);
-        rows.push((
-            cidr,
-            RouteRow {
-                cidr: cidr.to_string(),
-                kind: kind.map_or_else(|| format!("kind_{}", value.kind), |k| k.name().into()),
-                ifindex: value.ifindex,
-                interface: (kind == Some(RouteKind::LocalWorkload)).then(|| {
-                    names
-                        .get(&value.ifindex)
-                        .cloned()
-                        .unwrap_or_else(|| "?".into())
-                }),
-                next_hop: (kind == Some(RouteKind::RemoteBlock))
-                    .then(|| Ipv4Addr::from(value.next_hop)),
-            },
-        ));
+        rows.push((cidr, route_row(cidr, &value, &names)));
     }
     rows.sort_by_key(|(cidr, _)| (cidr.addr(), cidr.prefix_len()));
     Ok(rows.into_iter().map(|(_, row)| row).collect())
+}
+
+/// One routes map entry as a row; `names` names interfaces by ifindex.
+fn route_row(cidr: Ipv4Net, value: &RouteValue, names: &BTreeMap<u32, String>) -> RouteRow {
+    let kind = RouteKind::from_u32(value.kind);
+    let remote = kind == Some(RouteKind::RemoteBlock);
+    RouteRow {
+        cidr: cidr.to_string(),
+        kind: kind.map_or_else(|| format!("kind_{}", value.kind), |k| k.name().into()),
+        ifindex: value.ifindex,
+        interface: (kind == Some(RouteKind::LocalWorkload)).then(|| {
+            names
+                .get(&value.ifindex)
+                .cloned()
+                .unwrap_or_else(|| "?".into())
+        }),
+        next_hop: remote.then(|| Ipv4Addr::from(value.next_hop)),
+        encap: remote.then(|| if value.is_native() { "native" } else { "ipip" }.into()),
+        ipip_mode: remote.then(|| value.pool_ipip_mode().name().into()),
+    }
 }
 
 /// Reads the conntrack map; ages are relative to `now_ns` (CLOCK_MONOTONIC).
@@ -436,13 +445,16 @@ pub fn routes_table(rows: &[RouteRow]) -> String {
         .map(|r| {
             let via = match (&r.interface, r.next_hop) {
                 (Some(iface), _) => format!("dev {iface}"),
-                (None, Some(hop)) => format!("ipip via {hop}"),
+                (None, Some(hop)) => {
+                    format!("{} via {hop}", r.encap.as_deref().unwrap_or("ipip"))
+                }
                 _ => "-".into(),
             };
-            vec![r.cidr.clone(), r.kind.clone(), via]
+            let mode = r.ipip_mode.clone().unwrap_or_else(|| "-".into());
+            vec![r.cidr.clone(), r.kind.clone(), via, mode]
         })
         .collect();
-    table(&["CIDR", "KIND", "VIA"], &cells)
+    table(&["CIDR", "KIND", "VIA", "IPIP MODE"], &cells)
 }
 
 /// The conntrack table as a table.
@@ -533,6 +545,71 @@ mod tests {
         assert_eq!((row.packets_forward, row.packets_reverse), (5, 4));
         assert_eq!(row.state, "established");
         assert!((row.age_s - 3.0).abs() < 1e-9 && (row.idle_s - 1.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn route_rows_say_how_a_remote_block_is_reached() {
+        use felix_common::routes::PoolIpipMode;
+        let names = BTreeMap::from([(7, "cali0123456789a".to_owned())]);
+        let net = |s: &str| s.parse::<Ipv4Net>().unwrap();
+        let rows = [
+            route_row(
+                net("192.168.0.0/32"),
+                &RouteValue::new(RouteKind::LocalWorkload, 7, [0; 4]),
+                &names,
+            ),
+            route_row(
+                net("192.168.0.64/26"),
+                &RouteValue::remote_block([10, 0, 0, 2], PoolIpipMode::Always, false),
+                &names,
+            ),
+            route_row(
+                net("192.168.0.128/26"),
+                &RouteValue::remote_block([10, 0, 0, 3], PoolIpipMode::CrossSubnet, true),
+                &names,
+            ),
+        ];
+        assert_eq!(rows[0].encap, None);
+        assert_eq!(rows[1].encap.as_deref(), Some("ipip"));
+        assert_eq!(rows[2].ipip_mode.as_deref(), Some("CrossSubnet"));
+        let text = routes_table(&rows);
+        let lines: Vec<Vec<&str>> = text
+            .lines()
+            .map(|l| l.split_whitespace().collect())
+            .collect();
+        assert_eq!(lines[0], ["CIDR", "KIND", "VIA", "IPIP", "MODE"]);
+        assert_eq!(
+            lines[1],
+            [
+                "192.168.0.0/32",
+                "local_workload",
+                "dev",
+                "cali0123456789a",
+                "-"
+            ]
+        );
+        assert_eq!(
+            lines[2],
+            [
+                "192.168.0.64/26",
+                "remote_block",
+                "ipip",
+                "via",
+                "10.0.0.2",
+                "Always"
+            ]
+        );
+        assert_eq!(
+            lines[3],
+            [
+                "192.168.0.128/26",
+                "remote_block",
+                "native",
+                "via",
+                "10.0.0.3",
+                "CrossSubnet"
+            ]
+        );
     }
 
     #[test]

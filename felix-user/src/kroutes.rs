@@ -1,8 +1,9 @@
 //! The host's kernel routes for its pods, owned by felix and marked with [`FELIX_PROTO`]:
 //! a /32 per local workload via its `cali*` interface (so the host reaches its pods and BIRD sees
 //! them), a blackhole per block affine to this node (what BIRD exports), and routes to remote
-//! blocks via their hosts: in BPF mode with room for the IPIP header (host-originated traffic,
-//! which the uplink program wraps), in iptables mode plain (the kernel forwards pod traffic
+//! blocks via their hosts: in BPF mode with room for the IPIP header where the route's pool
+//! encapsulates (host-originated traffic, which the uplink program wraps) and plain where it
+//! routes natively, in iptables mode always plain (the kernel forwards pod traffic
 //! unencapsulated, [`RemoteBlocks::Native`]). Routes of any other protocol are never touched.
 
 use std::{collections::BTreeMap, net::Ipv4Addr};
@@ -31,7 +32,9 @@ pub enum RoutesError {
 /// How traffic to remote blocks leaves the host.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum RemoteBlocks {
-    /// Wrapped in IPIP by felix's programs: the route's MTU leaves room for the outer header.
+    /// As each dataplane route says (BPF mode): wrapped in IPIP by felix's programs, with a
+    /// route MTU that leaves room for the outer header, unless the route is native (its pool's
+    /// `ipipMode`), which takes the uplink's own MTU.
     Ipip,
     /// Routed as is (iptables mode): the uplink's own MTU.
     Native,
@@ -77,6 +80,11 @@ pub fn desired_routes(
             Some(RouteKind::LocalBlock) => KernelRoute::Blackhole,
             Some(RouteKind::RemoteBlock) => {
                 let via = Ipv4Addr::from(value.next_hop);
+                let remote = if value.is_native() {
+                    RemoteBlocks::Native
+                } else {
+                    remote
+                };
                 match (uplink, remote) {
                     (Some((ifindex, mtu)), RemoteBlocks::Ipip) if mtu > IPIP_OVERHEAD => {
                         KernelRoute::Remote {
@@ -289,6 +297,38 @@ mod tests {
                     "local routes are the same in both modes"
                 );
             });
+    }
+
+    #[test]
+    fn native_remote_blocks_get_no_tunnel_mtu_in_bpf_mode() {
+        use felix_common::routes::PoolIpipMode;
+        let mut desired = Desired::default();
+        let net = |s: &str| s.parse::<Ipv4Net>().unwrap();
+        desired.routes.insert(
+            net("192.168.3.0/26"),
+            RouteValue::remote_block([10, 0, 0, 2], PoolIpipMode::Never, true),
+        );
+        desired.routes.insert(
+            net("192.168.4.0/26"),
+            RouteValue::remote_block([10, 0, 1, 3], PoolIpipMode::CrossSubnet, false),
+        );
+        let routes = desired_routes(&desired, Some((2, 1500)), RemoteBlocks::Ipip);
+        assert_eq!(
+            routes[&net("192.168.3.0/26")],
+            KernelRoute::Remote {
+                via: Ipv4Addr::new(10, 0, 0, 2),
+                ifindex: 2,
+                mtu: None
+            }
+        );
+        assert_eq!(
+            routes[&net("192.168.4.0/26")],
+            KernelRoute::Remote {
+                via: Ipv4Addr::new(10, 0, 1, 3),
+                ifindex: 2,
+                mtu: Some(1480)
+            }
+        );
     }
 
     #[test]

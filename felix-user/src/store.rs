@@ -27,7 +27,7 @@ use tracing::{debug, info, warn};
 use crate::{
     datastore::{Event, KeyValue, Update},
     ipam::{AFFINITIES, Affinity, BLOCKS, Block, IpamError, IpamKey},
-    model::{self, Kind, ModelError, NodeSpec, Object, Resource, WorkloadEndpointSpec},
+    model::{self, IpPoolSpec, Kind, ModelError, NodeSpec, Object, Resource, WorkloadEndpointSpec},
 };
 
 /// What kind of entry a key holds.
@@ -436,6 +436,15 @@ impl Store {
         self.resources(Kind::Node)
             .filter_map(|(key, resource)| match resource {
                 Resource::Node(object) => Some((key, object)),
+                _ => None,
+            })
+    }
+
+    /// Every IPPool.
+    pub fn ip_pools(&self) -> impl Iterator<Item = (&str, &Object<IpPoolSpec>)> + '_ {
+        self.resources(Kind::IpPool)
+            .filter_map(|(key, resource)| match resource {
+                Resource::IpPool(object) => Some((key, object)),
                 _ => None,
             })
     }

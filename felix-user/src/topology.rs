@@ -1,11 +1,14 @@
 //! What forwarding needs from the datastore cache, derived from its typed entries: this node's
-//! workloads (interface, address, MAC, status id), every node's IPv4 address, and the host each
-//! live IPAM block is affine to.
+//! workloads (interface, address, MAC, status id), every node's IPv4 address, this node's subnet,
+//! the host each live IPAM block is affine to, and the IPv4 pools with their encapsulation.
+
+pub mod encap;
 
 use std::{collections::BTreeMap, net::Ipv4Addr};
 
 use ipnet::{IpNet, Ipv4Net};
 
+use self::encap::Pool;
 use crate::{
     model::{Object, WorkloadEndpointSpec, values::parse_mac},
     status::EndpointId,
@@ -44,6 +47,10 @@ pub struct Topology {
     pub nodes: BTreeMap<String, Ipv4Addr>,
     /// Blocks not marked deleted.
     pub blocks: Vec<Block>,
+    /// This node's `spec.bgp.ipv4Address` with its prefix (`CrossSubnet` compares with it).
+    pub local_subnet: Option<Ipv4Net>,
+    /// IPv4 pools and the encapsulation each asks for.
+    pub pools: Vec<Pool>,
 }
 
 impl Topology {
@@ -65,6 +72,23 @@ impl Topology {
                 .map(|(_, block)| Block {
                     cidr: block.cidr,
                     host: block.host().map(str::to_owned),
+                })
+                .collect(),
+            local_subnet: store
+                .nodes()
+                .find(|(_, n)| n.metadata.name == node)
+                .and_then(|(_, n)| match n.spec.bgp.as_ref()?.ipv4_address?.0 {
+                    IpNet::V4(net) => Some(net),
+                    IpNet::V6(_) => None,
+                }),
+            pools: store
+                .ip_pools()
+                .filter_map(|(_, pool)| match pool.spec.cidr.0 {
+                    IpNet::V4(cidr) => Some(Pool {
+                        cidr,
+                        mode: encap::effective_mode(&pool.spec),
+                    }),
+                    IpNet::V6(_) => None,
                 })
                 .collect(),
         }
@@ -154,6 +178,16 @@ mod tests {
                            "spec": {"bgp": {"ipv4Address": "10.0.0.1/24"}}}),
                 ),
                 kv(
+                    "/calico/resources/v3/projectcalico.org/ippools/p4",
+                    json!({"kind": "IPPool", "metadata": {"name": "p4"},
+                           "spec": {"cidr": "192.168.0.0/16", "ipipMode": "CrossSubnet"}}),
+                ),
+                kv(
+                    "/calico/resources/v3/projectcalico.org/ippools/p6",
+                    json!({"kind": "IPPool", "metadata": {"name": "p6"},
+                           "spec": {"cidr": "fd00:1::/48"}}),
+                ),
+                kv(
                     "/calico/resources/v3/projectcalico.org/nodes/h3",
                     json!({"kind": "Node", "metadata": {"name": "h3"}}),
                 ),
@@ -200,6 +234,15 @@ mod tests {
         assert_eq!(
             view.nodes,
             BTreeMap::from([("h1".to_owned(), Ipv4Addr::new(10, 0, 0, 1))])
+        );
+        assert_eq!(view.local_subnet, Some("10.0.0.1/24".parse().unwrap()));
+        assert_eq!(
+            view.pools,
+            vec![Pool {
+                cidr: "192.168.0.0/16".parse().unwrap(),
+                mode: crate::model::EncapMode::CrossSubnet,
+            }],
+            "IPv4 pools only"
         );
         assert_eq!(
             view.blocks,

@@ -164,6 +164,12 @@ pub struct Route {
     pub ifindex: u32,
     pub interface: Option<String>,
     pub next_hop: Option<Ipv4Addr>,
+    /// For a remote block: `ipip` or `native`.
+    #[serde(default)]
+    pub encap: Option<String>,
+    /// For a remote block: its pool's `ipipMode` (`none` outside every pool).
+    #[serde(default)]
+    pub ipip_mode: Option<String>,
 }
 
 impl RoutesDump {

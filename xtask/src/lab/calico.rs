@@ -4,6 +4,7 @@
 //! plugin writes per pod (its WorkloadEndpoint). IPAM blocks, affinities and handles are not
 //! written here: the lab gets them from `felix ipam`.
 
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use super::names;
@@ -14,8 +15,39 @@ pub const RESOURCES: &str = "/calico/resources/v3/projectcalico.org";
 /// The Kubernetes namespace profile every lab pod carries.
 pub const NAMESPACE_PROFILE: &str = "kns.default";
 
-/// The IP pool all blocks come from.
-pub fn ip_pool() -> (String, Value) {
+/// The lab pool's `ipipMode`: how felix (and BIRD) route pod traffic between the hosts.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum IpipMode {
+    /// IPIP between hosts, done by felix's programs (the lab's default).
+    #[default]
+    Always,
+    /// Native routing: pod packets cross the fabric as they are.
+    Never,
+    /// IPIP only to hosts outside this host's subnet; the lab's hosts share one, so native.
+    CrossSubnet,
+}
+
+impl IpipMode {
+    /// The value as Calico writes it (`Always`, `Never`, `CrossSubnet`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            IpipMode::Always => "Always",
+            IpipMode::Never => "Never",
+            IpipMode::CrossSubnet => "CrossSubnet",
+        }
+    }
+
+    /// Whether traffic between the lab's hosts (all on 10.0.0.0/24) is encapsulated.
+    pub fn encapsulates_in_lab(self) -> bool {
+        self == IpipMode::Always
+    }
+}
+
+/// The key of the lab's IP pool.
+pub const IP_POOL_KEY: &str = "/calico/resources/v3/projectcalico.org/ippools/default-ipv4-ippool";
+
+/// The IP pool all blocks come from, with `ipipMode` `mode`.
+pub fn ip_pool(mode: IpipMode) -> (String, Value) {
     let name = "default-ipv4-ippool";
     (
         format!("{RESOURCES}/ippools/{name}"),
@@ -26,7 +58,7 @@ pub fn ip_pool() -> (String, Value) {
             "spec": {
                 "cidr": names::POOL_CIDR,
                 "blockSize": names::BLOCK_PREFIX,
-                "ipipMode": "Always",
+                "ipipMode": mode.as_str(),
                 "vxlanMode": "Never",
                 "natOutgoing": false,
                 "nodeSelector": "all()"
@@ -166,11 +198,12 @@ pub fn workload_endpoint_with_profiles(
     )
 }
 
-/// What an installer writes before any pod exists, in write order: the IP pool, the namespace
-/// profile, the BGP configuration (mesh on), the ToR's BGPPeer and the Nodes.
-pub fn cluster(lab_id: &str, hosts: &[HostState]) -> Vec<(String, Value)> {
+/// What an installer writes before any pod exists, in write order: the IP pool (`ipipMode`
+/// `mode`), the namespace profile, the BGP configuration (mesh on), the ToR's BGPPeer and the
+/// Nodes.
+pub fn cluster(lab_id: &str, hosts: &[HostState], mode: IpipMode) -> Vec<(String, Value)> {
     let mut docs = vec![
-        ip_pool(),
+        ip_pool(mode),
         namespace_profile(),
         super::bgp::bgp_configuration(true),
         super::bgp::tor_peer(),
@@ -187,7 +220,7 @@ mod tests {
     #[test]
     fn cluster_documents() {
         let plan = LabState::plan("fx0001", None);
-        let docs = cluster("fx0001", &plan.hosts);
+        let docs = cluster("fx0001", &plan.hosts, IpipMode::default());
         let keys: Vec<&str> = docs.iter().map(|(k, _)| k.as_str()).collect();
         assert_eq!(
             keys,
@@ -202,6 +235,10 @@ mod tests {
         );
         assert_eq!(docs[0].1["spec"]["cidr"], "192.168.0.0/16");
         assert_eq!(docs[0].1["spec"]["blockSize"], 26);
+        assert_eq!(docs[0].0, IP_POOL_KEY);
+        assert_eq!(docs[0].1["spec"]["ipipMode"], "Always");
+        let never = cluster("fx0001", &plan.hosts, IpipMode::Never);
+        assert_eq!(never[0].1["spec"]["ipipMode"], "Never");
     }
 
     #[test]

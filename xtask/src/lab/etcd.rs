@@ -131,7 +131,7 @@ pub fn keys(fabric: &str, url: &str, prefix: &str) -> Result<Vec<String>> {
 
 /// Writes what an installer writes before any pod exists (pool, namespace profile, Nodes).
 pub fn seed(state: &LabState) -> Result<usize> {
-    let docs = calico::cluster(&state.id, &state.hosts);
+    let docs = calico::cluster(&state.id, &state.hosts, state.pool_ipip_mode);
     for (key, value) in &docs {
         put_json(state, key, value)?;
     }

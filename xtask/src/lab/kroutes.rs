@@ -1,7 +1,7 @@
 //! The kernel routing table of a lab host (`ip -j route show table main`) and what felix must have
 //! programmed there: per local pod `<ip> dev <cali> scope link proto 80`, its block's
 //! `blackhole <block> proto 80`, and per other host `<block> via <host ip> dev eth0 proto 80
-//! onlink mtu 1480`.
+//! onlink mtu 1480` (without the MTU when the pool's `ipipMode` routes natively).
 
 use std::net::Ipv4Addr;
 
@@ -125,15 +125,20 @@ pub fn missing(
         );
     }
     want(&host.block, "blackhole", &|r| r.is_blackhole());
+    let mtu = state
+        .pool_ipip_mode
+        .encapsulates_in_lab()
+        .then_some(REMOTE_BLOCK_MTU);
+    let mtu_text = mtu.map_or_else(|| "no mtu".to_owned(), |m| format!("mtu {m}"));
     for other in state.hosts.iter().filter(|o| o.n != host.n) {
         want(
             &other.block,
-            &format!("via {} dev eth0 onlink mtu {REMOTE_BLOCK_MTU}", other.ip),
+            &format!("via {} dev eth0 onlink {mtu_text}", other.ip),
             &|r| {
                 r.kind.is_none()
                     && r.gateway == Some(other.ip)
                     && r.dev.as_deref() == Some("eth0")
-                    && (!exact || (r.has_flag("onlink") && r.mtu() == Some(REMOTE_BLOCK_MTU)))
+                    && (!exact || (r.has_flag("onlink") && r.mtu() == mtu))
             },
         );
     }

@@ -58,6 +58,8 @@ pub struct LabOptions {
     pub bird_timeout: Duration,
     /// The dataplane every felix runs (BPF unless a test asks for iptables mode).
     pub dataplane: felixd::Dataplane,
+    /// The IP pool's `ipipMode` (`Always` unless a test or bench asks for native routing).
+    pub pool_ipip_mode: calico::IpipMode,
 }
 
 impl Default for LabOptions {
@@ -71,6 +73,7 @@ impl Default for LabOptions {
             bird_conf: paths::bird_conf_bin(),
             bird_timeout: Duration::from_secs(10),
             dataplane: felixd::Dataplane::Bpf,
+            pool_ipip_mode: calico::IpipMode::Always,
         }
     }
 }
@@ -105,8 +108,10 @@ impl Lab {
             id = names::new_id()?;
         }
         // Owned by us while building, so a concurrent `lab up` leaves a half-built lab alone.
+        let mut state = LabState::plan(&id, Some(Owner::current()?));
+        state.pool_ipip_mode = opts.pool_ipip_mode;
         let mut lab = Self {
-            state: LabState::plan(&id, Some(Owner::current()?)),
+            state,
             felix: opts.felix.clone(),
             bird_conf: opts.bird_conf.clone(),
             armed: true,
@@ -440,6 +445,15 @@ impl Lab {
     /// The keys under `prefix` in the lab's etcd.
     pub fn etcd_keys(&self, prefix: &str) -> Result<Vec<String>> {
         etcd::keys(&self.state.fabric_ns, &self.state.etcd_url, prefix)
+    }
+
+    /// Rewrites the pool in etcd with `ipipMode` `mode` (as `calicoctl apply` would) and records
+    /// it; felix re-programs its routes from the watch.
+    pub fn set_pool_ipip_mode(&mut self, mode: calico::IpipMode) -> Result<()> {
+        let (key, value) = calico::ip_pool(mode);
+        etcd::put_json(&self.state, &key, &value)?;
+        self.state.pool_ipip_mode = mode;
+        self.state.save()
     }
 
     /// Host `n`'s Node resource in etcd, parsed.

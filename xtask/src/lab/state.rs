@@ -61,6 +61,9 @@ pub struct LabState {
     /// felix's run folders (`/run/felix/<node>`, pid files).
     #[serde(default)]
     pub run_dirs: Vec<PathBuf>,
+    /// The pool's `ipipMode`, as seeded or last set ([`super::Lab::set_pool_ipip_mode`]).
+    #[serde(default)]
+    pub pool_ipip_mode: super::calico::IpipMode,
 }
 
 impl LabState {
@@ -113,6 +116,7 @@ impl LabState {
             hosts,
             processes: Vec::new(),
             state_dir,
+            pool_ipip_mode: super::calico::IpipMode::default(),
         }
     }
 

@@ -7,6 +7,8 @@
 mod bgp;
 #[path = "lab/iptables_mode.rs"]
 mod iptables_mode;
+#[path = "lab/native.rs"]
+mod native;
 
 use std::collections::BTreeSet;
 use std::process::Command;

@@ -9,6 +9,7 @@ pub mod config;
 pub mod conntrack;
 pub mod counters;
 pub mod endpoints;
+pub mod failsafe;
 pub mod ifaces;
 pub mod maps;
 pub mod policy;

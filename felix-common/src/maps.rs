@@ -18,6 +18,8 @@ pub const CONNTRACK: &str = "felix_ct_v1";
 pub const CONFIG: &str = "felix_cfg_v1";
 /// LPM trie of source CIDRs the uplink's XDP program drops.
 pub const XDP_DENY: &str = "felix_deny_v1";
+/// Hash: (port, protocol, direction) -> 1 for the failsafe ports the uplink's XDP never drops.
+pub const FAILSAFE: &str = "felix_fsafe_v1";
 /// Policy slots: slot -> the id of its current compiled set (array).
 pub const POLICY_SLOTS: &str = "felix_pslot_v1";
 /// LPM trie: (set, remote address) -> address class.
@@ -36,7 +38,7 @@ pub const TRACE_CONTROL: &str = "felix_trctl_v1";
 pub const TRACE_BUCKETS: &str = "felix_trbkt_v1";
 
 /// Every map felix pins under `/sys/fs/bpf/felix/<node>/`.
-pub const PINNED: [&str; 15] = [
+pub const PINNED: [&str; 16] = [
     COUNTERS,
     IFACES,
     ENDPOINTS,
@@ -44,6 +46,7 @@ pub const PINNED: [&str; 15] = [
     CONNTRACK,
     CONFIG,
     XDP_DENY,
+    FAILSAFE,
     POLICY_SLOTS,
     POLICY_IPS,
     POLICY_PORTS,
@@ -62,6 +65,8 @@ pub const ROUTES_MAX_ENTRIES: u32 = 65_536;
 pub const CONNTRACK_MAX_ENTRIES: u32 = 262_144;
 /// Capacity of [`XDP_DENY`].
 pub const XDP_DENY_MAX_ENTRIES: u32 = 16_384;
+/// Capacity of [`FAILSAFE`].
+pub const FAILSAFE_MAX_ENTRIES: u32 = 1_024;
 
 /// Capacity of [`POLICY_SLOTS`] (slot 0 is never used).
 pub const POLICY_SLOTS_MAX_ENTRIES: u32 = 16_384;

@@ -9,8 +9,10 @@ use aya_ebpf::{
 };
 use felix_common::{
     CounterKey, CounterValue, CtKey, CtValue, EndpointInfo, HostConfig, IfaceInfo, RouteValue,
+    failsafe::FailsafeKey,
     maps::{
-        CONNTRACK_MAX_ENTRIES, COUNTERS_MAX_ENTRIES, ENDPOINTS_MAX_ENTRIES, IFACES_MAX_ENTRIES,
+        CONNTRACK_MAX_ENTRIES, COUNTERS_MAX_ENTRIES, ENDPOINTS_MAX_ENTRIES, FAILSAFE_MAX_ENTRIES,
+        IFACES_MAX_ENTRIES,
         POLICY_IPS_MAX_ENTRIES, POLICY_PORTS_MAX_ENTRIES, POLICY_SLOTS_MAX_ENTRIES,
         POLICY_VERDICTS_MAX_ENTRIES, ROUTES_MAX_ENTRIES, RULE_COUNTERS_MAX_ENTRIES,
         XDP_DENY_MAX_ENTRIES,
@@ -50,6 +52,11 @@ pub static CONFIG: Array<HostConfig, 1> = Array::new();
 /// Source CIDRs dropped by the uplink's XDP program ([`felix_common::maps::XDP_DENY`]).
 #[btf_map(name = "felix_deny_v1")]
 pub static XDP_DENY: LpmTrie<[u8; 4], u32, { XDP_DENY_MAX_ENTRIES as usize }> = LpmTrie::new();
+
+/// Failsafe ports the uplink's XDP program never drops ([`felix_common::maps::FAILSAFE`]).
+#[btf_map(name = "felix_fsafe_v1")]
+pub static FAILSAFE: HashMap<FailsafeKey, u32, { FAILSAFE_MAX_ENTRIES as usize }> =
+    HashMap::new();
 
 /// Policy slot -> current set id ([`felix_common::maps::POLICY_SLOTS`]).
 #[btf_map(name = "felix_pslot_v1")]

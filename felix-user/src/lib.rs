@@ -10,6 +10,7 @@ pub mod autodetect;
 pub mod ct_gc;
 pub mod datastore;
 pub mod desired;
+pub mod failsafe;
 pub mod ifsysctl;
 pub mod inspect;
 pub mod ipam;

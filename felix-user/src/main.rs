@@ -7,7 +7,7 @@ use aya::maps::{LpmTrie, lpm_trie::Key};
 use clap::{Args, Parser, Subcommand};
 use felix_user::{
     agent::{self, AgentConfig},
-    autodetect, ct_gc, inspect, ipam, iptables,
+    autodetect, ct_gc, failsafe, inspect, ipam, iptables,
     loader::Dataplane,
     model,
     pins::{self, DEFAULT_PIN_ROOT, DEFAULT_RUN_ROOT},
@@ -282,6 +282,14 @@ struct RunArgs {
         default_value = "nft"
     )]
     iptables_backend: iptables::Backend,
+    /// Host ports the uplink's XDP deny list never blocks, in Calico's format
+    /// (`[proto:][0.0.0.0/0:]port`, comma-separated, or `none`).
+    #[arg(long, env = "FELIX_FAILSAFEINBOUNDHOSTPORTS", default_value = failsafe::DEFAULT_INBOUND)]
+    failsafe_inbound_host_ports: failsafe::FailsafePorts,
+    /// Remote ports whose replies the uplink's XDP deny list never blocks (the host's own
+    /// connections to etcd, DNS, BGP...), in Calico's format.
+    #[arg(long, env = "FELIX_FAILSAFEOUTBOUNDHOSTPORTS", default_value = failsafe::DEFAULT_OUTBOUND)]
+    failsafe_outbound_host_ports: failsafe::FailsafePorts,
     #[command(flatten)]
     roots: Roots,
 }
@@ -323,6 +331,12 @@ enum BpfCommand {
     /// Source CIDRs the uplink's XDP program drops.
     #[command(subcommand)]
     XdpDeny(DenyCommand),
+    /// Failsafe ports: packets to these host ports (inbound) or from these remote ports
+    /// (outbound replies) pass the XDP deny list.
+    ///
+    /// Example: felix bpf failsafe dump --node h1
+    #[command(subcommand)]
+    Failsafe(DumpOnly),
     /// Per endpoint and direction, the compiled policy: slot, set, rules and per-rule packet
     /// counters.
     #[command(subcommand)]
@@ -514,6 +528,11 @@ fn dispatch(cli: Cli) -> Result<()> {
             print_rows(&args, paths.node(), "xdp_deny", &rows, |rows| {
                 rows.iter().map(|r| format!("{}\n", r.cidr)).collect()
             })
+        }
+        Command::Bpf(BpfCommand::Failsafe(DumpOnly::Dump(args))) => {
+            let paths = node_for_dump(&args)?;
+            let rows = failsafe::read(&paths)?;
+            print_rows(&args, paths.node(), "failsafe", &rows, failsafe::table)
         }
         Command::Bpf(BpfCommand::Policy(PolicyDumpCommand::Dump(args))) => {
             let paths = node_for_dump(&args.dump)?;
@@ -1079,6 +1098,10 @@ fn run(args: RunArgs) -> Result<()> {
         as_number: args.as_number,
         metrics_address: args.metrics_address.0,
         health_address: args.health_address.0,
+        failsafe: (
+            args.failsafe_inbound_host_ports.0,
+            args.failsafe_outbound_host_ports.0,
+        ),
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

@@ -71,11 +71,12 @@ fn run_tier(tier: Tier) -> Result<()> {
             Ok(())
         }
         Tier::Bpf => {
-            const TESTS: [&str; 4] = [
+            const TESTS: [&str; 5] = [
                 "prog_test_run",
                 "policy_test_run",
                 "datastore_etcd",
                 "iptables_mode",
+                "failsafe_test_run",
             ];
             for name in TESTS {
                 let test = paths::repo_root().join(format!("felix-user/tests/{name}.rs"));
@@ -101,6 +102,8 @@ fn run_tier(tier: Tier) -> Result<()> {
                 TESTS[2],
                 "--test",
                 TESTS[3],
+                "--test",
+                TESTS[4],
                 "--",
                 "--test-threads=1",
             ]);

@@ -12,7 +12,9 @@ use super::{AgentError, Input, Plane};
 use crate::{
     PROG_FROM_UPLINK, PROG_FROM_WORKLOAD, PROG_TO_UPLINK, PROG_TO_WORKLOAD,
     attach::{self, Attached, Holder, LinkId, attach_tc, attach_xdp},
-    ct_gc, desired, iptables, kernel_log, kroutes,
+    ct_gc, desired,
+    failsafe::{FailsafePort, FailsafePorts},
+    iptables, kernel_log, kroutes,
     links::LinkEvent,
     loader::{Dataplane, LoadError},
     model::Resource,
@@ -51,9 +53,14 @@ pub(super) struct BpfPlane {
 
 impl BpfPlane {
     /// Loads the dataplane into `paths`' pin tree (adopting what is pinned).
-    pub(super) fn start(paths: &NodePaths) -> Result<Self, AgentError> {
+    pub(super) fn start(
+        paths: &NodePaths,
+        (inbound, outbound): &(Vec<FailsafePort>, Vec<FailsafePort>),
+    ) -> Result<Self, AgentError> {
         paths.create()?;
         let mut dataplane = Dataplane::load(paths)?;
+        crate::failsafe::program_dataplane(&mut dataplane, inbound, outbound)?;
+        info!(inbound = %FailsafePorts(inbound.clone()), outbound = %FailsafePorts(outbound.clone()), "failsafe ports programmed");
         kernel_log::spawn_drain(dataplane.ebpf_mut());
         let mut plane = BpfPlane {
             dataplane,

@@ -98,6 +98,11 @@ pub struct AgentConfig {
     pub metrics_address: Option<std::net::SocketAddr>,
     /// Where `/liveness` and `/readiness` are served; `None`: not served.
     pub health_address: Option<std::net::SocketAddr>,
+    /// Failsafe ports the uplink's XDP never drops: (inbound, outbound).
+    pub failsafe: (
+        Vec<crate::failsafe::FailsafePort>,
+        Vec<crate::failsafe::FailsafePort>,
+    ),
 }
 
 /// Errors that stop the agent.
@@ -111,6 +116,8 @@ pub enum AgentError {
     Load(#[from] LoadError),
     #[error(transparent)]
     Links(#[from] links::LinksError),
+    #[error(transparent)]
+    Failsafe(#[from] crate::failsafe::FailsafeError),
     /// Another felix already serves this node.
     #[error("felix for node {node:?} is already running as pid {pid}")]
     AlreadyRunning { node: String, pid: u32 },
@@ -175,7 +182,7 @@ pub async fn run(
     }
     match config.mode {
         Mode::Bpf => {
-            let plane = bpf::BpfPlane::start(&paths)?;
+            let plane = bpf::BpfPlane::start(&paths, &config.failsafe)?;
             let maps = Some(Arc::new(paths.clone()));
             serve(plane, maps, &paths, &config, shutdown).await
         }

@@ -71,12 +71,13 @@ fn run_tier(tier: Tier) -> Result<()> {
             Ok(())
         }
         Tier::Bpf => {
-            const TESTS: [&str; 5] = [
+            const TESTS: [&str; 6] = [
                 "prog_test_run",
                 "policy_test_run",
                 "datastore_etcd",
                 "iptables_mode",
                 "failsafe_test_run",
+                "native_test_run",
             ];
             for name in TESTS {
                 let test = paths::repo_root().join(format!("felix-user/tests/{name}.rs"));
@@ -104,6 +105,8 @@ fn run_tier(tier: Tier) -> Result<()> {
                 TESTS[3],
                 "--test",
                 TESTS[4],
+                "--test",
+                TESTS[5],
                 "--",
                 "--test-threads=1",
             ]);

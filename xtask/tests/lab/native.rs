@@ -198,9 +198,10 @@ fn ipip_mode_never_routes_pods_natively_under_their_policy() -> Result<()> {
     })
 }
 
-/// The default lab (`ipipMode: Always`) switched to `Never` in etcd and back: within seconds
-/// both hosts' routes say `native` (then `ipip` again), the kernels' remote-block routes lose
-/// (then regain) the tunnel MTU, and the fabric carries plain ICMP (then IPIP) between the pods.
+/// The default lab (`ipipMode: Always`) switched to `Never` in etcd, back, then to
+/// `CrossSubnet`: within seconds both hosts' routes say `native` (`ipip`, `native`), the kernels'
+/// remote-block routes lose (regain, lose) the tunnel MTU, and the fabric carries plain ICMP
+/// (IPIP, plain ICMP) between the pods.
 #[test]
 fn switching_the_pool_ipip_mode_in_etcd_reprograms_both_hosts() -> Result<()> {
     with_lab(|lab| {
@@ -208,7 +209,12 @@ fn switching_the_pool_ipip_mode_in_etcd_reprograms_both_hosts() -> Result<()> {
         let remote = lab.pod(2, 1)?.clone();
         ping_and_check_fabric(lab, &p1, &remote, true)?;
 
-        for (mode, ipip) in [(IpipMode::Never, false), (IpipMode::Always, true)] {
+        for (mode, ipip) in [
+            (IpipMode::Never, false),
+            (IpipMode::Always, true),
+            // Both hosts are on 10.0.0.0/24: native.
+            (IpipMode::CrossSubnet, false),
+        ] {
             lab.set_pool_ipip_mode(mode)?;
             let took = wait_programmed(lab, mode)?;
             println!(

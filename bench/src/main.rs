@@ -3,10 +3,13 @@
 //! `policy-cost` measures what felix's policy costs per packet in the real `cali_to_wl` and
 //! `cali_from_wl` programs under BPF_PROG_TEST_RUN, from an allow-all baseline to 50,000 rules.
 //! `control-plane` measures felix itself against a real etcd: full sync, single policy and
-//! label changes to programmed maps, memory. Both write a markdown report. The comparison
-//! with iptables mode on the lab comes later.
+//! label changes to programmed maps, memory. `dataplane` compares plain routing, iptables
+//! mode and BPF mode on the lab, driving `loadgen` in the pods. Each writes a markdown report.
 
 mod control_plane;
+mod dataplane;
+mod empty_prog;
+mod loadgen;
 mod netns;
 mod packet;
 mod policies;
@@ -76,6 +79,70 @@ enum Cmd {
         #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
         sync_runs: Option<u64>,
     },
+    /// Plain kernel routing, iptables mode (nft, legacy) and BPF mode on the lab: TCP
+    /// throughput (TSO/GSO on and off), CPU per gigabit, RR and new connections per second,
+    /// 0 to 50,000 non-matching rules, same host and two hosts; plus PROG_TEST_RUN per-packet
+    /// cost. Writes `<out>` (markdown), the SVG plot and JSON next to it. Builds nothing:
+    /// build felix and bird-conf first (`cargo xtask build`).
+    ///
+    /// Example: `cargo run -p bench --release -- dataplane --quick`
+    Dataplane {
+        /// 0 and 100 rules (and 100 selectors), one run each: a few minutes.
+        #[arg(long)]
+        quick: bool,
+        /// The markdown report (default: bench/results/<date>-dataplane.md); the plot and
+        /// the JSON go next to it (`.svg`, `.json`).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// The felix binary (default: the workspace's target/release/felix).
+        #[arg(long)]
+        felix: Option<PathBuf>,
+        /// Only these modes (repeatable).
+        #[arg(long = "mode", value_parser = parse_mode)]
+        modes: Vec<dataplane::results::Mode>,
+        /// Only these counts of /32-source rules (repeatable, ascending).
+        #[arg(long = "rules")]
+        rules: Vec<u32>,
+        /// Only these counts of selector (ipset) rules (repeatable).
+        #[arg(long = "selectors")]
+        selectors: Vec<u32>,
+    },
+    /// The load generator `dataplane` runs inside the lab's pods.
+    Loadgen {
+        #[command(subcommand)]
+        cmd: LoadgenCmd,
+    },
+}
+
+#[derive(Subcommand)]
+enum LoadgenCmd {
+    /// Answer every SIZE-byte request with SIZE bytes, a thread per connection.
+    Serve {
+        #[arg(long)]
+        port: u16,
+        #[arg(long, default_value_t = 64)]
+        size: usize,
+    },
+    /// Run RR or CRR against a server for SECONDS; prints one JSON line.
+    Client {
+        #[arg(long, value_enum)]
+        pattern: loadgen::Pattern,
+        #[arg(long)]
+        to: std::net::SocketAddr,
+        #[arg(long, default_value_t = 4)]
+        threads: usize,
+        #[arg(long, default_value_t = 2.0)]
+        seconds: f64,
+        #[arg(long, default_value_t = 64)]
+        size: usize,
+    },
+    /// One connection attempt: prints open, refused, timeout or error.
+    Probe {
+        #[arg(long)]
+        to: std::net::SocketAddr,
+        #[arg(long, default_value_t = 300)]
+        timeout_ms: u64,
+    },
 }
 
 fn main() -> ExitCode {
@@ -98,6 +165,24 @@ fn main() -> ExitCode {
                 sync_runs,
             },
         ),
+        Cmd::Dataplane {
+            quick,
+            out,
+            felix,
+            modes,
+            rules,
+            selectors,
+        } => dataplane(
+            quick,
+            out,
+            felix,
+            DataplaneOverrides {
+                modes,
+                rules,
+                selectors,
+            },
+        ),
+        Cmd::Loadgen { cmd } => run_loadgen(cmd),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -277,4 +362,109 @@ fn control_plane(
         felix: origin,
     };
     emit(&control_plane::report::markdown(&results, &header), out)
+}
+
+/// `plain`, `iptables-nft`, `iptables-legacy`, `bpf` or `bpf-native`.
+fn parse_mode(text: &str) -> Result<dataplane::results::Mode, String> {
+    dataplane::results::Mode::ALL
+        .into_iter()
+        .find(|m| m.name() == text)
+        .ok_or_else(|| {
+            format!("{text:?}: expected plain, iptables-nft, iptables-legacy, bpf or bpf-native")
+        })
+}
+
+fn run_loadgen(cmd: LoadgenCmd) -> Result<()> {
+    match cmd {
+        LoadgenCmd::Serve { port, size } => loadgen::serve(port, size),
+        LoadgenCmd::Client {
+            pattern,
+            to,
+            threads,
+            seconds,
+            size,
+        } => {
+            ensure!(seconds > 0.0, "--seconds must be positive");
+            let out = loadgen::client(
+                pattern,
+                to,
+                threads,
+                std::time::Duration::from_secs_f64(seconds),
+                size,
+            )?;
+            println!("{}", out.to_json());
+            Ok(())
+        }
+        LoadgenCmd::Probe { to, timeout_ms } => {
+            let timeout = std::time::Duration::from_millis(timeout_ms);
+            println!("{}", dataplane::traffic::probe_here(to, timeout));
+            Ok(())
+        }
+    }
+}
+
+/// `bench dataplane`'s settings given on the command line.
+struct DataplaneOverrides {
+    modes: Vec<dataplane::results::Mode>,
+    rules: Vec<u32>,
+    selectors: Vec<u32>,
+}
+
+fn dataplane(
+    quick: bool,
+    out: Option<PathBuf>,
+    felix: Option<PathBuf>,
+    overrides: DataplaneOverrides,
+) -> Result<()> {
+    ensure_root("bench dataplane builds labs and loads eBPF programs")?;
+    let started = Instant::now();
+    let load_before = report::load_average();
+    let felix = felix.unwrap_or_else(|| workspace().join("target/release/felix"));
+    ensure!(
+        felix.is_file(),
+        "no felix binary at {}: cargo xtask build",
+        felix.display()
+    );
+    let mut settings = if quick {
+        dataplane::Settings::quick()
+    } else {
+        dataplane::Settings::full()
+    };
+    if !overrides.modes.is_empty() {
+        settings.modes = overrides.modes;
+    }
+    if !overrides.rules.is_empty() {
+        settings.cidr_rules = overrides.rules;
+    }
+    if !overrides.selectors.is_empty() {
+        settings.selector_rules = overrides.selectors;
+    }
+    let date = today();
+    let out = out.unwrap_or_else(|| dataplane::default_out(workspace(), &date));
+    let origin = felix_origin(&felix);
+    let prog = dataplane::prog_cost::measure(quick).context("PROG_TEST_RUN per-packet cost")?;
+    let results = dataplane::run(&settings, &felix)?;
+    let plot = out.with_extension("svg");
+    if let Some(dir) = plot.parent().filter(|d| !d.as_os_str().is_empty()) {
+        fs::create_dir_all(dir).with_context(|| format!("create {}", dir.display()))?;
+    }
+    dataplane::plot::write(&results, &plot)?;
+    let json = out.with_extension("json");
+    fs::write(&json, serde_json::to_string_pretty(&results.to_json())?)
+        .with_context(|| format!("write {}", json.display()))?;
+    let header = dataplane::report::Header {
+        date,
+        command: command_line(),
+        machine: report::Machine::detect(),
+        elapsed: started.elapsed(),
+        load: [load_before, report::load_average()],
+        felix: origin,
+        versions: dataplane::versions(),
+        plot: plot.file_name().map(|n| n.to_string_lossy().into_owned()),
+    };
+    eprintln!("wrote {} and {}", plot.display(), json.display());
+    emit(
+        &dataplane::report::markdown(&results, Some(&prog), &settings, &header),
+        Some(out),
+    )
 }

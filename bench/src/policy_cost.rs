@@ -35,6 +35,7 @@ use felix_common::{
 use felix_user::{PROG_FROM_WORKLOAD, PROG_TO_WORKLOAD, policy::compile::compile};
 
 use crate::{
+    empty_prog::EmptyProgram,
     packet::{self, ACK, SYN, Side},
     policies::{self, Shape, Tail},
     rig::{POD_IP, Rig, Run},
@@ -405,6 +406,21 @@ fn measure(
         flow.program
     );
     Ok(ns)
+}
+
+/// The empty baseline: a program of two instructions run on `cali_to_wl`'s established frame,
+/// `settings.rounds` rounds of `settings.repeat` runs (needs the same private namespace as
+/// [`run`]); ns per packet of each round.
+pub fn empty_baseline(settings: &Settings) -> Result<Vec<f64>> {
+    let program = EmptyProgram::load().context("load the empty program")?;
+    let flow = Flow::new(Hook::ToWorkload, Shape::Cidr.peer(0).octets());
+    (0..settings.rounds)
+        .map(|_| {
+            program
+                .run(&flow.established, settings.repeat)
+                .map(|ns| ns as f64)
+        })
+        .collect()
 }
 
 /// Checks that `run` of `flow` returned `verdict` for `what`.

@@ -38,3 +38,12 @@ pub fn control_plane(quick: bool, out: Option<PathBuf>) -> Result<()> {
     let felix = felix.to_str().context("felix path is not UTF-8")?;
     run_bench(&["control-plane", "--felix", felix], quick, out)
 }
+
+/// Builds felix and bird-conf (`cargo xtask build`), then `cargo run --release -p bench --
+/// dataplane --felix <it> [--quick] [--out PATH]`: plain routing, iptables mode and BPF mode on
+/// the lab.
+pub fn dataplane(quick: bool, out: Option<PathBuf>) -> Result<()> {
+    let felix = build::felix()?;
+    let felix = felix.to_str().context("felix path is not UTF-8")?;
+    run_bench(&["dataplane", "--felix", felix], quick, out)
+}

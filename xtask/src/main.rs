@@ -72,6 +72,20 @@ enum BenchCmd {
         #[arg(long)]
         out: Option<PathBuf>,
     },
+    /// Plain kernel routing vs felix's iptables mode (nft, legacy) vs its BPF mode on the lab:
+    /// throughput (TSO/GSO on/off), CPU per Gbit, RR and new connections per second at 0 to
+    /// 50,000 non-matching rules, same host and two hosts, plus PROG_TEST_RUN per-packet cost.
+    /// Writes the markdown report, an SVG plot and JSON. Builds felix first. Full: ~30 min.
+    ///
+    /// Example: `cargo xtask bench dataplane --quick`
+    Dataplane {
+        /// 0 and 100 rules, one run of each figure: a few minutes (CI smoke).
+        #[arg(long)]
+        quick: bool,
+        /// The report (default: bench/results/<date>-dataplane.md; .svg and .json beside it).
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -123,6 +137,7 @@ fn run(cli: Cli) -> Result<bool> {
         Cmd::Bench { cmd } => match cmd {
             BenchCmd::PolicyCost { quick, out } => bench::policy_cost(quick, out)?,
             BenchCmd::ControlPlane { quick, out } => bench::control_plane(quick, out)?,
+            BenchCmd::Dataplane { quick, out } => bench::dataplane(quick, out)?,
         },
         Cmd::Test { tier } => {
             let selected = tier.map_or(Tier::ALL.to_vec(), |t| vec![t]);

@@ -5,6 +5,8 @@
 
 #[path = "lab/bgp.rs"]
 mod bgp;
+#[path = "lab/cni.rs"]
+mod cni;
 #[path = "lab/dataplane_bench.rs"]
 mod dataplane_bench;
 #[path = "lab/iptables_mode.rs"]

@@ -9,6 +9,7 @@
 pub mod bgp;
 pub mod bird;
 pub mod calico;
+pub mod cni;
 pub mod etcd;
 pub mod felixd;
 pub mod ipam;

@@ -13,6 +13,8 @@ mod dataplane_bench;
 mod iptables_mode;
 #[path = "lab/native.rs"]
 mod native;
+#[path = "lab/ops.rs"]
+mod ops;
 
 use std::collections::BTreeSet;
 use std::process::Command;

@@ -4,12 +4,17 @@ use std::process::Command;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use anyhow::{Result, bail};
+use anyhow::{Context, Result, bail};
 
 use super::proc::{self, ProcRecord};
 use super::state::LabState;
-use super::{calico, names};
+use super::{Lab, calico, names};
 use crate::cmd;
+
+/// How long a restarted etcd may take to answer its health check.
+const RESTART_TIMEOUT: Duration = Duration::from_secs(10);
+/// Marks the firewall rule [`cut_hosts`] adds, so that only that rule is removed.
+const CUT_COMMENT: &str = "felix-lab-etcd-cut";
 
 /// Starts etcd in the fabric namespace (foreground daemon, log in the state folder).
 pub fn start(state: &LabState) -> Result<ProcRecord> {
@@ -146,4 +151,68 @@ pub fn put_json(state: &LabState, key: &str, value: &serde_json::Value) -> Resul
 /// The etcd URL hosts use (reachable over the fabric).
 pub fn url() -> String {
     format!("http://{}:{}", names::FABRIC_IP, names::ETCD_PORT)
+}
+
+/// The fabric's `iptables` rule that drops etcd client traffic arriving over the fabric (every
+/// host, the ToR), leaving the fabric namespace's own clients (etcdctl, `felix apply` run there)
+/// on loopback untouched.
+fn cut_rule(op: &str) -> Vec<String> {
+    let port = names::ETCD_PORT.to_string();
+    [
+        op,
+        "INPUT",
+        "-p",
+        "tcp",
+        "--dport",
+        &port,
+        "!",
+        "-i",
+        "lo",
+        "-m",
+        "comment",
+        "--comment",
+        CUT_COMMENT,
+        "-j",
+        "DROP",
+    ]
+    .map(String::from)
+    .to_vec()
+}
+
+/// Cuts (`cut`) or restores the hosts' access to etcd with a firewall rule inside the fabric
+/// namespace: packets are dropped, not refused, as in a network partition. Gone with the
+/// namespace at teardown.
+pub fn cut_hosts(state: &LabState, cut: bool) -> Result<()> {
+    let rule = cut_rule(if cut { "-I" } else { "-D" });
+    let mut argv = vec!["netns", "exec", &state.fabric_ns, "iptables", "-w"];
+    argv.extend(rule.iter().map(String::as_str));
+    cmd::run(Command::new("ip").args(&argv))
+}
+
+impl Lab {
+    /// Stops the lab's etcd (SIGTERM by its recorded PID, SIGKILL after 5 s) and forgets its
+    /// record; its data directory stays for [`Lab::start_etcd`]. Returns the stopped record.
+    pub fn stop_etcd(&mut self) -> Result<ProcRecord> {
+        let index = self
+            .state
+            .processes
+            .iter()
+            .rposition(|rec| rec.what == "etcd" && rec.is_ours_and_running())
+            .with_context(|| format!("no running etcd in lab {}", self.state.id))?;
+        let old = self.state.processes.remove(index);
+        let problems = proc::terminate(&[old.pid], Duration::from_secs(5));
+        self.state.save()?;
+        if !problems.is_empty() {
+            bail!("stopping etcd: {}", problems.join("; "));
+        }
+        Ok(old)
+    }
+
+    /// Starts etcd again on the same data directory and waits until it is healthy.
+    pub fn start_etcd(&mut self) -> Result<ProcRecord> {
+        let rec = start(&self.state)?;
+        self.track(rec.clone())?;
+        wait_healthy(&self.state, &rec, RESTART_TIMEOUT)?;
+        Ok(rec)
+    }
 }

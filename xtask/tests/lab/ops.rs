@@ -459,3 +459,28 @@ fn per_second_bytes(report: &IperfReport) -> Vec<u64> {
         })
         .unwrap_or_default()
 }
+
+/// A partition detected without any FIN or RST: the syncer's gRPC keepalive (10 s, 5 s
+/// timeout).
+const PARTITION_DETECT_LIMIT: Duration = Duration::from_secs(30);
+
+/// etcd keeps running but a firewall in the fabric drops the hosts' packets to it (no FIN, no
+/// RST): every felix still turns not ready with in_sync 0 within the keepalive bound, and is
+/// ready and in sync again soon after the rule goes.
+#[test]
+fn etcd_partition_is_detected_by_keepalive_and_healed() -> Result<()> {
+    with_lab(|lab| {
+        let cut = Instant::now();
+        etcd::cut_hosts(lab.state(), true)?;
+        let detected = wait_sync_state(lab, cut, "503", 0, PARTITION_DETECT_LIMIT);
+        let restored = Instant::now();
+        etcd::cut_hosts(lab.state(), false)?;
+        let detected = detected?;
+        let converged = wait_sync_state(lab, restored, "200", 1, CONVERGE_LIMIT)?;
+        eprintln!(
+            "etcd partition: not ready + in_sync 0 after {detected:?}; ready + in_sync 1 \
+             {converged:?} after the rule was removed"
+        );
+        Ok(())
+    })
+}

@@ -75,7 +75,7 @@ enum BenchCmd {
     /// Plain kernel routing vs felix's iptables mode (nft, legacy) vs its BPF mode on the lab:
     /// throughput (TSO/GSO on/off), CPU per Gbit, RR and new connections per second at 0 to
     /// 50,000 non-matching rules, same host and two hosts, plus PROG_TEST_RUN per-packet cost.
-    /// Writes the markdown report, an SVG plot and JSON. Builds felix first. Full: ~30 min.
+    /// Writes the markdown report, an SVG plot and JSON. Builds felix first. Full: ~20 min.
     ///
     /// Example: `cargo xtask bench dataplane --quick`
     Dataplane {

@@ -101,11 +101,15 @@ pub enum Reason {
     /// Sent natively (no IPIP, the pool's `ipipMode`) towards the host that owns the
     /// destination's block.
     ForwardedNative = 21,
+    /// Allowed by policy but the conntrack table was full: passed without an entry (each of
+    /// the flow's packets is judged by policy again). Counted besides the packet's verdict,
+    /// under interface 0.
+    CtFull = 22,
 }
 
 impl Reason {
     /// Every reason, in numeric order.
-    pub const ALL: [Reason; 22] = [
+    pub const ALL: [Reason; 23] = [
         Reason::Allowed,
         Reason::PassArp,
         Reason::DropTooShort,
@@ -128,6 +132,7 @@ impl Reason {
         Reason::DropXdpDenied,
         Reason::DropNoPolicy,
         Reason::ForwardedNative,
+        Reason::CtFull,
     ];
 
     /// Decodes the value stored in [`CounterKey::reason`].
@@ -155,6 +160,7 @@ impl Reason {
             19 => Some(Reason::DropXdpDenied),
             20 => Some(Reason::DropNoPolicy),
             21 => Some(Reason::ForwardedNative),
+            22 => Some(Reason::CtFull),
             _ => None,
         }
     }
@@ -184,6 +190,7 @@ impl Reason {
             Reason::DropXdpDenied => "drop_xdp_denied",
             Reason::DropNoPolicy => "drop_no_policy",
             Reason::ForwardedNative => "forwarded_native",
+            Reason::CtFull => "ct_full",
         }
     }
 
@@ -198,6 +205,7 @@ impl Reason {
                 | Reason::Decapsulated
                 | Reason::PassHost
                 | Reason::ForwardedNative
+                | Reason::CtFull
         )
     }
 }

@@ -2,11 +2,11 @@
 
 use aya_ebpf::helpers::bpf_ktime_get_ns;
 use felix_common::{
-    CtKey, CtState, CtValue, Reason,
+    CtKey, CtState, CtValue, Direction, Reason,
     conntrack::{ct_flags, expired, proto, tcp_state},
 };
 
-use crate::{maps::CONNTRACK, parse::Ipv4Summary};
+use crate::{counters::count, maps::CONNTRACK, parse::Ipv4Summary};
 
 /// Finds the live flow of `packet` and records the packet in it; `false` when there is none
 /// (a first packet, which policy must judge before [`create`]).
@@ -64,7 +64,10 @@ fn key_of(packet: &Ipv4Summary) -> (CtKey, bool) {
     )
 }
 
-/// Opens a flow with `packet` as its first packet (after policy allowed it).
+/// Opens a flow with `packet` as its first packet (after policy allowed it). When the table is
+/// full the packet still goes on (policy allowed it; host traffic keeps working) without an
+/// entry, and a `ct_full` counter (interface 0) records it: the flow's later packets are judged
+/// by policy again until there is room.
 #[inline(always)]
 pub fn create(packet: &Ipv4Summary) -> Result<(), Reason> {
     // SAFETY: a helper without arguments.
@@ -91,7 +94,8 @@ pub fn create(packet: &Ipv4Summary) -> Result<(), Reason> {
         tcp_flags_b,
         _reserved: [0; 4],
     };
-    CONNTRACK
-        .insert(&key, &entry, 0)
-        .map_err(|_| Reason::DropCtFull)
+    if CONNTRACK.insert(&key, &entry, 0).is_err() {
+        count(0, Direction::FromWorkload, Reason::CtFull, 0);
+    }
+    Ok(())
 }

@@ -4,7 +4,7 @@
 
 use aya_ebpf::{
     bindings::BPF_F_NO_PREALLOC,
-    btf_maps::{Array, HashMap, LpmTrie, LruHashMap, PerCpuArray, PerCpuHashMap, RingBuf},
+    btf_maps::{Array, HashMap, LpmTrie, PerCpuArray, PerCpuHashMap, RingBuf},
     macros::btf_map,
 };
 use felix_common::{
@@ -42,8 +42,11 @@ pub static ROUTES: LpmTrie<[u8; 4], RouteValue, { ROUTES_MAX_ENTRIES as usize }>
 
 /// Conntrack ([`felix_common::maps::CONNTRACK`]).
 #[btf_map(name = "felix_ct_v1")]
-pub static CONNTRACK: LruHashMap<CtKey, CtValue, { CONNTRACK_MAX_ENTRIES as usize }> =
-    LruHashMap::new();
+/// A plain hash, not an LRU: a full table refuses new flows (which then pass untracked, see
+/// `conntrack::create`) instead of evicting established ones; user space collects expired
+/// entries. Its size is set at load (`BPFMapSizeConntrack`).
+pub static CONNTRACK: HashMap<CtKey, CtValue, { CONNTRACK_MAX_ENTRIES as usize }> =
+    HashMap::new();
 
 /// This host ([`felix_common::maps::CONFIG`]), at index 0.
 #[btf_map(name = "felix_cfg_v1")]

@@ -7,6 +7,8 @@
 pub mod agent;
 pub mod attach;
 pub mod autodetect;
+pub mod config;
+pub mod ct_fill;
 pub mod ct_gc;
 pub mod datastore;
 pub mod desired;
@@ -19,6 +21,7 @@ pub mod kernel_log;
 pub mod kroutes;
 pub mod links;
 pub mod loader;
+pub mod map_resize;
 pub mod model;
 pub mod node_register;
 pub mod pins;

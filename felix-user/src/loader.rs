@@ -48,9 +48,62 @@ fn typed<T>(name: &'static str, result: Result<T, aya::maps::MapError>) -> Resul
     })
 }
 
+/// Capacities of the maps whose size is configurable (Calico's `BPFMapSize*` settings).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MapSizes {
+    /// [`maps::CONNTRACK`] (`BPFMapSizeConntrack`).
+    pub conntrack: u32,
+    /// [`maps::ROUTES`] (`BPFMapSizeRoute`).
+    pub routes: u32,
+    /// [`maps::ENDPOINTS`] and [`maps::IFACES`] (`BPFMapSizeIfState`).
+    pub ifstate: u32,
+    /// [`maps::POLICY_IPS`] (`BPFMapSizeIPSets`).
+    pub policy_ips: u32,
+    /// [`maps::POLICY_PORTS`].
+    pub policy_ports: u32,
+    /// [`maps::POLICY_VERDICTS`].
+    pub policy_verdicts: u32,
+    /// [`maps::XDP_DENY`].
+    pub xdp_deny: u32,
+}
+
+impl Default for MapSizes {
+    /// The sizes the object declares.
+    fn default() -> Self {
+        Self {
+            conntrack: maps::CONNTRACK_MAX_ENTRIES,
+            routes: maps::ROUTES_MAX_ENTRIES,
+            ifstate: maps::ENDPOINTS_MAX_ENTRIES,
+            policy_ips: maps::POLICY_IPS_MAX_ENTRIES,
+            policy_ports: maps::POLICY_PORTS_MAX_ENTRIES,
+            policy_verdicts: maps::POLICY_VERDICTS_MAX_ENTRIES,
+            xdp_deny: maps::XDP_DENY_MAX_ENTRIES,
+        }
+    }
+}
+
+impl MapSizes {
+    /// Every configurable map with its size.
+    pub fn by_map(&self) -> [(&'static str, u32); 8] {
+        [
+            (maps::CONNTRACK, self.conntrack),
+            (maps::ROUTES, self.routes),
+            (maps::ENDPOINTS, self.ifstate),
+            (maps::IFACES, self.ifstate),
+            (maps::POLICY_IPS, self.policy_ips),
+            (maps::POLICY_PORTS, self.policy_ports),
+            (maps::POLICY_VERDICTS, self.policy_verdicts),
+            (maps::XDP_DENY, self.xdp_deny),
+        ]
+    }
+}
+
 /// The loaded object: programs ready to attach, maps pinned.
 pub struct Dataplane {
     ebpf: Ebpf,
+    /// Pinned maps of another size or type that were replaced at load; their pins are removed
+    /// once this felix's programs are attached ([`Dataplane::finish_resize`]).
+    replaced: Vec<crate::map_resize::SetAside>,
 }
 
 impl Dataplane {
@@ -60,11 +113,23 @@ impl Dataplane {
         Self::load_bytes(EBPF_OBJECT, paths)
     }
 
-    /// As [`Dataplane::load`], from the given object bytes.
+    /// As [`Dataplane::load`], from the given object bytes, with the object's map sizes.
     pub fn load_bytes(object: &[u8], paths: &NodePaths) -> Result<Self, LoadError> {
+        Self::load_sized(object, paths, &MapSizes::default())
+    }
+
+    /// As [`Dataplane::load`] with the configurable maps sized by `sizes`. A pinned map of
+    /// another size (or type) is replaced by a new one holding its entries
+    /// ([`crate::map_resize`]), so a restart with a new size loses no flow.
+    pub fn load_sized(
+        object: &[u8],
+        paths: &NodePaths,
+        sizes: &MapSizes,
+    ) -> Result<Self, LoadError> {
         if object.is_empty() {
             return Err(LoadError::NoObject);
         }
+        let replaced = crate::map_resize::set_aside(paths, sizes)?;
         let pin_paths: Vec<_> = maps::PINNED
             .iter()
             .map(|name| (*name, paths.map(name)))
@@ -73,9 +138,14 @@ impl Dataplane {
         for (name, path) in &pin_paths {
             loader.map_pin_path(name, path.as_path());
         }
+        for (name, size) in sizes.by_map() {
+            loader.map_max_entries(name, size);
+        }
         let mut dataplane = Self {
             ebpf: loader.load(object)?,
+            replaced,
         };
+        dataplane.copy_replaced();
         for name in TC_PROGRAMS {
             dataplane
                 .classifier(name)?
@@ -92,6 +162,24 @@ impl Dataplane {
         Ok(dataplane)
     }
 
+    /// Copies the entries of the maps set aside at load into their replacements (entries
+    /// already there are kept).
+    fn copy_replaced(&mut self) {
+        let replaced = self.replaced.clone();
+        for aside in &replaced {
+            crate::map_resize::copy_entries(self, aside);
+        }
+    }
+
+    /// Once this felix's programs are attached: copies what the previous programs wrote into
+    /// the replaced maps since the load, then removes their pins (the kernel frees them).
+    pub fn finish_resize(&mut self) {
+        self.copy_replaced();
+        for aside in std::mem::take(&mut self.replaced) {
+            aside.remove();
+        }
+    }
+
     /// The XDP program.
     pub fn xdp(&mut self) -> Result<&mut Xdp, LoadError> {
         self.ebpf
@@ -104,7 +192,8 @@ impl Dataplane {
             })
     }
 
-    fn map(&mut self, name: &'static str) -> Result<&mut aya::maps::Map, LoadError> {
+    /// The map called `name`.
+    pub fn map(&mut self, name: &'static str) -> Result<&mut aya::maps::Map, LoadError> {
         self.ebpf.map_mut(name).ok_or(LoadError::Map {
             name,
             reason: "missing from the object".into(),

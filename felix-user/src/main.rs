@@ -7,7 +7,7 @@ use aya::maps::{LpmTrie, lpm_trie::Key};
 use clap::{Args, Parser, Subcommand};
 use felix_user::{
     agent::{self, AgentConfig},
-    autodetect, ct_gc, failsafe, inspect, ipam, iptables,
+    config, ct_gc, failsafe, inspect, ipam,
     loader::Dataplane,
     model,
     pins::{self, DEFAULT_PIN_ROOT, DEFAULT_RUN_ROOT},
@@ -30,7 +30,7 @@ enum Command {
     /// Run the agent for one node in the foreground (until SIGINT or SIGTERM).
     ///
     /// Example: felix run --node h1 --etcd-endpoints http://10.0.0.254:2379
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Inspect the BPF maps of a running felix.
     #[command(subcommand)]
     Bpf(BpfCommand),
@@ -96,22 +96,6 @@ struct ExplainArgs {
     json: bool,
     #[command(flatten)]
     etcd: EtcdArgs,
-}
-
-/// A socket address to listen on, or `off`.
-#[derive(Clone, Copy, Debug)]
-struct ListenAddress(Option<std::net::SocketAddr>);
-
-impl std::str::FromStr for ListenAddress {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        if s.eq_ignore_ascii_case("off") {
-            return Ok(ListenAddress(None));
-        }
-        s.parse()
-            .map(|a| ListenAddress(Some(a)))
-            .map_err(|_| format!("{s:?} is not IP:PORT or off (example: 127.0.0.1:9099)"))
-    }
 }
 
 /// Accepts a protocol name Calico knows or a number.
@@ -227,78 +211,121 @@ struct StatusArgs {
     json: bool,
 }
 
+/// `felix run`'s settings. Each is resolved, highest first, from its flag, its `FELIX_*`
+/// environment variable (any case), FelixConfiguration `node.<node>` and `default` in etcd, and
+/// the built-in default; `felix run --print-config` shows the result (README, "Configure").
 #[derive(Args)]
 struct RunArgs {
-    /// This host's Calico node name (also names the pin tree).
-    #[arg(long, env = "FELIX_NODENAME")]
-    node: String,
+    /// This host's Calico node name (also names the pin tree). [env: FELIX_NODENAME]
+    #[arg(long)]
+    node: Option<String>,
     #[command(flatten)]
     etcd: EtcdArgs,
-    /// Name prefixes of workload interfaces, comma-separated.
-    #[arg(long, value_delimiter = ',', default_value = "cali")]
-    workload_prefixes: Vec<String>,
-    /// The host's uplink to the other hosts: IPIP is decapsulated and sent here, and its XDP
-    /// program drops denied sources.
-    #[arg(long, env = "FELIX_UPLINK", default_value = "eth0")]
-    uplink: String,
-    /// Seconds between conntrack garbage-collection passes.
-    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=3600))]
-    ct_gc_interval: u64,
-    /// Seconds between checks of felix's kernel routes (a deleted one is also restored at once).
-    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=3600))]
-    route_refresh_interval: u64,
-    /// Seconds the status keys live in etcd without a refresh (refreshed every third of it).
-    #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u64).range(3..=3600))]
-    status_ttl: u64,
-    /// How to find this host's IPv4 address for its Node resource: first-found,
-    /// interface=REGEX, can-reach=DEST or cidr=CIDR[,CIDR].
-    #[arg(
-        long,
-        env = "FELIX_IP_AUTODETECTION_METHOD",
-        default_value = "first-found"
-    )]
-    ip_autodetection_method: autodetect::Method,
-    /// AS number to write into this node's Node resource (spec.bgp.asNumber).
+    /// Name prefixes of workload interfaces, comma-separated. [FELIX_INTERFACEPREFIX,
+    /// interfacePrefix; default: cali]
     #[arg(long)]
-    as_number: Option<u32>,
-    /// Address of the Prometheus metrics endpoint (/metrics), or `off`.
-    #[arg(long, env = "FELIX_METRICSADDRESS", default_value = "0.0.0.0:9091")]
-    metrics_address: ListenAddress,
-    /// Address of the health endpoints (/liveness, /readiness), or `off`.
-    #[arg(long, env = "FELIX_HEALTHADDRESS", default_value = "127.0.0.1:9099")]
-    health_address: ListenAddress,
-    /// The dataplane: felix's eBPF programs, or Calico-style iptables rules with the kernel
-    /// routing pod traffic natively (no BPF programs, no IPIP). Starting in one mode removes
-    /// the other's state from the host.
-    #[arg(long, env = "FELIX_DATAPLANE", value_enum, default_value = "bpf")]
-    dataplane: DataplaneArg,
-    /// The iptables backend of `--dataplane iptables` (the other backend's felix rules are
-    /// removed).
-    #[arg(
-        long,
-        env = "FELIX_IPTABLESBACKEND",
-        value_enum,
-        ignore_case = true,
-        default_value = "nft"
-    )]
-    iptables_backend: iptables::Backend,
+    workload_prefixes: Option<String>,
+    /// The host's uplink to the other hosts: IPIP is decapsulated and sent here, and its XDP
+    /// program drops denied sources. [FELIX_UPLINK; default: eth0]
+    #[arg(long)]
+    uplink: Option<String>,
+    /// Seconds (or a Go duration) between conntrack garbage-collection passes.
+    /// [FELIX_CONNTRACKGCINTERVAL; default: 10s]
+    #[arg(long)]
+    ct_gc_interval: Option<String>,
+    /// Seconds (or a Go duration) between checks of felix's kernel routes (a deleted one is
+    /// also restored at once). [FELIX_ROUTEREFRESHINTERVAL, routeRefreshInterval; default: 10s]
+    #[arg(long)]
+    route_refresh_interval: Option<String>,
+    /// Seconds (or a Go duration) the status keys live in etcd without a refresh (refreshed
+    /// every third of it). [FELIX_REPORTINGTTLSECS, reportingTTL; default: 30s]
+    #[arg(long)]
+    status_ttl: Option<String>,
+    /// How to find this host's IPv4 address for its Node resource: first-found,
+    /// interface=REGEX, can-reach=DEST or cidr=CIDR[,CIDR]. [FELIX_IP_AUTODETECTION_METHOD]
+    #[arg(long)]
+    ip_autodetection_method: Option<String>,
+    /// AS number to write into this node's Node resource (spec.bgp.asNumber). [FELIX_ASNUMBER]
+    #[arg(long)]
+    as_number: Option<String>,
+    /// Serve Prometheus metrics (/metrics). [FELIX_PROMETHEUSMETRICSENABLED,
+    /// prometheusMetricsEnabled; default: true]
+    #[arg(long)]
+    metrics_enabled: Option<String>,
+    /// Address of the metrics endpoint. [FELIX_PROMETHEUSMETRICSHOST; default: 0.0.0.0]
+    #[arg(long)]
+    metrics_host: Option<String>,
+    /// Port of the metrics endpoint. [FELIX_PROMETHEUSMETRICSPORT; default: 9091]
+    #[arg(long)]
+    metrics_port: Option<String>,
+    /// Serve /liveness and /readiness. [FELIX_HEALTHENABLED, healthEnabled; default: true]
+    #[arg(long)]
+    health_enabled: Option<String>,
+    /// Address of the health endpoints. [FELIX_HEALTHHOST, healthHost; default: 127.0.0.1]
+    #[arg(long)]
+    health_host: Option<String>,
+    /// Port of the health endpoints. [FELIX_HEALTHPORT, healthPort; default: 9099]
+    #[arg(long)]
+    health_port: Option<String>,
+    /// The dataplane: bpf (felix's eBPF programs) or iptables (Calico-style rules, the kernel
+    /// routing pod traffic natively). Starting in one mode removes the other's state.
+    /// [FELIX_BPFENABLED (true/false), FELIX_DATAPLANE, bpfEnabled; default: bpf]
+    #[arg(long)]
+    dataplane: Option<String>,
+    /// The iptables backend of `--dataplane iptables`: nft or legacy (auto: nft).
+    /// [FELIX_IPTABLESBACKEND, iptablesBackend; default: nft]
+    #[arg(long)]
+    iptables_backend: Option<String>,
+    /// Log level: Debug, Info, Warning, Error (RUST_LOG, when set, wins).
+    /// [FELIX_LOGSEVERITYSCREEN, logSeverityScreen; default: Info]
+    #[arg(long)]
+    log_level: Option<String>,
+    /// Conntrack map entries. [FELIX_BPFMAPSIZECONNTRACK, bpfMapSizeConntrack; default: 262144]
+    #[arg(long)]
+    map_size_conntrack: Option<String>,
+    /// Routes map entries. [FELIX_BPFMAPSIZEROUTE, bpfMapSizeRoute; default: 65536]
+    #[arg(long)]
+    map_size_route: Option<String>,
+    /// Endpoints and interfaces map entries. [FELIX_BPFMAPSIZEIFSTATE, bpfMapSizeIfState;
+    /// default: 4096]
+    #[arg(long)]
+    map_size_ifstate: Option<String>,
+    /// Policy address map entries (felix_pip_v1). [FELIX_BPFMAPSIZEIPSETS, bpfMapSizeIPSets;
+    /// default: 262144]
+    #[arg(long)]
+    map_size_ipsets: Option<String>,
+    /// Policy port map entries (felix_pport_v1). [FELIX_BPFMAPSIZEPOLICYPORTS; default: 65536]
+    #[arg(long)]
+    map_size_policy_ports: Option<String>,
+    /// Policy verdict map entries (felix_pvd_v1). [FELIX_BPFMAPSIZEPOLICYVERDICTS;
+    /// default: 262144]
+    #[arg(long)]
+    map_size_policy_verdicts: Option<String>,
+    /// XDP deny list entries. [FELIX_BPFMAPSIZEXDPDENY; default: 16384]
+    #[arg(long)]
+    map_size_xdp_deny: Option<String>,
+    /// Conntrack fill level (percent) from which felix warns and counts near-full events.
+    /// [FELIX_CONNTRACKNEARFULLPERCENT; default: 90]
+    #[arg(long)]
+    conntrack_near_full_percent: Option<String>,
     /// Host ports the uplink's XDP deny list never blocks, in Calico's format
     /// (`[proto:][0.0.0.0/0:]port`, comma-separated, or `none`).
-    #[arg(long, env = "FELIX_FAILSAFEINBOUNDHOSTPORTS", default_value = failsafe::DEFAULT_INBOUND)]
-    failsafe_inbound_host_ports: failsafe::FailsafePorts,
+    /// [FELIX_FAILSAFEINBOUNDHOSTPORTS, failsafeInboundHostPorts; default: Calico's]
+    #[arg(long)]
+    failsafe_inbound_host_ports: Option<String>,
     /// Remote ports whose replies the uplink's XDP deny list never blocks (the host's own
     /// connections to etcd, DNS, BGP...), in Calico's format.
-    #[arg(long, env = "FELIX_FAILSAFEOUTBOUNDHOSTPORTS", default_value = failsafe::DEFAULT_OUTBOUND)]
-    failsafe_outbound_host_ports: failsafe::FailsafePorts,
+    /// [FELIX_FAILSAFEOUTBOUNDHOSTPORTS, failsafeOutboundHostPorts; default: Calico's]
+    #[arg(long)]
+    failsafe_outbound_host_ports: Option<String>,
+    /// Print every effective setting with its source and exit (reads FelixConfiguration).
+    #[arg(long)]
+    print_config: bool,
+    /// With --print-config: print JSON.
+    #[arg(long, requires = "print_config")]
+    json: bool,
     #[command(flatten)]
     roots: Roots,
-}
-
-/// `--dataplane`.
-#[derive(Clone, Copy, Debug, clap::ValueEnum)]
-enum DataplaneArg {
-    Bpf,
-    Iptables,
 }
 
 #[derive(Args, Clone)]
@@ -465,15 +492,40 @@ struct DumpArgs {
     roots: Roots,
 }
 
+/// Swaps the log filter once `felix run` knows its configured level.
+type LogFilter = tracing_subscriber::reload::Handle<EnvFilter, tracing_subscriber::Registry>;
+
+/// The filter for a log level: netlink-packet-route warns about every attribute newer than
+/// itself, so it only logs errors.
+fn level_filter(level: tracing::Level) -> EnvFilter {
+    EnvFilter::new(format!(
+        "{},netlink_packet_route=error",
+        level.as_str().to_ascii_lowercase()
+    ))
+}
+
 fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| {
-            // netlink-packet-route warns about every attribute newer than itself.
-            EnvFilter::new("info,netlink_packet_route=error")
-        }))
-        .with_writer(std::io::stderr)
+    use tracing_subscriber::{layer::SubscriberExt as _, util::SubscriberInitExt as _};
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| level_filter(tracing::Level::INFO));
+    let (filter, log_filter) = tracing_subscriber::reload::Layer::new(filter);
+    tracing_subscriber::registry()
+        .with(filter)
+        .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr))
         .init();
-    match dispatch(Cli::parse()) {
+    let matches = <Cli as clap::CommandFactory>::command().get_matches();
+    let cli = match <Cli as clap::FromArgMatches>::from_arg_matches(&matches) {
+        Ok(cli) => cli,
+        Err(error) => error.exit(),
+    };
+    let result = match cli.command {
+        Command::Run(args) => {
+            let run_matches = matches.subcommand_matches("run").unwrap_or(&matches);
+            run(*args, run_matches, &log_filter)
+        }
+        command => dispatch(command),
+    };
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("error: {error:#}");
@@ -482,9 +534,9 @@ fn main() -> ExitCode {
     }
 }
 
-fn dispatch(cli: Cli) -> Result<()> {
-    match cli.command {
-        Command::Run(args) => run(args),
+fn dispatch(command: Command) -> Result<()> {
+    match command {
+        Command::Run(_) => unreachable!("felix run is dispatched by main"),
         Command::Status(args) => show_status(&args),
         Command::Ipam(command) => run_ipam(command),
         Command::Apply(args) => apply_file(&args, true),
@@ -1079,36 +1131,79 @@ fn change_deny(args: &DenyArgs, add: bool) -> Result<()> {
     Ok(())
 }
 
-fn run(args: RunArgs) -> Result<()> {
-    let config = AgentConfig {
-        node: args.node,
-        mode: match args.dataplane {
-            DataplaneArg::Bpf => agent::Mode::Bpf,
-            DataplaneArg::Iptables => agent::Mode::Iptables(args.iptables_backend),
-        },
-        etcd_endpoints: args.etcd.etcd_endpoints,
-        pin_root: args.roots.pin_root,
-        run_root: args.roots.run_root,
-        workload_prefixes: args.workload_prefixes,
-        uplink: args.uplink,
-        ct_gc_interval: Duration::from_secs(args.ct_gc_interval),
-        route_refresh_interval: Duration::from_secs(args.route_refresh_interval),
-        status_ttl: Duration::from_secs(args.status_ttl),
-        ip_autodetection: args.ip_autodetection_method,
-        as_number: args.as_number,
-        metrics_address: args.metrics_address.0,
-        health_address: args.health_address.0,
-        failsafe: (
-            args.failsafe_inbound_host_ports.0,
-            args.failsafe_outbound_host_ports.0,
-        ),
+/// The flags given on the command line, by setting name (clap's `value_source` tells them from
+/// environment variables and defaults).
+fn given_flags(matches: &clap::ArgMatches) -> std::collections::BTreeMap<&'static str, String> {
+    use clap::parser::ValueSource;
+    let mut flags = std::collections::BTreeMap::new();
+    for setting in config::table::SETTINGS {
+        let id = setting.flag.replace('-', "_");
+        if matches.value_source(&id) != Some(ValueSource::CommandLine) {
+            continue;
+        }
+        if let Ok(Some(values)) = matches.try_get_many::<String>(&id) {
+            let values: Vec<&str> = values.map(String::as_str).collect();
+            flags.insert(setting.name, values.join(","));
+        }
+    }
+    flags
+}
+
+/// `felix run`: resolves the configuration (flags, environment, FelixConfiguration, defaults),
+/// then runs the agent until SIGINT/SIGTERM. When FelixConfiguration changes an effective value,
+/// felix restarts itself (a new process image with the same arguments), as Calico's felix does;
+/// the new one adopts the pinned dataplane.
+fn run(args: RunArgs, matches: &clap::ArgMatches, log_filter: &LogFilter) -> Result<()> {
+    let layers = config::Layers {
+        flags: given_flags(matches),
+        env: std::env::vars().collect(),
+        ..config::Layers::default()
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .context("start the async runtime")?;
-    runtime.block_on(async {
+    let resolved = runtime.block_on(config::load(layers))?;
+    if args.print_config {
+        if args.json {
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&config::show::json(&resolved.values))?
+            );
+        } else {
+            print!("{}", config::show::table(&resolved.values));
+        }
+        return Ok(());
+    }
+    if std::env::var_os("RUST_LOG").is_none() {
+        let _ = log_filter.reload(level_filter(resolved.settings.log_level));
+    }
+    let settings = &resolved.settings;
+    let config = AgentConfig {
+        node: settings.node.clone(),
+        mode: settings.mode,
+        etcd_endpoints: settings.etcd_endpoints.clone(),
+        pin_root: args.roots.pin_root,
+        run_root: args.roots.run_root,
+        workload_prefixes: settings.workload_prefixes.clone(),
+        uplink: settings.uplink.clone(),
+        ct_gc_interval: settings.ct_gc_interval,
+        route_refresh_interval: settings.route_refresh_interval,
+        status_ttl: settings.status_ttl,
+        ip_autodetection: settings.ip_autodetection.clone(),
+        as_number: settings.as_number,
+        metrics_address: settings.metrics_address,
+        health_address: settings.health_address,
+        failsafe: (
+            settings.failsafe_inbound.clone(),
+            settings.failsafe_outbound.clone(),
+        ),
+        map_sizes: settings.map_sizes,
+        conntrack_near_full_percent: settings.conntrack_near_full_percent,
+        resolved: Some(resolved.clone()),
+    };
+    let stopped = runtime.block_on(async {
         let mut terminate =
             tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
                 .context("install the SIGTERM handler")?;
@@ -1119,7 +1214,22 @@ fn run(args: RunArgs) -> Result<()> {
             }
         };
         agent::run(config, shutdown).await.context("felix run")
-    })
+    })?;
+    drop(runtime);
+    match stopped {
+        agent::Stopped::Shutdown => Ok(()),
+        agent::Stopped::Restart => restart_self(),
+    }
+}
+
+/// Replaces this process with a fresh felix with the same arguments and environment.
+fn restart_self() -> Result<()> {
+    use std::os::unix::process::CommandExt as _;
+    let exe = std::env::current_exe().context("find felix's own executable")?;
+    let error = std::process::Command::new(&exe)
+        .args(std::env::args_os().skip(1))
+        .exec();
+    Err(error).with_context(|| format!("restart {}", exe.display()))
 }
 
 /// Finds the node to read and refuses a node whose felix is not running unless asked.

@@ -8,12 +8,12 @@ use aya::programs::TcAttachType;
 use felix_common::{HostConfig, IfaceInfo, IfaceRole, ifaces::attach_mode};
 use tracing::{error, info, warn};
 
-use super::{AgentError, Input, Plane};
+use super::{AgentConfig, AgentError, Input, Plane};
 use crate::{
-    PROG_FROM_UPLINK, PROG_FROM_WORKLOAD, PROG_TO_UPLINK, PROG_TO_WORKLOAD,
+    EBPF_OBJECT, PROG_FROM_UPLINK, PROG_FROM_WORKLOAD, PROG_TO_UPLINK, PROG_TO_WORKLOAD,
     attach::{self, Attached, Holder, LinkId, attach_tc, attach_xdp},
     ct_gc, desired,
-    failsafe::{FailsafePort, FailsafePorts},
+    failsafe::FailsafePorts,
     iptables, kernel_log, kroutes,
     links::LinkEvent,
     loader::{Dataplane, LoadError},
@@ -49,16 +49,16 @@ pub(super) struct BpfPlane {
     warned_no_host_ip: bool,
     /// Whether felix's iptables mode rules were looked for (once this mode enforces policy).
     iptables_cleaned: bool,
+    /// Warns when conntrack is near full.
+    ct_fill: crate::ct_fill::NearFullWatch,
 }
 
 impl BpfPlane {
     /// Loads the dataplane into `paths`' pin tree (adopting what is pinned).
-    pub(super) fn start(
-        paths: &NodePaths,
-        (inbound, outbound): &(Vec<FailsafePort>, Vec<FailsafePort>),
-    ) -> Result<Self, AgentError> {
+    pub(super) fn start(paths: &NodePaths, config: &AgentConfig) -> Result<Self, AgentError> {
         paths.create()?;
-        let mut dataplane = Dataplane::load(paths)?;
+        let mut dataplane = Dataplane::load_sized(EBPF_OBJECT, paths, &config.map_sizes)?;
+        let (inbound, outbound) = &config.failsafe;
         crate::failsafe::program_dataplane(&mut dataplane, inbound, outbound)?;
         info!(inbound = %FailsafePorts(inbound.clone()), outbound = %FailsafePorts(outbound.clone()), "failsafe ports programmed");
         kernel_log::spawn_drain(dataplane.ebpf_mut());
@@ -71,6 +71,7 @@ impl BpfPlane {
             written_once: false,
             warned_no_host_ip: false,
             iptables_cleaned: false,
+            ct_fill: crate::ct_fill::NearFullWatch::new(config.conntrack_near_full_percent),
         };
         // The interfaces map describes a previous felix's attachments. Empty it before this
         // felix claims the node, so that nobody reads them as this felix's: entries come back
@@ -123,6 +124,9 @@ impl Plane for BpfPlane {
             adopted_links = adopted,
             "initial interfaces attached"
         );
+        // Every attachment now runs this felix's programs: maps replaced by ones of another
+        // size get what the previous programs wrote meanwhile, then go.
+        self.dataplane.finish_resize();
         // Every attachment now runs this felix's programs: maps of older layouts are unused.
         for name in crate::pins::retire_superseded_maps(&self.paths, &felix_common::maps::PINNED) {
             info!(map = %name, "removed the pin of a map an earlier felix version used");
@@ -232,6 +236,7 @@ impl Plane for BpfPlane {
 
     fn housekeeping(&mut self) {
         ct_gc::collect(&mut self.dataplane);
+        self.ct_fill.check(&mut self.dataplane);
     }
 
     /// Pinned links stay (the dataplane keeps running until the next felix adopts them);

@@ -98,6 +98,13 @@ pub struct AgentConfig {
     pub metrics_address: Option<std::net::SocketAddr>,
     /// Where `/liveness` and `/readiness` are served; `None`: not served.
     pub health_address: Option<std::net::SocketAddr>,
+    /// Capacities of the configurable maps.
+    pub map_sizes: crate::loader::MapSizes,
+    /// Conntrack fill level (percent) from which felix warns and counts near-full events.
+    pub conntrack_near_full_percent: u8,
+    /// The configuration this agent runs with, to restart when FelixConfiguration changes it;
+    /// `None`: FelixConfiguration changes are ignored.
+    pub resolved: Option<crate::config::Resolved>,
     /// Failsafe ports the uplink's XDP never drops: (inbound, outbound).
     pub failsafe: (
         Vec<crate::failsafe::FailsafePort>,
@@ -166,11 +173,20 @@ trait Plane {
     fn stop(&mut self);
 }
 
-/// Runs the agent until `shutdown` completes.
+/// Why the agent stopped.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Stopped {
+    /// `shutdown` completed.
+    Shutdown,
+    /// FelixConfiguration changed an effective setting: start again to apply it.
+    Restart,
+}
+
+/// Runs the agent until `shutdown` completes or FelixConfiguration changes a setting.
 pub async fn run(
     config: AgentConfig,
     shutdown: impl Future<Output = ()>,
-) -> Result<(), AgentError> {
+) -> Result<Stopped, AgentError> {
     let paths = NodePaths::new(&config.pin_root, &config.run_root, &config.node)?;
     paths.create_run_dir()?;
     let pid = std::process::id();
@@ -182,7 +198,7 @@ pub async fn run(
     }
     match config.mode {
         Mode::Bpf => {
-            let plane = bpf::BpfPlane::start(&paths, &config.failsafe)?;
+            let plane = bpf::BpfPlane::start(&paths, &config)?;
             let maps = Some(Arc::new(paths.clone()));
             serve(plane, maps, &paths, &config, shutdown).await
         }
@@ -200,7 +216,7 @@ async fn serve<P: Plane>(
     paths: &NodePaths,
     config: &AgentConfig,
     shutdown: impl Future<Output = ()>,
-) -> Result<(), AgentError> {
+) -> Result<Stopped, AgentError> {
     let (connection, netlink, _) = rtnetlink::new_connection().map_err(AgentError::Netlink)?;
     tokio::spawn(connection);
     let (syncer, updates, sync_status) =
@@ -224,6 +240,8 @@ async fn serve<P: Plane>(
         sync_status: sync_status.clone(),
         applied_once: false,
         heartbeat: Heartbeat::default(),
+        resolved: config.resolved.clone(),
+        restart: false,
     };
     let pin_dir = maps.as_ref().map(|p| p.pin_dir().display().to_string());
     let telemetry = telemetry::serve(
@@ -281,6 +299,10 @@ struct Agent<P> {
     last_sync: Option<SystemTime>,
     /// The state reported to etcd.
     status: watch::Sender<Report>,
+    /// The configuration felix started with (FelixConfiguration changes are compared to it).
+    resolved: Option<crate::config::Resolved>,
+    /// Set when FelixConfiguration changed an effective setting.
+    restart: bool,
 }
 
 impl<P: Plane> Agent<P> {
@@ -291,7 +313,7 @@ impl<P: Plane> Agent<P> {
         mut updates: mpsc::Receiver<Update>,
         mut sync_status: watch::Receiver<SyncStatus>,
         shutdown: impl Future<Output = ()>,
-    ) -> Result<(), AgentError> {
+    ) -> Result<Stopped, AgentError> {
         let (present, mut events) = links::watch().await?;
         for event in present.iter().cloned() {
             self.on_event(event);
@@ -321,7 +343,7 @@ impl<P: Plane> Agent<P> {
         tokio::pin!(shutdown);
         let result = loop {
             tokio::select! {
-                () = &mut shutdown => break Ok(()),
+                () = &mut shutdown => break Ok(Stopped::Shutdown),
                 event = events.recv() => match event {
                     Some(LinkEvent::OwnRouteRemoved) => self.reconcile_routes().await,
                     Some(event) => {
@@ -330,7 +352,12 @@ impl<P: Plane> Agent<P> {
                     }
                     None => break Err(AgentError::WatcherStopped),
                 },
-                Some(update) = updates.recv() => self.on_update(update).await,
+                Some(update) = updates.recv() => {
+                    self.on_update(update).await;
+                    if self.restart {
+                        break Ok(Stopped::Restart);
+                    }
+                }
                 Ok(()) = sync_status.changed() => self.report(),
                 _ = route_refresh.tick() => self.reconcile_routes().await,
                 _ = housekeeping.tick() => self.plane.housekeeping(),
@@ -347,6 +374,7 @@ impl<P: Plane> Agent<P> {
     /// and, when something changed, reconciles. (The syncer batches bursts of changes.)
     async fn on_update(&mut self, update: Update) {
         let applied = self.store.apply(update);
+        self.check_felix_configuration(&applied);
         self.feed_policy(&applied);
         if applied.changes.is_empty() && self.topology.is_some() {
             // Malformed counts may have moved.
@@ -355,6 +383,47 @@ impl<P: Plane> Agent<P> {
         }
         self.topology = Some(Topology::from_store(&self.store, &self.node));
         self.reconcile().await;
+    }
+
+    /// Sets `restart` when a change to FelixConfiguration `default` or `node.<node>` changes
+    /// an effective setting (as Calico's felix, which restarts to apply its configuration).
+    fn check_felix_configuration(&mut self, applied: &Applied) {
+        use crate::config::etcd::{key, node_resource, spec_value};
+        let Some(resolved) = &self.resolved else {
+            return;
+        };
+        let (node_key, default_key) = (key(&node_resource(&self.node)), key("default"));
+        if !applied
+            .changes
+            .iter()
+            .any(|c| c.key == node_key || c.key == default_key)
+        {
+            return;
+        }
+        let spec = |key: &str| match self.store.get(key).and_then(Entry::as_resource) {
+            Some(Resource::FelixConfiguration(object)) => spec_value(&object.spec).ok(),
+            _ => None,
+        };
+        let changed = resolved.changed_by(spec(&node_key), spec(&default_key));
+        if changed.is_empty() {
+            return;
+        }
+        let mut layers = resolved.layers.clone();
+        layers.node = spec(&node_key);
+        layers.default = spec(&default_key);
+        match crate::config::resolve(layers) {
+            Ok(_) => {
+                info!(
+                    ?changed,
+                    "FelixConfiguration changed: restarting to apply it"
+                );
+                self.restart = true;
+            }
+            Err(error) => warn!(
+                %error,
+                "FelixConfiguration changed to an invalid value: keeping the running configuration"
+            ),
+        }
     }
 
     /// Passes the changed resources to the policy calculation (it ignores kinds it does not use).

@@ -295,6 +295,22 @@ fn register_maps(registry: &mut Registry, paths: &NodePaths) -> Result<(), Metri
         "Flows in the conntrack table",
         conntrack,
     );
+    let ratio = Gauge::<f64, std::sync::atomic::AtomicU64>::default();
+    if let Some(f) = fill.get(maps::CONNTRACK).filter(|f| f.capacity > 0) {
+        ratio.set(f.entries as f64 / f.capacity as f64);
+    }
+    registry.register(
+        "conntrack_fill_ratio",
+        "Conntrack entries over the table's capacity",
+        ratio,
+    );
+    let events = Counter::<u64>::default();
+    events.inc_by(crate::ct_fill::near_full_events());
+    registry.register(
+        "conntrack_near_full_events",
+        "Times the conntrack table reached its near-full threshold (ConntrackNearFullPercent)",
+        events,
+    );
     Ok(())
 }
 

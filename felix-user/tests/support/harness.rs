@@ -115,6 +115,11 @@ impl Harness {
     /// Enters a private namespace and loads the object with its maps pinned under
     /// `/sys/fs/bpf/felix-test-<pid>-<tag>`, seeded with the topology above.
     pub fn new(tag: &str) -> Self {
+        Self::with_sizes(tag, &felix_user::loader::MapSizes::default())
+    }
+
+    /// As [`Harness::new`] with the configurable maps sized by `sizes`.
+    pub fn with_sizes(tag: &str, sizes: &felix_user::loader::MapSizes) -> Self {
         let net = TestNet::enter();
         let pin_root = PathBuf::from(format!(
             "/sys/fs/bpf/felix-test-{}-{tag}",
@@ -136,8 +141,10 @@ impl Harness {
         paths
             .create()
             .expect("create pin tree (needs root and bpffs at /sys/fs/bpf)");
-        harness.dataplane =
-            Some(Dataplane::load(&paths).expect("load and verify the eBPF programs"));
+        harness.dataplane = Some(
+            Dataplane::load_sized(felix_user::EBPF_OBJECT, &paths, sizes)
+                .expect("load and verify the eBPF programs"),
+        );
         harness.seed();
         harness
     }

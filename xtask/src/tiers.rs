@@ -71,13 +71,15 @@ fn run_tier(tier: Tier) -> Result<()> {
             Ok(())
         }
         Tier::Bpf => {
-            const TESTS: [&str; 6] = [
+            const TESTS: [&str; 8] = [
                 "prog_test_run",
                 "policy_test_run",
                 "datastore_etcd",
                 "iptables_mode",
                 "failsafe_test_run",
                 "native_test_run",
+                "conntrack_full",
+                "config_etcd",
             ];
             for name in TESTS {
                 let test = paths::repo_root().join(format!("felix-user/tests/{name}.rs"));
@@ -107,6 +109,10 @@ fn run_tier(tier: Tier) -> Result<()> {
                 TESTS[4],
                 "--test",
                 TESTS[5],
+                "--test",
+                TESTS[6],
+                "--test",
+                TESTS[7],
                 "--",
                 "--test-threads=1",
             ]);

@@ -1215,7 +1215,8 @@ fn run(args: RunArgs, matches: &clap::ArgMatches, log_filter: &LogFilter) -> Res
         };
         agent::run(config, shutdown).await.context("felix run")
     })?;
-    drop(runtime);
+    // Tasks still blocked in a syscall get a moment, then the process image is replaced.
+    runtime.shutdown_timeout(Duration::from_secs(1));
     match stopped {
         agent::Stopped::Shutdown => Ok(()),
         agent::Stopped::Restart => restart_self(),

@@ -7,6 +7,8 @@
 mod bgp;
 #[path = "lab/cni.rs"]
 mod cni;
+#[path = "lab/config.rs"]
+mod config;
 #[path = "lab/dataplane_bench.rs"]
 mod dataplane_bench;
 #[path = "lab/iptables_mode.rs"]

@@ -17,8 +17,9 @@ use super::{poll_until, with_lab};
 
 /// Datagrams in each flood.
 const FLOOD: u64 = 200_000;
-/// Flood pace: fast enough to be a flood, slow enough that the veth rings keep up.
-const FLOOD_PPS: u64 = 100_000;
+/// Flood pace: fast enough to be a flood, slow enough that the veth rings keep up, and long
+/// enough (5 s) that the checks made during it (up to 2 x CONNECT) end before it does.
+const FLOOD_PPS: u64 = 40_000;
 /// Floods reach their counter at least this share of what the sender's kernel accepted (the
 /// rest may be lost in veth rings before any program sees it).
 const FLOOD_MIN_SHARE: f64 = 0.9;

@@ -7,10 +7,12 @@
 use std::collections::BTreeMap;
 
 use aya::maps::{
-    Array, HashMap, IterableMap, LpmTrie, MapData, MapError, PerCpuArray, PerCpuHashMap,
+    Array, HashMap, IterableMap, LpmTrie, MapData, MapError, MapInfo, PerCpuArray, PerCpuHashMap,
 };
 use felix_common::{
-    CounterKey, CounterValue, CtKey, CtValue, EndpointInfo, IfaceInfo, RouteValue, maps,
+    CounterKey, CounterValue, CtKey, CtValue, EndpointInfo, IfaceInfo, RouteValue,
+    failsafe::FailsafeKey,
+    maps,
     policy::{PolicyIpKey, PolicyPortKey, PolicyVerdict, PolicyVerdictKey},
 };
 use prometheus_client::{
@@ -55,8 +57,9 @@ fn count<K, E>(keys: impl Iterator<Item = Result<K, E>>) -> u64 {
     keys.filter(Result::is_ok).count() as u64
 }
 
-/// How full each pinned map is. Arrays count their non-zero slots (policy slots) or are full
-/// by construction (config, rule counters).
+/// How full each pinned map is. Keyed maps count their keys; arrays count their non-zero slots
+/// (policy slots) or are full by construction (config, rule counters). The trace ring buffer has
+/// no entries to count and is left out.
 pub fn map_fill(paths: &NodePaths) -> Result<BTreeMap<&'static str, Fill>, InspectError> {
     let mut out = BTreeMap::new();
     for name in maps::PINNED {
@@ -65,93 +68,36 @@ pub fn map_fill(paths: &NodePaths) -> Result<BTreeMap<&'static str, Fill>, Inspe
             path: paths.map(name),
             source,
         };
+        // Counts the keys of a hash or LPM map of the given type.
+        macro_rules! keyed {
+            ($ty:ty) => {{
+                let m: $ty = <$ty>::try_from(map).map_err(err)?;
+                (count(m.keys()), capacity(m.map()))
+            }};
+        }
         let (entries, capacity) = match name {
-            maps::COUNTERS => {
-                let m: PerCpuHashMap<MapData, CounterKey, CounterValue> =
-                    PerCpuHashMap::try_from(map).map_err(err)?;
-                (
-                    count(m.keys()),
-                    m.map().info().map_or(0, |i| i.max_entries()),
-                )
-            }
-            maps::IFACES => {
-                let m: HashMap<MapData, u32, IfaceInfo> = HashMap::try_from(map).map_err(err)?;
-                (
-                    count(m.keys()),
-                    m.map().info().map_or(0, |i| i.max_entries()),
-                )
-            }
-            maps::ENDPOINTS => {
-                let m: HashMap<MapData, u32, EndpointInfo> = HashMap::try_from(map).map_err(err)?;
-                (
-                    count(m.keys()),
-                    m.map().info().map_or(0, |i| i.max_entries()),
-                )
-            }
-            maps::ROUTES => {
-                let m: LpmTrie<MapData, [u8; 4], RouteValue> =
-                    LpmTrie::try_from(map).map_err(err)?;
-                (
-                    count(m.keys()),
-                    m.map().info().map_or(0, |i| i.max_entries()),
-                )
-            }
-            maps::CONNTRACK => {
-                let m: HashMap<MapData, CtKey, CtValue> = HashMap::try_from(map).map_err(err)?;
-                (
-                    count(m.keys()),
-                    m.map().info().map_or(0, |i| i.max_entries()),
-                )
-            }
-            maps::XDP_DENY => {
-                let m: LpmTrie<MapData, [u8; 4], u32> = LpmTrie::try_from(map).map_err(err)?;
-                (
-                    count(m.keys()),
-                    m.map().info().map_or(0, |i| i.max_entries()),
-                )
-            }
-            maps::POLICY_IPS => {
-                let m: LpmTrie<MapData, PolicyIpKey, u32> = LpmTrie::try_from(map).map_err(err)?;
-                (
-                    count(m.keys()),
-                    m.map().info().map_or(0, |i| i.max_entries()),
-                )
-            }
-            maps::POLICY_PORTS => {
-                let m: LpmTrie<MapData, PolicyPortKey, u16> =
-                    LpmTrie::try_from(map).map_err(err)?;
-                (
-                    count(m.keys()),
-                    m.map().info().map_or(0, |i| i.max_entries()),
-                )
-            }
-            maps::POLICY_VERDICTS => {
-                let m: HashMap<MapData, PolicyVerdictKey, PolicyVerdict> =
-                    HashMap::try_from(map).map_err(err)?;
-                (
-                    count(m.keys()),
-                    m.map().info().map_or(0, |i| i.max_entries()),
-                )
-            }
+            maps::COUNTERS => keyed!(PerCpuHashMap<MapData, CounterKey, CounterValue>),
+            maps::IFACES => keyed!(HashMap<MapData, u32, IfaceInfo>),
+            maps::ENDPOINTS => keyed!(HashMap<MapData, u32, EndpointInfo>),
+            maps::ROUTES => keyed!(LpmTrie<MapData, [u8; 4], RouteValue>),
+            maps::CONNTRACK => keyed!(HashMap<MapData, CtKey, CtValue>),
+            maps::XDP_DENY => keyed!(LpmTrie<MapData, [u8; 4], u32>),
+            maps::FAILSAFE => keyed!(HashMap<MapData, FailsafeKey, u32>),
+            maps::POLICY_IPS => keyed!(LpmTrie<MapData, PolicyIpKey, u32>),
+            maps::POLICY_PORTS => keyed!(LpmTrie<MapData, PolicyPortKey, u16>),
+            maps::POLICY_VERDICTS => keyed!(HashMap<MapData, PolicyVerdictKey, PolicyVerdict>),
             maps::POLICY_SLOTS => {
                 let m: Array<MapData, u32> = Array::try_from(map).map_err(err)?;
                 let used = m
                     .iter()
                     .filter(|v| matches!(v, Ok(set) if *set != 0))
                     .count();
-                (used as u64, m.map().info().map_or(0, |i| i.max_entries()))
+                (used as u64, capacity(m.map()))
             }
-            maps::RULE_COUNTERS => {
-                let m: PerCpuArray<MapData, u64> = PerCpuArray::try_from(map).map_err(err)?;
-                let cap = m.map().info().map_or(0, |i| i.max_entries());
-                (u64::from(cap), cap)
-            }
+            maps::TRACE_EVENTS => continue,
             _ => {
-                let m: Array<MapData, [u8; 16]> = match Array::try_from(map) {
-                    Ok(m) => m,
-                    Err(_) => continue,
-                };
-                let cap = m.map().info().map_or(0, |i| i.max_entries());
+                // Arrays (config, rule counters, trace control and buckets): every slot exists.
+                let cap = MapInfo::from_pin(paths.map(name)).map_or(0, |i| i.max_entries());
                 (u64::from(cap), cap)
             }
         };
@@ -164,6 +110,11 @@ pub fn map_fill(paths: &NodePaths) -> Result<BTreeMap<&'static str, Fill>, Inspe
         );
     }
     Ok(out)
+}
+
+/// The capacity the kernel reports for `map` (0 when it cannot be read).
+fn capacity(map: &MapData) -> u32 {
+    map.info().map_or(0, |i| i.max_entries())
 }
 
 /// Packets per policy rule counter id, summed over CPUs.

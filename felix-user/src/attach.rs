@@ -84,8 +84,11 @@ pub fn pin_iface(file_name: &str) -> Option<&str> {
         .find_map(|hook| file_name.strip_prefix(hook)?.strip_prefix('-'))
 }
 
+/// The hook name of XDP link pins.
+pub const XDP_HOOK: &str = "xdp";
+
 /// Every hook name a link pin can carry.
-pub const HOOKS: [&str; 3] = ["tc_in", "tc_out", "xdp"];
+pub const HOOKS: [&str; 3] = ["tc_in", "tc_out", XDP_HOOK];
 
 /// Removes the pinned links of `iface` (which detaches them).
 pub fn remove_pins(links_dir: &Path, iface: &str) {
@@ -215,7 +218,7 @@ fn attach_tc_owned(
 
 /// Attaches the XDP program to `iface`: adopts a pinned link, else native mode, else generic.
 pub fn attach_xdp(xdp: &mut Xdp, iface: &str, links_dir: &Path) -> Result<Attached, AttachError> {
-    let pin = link_pin(links_dir, iface, "xdp");
+    let pin = link_pin(links_dir, iface, XDP_HOOK);
     if let Some(link) = pinned(&pin) {
         match XdpLink::try_from(link)
             .map_err(|e| e.to_string())

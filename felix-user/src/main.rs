@@ -308,6 +308,11 @@ struct RunArgs {
     /// [FELIX_CONNTRACKNEARFULLPERCENT; default: 90]
     #[arg(long)]
     conntrack_near_full_percent: Option<String>,
+    /// Attach the uplink's XDP prefilter while the deny list (`felix bpf xdp-deny`) has
+    /// entries; false: never (the deny list is then not enforced).
+    /// [FELIX_XDPENABLED, xdpEnabled; default: true]
+    #[arg(long)]
+    xdp_enabled: Option<String>,
     /// Host ports the uplink's XDP deny list never blocks, in Calico's format
     /// (`[proto:][0.0.0.0/0:]port`, comma-separated, or `none`).
     /// [FELIX_FAILSAFEINBOUNDHOSTPORTS, failsafeInboundHostPorts; default: Calico's]
@@ -435,11 +440,14 @@ enum ConntrackCommand {
 enum DenyCommand {
     /// Print the deny list.
     Dump(DumpArgs),
-    /// Drop packets from CIDR at the uplink's XDP hook.
+    /// Drop packets from CIDR at the uplink's XDP hook. felix attaches the XDP prefilter to the
+    /// uplink only while the list has entries: it notices the first entry within about a
+    /// second, and this command waits (up to 3 s) and says when XDP is attached.
     ///
     /// Example: felix bpf xdp-deny add 10.0.0.9/32 --node h1
     Add(DenyArgs),
-    /// Stop dropping packets from CIDR.
+    /// Stop dropping packets from CIDR. Once the list is empty felix detaches the XDP
+    /// prefilter (within about a second; this command waits for it).
     Del(DenyArgs),
 }
 
@@ -970,6 +978,7 @@ fn show_status(args: &StatusArgs) -> Result<()> {
                 n.status.ready.to_string(),
                 n.status.dataplane.clone(),
                 n.status.programs_loaded.to_string(),
+                n.status.xdp.clone().unwrap_or_else(|| "-".into()),
                 format!("{:.0}s", n.status.uptime),
                 n.status.last_sync.clone().unwrap_or_else(|| "-".into()),
                 age(&n.status.time),
@@ -984,6 +993,7 @@ fn show_status(args: &StatusArgs) -> Result<()> {
                 "READY",
                 "DATAPLANE",
                 "PROGRAMS",
+                "XDP",
                 "UPTIME",
                 "LAST SYNC",
                 "REPORTED"
@@ -1097,6 +1107,10 @@ fn flush_conntrack(args: &NodeArgs) -> Result<()> {
     Ok(())
 }
 
+/// How long `felix bpf xdp-deny add|del` waits for the running felix to attach or detach the
+/// uplink's XDP prefilter (it checks the deny list every second).
+const XDP_WAIT: Duration = Duration::from_secs(3);
+
 fn change_deny(args: &DenyArgs, add: bool) -> Result<()> {
     let paths = pins::resolve_node(
         &args.node.roots.pin_root,
@@ -1128,7 +1142,79 @@ fn change_deny(args: &DenyArgs, add: bool) -> Result<()> {
             args.cidr
         );
     }
-    Ok(())
+    let entries = deny.keys().next().is_some();
+    wait_for_xdp(&paths, entries, &args.cidr)
+}
+
+/// After an edit of the deny list: waits (up to [`XDP_WAIT`]) until the node's running felix has
+/// the uplink's XDP prefilter attached (`attached`: the list has entries) or detached (it is
+/// empty), and says so; warns when it does not happen in time.
+fn wait_for_xdp(paths: &pins::NodePaths, attached: bool, cidr: &Ipv4Net) -> Result<()> {
+    let uplink_role = felix_common::IfaceRole::Uplink.name();
+    if paths.running_pid().is_none() {
+        println!(
+            "felix for node {} is not running: the XDP prefilter is attached to the uplink while \
+             the deny list has entries, once felix runs",
+            paths.node()
+        );
+        return Ok(());
+    }
+    let start = std::time::Instant::now();
+    let mut first = true;
+    loop {
+        let uplink = inspect::read_ifaces(paths)?
+            .into_iter()
+            .find(|row| row.role == uplink_role);
+        let waited = start.elapsed();
+        match &uplink {
+            Some(row) if (row.xdp != attach_mode_name_none()) == attached => {
+                let (state, how) = if attached {
+                    ("attached to", format!(" ({})", row.xdp))
+                } else {
+                    ("detached from", String::new())
+                };
+                let when = if first {
+                    String::new()
+                } else {
+                    format!(" after {:.1} s", waited.as_secs_f64())
+                };
+                let why = if attached {
+                    "the deny list has entries"
+                } else {
+                    "the deny list is empty"
+                };
+                println!("XDP prefilter {state} {}{how}{when}: {why}", row.name);
+                return Ok(());
+            }
+            _ if waited >= XDP_WAIT => {
+                let uplink = uplink.map_or_else(|| "the uplink".to_owned(), |row| row.name);
+                if attached {
+                    eprintln!(
+                        "warning: felix has not attached the XDP prefilter to {uplink} within {} s, \
+                         so packets from {cidr} still pass: `felix status` shows whether XDP is \
+                         disabled (XDPEnabled false) or failed (felix's log says why)",
+                        XDP_WAIT.as_secs()
+                    );
+                } else {
+                    eprintln!(
+                        "warning: felix has not detached the XDP prefilter from {uplink} within {} s \
+                         (the deny list is empty; `felix bpf ifaces dump` shows its state)",
+                        XDP_WAIT.as_secs()
+                    );
+                }
+                return Ok(());
+            }
+            _ => {
+                first = false;
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        }
+    }
+}
+
+/// How `felix bpf ifaces dump` names a hook without a program.
+fn attach_mode_name_none() -> &'static str {
+    felix_common::ifaces::attach_mode::name(felix_common::ifaces::attach_mode::NONE)
 }
 
 /// The flags given on the command line, by setting name (clap's `value_source` tells them from
@@ -1201,6 +1287,7 @@ fn run(args: RunArgs, matches: &clap::ArgMatches, log_filter: &LogFilter) -> Res
         ),
         map_sizes: settings.map_sizes,
         conntrack_near_full_percent: settings.conntrack_near_full_percent,
+        xdp_enabled: settings.xdp_enabled,
         resolved: Some(resolved.clone()),
     };
     let stopped = runtime.block_on(async {

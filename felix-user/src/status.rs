@@ -63,6 +63,11 @@ pub struct FelixStatus {
     pub dataplane: String,
     /// Programs attached to interfaces.
     pub programs_loaded: u32,
+    /// The uplink's XDP prefilter: `attached` (the deny list has entries), `idle` (it is
+    /// empty), `disabled` (XDPEnabled false), `failed` (attaching failed), `unknown`; absent in
+    /// iptables mode and from an older felix.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub xdp: Option<String>,
     /// Datastore synced and maps programmed.
     pub ready: bool,
     /// When the maps last took a datastore snapshot (RFC 3339).
@@ -133,6 +138,8 @@ pub struct Report {
     pub dataplane: &'static str,
     pub ready: bool,
     pub programs_loaded: u32,
+    /// The uplink's XDP state (BPF mode).
+    pub xdp: Option<&'static str>,
     pub last_sync: Option<SystemTime>,
     pub endpoints: BTreeMap<EndpointId, EndpointStatus>,
     pub datastore: DatastoreStatus,
@@ -208,6 +215,7 @@ async fn serve(
             first_update: *first_update,
             dataplane: report.dataplane.into(),
             programs_loaded: report.programs_loaded,
+            xdp: report.xdp.map(str::to_owned),
             ready: report.ready,
             last_sync: report.last_sync.map(rfc3339),
             datastore: Some(report.datastore.clone()),
@@ -347,6 +355,7 @@ mod tests {
             "dataplane":"bpf","programs_loaded":7,"ready":true,"last_sync":null}"#;
         let status: FelixStatus = serde_json::from_slice(old).unwrap();
         assert_eq!(status.datastore, None);
+        assert_eq!(status.xdp, None);
     }
 
     #[test]
@@ -367,6 +376,7 @@ mod tests {
             first_update: true,
             dataplane: "bpf".into(),
             programs_loaded: 7,
+            xdp: Some("idle".into()),
             ready: true,
             last_sync: None,
             datastore: Some(DatastoreStatus {
@@ -387,6 +397,7 @@ mod tests {
         assert_eq!(all.nodes.len(), 1, "junk is skipped");
         let datastore = all.nodes[0].status.datastore.as_ref().unwrap();
         assert_eq!(datastore.malformed["WorkloadEndpoint"], 2);
+        assert_eq!(all.nodes[0].status.xdp.as_deref(), Some("idle"));
         assert_eq!(all.endpoints[0].workload, "default/p1");
         assert_eq!(
             all.endpoints[0].reason.as_deref(),

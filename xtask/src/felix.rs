@@ -56,15 +56,27 @@ impl IfacesDump {
             .all(|n| self.interfaces.iter().any(|i| i.name == *n && i.attached()))
     }
 
-    /// Whether `name` is listed as the uplink with both TC hooks and XDP attached.
+    /// Whether `name` is listed as the uplink with both TC hooks attached (its XDP prefilter
+    /// is attached only while the deny list has entries: see [`IfacesDump::uplink_xdp`]).
     pub fn uplink_attached(&self, name: &str) -> bool {
-        self.interfaces.iter().any(|i| {
-            i.name == name
-                && i.role == "uplink"
-                && i.attached()
-                && !i.xdp.is_empty()
-                && i.xdp != "none"
-        })
+        self.interfaces
+            .iter()
+            .any(|i| i.name == name && i.role == "uplink" && i.attached())
+    }
+
+    /// The XDP attach mode of the uplink `name` (`none` when detached); `None` when it is not
+    /// listed as the uplink.
+    pub fn uplink_xdp(&self, name: &str) -> Option<&str> {
+        self.interfaces
+            .iter()
+            .find(|i| i.name == name && i.role == "uplink")
+            .map(|i| {
+                if i.xdp.is_empty() {
+                    "none"
+                } else {
+                    i.xdp.as_str()
+                }
+            })
     }
 }
 
@@ -241,6 +253,9 @@ pub struct NodeStatus {
     pub dataplane: Option<String>,
     #[serde(default)]
     pub programs_loaded: Option<u64>,
+    /// The uplink's XDP prefilter: `attached`, `idle`, `disabled`, `failed`, `unknown`.
+    #[serde(default)]
+    pub xdp: Option<String>,
     #[serde(default)]
     pub last_sync: Option<String>,
     #[serde(default)]
@@ -502,6 +517,17 @@ mod tests {
               "egress":"tcx","xdp":"xdp_driver"}]}"#,
         )?;
         assert!(ifs.uplink_attached("eth0"));
+        assert_eq!(ifs.uplink_xdp("eth0"), Some("xdp_driver"));
+        let ifs: IfacesDump = serde_json::from_str(
+            r#"{"node":"n","interfaces":[{"ifindex":2,"name":"eth0","role":"uplink","ingress":"tcx",
+              "egress":"tcx","xdp":"none"}]}"#,
+        )?;
+        assert!(
+            ifs.uplink_attached("eth0"),
+            "XDP is not needed for the uplink to be attached"
+        );
+        assert_eq!(ifs.uplink_xdp("eth0"), Some("none"));
+        assert_eq!(ifs.uplink_xdp("cali1"), None);
         Ok(())
     }
 }

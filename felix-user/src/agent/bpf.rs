@@ -6,9 +6,12 @@ use std::{collections::HashMap, path::PathBuf};
 
 use aya::programs::TcAttachType;
 use felix_common::{HostConfig, IfaceInfo, IfaceRole, ifaces::attach_mode};
-use tracing::{error, info, warn};
+use tracing::{debug, error, info, warn};
 
-use super::{AgentConfig, AgentError, Input, Plane};
+use super::{
+    AgentConfig, AgentError, Input, Plane,
+    xdp::{self, XdpAction, XdpState},
+};
 use crate::{
     EBPF_OBJECT, PROG_FROM_UPLINK, PROG_FROM_WORKLOAD, PROG_TO_UPLINK, PROG_TO_WORKLOAD,
     attach::{self, Attached, Holder, LinkId, attach_tc, attach_xdp},
@@ -51,6 +54,16 @@ pub(super) struct BpfPlane {
     iptables_cleaned: bool,
     /// Warns when conntrack is near full.
     ct_fill: crate::ct_fill::NearFullWatch,
+    /// XDPEnabled: the uplink's prefilter may be attached (while the deny list has entries).
+    xdp_enabled: bool,
+    /// The uplink's XDP state, for the status.
+    xdp_state: XdpState,
+    /// Whether a failure to read the deny list was logged (once, until it reads again).
+    warned_deny_unreadable: bool,
+    /// Whether a failure to attach XDP was logged (once, until an attach works).
+    warned_xdp_attach: bool,
+    /// Whether "deny list entries but XDPEnabled is false" was logged (once while it lasts).
+    warned_xdp_disabled: bool,
 }
 
 impl BpfPlane {
@@ -72,6 +85,11 @@ impl BpfPlane {
             warned_no_host_ip: false,
             iptables_cleaned: false,
             ct_fill: crate::ct_fill::NearFullWatch::new(config.conntrack_near_full_percent),
+            xdp_enabled: config.xdp_enabled,
+            xdp_state: XdpState::Unknown,
+            warned_deny_unreadable: false,
+            warned_xdp_attach: false,
+            warned_xdp_disabled: false,
         };
         // The interfaces map describes a previous felix's attachments. Empty it before this
         // felix claims the node, so that nobody reads them as this felix's: entries come back
@@ -239,6 +257,50 @@ impl Plane for BpfPlane {
         self.ct_fill.check(&mut self.dataplane);
     }
 
+    /// Attaches the uplink's XDP prefilter when the deny list gained its first entry, detaches
+    /// it when the list became empty (or XDP is disabled).
+    fn check_xdp(&mut self) -> bool {
+        let Some((index, name, attached)) = self
+            .attached
+            .iter()
+            .find(|(_, a)| a.role == IfaceRole::Uplink)
+            .map(|(index, a)| (*index, a.name.clone(), a.xdp.is_some()))
+        else {
+            return self.set_xdp_state(XdpState::Unknown);
+        };
+        let entries = self.deny_list_has_entries();
+        match xdp::decide(self.xdp_enabled, entries, attached) {
+            XdpAction::Attach => {
+                if let Some(xdp) = self.attach_uplink_xdp(&name) {
+                    info!(iface = %name, mode = attach_mode::name(xdp.mode), "XDP prefilter attached: the deny list has entries");
+                    if let Some(attachment) = self.attached.get_mut(&index) {
+                        attachment.xdp = Some(xdp);
+                    }
+                    self.write_iface(index);
+                }
+            }
+            XdpAction::Detach => {
+                if let Some(xdp) = self.attached.get_mut(&index).and_then(|a| a.xdp.take()) {
+                    self.release(crate::PROG_UPLINK_XDP, xdp);
+                    self.write_iface(index);
+                    let why = if self.xdp_enabled {
+                        "the deny list is empty"
+                    } else {
+                        "XDPEnabled is false"
+                    };
+                    info!(iface = %name, "XDP prefilter detached: {why}");
+                }
+            }
+            XdpAction::Keep => {}
+        }
+        let state = self.uplink_xdp_state(index, entries);
+        self.set_xdp_state(state)
+    }
+
+    fn xdp_state(&self) -> Option<&'static str> {
+        Some(self.xdp_state.name())
+    }
+
     /// Pinned links stay (the dataplane keeps running until the next felix adopts them);
     /// attachments only the program held (netlink filters) are removed.
     fn stop(&mut self) {
@@ -300,18 +362,27 @@ impl BpfPlane {
         self.record(index, attachment);
     }
 
+    /// Attaches the TC programs to the uplink and, while the deny list has entries, the XDP
+    /// prefilter (adopting a pinned link); a pinned XDP link that is not wanted is removed.
     fn attach_uplink(&mut self, index: u32, name: String) {
-        let links_dir = self.links_dir.clone();
-        let xdp = match self.dataplane.xdp() {
-            Ok(xdp) => match attach_xdp(xdp, &name, &links_dir) {
-                Ok(attached) => Some(attached),
-                Err(error) => {
-                    error!(%error, "XDP attach failed");
-                    None
+        let pin = attach::link_pin(&self.links_dir, &name, attach::XDP_HOOK);
+        let pinned = pin.exists();
+        let entries = self.deny_list_has_entries();
+        let xdp = match xdp::decide(self.xdp_enabled, entries, pinned) {
+            XdpAction::Attach => self.attach_uplink_xdp(&name),
+            // Adopt the link an earlier felix pinned (the list could not be read, or it has
+            // entries).
+            XdpAction::Keep if pinned => self.attach_uplink_xdp(&name),
+            XdpAction::Keep => None,
+            XdpAction::Detach => {
+                match std::fs::remove_file(&pin) {
+                    Ok(()) => {
+                        info!(iface = %name, "removed the uplink's pinned XDP link: no deny list entry, or XDPEnabled is false")
+                    }
+                    Err(error) => {
+                        warn!(iface = %name, %error, "removing the uplink's pinned XDP link failed")
+                    }
                 }
-            },
-            Err(error) => {
-                error!(%error, "XDP program unavailable");
                 None
             }
         };
@@ -323,42 +394,132 @@ impl BpfPlane {
             role: IfaceRole::Uplink,
         };
         self.record(index, attachment);
+        let state = self.uplink_xdp_state(index, entries);
+        self.set_xdp_state(state);
+    }
+
+    /// Attaches (or adopts) the XDP prefilter on the uplink `name`; a failure is logged (once
+    /// until an attach works again: the periodic check retries).
+    fn attach_uplink_xdp(&mut self, name: &str) -> Option<Attached> {
+        let links_dir = self.links_dir.clone();
+        let result = self
+            .dataplane
+            .xdp()
+            .map_err(|error| error.to_string())
+            .and_then(|xdp| attach_xdp(xdp, name, &links_dir).map_err(|error| error.to_string()));
+        match result {
+            Ok(attached) => {
+                self.warned_xdp_attach = false;
+                Some(attached)
+            }
+            Err(error) => {
+                if self.warned_xdp_attach {
+                    debug!(iface = %name, %error, "XDP attach failed again");
+                } else {
+                    error!(iface = %name, %error, "XDP attach failed: the deny list is not enforced; retrying every second");
+                    self.warned_xdp_attach = true;
+                }
+                None
+            }
+        }
+    }
+
+    /// Whether the deny list has an entry; `None` (logged once) when it cannot be read.
+    fn deny_list_has_entries(&mut self) -> Option<bool> {
+        let result = self
+            .dataplane
+            .xdp_deny()
+            .and_then(|map| match map.keys().next() {
+                None => Ok(false),
+                Some(Ok(_)) => Ok(true),
+                Some(Err(e)) => Err(LoadError::Map {
+                    name: felix_common::maps::XDP_DENY,
+                    reason: e.to_string(),
+                }),
+            });
+        match result {
+            Ok(entries) => {
+                self.warned_deny_unreadable = false;
+                Some(entries)
+            }
+            Err(error) => {
+                if !self.warned_deny_unreadable {
+                    error!(%error, "reading the XDP deny list failed: the uplink's XDP stays as it is");
+                    self.warned_deny_unreadable = true;
+                }
+                None
+            }
+        }
+    }
+
+    /// The uplink's XDP state after a check (warns once when XDPEnabled is false while the deny
+    /// list has entries: they are not enforced).
+    fn uplink_xdp_state(&mut self, index: u32, entries: Option<bool>) -> XdpState {
+        let attached = self.attached.get(&index).is_some_and(|a| a.xdp.is_some());
+        let disabled_with_entries = !self.xdp_enabled && entries == Some(true);
+        if disabled_with_entries && !self.warned_xdp_disabled {
+            warn!("XDPEnabled is false: the XDP deny list has entries that are not enforced");
+        }
+        self.warned_xdp_disabled = disabled_with_entries;
+        match (attached, self.xdp_enabled, entries) {
+            (true, _, _) => XdpState::Attached,
+            (false, false, _) => XdpState::Disabled,
+            (false, true, Some(true)) => XdpState::Failed,
+            (false, true, Some(false)) => XdpState::Idle,
+            (false, true, None) => XdpState::Unknown,
+        }
+    }
+
+    /// Records `state`; whether it changed.
+    fn set_xdp_state(&mut self, state: XdpState) -> bool {
+        let changed = state != self.xdp_state;
+        self.xdp_state = state;
+        changed
     }
 
     /// Writes the interfaces-map entry and remembers the attachment.
     fn record(&mut self, index: u32, attachment: Attachment) {
         let mode = |a: &Option<Attached>| a.as_ref().map_or(attach_mode::NONE, |a| a.mode);
-        let xdp_mode = mode(&attachment.xdp);
         let adopted = [&attachment.ingress, &attachment.egress, &attachment.xdp]
             .into_iter()
             .flatten()
             .any(|a| a.adopted);
-        let info = IfaceInfo::new(
-            &attachment.name,
-            attachment.role,
-            mode(&attachment.ingress),
-            mode(&attachment.egress),
-            xdp_mode,
-        );
-        if let Err(error) = self.dataplane.ifaces().and_then(|mut map| {
-            map.insert(index, info, 0).map_err(|e| LoadError::Map {
-                name: felix_common::maps::IFACES,
-                reason: e.to_string(),
-            })
-        }) {
-            warn!(iface = %attachment.name, %error, "recording the interface failed");
-        }
         info!(
             iface = %attachment.name,
             ifindex = index,
             role = attachment.role.name(),
             ingress = attach_mode::name(mode(&attachment.ingress)),
             egress = attach_mode::name(mode(&attachment.egress)),
-            xdp = attach_mode::name(xdp_mode),
+            xdp = attach_mode::name(mode(&attachment.xdp)),
             adopted,
             "attached"
         );
         self.attached.insert(index, attachment);
+        self.write_iface(index);
+    }
+
+    /// Writes the interfaces-map entry of attachment `index` (what is attached, and how).
+    fn write_iface(&mut self, index: u32) {
+        let Some(attachment) = self.attached.get(&index) else {
+            return;
+        };
+        let mode = |a: &Option<Attached>| a.as_ref().map_or(attach_mode::NONE, |a| a.mode);
+        let info = IfaceInfo::new(
+            &attachment.name,
+            attachment.role,
+            mode(&attachment.ingress),
+            mode(&attachment.egress),
+            mode(&attachment.xdp),
+        );
+        let name = attachment.name.clone();
+        if let Err(error) = self.dataplane.ifaces().and_then(|mut map| {
+            map.insert(index, info, 0).map_err(|e| LoadError::Map {
+                name: felix_common::maps::IFACES,
+                reason: e.to_string(),
+            })
+        }) {
+            warn!(iface = %name, %error, "recording the interface failed");
+        }
     }
 
     fn attach_tc(
@@ -401,21 +562,30 @@ impl BpfPlane {
         }
     }
 
+    /// Detaches one program: its pin removed, its handle dropped.
+    fn release(&mut self, program: &'static str, attached: Attached) {
+        match attached.holder {
+            Holder::Pinned { pin, owned } => {
+                if let Err(error) = std::fs::remove_file(&pin)
+                    && error.kind() != std::io::ErrorKind::NotFound
+                {
+                    warn!(pin = %pin.display(), %error, "removing a link pin failed: the program stays attached");
+                }
+                if let Some(id) = owned {
+                    self.drop_handle(program, id);
+                }
+            }
+            Holder::Owned(id) => self.drop_handle(program, id),
+        }
+    }
+
     /// Detaches everything on interface `index`: pins removed, handles dropped.
     fn detach(&mut self, index: u32) {
         let Some(attachment) = self.attached.remove(&index) else {
             return;
         };
         for (program, attached) in programs_of(attachment) {
-            match attached.holder {
-                Holder::Pinned { pin, owned } => {
-                    let _ = std::fs::remove_file(pin);
-                    if let Some(id) = owned {
-                        self.drop_handle(program, id);
-                    }
-                }
-                Holder::Owned(id) => self.drop_handle(program, id),
-            }
+            self.release(program, attached);
         }
         if let Ok(mut map) = self.dataplane.ifaces() {
             let _ = map.remove(&index);

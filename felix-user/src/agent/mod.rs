@@ -18,6 +18,7 @@
 
 mod bpf;
 mod iptables;
+pub mod xdp;
 
 use std::{
     collections::{BTreeMap, HashMap},
@@ -105,6 +106,9 @@ pub struct AgentConfig {
     /// The configuration this agent runs with, to restart when FelixConfiguration changes it;
     /// `None`: FelixConfiguration changes are ignored.
     pub resolved: Option<crate::config::Resolved>,
+    /// XDPEnabled: the uplink's XDP prefilter is attached while the deny list has entries;
+    /// `false`: never.
+    pub xdp_enabled: bool,
     /// Failsafe ports the uplink's XDP never drops: (inbound, outbound).
     pub failsafe: (
         Vec<crate::failsafe::FailsafePort>,
@@ -169,9 +173,23 @@ trait Plane {
     fn programs_loaded(&self) -> u32;
     /// Periodic work (every `ct_gc_interval`).
     fn housekeeping(&mut self);
+    /// Brings the uplink's XDP attachment in line with the deny list (every
+    /// [`XDP_CHECK_INTERVAL`]); whether its reported state changed.
+    fn check_xdp(&mut self) -> bool {
+        false
+    }
+    /// The uplink's XDP state for the status (`None`: this mode has no XDP).
+    fn xdp_state(&self) -> Option<&'static str> {
+        None
+    }
     /// At exit: what stays in the kernel stays enforcing until the next felix takes over.
     fn stop(&mut self);
 }
+
+/// How often the agent checks whether the uplink's XDP prefilter should be attached (the deny
+/// list is edited by `felix bpf xdp-deny` in the pinned map, which notifies nobody). One map
+/// lookup per check.
+pub const XDP_CHECK_INTERVAL: Duration = Duration::from_secs(1);
 
 /// Why the agent stopped.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -339,6 +357,8 @@ impl<P: Plane> Agent<P> {
         let mut housekeeping = tokio::time::interval(config.ct_gc_interval);
         let mut beat = tokio::time::interval(Duration::from_secs(1));
         let mut route_refresh = tokio::time::interval(config.route_refresh_interval);
+        let mut xdp_check = tokio::time::interval(XDP_CHECK_INTERVAL);
+        xdp_check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
 
         tokio::pin!(shutdown);
         let result = loop {
@@ -361,6 +381,11 @@ impl<P: Plane> Agent<P> {
                 Ok(()) = sync_status.changed() => self.report(),
                 _ = route_refresh.tick() => self.reconcile_routes().await,
                 _ = housekeeping.tick() => self.plane.housekeeping(),
+                _ = xdp_check.tick() => {
+                    if self.plane.check_xdp() {
+                        self.report();
+                    }
+                }
                 _ = beat.tick() => self.heartbeat.beat(),
             }
         };
@@ -500,6 +525,7 @@ impl<P: Plane> Agent<P> {
             dataplane: self.mode,
             ready: self.applied_once && self.topology.is_some(),
             programs_loaded: self.plane.programs_loaded(),
+            xdp: self.plane.xdp_state(),
             last_sync: self.last_sync,
             endpoints,
             datastore: self.datastore_status(),
@@ -508,6 +534,7 @@ impl<P: Plane> Agent<P> {
             // `last_sync` moves on every apply; a refresh every TTL/3 carries it anyway.
             let changed = current.ready != report.ready
                 || current.programs_loaded != report.programs_loaded
+                || current.xdp != report.xdp
                 || current.endpoints != report.endpoints
                 || current.last_sync.is_none() != report.last_sync.is_none()
                 || current.datastore.differs_beyond_revision(&report.datastore);

@@ -61,6 +61,8 @@ pub struct Settings {
     pub map_sizes: MapSizes,
     /// Conntrack fill level (percent) from which felix warns and counts near-full events.
     pub conntrack_near_full_percent: u8,
+    /// XDPEnabled: the uplink's XDP prefilter may be attached (while the deny list has entries).
+    pub xdp_enabled: bool,
     pub failsafe_inbound: Vec<FailsafePort>,
     pub failsafe_outbound: Vec<FailsafePort>,
 }
@@ -179,6 +181,7 @@ impl Settings {
                     .filter(|p| (1..=100).contains(p))
                     .ok_or_else(|| "not a whole percentage from 1 to 100".into())
             })?,
+            xdp_enabled: r.required("XDPEnabled", parse_bool)?,
             failsafe_inbound: r.required("FailsafeInboundHostPorts", parse_failsafe)?,
             failsafe_outbound: r.required("FailsafeOutboundHostPorts", parse_failsafe)?,
         })
@@ -338,6 +341,7 @@ mod tests {
         );
         assert_eq!(s.map_sizes, MapSizes::default());
         assert_eq!(s.route_refresh_interval, Duration::from_secs(10));
+        assert!(s.xdp_enabled);
         assert_eq!(s.failsafe_inbound.len(), 9);
         assert!(
             s.failsafe_inbound
@@ -363,7 +367,8 @@ mod tests {
             "healthHost": "localhost",
             "healthPort": 9199,
             "failsafeInboundHostPorts": [{"protocol": "TCP", "port": 2222}],
-            "logSeverityScreen": "Warning"
+            "logSeverityScreen": "Warning",
+            "xdpEnabled": false
         })
         .as_object()
         .cloned();
@@ -384,6 +389,10 @@ mod tests {
             }]
         );
         assert_eq!(s.log_level, tracing::Level::WARN);
+        assert!(!s.xdp_enabled);
+        // Calico's variable, any case, over FelixConfiguration.
+        layers.env.push(("Felix_XDPEnabled".into(), "true".into()));
+        assert!(settings(&layers).expect("valid").xdp_enabled);
     }
 
     #[test]

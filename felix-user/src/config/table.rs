@@ -39,7 +39,7 @@ const fn setting(
 const SIZE: &str = "a number of entries from 1 to 16777216";
 
 /// The settings, in the order `felix run --print-config` prints them.
-pub const SETTINGS: [Setting; 28] = [
+pub const SETTINGS: [Setting; 29] = [
     setting(
         "NodeName",
         "node",
@@ -247,6 +247,14 @@ pub const SETTINGS: [Setting; 28] = [
         None,
         Some("90"),
         "a percentage from 1 to 100",
+    ),
+    setting(
+        "XDPEnabled",
+        "xdp-enabled",
+        &["FELIX_XDPENABLED"],
+        Some("xdpEnabled"),
+        Some("true"),
+        "true or false",
     ),
     setting(
         "FailsafeInboundHostPorts",

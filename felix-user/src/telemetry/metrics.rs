@@ -345,6 +345,15 @@ fn register_report(registry: &mut Registry, report: &Report) {
         "Program attachments on this node's interfaces",
         gauge(i64::from(report.programs_loaded)),
     );
+    if let Some(xdp) = report.xdp {
+        let states = Family::<Labels, Gauge>::default();
+        states.get_or_create(&labels(&[("state", xdp)])).set(1);
+        registry.register(
+            "xdp",
+            "The uplink's XDP prefilter: 1 for its current state (attached while the deny list has entries; idle, disabled, failed, unknown)",
+            states,
+        );
+    }
     registry.register(
         "ready",
         "1 when felix is ready",

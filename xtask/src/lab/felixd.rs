@@ -78,7 +78,8 @@ pub fn start(
 }
 
 /// Readiness of felix on `host`, in two bounded phases: first its programs are attached on every
-/// `cali*` of the host and on the uplink `eth0` (TC both ways and XDP), within `attach_timeout`;
+/// `cali*` of the host and on the uplink `eth0` (TC both ways; XDP only while the deny list has
+/// entries, so not at start), within `attach_timeout`;
 /// then, within `sync_timeout`, its maps hold what the lab's etcd data says: both pods of the host
 /// in the endpoints map and every other host's block as a `remote_block` via that host's IP.
 /// Within `sync_timeout` too, the host's kernel table has felix's routes (pods' /32s, the block's
@@ -115,7 +116,9 @@ pub fn wait_ready(
         Ok(if !dump.all_attached(&want) {
             Some(format!("not all of {want:?} attached yet: {dump:?}"))
         } else if !dump.uplink_attached("eth0") {
-            Some(format!("uplink eth0 not attached (TC + XDP) yet: {dump:?}"))
+            Some(format!(
+                "uplink eth0 not attached (TC both ways) yet: {dump:?}"
+            ))
         } else {
             None
         })

@@ -469,7 +469,8 @@ impl Lab {
     /// `felix bpf xdp-deny add|del CIDR` on host `n`; checks the deny list afterwards.
     pub fn xdp_deny(&self, n: u8, cidr: &str, deny: bool) -> Result<()> {
         let verb = if deny { "add" } else { "del" };
-        self.felix_cli(n, &["xdp-deny", verb, cidr])?;
+        let said = self.felix_cli(n, &["xdp-deny", verb, cidr])?;
+        print!("{said}");
         let list = felix::xdp_deny(&self.felix, &self.node(n))?;
         let listed = list.xdp_deny.iter().any(|e| e.cidr == cidr);
         if listed != deny {
@@ -479,6 +480,26 @@ impl Lab {
             );
         }
         Ok(())
+    }
+
+    /// Waits until host `n`'s felix has its uplink XDP prefilter attached (`attached`) or
+    /// detached, as `felix bpf ifaces dump` shows it; how long that took.
+    pub fn wait_uplink_xdp(&self, n: u8, attached: bool, timeout: Duration) -> Result<Duration> {
+        let start = Instant::now();
+        loop {
+            let dump = felix::ifaces(&self.felix, &self.node(n))?;
+            let mode = dump.uplink_xdp("eth0").unwrap_or("none").to_owned();
+            if (mode != "none") == attached {
+                return Ok(start.elapsed());
+            }
+            if start.elapsed() >= timeout {
+                bail!(
+                    "h{n}: uplink XDP is {mode} after {timeout:?}, expected {}: {dump:?}",
+                    if attached { "attached" } else { "detached" }
+                );
+            }
+            thread::sleep(Duration::from_millis(50));
+        }
     }
 
     /// A small TCP exchange (iperf3, 1 MB) from pod `client` to pod `server`; the client's report.

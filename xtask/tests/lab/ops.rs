@@ -177,6 +177,10 @@ fn flood_of_denied_packets_is_counted_with_bounded_trace_and_failsafe_access() -
 
         lab.apply(&policy::example("default-deny.yaml")?)?;
         lab.xdp_deny(2, &format!("{}/32", names::TOR_IP), true)?;
+        // felix attaches the uplink's XDP once the deny list has an entry (within about a
+        // second): the flood must not start before, or its first datagrams pass uncounted.
+        let took = lab.wait_uplink_xdp(2, true, Duration::from_secs(3))?;
+        println!("h2's uplink XDP attached {took:?} after the deny entry");
         // The policy is in force once a new connection into h2-p1 fails.
         let _echo = EchoServer::start(&target.ns, OTHER_PORT)?;
         poll_until(Duration::from_secs(5), "h2-p1 denied", || {

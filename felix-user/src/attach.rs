@@ -241,8 +241,8 @@ pub fn attach_xdp(xdp: &mut Xdp, iface: &str, links_dir: &Path) -> Result<Attach
             }
         }
     }
-    let (id, mode) = match xdp.attach(iface, XdpMode::Driver) {
-        Ok(id) => (id, attach_mode::XDP_DRIVER),
+    let (id, mode, xdp_mode) = match xdp.attach(iface, XdpMode::Driver) {
+        Ok(id) => (id, attach_mode::XDP_DRIVER, XdpMode::Driver),
         Err(native) => {
             warn!(iface, %native, "native XDP unavailable, using generic XDP");
             let id = xdp
@@ -251,7 +251,7 @@ pub fn attach_xdp(xdp: &mut Xdp, iface: &str, links_dir: &Path) -> Result<Attach
                     iface: iface.into(),
                     source: Box::new(source),
                 })?;
-            (id, attach_mode::XDP_SKB)
+            (id, attach_mode::XDP_SKB, XdpMode::Skb)
         }
     };
     // XDP links (bpf_link) can be pinned; a netlink XDP attachment cannot, and stays owned.
@@ -259,9 +259,10 @@ pub fn attach_xdp(xdp: &mut Xdp, iface: &str, links_dir: &Path) -> Result<Attach
         Ok(Ok(link)) => match pin_link(link, &pin) {
             Ok(()) => Holder::Pinned { pin, owned: None },
             Err(error) => {
+                // The unpinned link was dropped (detached): attach again, in the same mode.
                 warn!(iface, %error, "pinning the XDP link failed");
                 let id = xdp
-                    .attach(iface, XdpMode::Skb)
+                    .attach(iface, xdp_mode)
                     .map_err(|source| AttachError::Xdp {
                         iface: iface.into(),
                         source: Box::new(source),
@@ -271,7 +272,7 @@ pub fn attach_xdp(xdp: &mut Xdp, iface: &str, links_dir: &Path) -> Result<Attach
         },
         _ => {
             let id = xdp
-                .attach(iface, XdpMode::Default)
+                .attach(iface, xdp_mode)
                 .map_err(|source| AttachError::Xdp {
                     iface: iface.into(),
                     source: Box::new(source),

@@ -1783,7 +1783,10 @@ fn metrics_and_health_endpoints_report_the_dataplane() -> Result<()> {
             .find(|l| l.starts_with("felix_map_entries{map=\"felix_fsafe_v1\"}"))
             .and_then(|l| l.rsplit(' ').next()?.parse().ok())
             .unwrap_or(0);
-        ensure!(failsafe > 0, "failsafe map entries {failsafe} in:\n{metrics}");
+        ensure!(
+            failsafe > 0,
+            "failsafe map entries {failsafe} in:\n{metrics}"
+        );
         for path in ["readiness", "liveness"] {
             let (code, body) = get(&format!("http://127.0.0.1:9099/{path}"))?;
             ensure!(code == "200", "/{path} answered {code}: {body}");

@@ -7,6 +7,7 @@ use std::{
     collections::{HashMap, HashSet},
     fs,
     path::PathBuf,
+    sync::atomic::{AtomicUsize, Ordering},
     time::{Duration, Instant},
 };
 
@@ -88,13 +89,21 @@ pub struct Rig {
 }
 
 impl Rig {
-    /// Loads the object with its maps pinned under `/sys/fs/bpf/felix-bench-<pid>` and seeds
-    /// the endpoint (on `park`, programmed as `park_program`) and its routes; from here on
-    /// the thread stays on its CPU and SIGINT/SIGTERM end the next run.
+    /// Loads the embedded object with its maps pinned under `/sys/fs/bpf/felix-bench-<pid>-<n>`
+    /// and seeds the endpoint (on `park`, programmed as `park_program`) and its routes; from
+    /// here on the thread stays on its CPU and SIGINT/SIGTERM end the next run.
     pub fn load(park: GroupKey, park_program: &Program) -> Result<Self> {
+        Self::load_object(felix_user::EBPF_OBJECT, park, park_program)
+    }
+
+    /// As [`Rig::load`] with another eBPF object (e.g. a variant to compare); each rig has a
+    /// pin tree of its own.
+    pub fn load_object(object: &[u8], park: GroupKey, park_program: &Program) -> Result<Self> {
+        static LOADED: AtomicUsize = AtomicUsize::new(0);
         crate::signals::install();
         pin_to_current_cpu()?;
-        let tag = format!("felix-bench-{}", std::process::id());
+        let n = LOADED.fetch_add(1, Ordering::Relaxed);
+        let tag = format!("felix-bench-{}-{n}", std::process::id());
         let pins = PinTree {
             pin_root: PathBuf::from("/sys/fs/bpf").join(&tag),
             run_root: std::env::temp_dir().join(&tag),
@@ -103,7 +112,7 @@ impl Rig {
         paths
             .create()
             .context("create the pin tree (needs root and bpffs at /sys/fs/bpf)")?;
-        let dataplane = Dataplane::load(&paths).context("load the eBPF programs")?;
+        let dataplane = Dataplane::load_bytes(object, &paths).context("load the eBPF programs")?;
         let mut rig = Self {
             dataplane,
             _pins: pins,

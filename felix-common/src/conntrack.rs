@@ -56,9 +56,9 @@ impl CtKey {
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct CtValue {
-    /// `bpf_ktime_get_ns` when the entry was created.
+    /// CLOCK_MONOTONIC (coarse: at the last tick) when the entry was created.
     pub created_ns: u64,
-    /// `bpf_ktime_get_ns` of the last packet.
+    /// CLOCK_MONOTONIC (coarse) of the last packet.
     pub last_seen_ns: u64,
     /// Packets from A to B.
     pub packets_a_to_b: u64,

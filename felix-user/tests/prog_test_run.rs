@@ -494,6 +494,97 @@ fn conntrack_records_udp_and_decapsulated_flows() {
     );
 }
 
+/// Ages follow CLOCK_MONOTONIC (read at the last tick): a flow idle past its timeout is a new
+/// flow again (judged and opened afresh), one within it is refreshed.
+#[test]
+fn conntrack_ages_by_the_monotonic_clock_and_expires_idle_flows() {
+    use felix_common::conntrack::{tcp_flags::ACK, timeouts};
+    use felix_user::ct_gc::monotonic_ns;
+    /// Well above a tick of the coarse clock at any HZ.
+    const TICK_SLACK_NS: u64 = 50_000_000;
+    let mut h = Harness::new("ct-age");
+    let udp = packet::udp_between(POD_IP, REMOTE_POD_IP, 64, b"q");
+    let (key, _) = CtKey::for_packet(POD_IP, 1000, REMOTE_POD_IP, 2000, 17);
+    let before = monotonic_ns();
+    h.run(PROG_FROM_WORKLOAD, FROM_A, &udp);
+    let after = monotonic_ns();
+    let entry = h.conntrack(&key).expect("UDP flow tracked");
+    assert!(
+        entry.created_ns + TICK_SLACK_NS >= before && entry.created_ns <= after,
+        "created {} not within [{before}, {after}]",
+        entry.created_ns
+    );
+    assert_eq!(entry.last_seen_ns, entry.created_ns);
+
+    let set_idle = |h: &mut Harness, idle_ns: u64| {
+        let mut entry = h.conntrack(&key).expect("entry");
+        entry.last_seen_ns = monotonic_ns() - idle_ns;
+        entry.created_ns = entry.last_seen_ns;
+        h.dataplane()
+            .conntrack()
+            .expect("conntrack map")
+            .insert(key, entry, 0)
+            .expect("age the entry");
+    };
+    // Idle within the timeout: the same flow, refreshed.
+    set_idle(&mut h, timeouts::UDP_NS - 5_000_000_000);
+    let sent = monotonic_ns();
+    h.run(PROG_FROM_WORKLOAD, FROM_A, &udp);
+    let entry = h.conntrack(&key).expect("entry");
+    assert_eq!((entry.packets_a_to_b, entry.packets_b_to_a), (2, 0));
+    assert!(
+        entry.last_seen_ns + TICK_SLACK_NS >= sent,
+        "last_seen refreshed"
+    );
+    // Idle past it: a first packet again, which opens a new entry.
+    set_idle(&mut h, timeouts::UDP_NS + 1_000_000_000);
+    let sent = monotonic_ns();
+    h.run(PROG_FROM_WORKLOAD, FROM_A, &udp);
+    let entry = h.conntrack(&key).expect("entry");
+    assert_eq!(
+        (entry.packets_a_to_b, entry.packets_b_to_a),
+        (1, 0),
+        "an expired flow starts over"
+    );
+    assert!(entry.created_ns + TICK_SLACK_NS >= sent, "created anew");
+
+    // cali_to_wl refreshes an established TCP flow's age without touching the rest.
+    let (tcp_key, _) = CtKey::for_packet(HOST_IP, 50000, POD_IP, 8080, 6);
+    let old = monotonic_ns() - 10_000_000_000;
+    let established = felix_common::CtValue {
+        created_ns: old,
+        last_seen_ns: old,
+        packets_a_to_b: 3,
+        packets_b_to_a: 2,
+        state: CtState::Established as u8,
+        flags: ct_flags::A_IS_INITIATOR,
+        tcp_flags_a: 0x12,
+        tcp_flags_b: 0x12,
+        _reserved: [0; 4],
+    };
+    h.dataplane()
+        .conntrack()
+        .expect("conntrack map")
+        .insert(tcp_key, established, 0)
+        .expect("seed a flow");
+    let ack = packet::tcp_segment(HOST_IP, 50000, POD_IP, 8080, ACK);
+    let sent = monotonic_ns();
+    assert_eq!(h.run(PROG_TO_WORKLOAD, FROM_A, &ack).verdict, TC_ACT_OK);
+    let entry = h.conntrack(&tcp_key).expect("entry");
+    assert!(
+        entry.last_seen_ns + TICK_SLACK_NS >= sent,
+        "last_seen refreshed"
+    );
+    assert_eq!(
+        felix_common::CtValue {
+            last_seen_ns: old,
+            ..entry
+        },
+        established,
+        "nothing else changed"
+    );
+}
+
 #[test]
 fn malformed_packets_are_dropped_with_their_reason_on_every_tc_program() {
     let mut h = Harness::new("malformed");

@@ -17,10 +17,11 @@ use aya::{
     programs::{TestRun, TestRunOptions},
 };
 use felix_common::{
-    CtKey, EndpointInfo, RouteKind, RouteValue, endpoints::endpoint_flags,
+    CtKey, EndpointInfo, IfaceRole, RouteKind, RouteValue, endpoints::endpoint_flags,
     maps::RULE_COUNTERS_MAX_ENTRIES,
 };
 use felix_user::{
+    counter_cache,
     loader::Dataplane,
     pins::NodePaths,
     policy::{
@@ -129,6 +130,16 @@ impl Rig {
 
     fn seed(&mut self) -> Result<()> {
         self.point_endpoint(self.park_slot)?;
+        // As felix does when it attaches to the interface (an older object, measured with
+        // `--object`, may have no counter cache).
+        if let Ok(mut cache) = self.dataplane.counter_cache() {
+            counter_cache::claim(
+                &mut cache,
+                WORKLOAD_IFINDEX,
+                counter_cache::directions(IfaceRole::Workload),
+            )
+            .context("claim counter cache lines")?;
+        }
         let mut routes = self.dataplane.routes()?;
         for (addr, len, kind, ifindex) in [
             (POD_IP, 32, RouteKind::LocalWorkload, WORKLOAD_IFINDEX),

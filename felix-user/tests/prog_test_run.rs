@@ -772,6 +772,102 @@ fn counters_accumulate_across_packets() {
 /// the flow; the pod's SYN-ACK leaves through `cali_from_wl` (conntrack hit); the host's ACK
 /// through `cali_to_wl` makes it established. A packet `cali_from_wl` already counted and
 /// redirected to a pod is not counted again by `cali_to_wl`.
+/// Ordinary verdicts of an interface with a counter cache line are counted there (an array
+/// slot); one whose line another interface holds counts in the counters map, exactly as well;
+/// a freed line is zero and free again.
+#[test]
+fn ordinary_verdicts_count_in_the_counter_cache_and_fall_back_to_the_map() {
+    use felix_common::{CounterCacheLine, counters::COUNTER_CACHE_LINES};
+    use felix_user::counter_cache;
+    let mut h = Harness::new("cnt-cache");
+    let frame = packet::tcp_segment(PEER_IP, 40000, POD_IP, 80, 0x10);
+    let line_of = |h: &mut Harness, ifindex: u32, direction: Direction| {
+        let index = CounterCacheLine::index(ifindex, direction as u16);
+        let lines = h
+            .dataplane()
+            .counter_cache()
+            .expect("counter cache")
+            .get(&index, 0)
+            .expect("line");
+        lines.iter().fold(CounterCacheLine::default(), |sum, line| {
+            let mut sum = CounterCacheLine {
+                ifindex: line.ifindex.max(sum.ifindex),
+                direction: line.direction.max(sum.direction),
+                ..sum
+            };
+            for (s, v) in sum.values.iter_mut().zip(&line.values) {
+                s.packets += v.packets;
+                s.bytes += v.bytes;
+            }
+            sum
+        })
+    };
+    let allowed = Reason::Allowed.cache_index().expect("cached");
+    let cached_map_entries = |h: &mut Harness| {
+        h.dataplane()
+            .counters()
+            .expect("counters map")
+            .keys()
+            .flatten()
+            .filter(|k| k.ifindex == WORKLOAD_A && k.reason == Reason::Allowed as u16)
+            .count()
+    };
+
+    // Claimed by the harness (as felix does on attach): counted in the line, not the map.
+    h.expect(
+        PROG_TO_WORKLOAD,
+        FROM_A,
+        &frame,
+        Direction::ToWorkload,
+        Reason::Allowed,
+        TC_ACT_OK,
+    );
+    let line = line_of(&mut h, WORKLOAD_A, Direction::ToWorkload);
+    assert!(line.is_for(WORKLOAD_A, Direction::ToWorkload as u16));
+    assert_eq!(line.values[allowed].packets, 1);
+    assert_eq!(line.values[allowed].bytes, frame.len() as u64);
+    assert_eq!(cached_map_entries(&mut h), 0);
+
+    // Freed, and the line taken by another interface that maps to it: the map counts, exactly.
+    let other = WORKLOAD_A + COUNTER_CACHE_LINES / 2;
+    {
+        let mut cache = h.dataplane().counter_cache().expect("counter cache");
+        assert_eq!(
+            counter_cache::free_stale(&mut cache, |i| i == WORKLOAD_A).expect("free"),
+            2
+        );
+        assert_eq!(
+            counter_cache::claim(&mut cache, other, &[Direction::ToWorkload]).expect("claim"),
+            1
+        );
+        assert_eq!(
+            counter_cache::claim(&mut cache, WORKLOAD_A, &[Direction::ToWorkload]).expect("claim"),
+            0,
+            "held by the other interface"
+        );
+    }
+    assert_eq!(
+        line_of(&mut h, WORKLOAD_A, Direction::ToWorkload),
+        CounterCacheLine::claimed(other, Direction::ToWorkload)
+    );
+    for _ in 0..3 {
+        h.expect(
+            PROG_TO_WORKLOAD,
+            FROM_A,
+            &frame,
+            Direction::ToWorkload,
+            Reason::Allowed,
+            TC_ACT_OK,
+        );
+    }
+    assert_eq!(cached_map_entries(&mut h), 1);
+    assert_eq!(
+        line_of(&mut h, WORKLOAD_A, Direction::ToWorkload),
+        CounterCacheLine::claimed(other, Direction::ToWorkload),
+        "another interface's line is never written"
+    );
+}
+
 #[test]
 fn flows_from_the_host_are_tracked_by_cali_to_wl_without_double_counting() {
     use felix_common::conntrack::tcp_flags::{ACK, SYN};

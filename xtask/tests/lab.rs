@@ -508,10 +508,11 @@ fn felix_restart_keeps_flows_and_adopts_pinned_maps_and_links() -> Result<()> {
     let result = (|| -> Result<()> {
         let pin_dir = std::path::PathBuf::from(format!("/sys/fs/bpf/felix/{}", lab.node(1)));
         let (maps_before, links_before) = pinned_ids(&pin_dir)?;
-        // felix-common's maps::PINNED: 7 forwarding, 1 failsafe, 5 policy and 3 trace maps.
+        // felix-common's maps::PINNED: 8 forwarding (counters and counter cache), 1 failsafe, 5
+        // policy and 3 trace maps.
         ensure!(
-            maps_before.len() == 16,
-            "expected 16 pinned maps: {maps_before:?}"
+            maps_before.len() == 17,
+            "expected 17 pinned maps: {maps_before:?}"
         );
         ensure!(
             links_before.len() == 2 * 2 + 3,

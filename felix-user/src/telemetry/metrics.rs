@@ -10,7 +10,8 @@ use aya::maps::{
     Array, HashMap, IterableMap, LpmTrie, MapData, MapError, PerCpuArray, PerCpuHashMap,
 };
 use felix_common::{
-    CounterKey, CounterValue, CtKey, CtValue, EndpointInfo, IfaceInfo, RouteValue, maps,
+    CounterCacheLine, CounterKey, CounterValue, CtKey, CtValue, EndpointInfo, IfaceInfo,
+    RouteValue, maps,
     policy::{PolicyIpKey, PolicyPortKey, PolicyVerdict, PolicyVerdictKey},
 };
 use prometheus_client::{
@@ -73,6 +74,15 @@ pub fn map_fill(paths: &NodePaths) -> Result<BTreeMap<&'static str, Fill>, Inspe
                     count(m.keys()),
                     m.map().info().map_or(0, |i| i.max_entries()),
                 )
+            }
+            maps::COUNTER_CACHE => {
+                let m: PerCpuArray<MapData, CounterCacheLine> =
+                    PerCpuArray::try_from(map).map_err(err)?;
+                let claimed = m
+                    .iter()
+                    .filter(|v| matches!(v, Ok(lines) if lines.iter().any(|l| l.ifindex != 0)))
+                    .count();
+                (claimed as u64, m.len())
             }
             maps::IFACES => {
                 let m: HashMap<MapData, u32, IfaceInfo> = HashMap::try_from(map).map_err(err)?;

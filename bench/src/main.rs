@@ -9,6 +9,7 @@
 mod control_plane;
 mod dataplane;
 mod empty_prog;
+mod established;
 mod loadgen;
 mod netns;
 mod packet;
@@ -51,6 +52,24 @@ enum Cmd {
         /// Also write the markdown report to this file (it is always printed).
         #[arg(long)]
         out: Option<PathBuf>,
+    },
+    /// Per-packet cost of an established flow in `cali_to_wl` and `cali_from_wl`
+    /// (BPF_PROG_TEST_RUN) against the empty program: `policy-cost`'s fast-path figures
+    /// alone, in seconds. Several `--object`s are measured round-robin in one run, so that
+    /// variants compare under the same load.
+    ///
+    /// Example: `cargo run -p bench --release -- established --object a.o --object b.o`
+    Established {
+        /// Rounds; medians are taken over them.
+        #[arg(long, default_value_t = 15, value_parser = clap::value_parser!(u64).range(1..))]
+        rounds: u64,
+        /// Runs per BPF_PROG_TEST_RUN call.
+        #[arg(long, default_value_t = 100_000, value_parser = clap::value_parser!(u32).range(1..))]
+        repeat: u32,
+        /// An eBPF object to measure instead of the one embedded in felix (repeatable), e.g.
+        /// `target/ebpf/bpfel-unknown-none/release/felix`.
+        #[arg(long = "object")]
+        objects: Vec<PathBuf>,
     },
     /// felix's control plane against a real etcd, at 1,000 endpoints / 100 policies and
     /// 10,000 / 1,000: full sync to programmed maps, single policy and label changes to
@@ -148,6 +167,11 @@ enum LoadgenCmd {
 fn main() -> ExitCode {
     let result = match Cli::parse().cmd {
         Cmd::PolicyCost { quick, out } => policy_cost(quick, out),
+        Cmd::Established {
+            rounds,
+            repeat,
+            objects,
+        } => established(rounds, repeat, objects),
         Cmd::ControlPlane {
             quick,
             out,
@@ -244,6 +268,17 @@ fn policy_cost(quick: bool, out: Option<PathBuf>) -> Result<()> {
         load: [load_before, report::load_average()],
     };
     emit(&report::markdown(&results, &header), out)
+}
+
+fn established(rounds: u64, repeat: u32, objects: Vec<PathBuf>) -> Result<()> {
+    ensure_root("bench established loads eBPF programs")?;
+    netns::enter()?;
+    let options = established::Options {
+        rounds: usize::try_from(rounds).context("--rounds")?,
+        repeat,
+        objects,
+    };
+    emit(&established::run(&options)?, None)
 }
 
 /// The workspace this bench was built in.

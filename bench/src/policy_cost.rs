@@ -408,19 +408,28 @@ fn measure(
     Ok(ns)
 }
 
+/// One round of the established case of `hook` on a rig whose endpoint points at the
+/// allow-all policy (0 rules) with the deciding rule's counter `decider`: ns per packet.
+pub fn established(rig: &mut Rig, settings: &Settings, hook: Hook, decider: u32) -> Result<f64> {
+    let flow = Flow::new(hook, Shape::Cidr.peer(0).octets());
+    measure(rig, settings, &flow, Case::Established, decider)
+}
+
 /// The empty baseline: a program of two instructions run on `cali_to_wl`'s established frame,
 /// `settings.rounds` rounds of `settings.repeat` runs (needs the same private namespace as
 /// [`run`]); ns per packet of each round.
 pub fn empty_baseline(settings: &Settings) -> Result<Vec<f64>> {
     let program = EmptyProgram::load().context("load the empty program")?;
-    let flow = Flow::new(Hook::ToWorkload, Shape::Cidr.peer(0).octets());
     (0..settings.rounds)
-        .map(|_| {
-            program
-                .run(&flow.established, settings.repeat)
-                .map(|ns| ns as f64)
-        })
+        .map(|_| empty_round(&program, settings.repeat))
         .collect()
+}
+
+/// One round of the empty baseline: `repeat` runs of `program` on the frame of [`empty_baseline`];
+/// ns per packet.
+pub fn empty_round(program: &EmptyProgram, repeat: u32) -> Result<f64> {
+    let flow = Flow::new(Hook::ToWorkload, Shape::Cidr.peer(0).octets());
+    Ok(program.run(&flow.established, repeat)? as f64)
 }
 
 /// Checks that `run` of `flow` returned `verdict` for `what`.

@@ -7,6 +7,7 @@ use std::{
     collections::{HashMap, HashSet},
     fs,
     path::PathBuf,
+    sync::atomic::{AtomicUsize, Ordering},
     time::{Duration, Instant},
 };
 
@@ -16,10 +17,11 @@ use aya::{
     programs::{TestRun, TestRunOptions},
 };
 use felix_common::{
-    CtKey, EndpointInfo, RouteKind, RouteValue, endpoints::endpoint_flags,
+    CtKey, EndpointInfo, IfaceRole, RouteKind, RouteValue, endpoints::endpoint_flags,
     maps::RULE_COUNTERS_MAX_ENTRIES,
 };
 use felix_user::{
+    counter_cache,
     loader::Dataplane,
     pins::NodePaths,
     policy::{
@@ -88,13 +90,21 @@ pub struct Rig {
 }
 
 impl Rig {
-    /// Loads the object with its maps pinned under `/sys/fs/bpf/felix-bench-<pid>` and seeds
-    /// the endpoint (on `park`, programmed as `park_program`) and its routes; from here on
-    /// the thread stays on its CPU and SIGINT/SIGTERM end the next run.
+    /// Loads the embedded object with its maps pinned under `/sys/fs/bpf/felix-bench-<pid>-<n>`
+    /// and seeds the endpoint (on `park`, programmed as `park_program`) and its routes; from
+    /// here on the thread stays on its CPU and SIGINT/SIGTERM end the next run.
     pub fn load(park: GroupKey, park_program: &Program) -> Result<Self> {
+        Self::load_object(felix_user::EBPF_OBJECT, park, park_program)
+    }
+
+    /// As [`Rig::load`] with another eBPF object (e.g. a variant to compare); each rig has a
+    /// pin tree of its own.
+    pub fn load_object(object: &[u8], park: GroupKey, park_program: &Program) -> Result<Self> {
+        static LOADED: AtomicUsize = AtomicUsize::new(0);
         crate::signals::install();
         pin_to_current_cpu()?;
-        let tag = format!("felix-bench-{}", std::process::id());
+        let n = LOADED.fetch_add(1, Ordering::Relaxed);
+        let tag = format!("felix-bench-{}-{n}", std::process::id());
         let pins = PinTree {
             pin_root: PathBuf::from("/sys/fs/bpf").join(&tag),
             run_root: std::env::temp_dir().join(&tag),
@@ -103,7 +113,7 @@ impl Rig {
         paths
             .create()
             .context("create the pin tree (needs root and bpffs at /sys/fs/bpf)")?;
-        let dataplane = Dataplane::load(&paths).context("load the eBPF programs")?;
+        let dataplane = Dataplane::load_bytes(object, &paths).context("load the eBPF programs")?;
         let mut rig = Self {
             dataplane,
             _pins: pins,
@@ -120,6 +130,16 @@ impl Rig {
 
     fn seed(&mut self) -> Result<()> {
         self.point_endpoint(self.park_slot)?;
+        // As felix does when it attaches to the interface (an older object, measured with
+        // `--object`, may have no counter cache).
+        if let Ok(mut cache) = self.dataplane.counter_cache() {
+            counter_cache::claim(
+                &mut cache,
+                WORKLOAD_IFINDEX,
+                counter_cache::directions(IfaceRole::Workload),
+            )
+            .context("claim counter cache lines")?;
+        }
         let mut routes = self.dataplane.routes()?;
         for (addr, len, kind, ifindex) in [
             (POD_IP, 32, RouteKind::LocalWorkload, WORKLOAD_IFINDEX),

@@ -29,25 +29,22 @@ impl CtKey {
         // Integer comparisons only: BPF has no memcmp for array ordering.
         let (src_n, dst_n) = (u32::from_be_bytes(src), u32::from_be_bytes(dst));
         let a_to_b = src_n < dst_n || (src_n == dst_n && sport <= dport);
-        let key = if a_to_b {
-            Self {
-                addr_a: src,
-                addr_b: dst,
-                port_a: sport,
-                port_b: dport,
-                proto,
-                _pad: [0; 3],
-            }
+        let (addr_a, addr_b, port_a, port_b) = if a_to_b {
+            (src, dst, sport, dport)
         } else {
-            Self {
-                addr_a: dst,
-                addr_b: src,
-                port_a: dport,
-                port_b: sport,
-                proto,
-                _pad: [0; 3],
-            }
+            (dst, src, dport, sport)
         };
+        let (p_a, p_b) = (port_a.to_ne_bytes(), port_b.to_ne_bytes());
+        // Built as four words: field by field, the three pad bytes become a memset call in BPF.
+        let words = [
+            u32::from_ne_bytes(addr_a),
+            u32::from_ne_bytes(addr_b),
+            u32::from_ne_bytes([p_a[0], p_a[1], p_b[0], p_b[1]]),
+            u32::from_ne_bytes([proto, 0, 0, 0]),
+        ];
+        // SAFETY: `CtKey` is `#[repr(C)]`, 16 bytes of integers without padding (layout test),
+        // so any 16 bytes are a valid `CtKey`; these are its fields in order, pad zero.
+        let key = unsafe { core::mem::transmute::<[u32; 4], Self>(words) };
         (key, a_to_b)
     }
 }
@@ -56,9 +53,9 @@ impl CtKey {
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct CtValue {
-    /// `bpf_ktime_get_ns` when the entry was created.
+    /// CLOCK_MONOTONIC (coarse: at the last tick) when the entry was created.
     pub created_ns: u64,
-    /// `bpf_ktime_get_ns` of the last packet.
+    /// CLOCK_MONOTONIC (coarse) of the last packet.
     pub last_seen_ns: u64,
     /// Packets from A to B.
     pub packets_a_to_b: u64,
@@ -230,6 +227,23 @@ mod tests {
         assert_eq!(offset_of!(CtValue, state), 32);
         assert_eq!(offset_of!(CtValue, tcp_flags_b), 35);
         assert_eq!(offset_of!(CtValue, _reserved), 36);
+    }
+
+    #[test]
+    fn a_key_holds_its_fields_and_zero_padding() {
+        let (key, a_to_b) = CtKey::for_packet([10, 0, 0, 9], 5, [10, 0, 0, 1], 0x1234, 17);
+        assert!(!a_to_b);
+        assert_eq!(
+            key,
+            CtKey {
+                addr_a: [10, 0, 0, 1],
+                addr_b: [10, 0, 0, 9],
+                port_a: 0x1234,
+                port_b: 5,
+                proto: 17,
+                _pad: [0; 3],
+            }
+        );
     }
 
     #[test]

@@ -212,7 +212,7 @@ impl Reason {
 
 /// Key of the counters map.
 #[repr(C)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct CounterKey {
     /// Interface the program ran on.
     pub ifindex: u32,
@@ -243,13 +243,90 @@ pub struct CounterValue {
     pub bytes: u64,
 }
 
+/// Reasons of ordinary (non-drop) traffic that the counter cache holds, in the order of
+/// [`CounterCacheLine::values`].
+pub const CACHED_REASONS: [Reason; CACHED_REASON_COUNT] = [
+    Reason::Allowed,
+    Reason::ForwardedLocal,
+    Reason::Encapsulated,
+    Reason::Decapsulated,
+    Reason::PassHost,
+    Reason::ForwardedNative,
+];
+/// Length of [`CACHED_REASONS`].
+pub const CACHED_REASON_COUNT: usize = 6;
+/// Lines of the counter cache ([`crate::maps::COUNTER_CACHE`]); a power of two.
+pub const COUNTER_CACHE_LINES: u32 = 1_024;
+
+impl Reason {
+    /// The index of this reason in [`CounterCacheLine::values`], if the cache holds it.
+    pub const fn cache_index(self) -> Option<usize> {
+        match self {
+            Reason::Allowed => Some(0),
+            Reason::ForwardedLocal => Some(1),
+            Reason::Encapsulated => Some(2),
+            Reason::Decapsulated => Some(3),
+            Reason::PassHost => Some(4),
+            Reason::ForwardedNative => Some(5),
+            _ => None,
+        }
+    }
+}
+
+/// One line of the counter cache ([`crate::maps::COUNTER_CACHE`], a per-CPU array): the
+/// counters of the [`CACHED_REASONS`] of one (interface, direction), found by array index
+/// instead of a hash lookup. User space claims a line for an interface when it attaches to it
+/// (tag set, values zero, the same on every CPU) and frees it (all zero) once the interface is
+/// gone; the programs only add to a line whose tag is theirs, and count in the counters map
+/// otherwise (a free line, or one another interface holds). An interface's counter is the sum of
+/// both maps.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CounterCacheLine {
+    /// The interface the line belongs to; 0: free.
+    pub ifindex: u32,
+    /// A [`Direction`] value.
+    pub direction: u16,
+    pub _pad: u16,
+    /// Per reason of [`CACHED_REASONS`].
+    pub values: [CounterValue; CACHED_REASON_COUNT],
+}
+
+impl CounterCacheLine {
+    /// The line (interface, direction) may own: consecutive interfaces get consecutive pairs,
+    /// ingress-side directions (even) and egress-side ones (odd) one each.
+    pub const fn index(ifindex: u32, direction: u16) -> u32 {
+        ifindex.wrapping_mul(2).wrapping_add(direction as u32 & 1) & (COUNTER_CACHE_LINES - 1)
+    }
+
+    /// A claimed line with no counts.
+    pub const fn claimed(ifindex: u32, direction: Direction) -> Self {
+        Self {
+            ifindex,
+            direction: direction as u16,
+            _pad: 0,
+            values: [CounterValue {
+                packets: 0,
+                bytes: 0,
+            }; CACHED_REASON_COUNT],
+        }
+    }
+
+    /// Whether the line counts for (`ifindex`, `direction`).
+    pub const fn is_for(&self, ifindex: u32, direction: u16) -> bool {
+        self.ifindex != 0 && self.ifindex == ifindex && self.direction == direction
+    }
+}
+
 #[cfg(feature = "user")]
 mod pod {
-    // SAFETY: both are `#[repr(C)]`, `Copy`, made only of integers, with no padding (see the
+    // SAFETY: all are `#[repr(C)]`, `Copy`, made only of integers, with no padding (see the
     // layout tests).
     unsafe impl aya::Pod for super::CounterKey {}
     // SAFETY: as above.
     unsafe impl aya::Pod for super::CounterValue {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for super::CounterCacheLine {}
 }
 
 #[cfg(test)]
@@ -271,6 +348,51 @@ mod tests {
         assert_eq!(size_of::<CounterValue>(), 16);
         assert_eq!(offset_of!(CounterValue, packets), 0);
         assert_eq!(offset_of!(CounterValue, bytes), 8);
+    }
+
+    #[test]
+    fn counter_cache_line_layout_has_no_padding() {
+        assert_eq!(size_of::<CounterCacheLine>(), 8 + 16 * CACHED_REASON_COUNT);
+        assert_eq!(offset_of!(CounterCacheLine, direction), 4);
+        assert_eq!(offset_of!(CounterCacheLine, values), 8);
+    }
+
+    #[test]
+    fn cached_reasons_are_not_drops_and_know_their_index() {
+        for (index, reason) in CACHED_REASONS.iter().enumerate() {
+            assert!(!reason.is_drop(), "{}", reason.name());
+            assert_eq!(reason.cache_index(), Some(index));
+        }
+        let cached = Reason::ALL
+            .iter()
+            .filter(|r| r.cache_index().is_some())
+            .count();
+        assert_eq!(cached, CACHED_REASON_COUNT);
+    }
+
+    #[test]
+    fn consecutive_interfaces_get_their_own_lines() {
+        assert!(COUNTER_CACHE_LINES.is_power_of_two());
+        let mut seen = [false; COUNTER_CACHE_LINES as usize];
+        for ifindex in 7..7 + COUNTER_CACHE_LINES / 2 {
+            for direction in [Direction::FromWorkload, Direction::ToWorkload] {
+                let index = CounterCacheLine::index(ifindex, direction as u16);
+                assert!(!seen[index as usize], "{ifindex} {direction:?}");
+                seen[index as usize] = true;
+            }
+        }
+        // The uplink's TC directions get a line each.
+        assert_ne!(
+            CounterCacheLine::index(2, Direction::FromUplink as u16),
+            CounterCacheLine::index(2, Direction::ToUplink as u16)
+        );
+        let line = CounterCacheLine::claimed(9, Direction::ToWorkload);
+        assert!(line.is_for(9, Direction::ToWorkload as u16));
+        assert!(!line.is_for(9, Direction::FromWorkload as u16));
+        assert!(
+            !CounterCacheLine::default().is_for(0, 0),
+            "a free line is no one's"
+        );
     }
 
     #[test]

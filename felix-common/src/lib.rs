@@ -18,7 +18,7 @@ pub mod trace;
 
 pub use config::HostConfig;
 pub use conntrack::{CtKey, CtState, CtValue};
-pub use counters::{CounterKey, CounterValue, Direction, Reason};
+pub use counters::{CounterCacheLine, CounterKey, CounterValue, Direction, Reason};
 pub use endpoints::EndpointInfo;
 pub use ifaces::{IfaceInfo, IfaceRole};
 pub use routes::{RouteKind, RouteValue};

@@ -5,6 +5,10 @@
 
 /// Per-CPU packet and byte counters keyed by interface, direction and verdict reason.
 pub const COUNTERS: &str = "felix_cnt_v1";
+/// Per-CPU array: the counter cache, lines of [`crate::counters::CounterCacheLine`] that hold
+/// the counters of ordinary verdicts of the interfaces felix attached to (a cheaper lookup
+/// than [`COUNTERS`]'s hash); an interface's counters are the sum of both maps.
+pub const COUNTER_CACHE: &str = "felix_cntc_v1";
 /// Interfaces felix manages: ifindex -> name and role, written by user space only.
 pub const IFACES: &str = "felix_ifaces_v1";
 
@@ -38,8 +42,9 @@ pub const TRACE_CONTROL: &str = "felix_trctl_v1";
 pub const TRACE_BUCKETS: &str = "felix_trbkt_v1";
 
 /// Every map felix pins under `/sys/fs/bpf/felix/<node>/`.
-pub const PINNED: [&str; 16] = [
+pub const PINNED: [&str; 17] = [
     COUNTERS,
+    COUNTER_CACHE,
     IFACES,
     ENDPOINTS,
     ROUTES,

@@ -8,7 +8,8 @@ use aya_ebpf::{
     macros::btf_map,
 };
 use felix_common::{
-    CounterKey, CounterValue, CtKey, CtValue, EndpointInfo, HostConfig, IfaceInfo, RouteValue,
+    CounterCacheLine, CounterKey, CounterValue, CtKey, CtValue, EndpointInfo, HostConfig, IfaceInfo, RouteValue,
+    counters::COUNTER_CACHE_LINES,
     failsafe::FailsafeKey,
     maps::{
         CONNTRACK_MAX_ENTRIES, COUNTERS_MAX_ENTRIES, ENDPOINTS_MAX_ENTRIES, FAILSAFE_MAX_ENTRIES,
@@ -25,6 +26,12 @@ use felix_common::{
 #[btf_map(name = "felix_cnt_v1")]
 pub static COUNTERS: PerCpuHashMap<CounterKey, CounterValue, { COUNTERS_MAX_ENTRIES as usize }> =
     PerCpuHashMap::new();
+
+/// The counter cache ([`felix_common::maps::COUNTER_CACHE`]): per-CPU lines of the ordinary
+/// verdicts' counters of the interfaces user space claimed lines for.
+#[btf_map(name = "felix_cntc_v1")]
+pub static COUNTER_CACHE: PerCpuArray<CounterCacheLine, { COUNTER_CACHE_LINES as usize }> =
+    PerCpuArray::new();
 
 /// Interfaces felix manages ([`felix_common::maps::IFACES`]); written by user space, read by
 /// the CLI.

@@ -9,7 +9,8 @@ use crate::loader::Dataplane;
 /// At most this many entries are removed per pass.
 pub const MAX_REMOVALS_PER_PASS: usize = 65_536;
 
-/// `CLOCK_MONOTONIC` in nanoseconds: the clock of `bpf_ktime_get_ns`.
+/// `CLOCK_MONOTONIC` in nanoseconds: the clock of conntrack's ages (the programs read it at
+/// the last tick, `bpf_ktime_get_coarse_ns`).
 pub fn monotonic_ns() -> u64 {
     let mut now = libc::timespec {
         tv_sec: 0,

@@ -5,10 +5,13 @@ use std::{collections::BTreeMap, fmt::Write as _, path::PathBuf};
 
 use std::net::Ipv4Addr;
 
-use aya::maps::{HashMap, LpmTrie, Map, MapData, MapError, PerCpuHashMap, lpm_trie::Key};
+use aya::maps::{
+    HashMap, LpmTrie, Map, MapData, MapError, PerCpuArray, PerCpuHashMap, lpm_trie::Key,
+};
 use felix_common::{
-    CounterKey, CounterValue, CtKey, CtState, CtValue, Direction, EndpointInfo, IfaceInfo,
-    IfaceRole, Reason, RouteKind, RouteValue, conntrack::ct_flags, ifaces::attach_mode, maps,
+    CounterCacheLine, CounterKey, CounterValue, CtKey, CtState, CtValue, Direction, EndpointInfo,
+    IfaceInfo, IfaceRole, Reason, RouteKind, RouteValue, conntrack::ct_flags, ifaces::attach_mode,
+    maps,
 };
 use ipnet::Ipv4Net;
 use serde::Serialize;
@@ -305,17 +308,30 @@ pub fn read_counters(paths: &NodePaths) -> Result<Vec<CounterRow>, InspectError>
     };
     let map: PerCpuHashMap<MapData, CounterKey, CounterValue> =
         PerCpuHashMap::try_from(open(paths, maps::COUNTERS)?).map_err(map_err)?;
-    let mut rows = Vec::new();
+    let mut totals: BTreeMap<CounterKey, CounterValue> = BTreeMap::new();
     for entry in map.iter() {
         let (key, per_cpu) = entry.map_err(map_err)?;
-        let total = per_cpu
-            .iter()
-            .fold(CounterValue::default(), |sum, v| CounterValue {
-                packets: sum.packets + v.packets,
-                bytes: sum.bytes + v.bytes,
-            });
-        rows.push(counter_row(&key, total, &names));
+        let total = totals.entry(key).or_default();
+        for v in per_cpu.iter() {
+            total.packets += v.packets;
+            total.bytes += v.bytes;
+        }
     }
+    // The counter cache holds the rest (a felix before it pinned none).
+    let cache_path = paths.map(maps::COUNTER_CACHE);
+    if cache_path.exists() {
+        let cache_err = |source| InspectError::Map {
+            path: cache_path.clone(),
+            source,
+        };
+        let cache: PerCpuArray<MapData, CounterCacheLine> =
+            PerCpuArray::try_from(open(paths, maps::COUNTER_CACHE)?).map_err(cache_err)?;
+        crate::counter_cache::add_to(&cache, &mut totals).map_err(cache_err)?;
+    }
+    let mut rows: Vec<CounterRow> = totals
+        .iter()
+        .map(|(key, total)| counter_row(key, *total, &names))
+        .collect();
     rows.sort_by(|a, b| {
         (&a.interface, a.ifindex, &a.direction, &a.reason).cmp(&(
             &b.interface,

@@ -8,6 +8,7 @@ pub mod agent;
 pub mod attach;
 pub mod autodetect;
 pub mod config;
+pub mod counter_cache;
 pub mod ct_fill;
 pub mod ct_gc;
 pub mod datastore;

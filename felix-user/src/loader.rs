@@ -7,8 +7,8 @@ use aya::{
     programs::{ProgramError, SchedClassifier, Xdp},
 };
 use felix_common::{
-    CounterKey, CounterValue, CtKey, CtValue, EndpointInfo, HostConfig, IfaceInfo, RouteValue,
-    maps,
+    CounterCacheLine, CounterKey, CounterValue, CtKey, CtValue, EndpointInfo, HostConfig,
+    IfaceInfo, RouteValue, maps,
     policy::{PolicyIpKey, PolicyPortKey, PolicyVerdict, PolicyVerdictKey},
 };
 
@@ -285,6 +285,16 @@ impl Dataplane {
             .ok_or(LoadError::MissingProgram(name))?
             .try_into()
             .map_err(|source| LoadError::Program { name, source })
+    }
+
+    /// The counter cache (see [`crate::counter_cache`]).
+    pub fn counter_cache(
+        &mut self,
+    ) -> Result<PerCpuArray<&mut MapData, CounterCacheLine>, LoadError> {
+        typed(
+            maps::COUNTER_CACHE,
+            PerCpuArray::try_from(self.map(maps::COUNTER_CACHE)?),
+        )
     }
 
     /// The counters map.

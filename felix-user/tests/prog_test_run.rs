@@ -494,6 +494,97 @@ fn conntrack_records_udp_and_decapsulated_flows() {
     );
 }
 
+/// Ages follow CLOCK_MONOTONIC (read at the last tick): a flow idle past its timeout is a new
+/// flow again (judged and opened afresh), one within it is refreshed.
+#[test]
+fn conntrack_ages_by_the_monotonic_clock_and_expires_idle_flows() {
+    use felix_common::conntrack::{tcp_flags::ACK, timeouts};
+    use felix_user::ct_gc::monotonic_ns;
+    /// Well above a tick of the coarse clock at any HZ.
+    const TICK_SLACK_NS: u64 = 50_000_000;
+    let mut h = Harness::new("ct-age");
+    let udp = packet::udp_between(POD_IP, REMOTE_POD_IP, 64, b"q");
+    let (key, _) = CtKey::for_packet(POD_IP, 1000, REMOTE_POD_IP, 2000, 17);
+    let before = monotonic_ns();
+    h.run(PROG_FROM_WORKLOAD, FROM_A, &udp);
+    let after = monotonic_ns();
+    let entry = h.conntrack(&key).expect("UDP flow tracked");
+    assert!(
+        entry.created_ns + TICK_SLACK_NS >= before && entry.created_ns <= after,
+        "created {} not within [{before}, {after}]",
+        entry.created_ns
+    );
+    assert_eq!(entry.last_seen_ns, entry.created_ns);
+
+    let set_idle = |h: &mut Harness, idle_ns: u64| {
+        let mut entry = h.conntrack(&key).expect("entry");
+        entry.last_seen_ns = monotonic_ns() - idle_ns;
+        entry.created_ns = entry.last_seen_ns;
+        h.dataplane()
+            .conntrack()
+            .expect("conntrack map")
+            .insert(key, entry, 0)
+            .expect("age the entry");
+    };
+    // Idle within the timeout: the same flow, refreshed.
+    set_idle(&mut h, timeouts::UDP_NS - 5_000_000_000);
+    let sent = monotonic_ns();
+    h.run(PROG_FROM_WORKLOAD, FROM_A, &udp);
+    let entry = h.conntrack(&key).expect("entry");
+    assert_eq!((entry.packets_a_to_b, entry.packets_b_to_a), (2, 0));
+    assert!(
+        entry.last_seen_ns + TICK_SLACK_NS >= sent,
+        "last_seen refreshed"
+    );
+    // Idle past it: a first packet again, which opens a new entry.
+    set_idle(&mut h, timeouts::UDP_NS + 1_000_000_000);
+    let sent = monotonic_ns();
+    h.run(PROG_FROM_WORKLOAD, FROM_A, &udp);
+    let entry = h.conntrack(&key).expect("entry");
+    assert_eq!(
+        (entry.packets_a_to_b, entry.packets_b_to_a),
+        (1, 0),
+        "an expired flow starts over"
+    );
+    assert!(entry.created_ns + TICK_SLACK_NS >= sent, "created anew");
+
+    // cali_to_wl refreshes an established TCP flow's age without touching the rest.
+    let (tcp_key, _) = CtKey::for_packet(HOST_IP, 50000, POD_IP, 8080, 6);
+    let old = monotonic_ns() - 10_000_000_000;
+    let established = felix_common::CtValue {
+        created_ns: old,
+        last_seen_ns: old,
+        packets_a_to_b: 3,
+        packets_b_to_a: 2,
+        state: CtState::Established as u8,
+        flags: ct_flags::A_IS_INITIATOR,
+        tcp_flags_a: 0x12,
+        tcp_flags_b: 0x12,
+        _reserved: [0; 4],
+    };
+    h.dataplane()
+        .conntrack()
+        .expect("conntrack map")
+        .insert(tcp_key, established, 0)
+        .expect("seed a flow");
+    let ack = packet::tcp_segment(HOST_IP, 50000, POD_IP, 8080, ACK);
+    let sent = monotonic_ns();
+    assert_eq!(h.run(PROG_TO_WORKLOAD, FROM_A, &ack).verdict, TC_ACT_OK);
+    let entry = h.conntrack(&tcp_key).expect("entry");
+    assert!(
+        entry.last_seen_ns + TICK_SLACK_NS >= sent,
+        "last_seen refreshed"
+    );
+    assert_eq!(
+        felix_common::CtValue {
+            last_seen_ns: old,
+            ..entry
+        },
+        established,
+        "nothing else changed"
+    );
+}
+
 #[test]
 fn malformed_packets_are_dropped_with_their_reason_on_every_tc_program() {
     let mut h = Harness::new("malformed");
@@ -681,6 +772,102 @@ fn counters_accumulate_across_packets() {
 /// the flow; the pod's SYN-ACK leaves through `cali_from_wl` (conntrack hit); the host's ACK
 /// through `cali_to_wl` makes it established. A packet `cali_from_wl` already counted and
 /// redirected to a pod is not counted again by `cali_to_wl`.
+/// Ordinary verdicts of an interface with a counter cache line are counted there (an array
+/// slot); one whose line another interface holds counts in the counters map, exactly as well;
+/// a freed line is zero and free again.
+#[test]
+fn ordinary_verdicts_count_in_the_counter_cache_and_fall_back_to_the_map() {
+    use felix_common::{CounterCacheLine, counters::COUNTER_CACHE_LINES};
+    use felix_user::counter_cache;
+    let mut h = Harness::new("cnt-cache");
+    let frame = packet::tcp_segment(PEER_IP, 40000, POD_IP, 80, 0x10);
+    let line_of = |h: &mut Harness, ifindex: u32, direction: Direction| {
+        let index = CounterCacheLine::index(ifindex, direction as u16);
+        let lines = h
+            .dataplane()
+            .counter_cache()
+            .expect("counter cache")
+            .get(&index, 0)
+            .expect("line");
+        lines.iter().fold(CounterCacheLine::default(), |sum, line| {
+            let mut sum = CounterCacheLine {
+                ifindex: line.ifindex.max(sum.ifindex),
+                direction: line.direction.max(sum.direction),
+                ..sum
+            };
+            for (s, v) in sum.values.iter_mut().zip(&line.values) {
+                s.packets += v.packets;
+                s.bytes += v.bytes;
+            }
+            sum
+        })
+    };
+    let allowed = Reason::Allowed.cache_index().expect("cached");
+    let cached_map_entries = |h: &mut Harness| {
+        h.dataplane()
+            .counters()
+            .expect("counters map")
+            .keys()
+            .flatten()
+            .filter(|k| k.ifindex == WORKLOAD_A && k.reason == Reason::Allowed as u16)
+            .count()
+    };
+
+    // Claimed by the harness (as felix does on attach): counted in the line, not the map.
+    h.expect(
+        PROG_TO_WORKLOAD,
+        FROM_A,
+        &frame,
+        Direction::ToWorkload,
+        Reason::Allowed,
+        TC_ACT_OK,
+    );
+    let line = line_of(&mut h, WORKLOAD_A, Direction::ToWorkload);
+    assert!(line.is_for(WORKLOAD_A, Direction::ToWorkload as u16));
+    assert_eq!(line.values[allowed].packets, 1);
+    assert_eq!(line.values[allowed].bytes, frame.len() as u64);
+    assert_eq!(cached_map_entries(&mut h), 0);
+
+    // Freed, and the line taken by another interface that maps to it: the map counts, exactly.
+    let other = WORKLOAD_A + COUNTER_CACHE_LINES / 2;
+    {
+        let mut cache = h.dataplane().counter_cache().expect("counter cache");
+        assert_eq!(
+            counter_cache::free_stale(&mut cache, |i| i == WORKLOAD_A).expect("free"),
+            2
+        );
+        assert_eq!(
+            counter_cache::claim(&mut cache, other, &[Direction::ToWorkload]).expect("claim"),
+            1
+        );
+        assert_eq!(
+            counter_cache::claim(&mut cache, WORKLOAD_A, &[Direction::ToWorkload]).expect("claim"),
+            0,
+            "held by the other interface"
+        );
+    }
+    assert_eq!(
+        line_of(&mut h, WORKLOAD_A, Direction::ToWorkload),
+        CounterCacheLine::claimed(other, Direction::ToWorkload)
+    );
+    for _ in 0..3 {
+        h.expect(
+            PROG_TO_WORKLOAD,
+            FROM_A,
+            &frame,
+            Direction::ToWorkload,
+            Reason::Allowed,
+            TC_ACT_OK,
+        );
+    }
+    assert_eq!(cached_map_entries(&mut h), 1);
+    assert_eq!(
+        line_of(&mut h, WORKLOAD_A, Direction::ToWorkload),
+        CounterCacheLine::claimed(other, Direction::ToWorkload),
+        "another interface's line is never written"
+    );
+}
+
 #[test]
 fn flows_from_the_host_are_tracked_by_cali_to_wl_without_double_counting() {
     use felix_common::conntrack::tcp_flags::{ACK, SYN};

@@ -15,7 +15,7 @@ use super::{
 use crate::{
     EBPF_OBJECT, PROG_FROM_UPLINK, PROG_FROM_WORKLOAD, PROG_TO_UPLINK, PROG_TO_WORKLOAD,
     attach::{self, Attached, Holder, LinkId, attach_tc, attach_xdp},
-    ct_gc, desired,
+    counter_cache, ct_gc, desired,
     failsafe::FailsafePorts,
     iptables, kernel_log, kroutes,
     links::LinkEvent,
@@ -484,6 +484,16 @@ impl BpfPlane {
             .into_iter()
             .flatten()
             .any(|a| a.adopted);
+        // Its ordinary verdicts are counted at an array index from here on.
+        if let Err(error) = self.dataplane.counter_cache().and_then(|mut map| {
+            counter_cache::claim(&mut map, index, counter_cache::directions(attachment.role))
+                .map_err(|e| LoadError::Map {
+                    name: felix_common::maps::COUNTER_CACHE,
+                    reason: e.to_string(),
+                })
+        }) {
+            warn!(iface = %attachment.name, %error, "claiming counter cache lines failed");
+        }
         info!(
             iface = %attachment.name,
             ifindex = index,
@@ -615,8 +625,14 @@ impl BpfPlane {
         }
     }
 
-    /// Removes counters of interfaces for which `stale` holds (gone, their ifindex reusable).
+    /// Removes counters of interfaces for which `stale` holds (gone, their ifindex reusable),
+    /// in the counters map and the counter cache.
     fn prune_counters(&mut self, stale: impl Fn(u32) -> bool) {
+        if let Ok(mut cache) = self.dataplane.counter_cache()
+            && let Err(error) = counter_cache::free_stale(&mut cache, &stale)
+        {
+            warn!(%error, "freeing counter cache lines failed");
+        }
         let Ok(mut map) = self.dataplane.counters() else {
             return;
         };

@@ -10,7 +10,8 @@ use aya::maps::{
     Array, HashMap, IterableMap, LpmTrie, MapData, MapError, MapInfo, PerCpuArray, PerCpuHashMap,
 };
 use felix_common::{
-    CounterKey, CounterValue, CtKey, CtValue, EndpointInfo, IfaceInfo, RouteValue,
+    CounterCacheLine, CounterKey, CounterValue, CtKey, CtValue, EndpointInfo, IfaceInfo,
+    RouteValue,
     failsafe::FailsafeKey,
     maps,
     policy::{PolicyIpKey, PolicyPortKey, PolicyVerdict, PolicyVerdictKey},
@@ -57,8 +58,9 @@ fn count<K, E>(keys: impl Iterator<Item = Result<K, E>>) -> u64 {
     keys.filter(Result::is_ok).count() as u64
 }
 
-/// How full each pinned map is. Keyed maps count their keys; arrays count their non-zero slots
-/// (policy slots) or are full by construction (config, rule counters). The trace ring buffer has
+/// How full each pinned map is. Keyed maps count their keys; arrays count their used slots
+/// (policy slots, the counter cache's claimed lines) or are full by construction (config, rule
+/// counters). The trace ring buffer has
 /// no entries to count and is left out.
 pub fn map_fill(paths: &NodePaths) -> Result<BTreeMap<&'static str, Fill>, InspectError> {
     let mut out = BTreeMap::new();
@@ -77,6 +79,15 @@ pub fn map_fill(paths: &NodePaths) -> Result<BTreeMap<&'static str, Fill>, Inspe
         }
         let (entries, capacity) = match name {
             maps::COUNTERS => keyed!(PerCpuHashMap<MapData, CounterKey, CounterValue>),
+            maps::COUNTER_CACHE => {
+                let m: PerCpuArray<MapData, CounterCacheLine> =
+                    PerCpuArray::try_from(map).map_err(err)?;
+                let claimed = m
+                    .iter()
+                    .filter(|v| matches!(v, Ok(lines) if lines.iter().any(|l| l.ifindex != 0)))
+                    .count();
+                (claimed as u64, m.len())
+            }
             maps::IFACES => keyed!(HashMap<MapData, u32, IfaceInfo>),
             maps::ENDPOINTS => keyed!(HashMap<MapData, u32, EndpointInfo>),
             maps::ROUTES => keyed!(LpmTrie<MapData, [u8; 4], RouteValue>),

@@ -16,10 +16,11 @@ use std::{
 use aya::maps::lpm_trie::Key;
 use aya::programs::{ProgramError, TestRun, TestRunOptions};
 use felix_common::{
-    CounterKey, CounterValue, CtKey, CtValue, Direction, EndpointInfo, HostConfig, Reason,
-    RouteKind, RouteValue, endpoints::endpoint_flags, maps::RULE_COUNTERS_MAX_ENTRIES,
+    CounterKey, CounterValue, CtKey, CtValue, Direction, EndpointInfo, HostConfig, IfaceRole,
+    Reason, RouteKind, RouteValue, endpoints::endpoint_flags, maps::RULE_COUNTERS_MAX_ENTRIES,
 };
 use felix_user::{
+    counter_cache,
     loader::Dataplane,
     pins::NodePaths,
     policy::{
@@ -278,6 +279,17 @@ impl Harness {
                 .insert(&Key::new(len, addr), value, 0)
                 .expect("seed route");
         }
+        // Counter cache lines, as felix claims them when it attaches (`wlc` has none: its
+        // counters all go to the counters map).
+        let mut cache = dataplane.counter_cache().expect("counter cache");
+        for (ifindex, role) in [
+            (WORKLOAD_A, IfaceRole::Workload),
+            (workload_b, IfaceRole::Workload),
+            (uplink, IfaceRole::Uplink),
+        ] {
+            counter_cache::claim(&mut cache, ifindex, counter_cache::directions(role))
+                .expect("claim counter cache lines");
+        }
         assert_ne!(REMOTE_POD_IP[2], POD_IP[2]);
         let mut config = dataplane.config().expect("config map");
         config
@@ -345,24 +357,26 @@ impl Harness {
         .return_value
     }
 
-    /// Every counter of interface `ifindex`, summed over CPUs, by (direction, reason).
+    /// Every counter of interface `ifindex`, summed over CPUs and over the counters map and the
+    /// counter cache (as `felix bpf counters dump` reads them), by (direction, reason).
     pub fn counters(&mut self, ifindex: u32) -> BTreeMap<(u16, u16), CounterValue> {
+        let mut totals: BTreeMap<CounterKey, CounterValue> = BTreeMap::new();
         let map = self.dataplane().counters().expect("counters map");
-        let mut all = BTreeMap::new();
         for entry in map.iter() {
             let (key, per_cpu): (CounterKey, _) = entry.expect("read counter");
-            if key.ifindex != ifindex {
-                continue;
+            let total = totals.entry(key).or_default();
+            for v in per_cpu.iter() {
+                total.packets += v.packets;
+                total.bytes += v.bytes;
             }
-            let total = per_cpu
-                .iter()
-                .fold(CounterValue::default(), |sum, v| CounterValue {
-                    packets: sum.packets + v.packets,
-                    bytes: sum.bytes + v.bytes,
-                });
-            all.insert((key.direction, key.reason), total);
         }
-        all
+        let cache = self.dataplane().counter_cache().expect("counter cache");
+        counter_cache::add_to(&cache, &mut totals).expect("read the counter cache");
+        totals
+            .into_iter()
+            .filter(|(key, _)| key.ifindex == ifindex)
+            .map(|(key, total)| ((key.direction, key.reason), total))
+            .collect()
     }
 
     /// The conntrack entry of a flow, if any.

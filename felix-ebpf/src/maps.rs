@@ -8,15 +8,15 @@ use aya_ebpf::{
     macros::btf_map,
 };
 use felix_common::{
-    CounterCacheLine, CounterKey, CounterValue, CtKey, CtValue, EndpointInfo, HostConfig, IfaceInfo, RouteValue,
+    CounterCacheLine, CounterKey, CounterValue, CtKey, CtValue, EndpointInfo, HostConfig,
+    IfaceInfo, RouteValue,
     counters::COUNTER_CACHE_LINES,
     failsafe::FailsafeKey,
     maps::{
         CONNTRACK_MAX_ENTRIES, COUNTERS_MAX_ENTRIES, ENDPOINTS_MAX_ENTRIES, FAILSAFE_MAX_ENTRIES,
-        IFACES_MAX_ENTRIES,
-        POLICY_IPS_MAX_ENTRIES, POLICY_PORTS_MAX_ENTRIES, POLICY_SLOTS_MAX_ENTRIES,
-        POLICY_VERDICTS_MAX_ENTRIES, ROUTES_MAX_ENTRIES, RULE_COUNTERS_MAX_ENTRIES,
-        XDP_DENY_MAX_ENTRIES,
+        IFACES_MAX_ENTRIES, POLICY_IPS_MAX_ENTRIES, POLICY_PORTS_MAX_ENTRIES,
+        POLICY_SLOTS_MAX_ENTRIES, POLICY_VERDICTS_MAX_ENTRIES, ROUTES_MAX_ENTRIES,
+        RULE_COUNTERS_MAX_ENTRIES, XDP_DENY_MAX_ENTRIES,
     },
     policy::{PolicyIpKey, PolicyPortKey, PolicyVerdict, PolicyVerdictKey},
     trace::{TRACE_RING_BYTES, TraceBucket, TraceControl, TraceEvent},
@@ -52,8 +52,7 @@ pub static ROUTES: LpmTrie<[u8; 4], RouteValue, { ROUTES_MAX_ENTRIES as usize }>
 /// A plain hash, not an LRU: a full table refuses new flows (which then pass untracked, see
 /// `conntrack::create`) instead of evicting established ones; user space collects expired
 /// entries. Its size is set at load (`BPFMapSizeConntrack`).
-pub static CONNTRACK: HashMap<CtKey, CtValue, { CONNTRACK_MAX_ENTRIES as usize }> =
-    HashMap::new();
+pub static CONNTRACK: HashMap<CtKey, CtValue, { CONNTRACK_MAX_ENTRIES as usize }> = HashMap::new();
 
 /// This host ([`felix_common::maps::CONFIG`]), at index 0.
 #[btf_map(name = "felix_cfg_v1")]
@@ -65,8 +64,7 @@ pub static XDP_DENY: LpmTrie<[u8; 4], u32, { XDP_DENY_MAX_ENTRIES as usize }> = 
 
 /// Failsafe ports the uplink's XDP program never drops ([`felix_common::maps::FAILSAFE`]).
 #[btf_map(name = "felix_fsafe_v1")]
-pub static FAILSAFE: HashMap<FailsafeKey, u32, { FAILSAFE_MAX_ENTRIES as usize }> =
-    HashMap::new();
+pub static FAILSAFE: HashMap<FailsafeKey, u32, { FAILSAFE_MAX_ENTRIES as usize }> = HashMap::new();
 
 /// Policy slot -> current set id ([`felix_common::maps::POLICY_SLOTS`]).
 #[btf_map(name = "felix_pslot_v1")]

@@ -6,6 +6,7 @@
 
 pub mod agent;
 pub mod attach;
+pub mod attached;
 pub mod autodetect;
 pub mod config;
 pub mod counter_cache;

@@ -383,6 +383,19 @@ enum BpfCommand {
     ///
     /// Example: felix bpf trace --node h1 --kind deny --iface cali1234567890a
     Trace(TraceArgs),
+    /// Every TCX and XDP program the kernel reports on this network namespace's interfaces,
+    /// whoever attached it (run it under `ip netns exec` for another namespace). Unlike
+    /// `bpftool net show` before bpftool 7.3, it lists TCX programs.
+    ///
+    /// Example: felix bpf attached --json
+    Attached(AttachedArgs),
+}
+
+#[derive(Args)]
+struct AttachedArgs {
+    /// Print JSON (`{"attached": [rows]}`) instead of a table.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Args)]
@@ -608,6 +621,7 @@ fn dispatch(command: Command) -> Result<()> {
         Command::Policy(PolicyCommand::Explain(args)) => explain_policy(&args),
         Command::Bpf(BpfCommand::Uninstall(args)) => uninstall(&args),
         Command::Bpf(BpfCommand::Trace(args)) => run_trace(&args),
+        Command::Bpf(BpfCommand::Attached(args)) => show_attached(&args),
         Command::Bpf(BpfCommand::XdpDeny(DenyCommand::Add(args))) => change_deny(&args, true),
         Command::Bpf(BpfCommand::XdpDeny(DenyCommand::Del(args))) => change_deny(&args, false),
     }
@@ -716,6 +730,22 @@ fn explain_policy(args: &ExplainArgs) -> Result<()> {
         println!("{}", serde_json::to_string_pretty(&answer)?);
     } else {
         print!("{answer}");
+    }
+    Ok(())
+}
+
+/// `felix bpf attached`: asks the kernel, in this network namespace.
+fn show_attached(args: &AttachedArgs) -> Result<()> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("start the async runtime")?;
+    let rows = runtime.block_on(felix_user::attached::list())?;
+    if args.json {
+        let doc = serde_json::json!({ "attached": rows });
+        println!("{}", serde_json::to_string_pretty(&doc)?);
+    } else {
+        print!("{}", felix_user::attached::table(&rows));
     }
     Ok(())
 }

@@ -80,6 +80,23 @@ impl IfacesDump {
     }
 }
 
+/// `felix bpf attached --json`: the TCX and XDP programs the kernel reports in the namespace
+/// the command runs in.
+#[derive(Debug, Clone, Deserialize)]
+pub struct AttachedDump {
+    pub attached: Vec<Attached>,
+}
+
+/// One program on one hook (`tcx_ingress`, `tcx_egress`, `xdp_*`) of one interface.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Attached {
+    pub iface: String,
+    pub hook: String,
+    pub prog_id: u32,
+    #[serde(default)]
+    pub prog_name: String,
+}
+
 /// `felix bpf counters dump --node N --json`.
 #[derive(Debug, Clone, Deserialize)]
 pub struct CountersDump {

@@ -28,9 +28,12 @@ fn ping_all(lab: &Lab, from: &str, to: std::net::Ipv4Addr) -> Result<()> {
     Ok(())
 }
 
-/// BPF programs attached to host `n`'s interfaces (`bpftool net show`: TCX, tc and XDP).
+/// BPF programs attached to host `n`'s interfaces, as the kernel reports them: `bpftool net
+/// show` for tc (clsact) and XDP, `felix bpf attached` for TCX (Debian 12's bpftool 7.1 does not
+/// list TCX) and XDP.
 fn bpf_programs(lab: &Lab, n: u8) -> Result<Vec<String>> {
-    let out = lab.exec_in_checked(&lab.host(n)?.ns, &["bpftool", "-j", "net", "show"])?;
+    let ns = &lab.host(n)?.ns;
+    let out = lab.exec_in_checked(ns, &["bpftool", "-j", "net", "show"])?;
     let json: serde_json::Value =
         serde_json::from_str(&out).with_context(|| format!("bpftool net show: {out}"))?;
     let mut found = Vec::new();
@@ -41,6 +44,15 @@ fn bpf_programs(lab: &Lab, n: u8) -> Result<Vec<String>> {
             }
         }
     }
+    let felix_bin = lab.felix_bin().to_string_lossy();
+    let out = lab.exec_in_checked(ns, &[&felix_bin, "bpf", "attached", "--json"])?;
+    let dump: felix::AttachedDump =
+        serde_json::from_str(&out).with_context(|| format!("felix bpf attached: {out}"))?;
+    found.extend(
+        dump.attached
+            .iter()
+            .map(|a| format!("{} {}: prog {} {}", a.iface, a.hook, a.prog_id, a.prog_name)),
+    );
     Ok(found)
 }
 

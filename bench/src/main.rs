@@ -223,6 +223,28 @@ fn ensure_root(what: &str) -> Result<()> {
     Ok(())
 }
 
+/// The felix binary to run: `--felix`, else the workspace's release build.
+fn felix_binary(given: Option<PathBuf>) -> Result<PathBuf> {
+    let felix = given.unwrap_or_else(|| workspace().join("target/release/felix"));
+    ensure!(
+        felix.is_file(),
+        "no felix binary at {}: build it with `cargo xtask build` or pass --felix PATH",
+        felix.display()
+    );
+    Ok(felix)
+}
+
+/// What a report says about the run that started at `started`, ending now.
+fn run_header(date: String, started: Instant, load_before: String) -> report::Header {
+    report::Header {
+        date,
+        command: command_line(),
+        machine: report::Machine::detect(),
+        elapsed: started.elapsed(),
+        load: [load_before, report::load_average()],
+    }
+}
+
 fn today() -> String {
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -260,13 +282,7 @@ fn policy_cost(quick: bool, out: Option<PathBuf>) -> Result<()> {
         policy_cost::Settings::full()
     };
     let results = policy_cost::run(&settings)?;
-    let header = report::Header {
-        date: today(),
-        command: command_line(),
-        machine: report::Machine::detect(),
-        elapsed: started.elapsed(),
-        load: [load_before, report::load_average()],
-    };
+    let header = run_header(today(), started, load_before);
     emit(&report::markdown(&results, &header), out)
 }
 
@@ -366,12 +382,7 @@ fn control_plane(
     ensure_root("bench control-plane creates namespaces and runs felix")?;
     let started = Instant::now();
     let load_before = report::load_average();
-    let felix = felix.unwrap_or_else(|| workspace().join("target/release/felix"));
-    ensure!(
-        felix.is_file(),
-        "no felix binary at {}: cargo build --release -p felix-user",
-        felix.display()
-    );
+    let felix = felix_binary(felix)?;
     let mut settings = if quick {
         control_plane::Settings::quick()
     } else {
@@ -389,11 +400,7 @@ fn control_plane(
     let origin = felix_origin(&felix);
     let results = control_plane::run(&settings, &felix)?;
     let header = control_plane::report::Header {
-        date: today(),
-        command: command_line(),
-        machine: report::Machine::detect(),
-        elapsed: started.elapsed(),
-        load: [load_before, report::load_average()],
+        run: run_header(today(), started, load_before),
         felix: origin,
     };
     emit(&control_plane::report::markdown(&results, &header), out)
@@ -454,12 +461,7 @@ fn dataplane(
     ensure_root("bench dataplane builds labs and loads eBPF programs")?;
     let started = Instant::now();
     let load_before = report::load_average();
-    let felix = felix.unwrap_or_else(|| workspace().join("target/release/felix"));
-    ensure!(
-        felix.is_file(),
-        "no felix binary at {}: cargo xtask build",
-        felix.display()
-    );
+    let felix = felix_binary(felix)?;
     let mut settings = if quick {
         dataplane::Settings::quick()
     } else {
@@ -488,11 +490,7 @@ fn dataplane(
     fs::write(&json, serde_json::to_string_pretty(&results.to_json())?)
         .with_context(|| format!("write {}", json.display()))?;
     let header = dataplane::report::Header {
-        date,
-        command: command_line(),
-        machine: report::Machine::detect(),
-        elapsed: started.elapsed(),
-        load: [load_before, report::load_average()],
+        run: run_header(date, started, load_before),
         felix: origin,
         versions: dataplane::versions(),
         plot: plot.file_name().map(|n| n.to_string_lossy().into_owned()),

@@ -60,6 +60,27 @@ pub struct Header {
     pub load: [String; 2],
 }
 
+impl Header {
+    /// Writes the report's title and the date, machine, load and command lines every report
+    /// opens with.
+    pub fn write_intro(&self, out: &mut String, title: &str) {
+        let m = &self.machine;
+        let _ = writeln!(out, "# {title}\n");
+        let _ = writeln!(out, "- date: {}", self.date);
+        let _ = writeln!(
+            out,
+            "- machine: {}, nproc {}, kernel `{}`",
+            m.cpu, m.nproc, m.kernel
+        );
+        let _ = writeln!(
+            out,
+            "- load average before / after: {} / {}",
+            self.load[0], self.load[1]
+        );
+        let _ = writeln!(out, "- command (as root): `{}`", self.command);
+    }
+}
+
 /// A ratio of two measurements: of their medians (held to `target`; `None`: for
 /// information), the median of the ratios of rounds (both taken in the same round, so under
 /// the same load), and of their minimums (load on the machine only ever adds time).
@@ -204,21 +225,8 @@ fn ms(d: Duration) -> String {
 /// The whole report.
 pub fn markdown(results: &Results, header: &Header) -> String {
     let s = &results.settings;
-    let m = &header.machine;
     let mut out = String::new();
-    let _ = writeln!(out, "# Per-packet policy cost: BPF_PROG_TEST_RUN\n");
-    let _ = writeln!(out, "- date: {}", header.date);
-    let _ = writeln!(
-        out,
-        "- machine: {}, nproc {}, kernel `{}`",
-        m.cpu, m.nproc, m.kernel
-    );
-    let _ = writeln!(
-        out,
-        "- load average before / after: {} / {}",
-        header.load[0], header.load[1]
-    );
-    let _ = writeln!(out, "- command (as root): `{}`", header.command);
+    header.write_intro(&mut out, "Per-packet policy cost: BPF_PROG_TEST_RUN");
     let _ = writeln!(
         out,
         "- {} rounds; repeated cases: {} runs per BPF_PROG_TEST_RUN call (the kernel's average); \

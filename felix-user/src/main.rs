@@ -563,8 +563,28 @@ fn dispatch(command: Command) -> Result<()> {
         Command::Apply(args) => apply_file(&args, true),
         Command::Delete(args) => apply_file(&args, false),
         Command::Get(args) => get_resources(&args),
-        Command::Bpf(BpfCommand::Counters(DumpOnly::Dump(args))) => dump_counters(&args),
-        Command::Bpf(BpfCommand::Ifaces(DumpOnly::Dump(args))) => dump_ifaces(&args),
+        Command::Bpf(BpfCommand::Counters(DumpOnly::Dump(args))) => {
+            let paths = node_for_dump(&args)?;
+            let rows = inspect::read_counters(&paths)?;
+            print_rows(
+                &args,
+                paths.node(),
+                "counters",
+                &rows,
+                inspect::counters_table,
+            )
+        }
+        Command::Bpf(BpfCommand::Ifaces(DumpOnly::Dump(args))) => {
+            let paths = node_for_dump(&args)?;
+            let rows = inspect::read_ifaces(&paths)?;
+            print_rows(
+                &args,
+                paths.node(),
+                "interfaces",
+                &rows,
+                inspect::ifaces_table,
+            )
+        }
         Command::Bpf(BpfCommand::Endpoints(DumpOnly::Dump(args))) => {
             let paths = node_for_dump(&args)?;
             let rows = inspect::read_endpoints(&paths)?;
@@ -736,10 +756,7 @@ fn explain_policy(args: &ExplainArgs) -> Result<()> {
 
 /// `felix bpf attached`: asks the kernel, in this network namespace.
 fn show_attached(args: &AttachedArgs) -> Result<()> {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("start the async runtime")?;
+    let runtime = small_runtime()?;
     let rows = runtime.block_on(felix_user::attached::list())?;
     if args.json {
         let doc = serde_json::json!({ "attached": rows });
@@ -768,15 +785,20 @@ fn print_rows<T: serde::Serialize>(
     Ok(())
 }
 
+/// A single-threaded runtime for the commands that make a few async calls.
+fn small_runtime() -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("start the async runtime")
+}
+
 /// Runs an etcd client operation on a small runtime, with a bounded connect.
 fn with_etcd<T>(
     endpoints: &[String],
     work: impl AsyncFnOnce(&mut etcd_client::Client) -> Result<T>,
 ) -> Result<T> {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("start the async runtime")?;
+    let runtime = small_runtime()?;
     runtime
         .block_on(async {
             let connect = etcd_client::Client::connect(endpoints, None);
@@ -1366,30 +1388,4 @@ fn node_for_dump(args: &DumpArgs) -> Result<pins::NodePaths> {
         );
     }
     Ok(paths)
-}
-
-fn dump_counters(args: &DumpArgs) -> Result<()> {
-    let paths = node_for_dump(args)?;
-    let rows = inspect::read_counters(&paths)?;
-    if args.json {
-        let doc = serde_json::json!({ "node": paths.node(), "counters": rows });
-        println!("{}", serde_json::to_string_pretty(&doc)?);
-    } else {
-        println!("node {}", paths.node());
-        print!("{}", inspect::counters_table(&rows));
-    }
-    Ok(())
-}
-
-fn dump_ifaces(args: &DumpArgs) -> Result<()> {
-    let paths = node_for_dump(args)?;
-    let rows = inspect::read_ifaces(&paths)?;
-    if args.json {
-        let doc = serde_json::json!({ "node": paths.node(), "interfaces": rows });
-        println!("{}", serde_json::to_string_pretty(&doc)?);
-    } else {
-        println!("node {}", paths.node());
-        print!("{}", inspect::ifaces_table(&rows));
-    }
-    Ok(())
 }

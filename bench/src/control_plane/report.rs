@@ -4,18 +4,14 @@ use std::{fmt::Write as _, time::Duration};
 
 use super::{Changes, MILESTONES, Results, ScaleResult};
 use crate::{
-    report::{Machine, thousands},
+    report::{self, thousands},
     stats::{Summary, percentile},
 };
 
 /// What the report says besides the results.
 #[derive(Clone, Debug)]
 pub struct Header {
-    pub date: String,
-    pub command: String,
-    pub machine: Machine,
-    pub elapsed: Duration,
-    pub load: [String; 2],
+    pub run: report::Header,
     /// The felix binary and where it was built from.
     pub felix: String,
 }
@@ -95,21 +91,10 @@ fn scale_name(r: &ScaleResult) -> String {
 /// The whole report.
 pub fn markdown(results: &Results, header: &Header) -> String {
     let s = &results.settings;
-    let m = &header.machine;
     let mut out = String::new();
-    let _ = writeln!(out, "# Control plane: etcd to programmed BPF maps\n");
-    let _ = writeln!(out, "- date: {}", header.date);
-    let _ = writeln!(
-        out,
-        "- machine: {}, nproc {}, kernel `{}`",
-        m.cpu, m.nproc, m.kernel
-    );
-    let _ = writeln!(
-        out,
-        "- load average before / after: {} / {}",
-        header.load[0], header.load[1]
-    );
-    let _ = writeln!(out, "- command (as root): `{}`", header.command);
+    header
+        .run
+        .write_intro(&mut out, "Control plane: etcd to programmed BPF maps");
     let _ = writeln!(out, "- felix: {}", header.felix);
     let _ = writeln!(
         out,
@@ -120,7 +105,7 @@ pub fn markdown(results: &Results, header: &Header) -> String {
         s.changes,
         s.changes,
         s.gap.as_millis(),
-        header.elapsed.as_secs_f64()
+        header.run.elapsed.as_secs_f64()
     );
     out.push_str(METHOD);
 
@@ -296,6 +281,7 @@ egress). Everything else sits on ",
 mod tests {
     use super::*;
     use crate::control_plane::{Memory, Settings, SyncRun, Tables, cluster::Scale};
+    use crate::report::Machine;
 
     fn result() -> ScaleResult {
         let sync = |s: u64| SyncRun {
@@ -348,15 +334,17 @@ mod tests {
             scales: vec![result()],
         };
         let header = Header {
-            date: "2026-11-28".into(),
-            command: "cargo run -p bench --release -- control-plane".into(),
-            machine: Machine {
-                cpu: "cpu".into(),
-                nproc: 2,
-                kernel: "6.18".into(),
+            run: report::Header {
+                date: "2026-11-28".into(),
+                command: "cargo run -p bench --release -- control-plane".into(),
+                machine: Machine {
+                    cpu: "cpu".into(),
+                    nproc: 2,
+                    kernel: "6.18".into(),
+                },
+                elapsed: Duration::from_secs(60),
+                load: ["1".into(), "2".into()],
             },
-            elapsed: Duration::from_secs(60),
-            load: ["1".into(), "2".into()],
             felix: "target/release/felix".into(),
         };
         let md = markdown(&results, &header);

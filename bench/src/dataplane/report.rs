@@ -2,7 +2,7 @@
 //! of medians with their ratio to `plain`, TSO/GSO off, the per-packet figures, the issue's
 //! targets (met or not) and every place where an iptables mode beats BPF.
 
-use std::{fmt::Write as _, time::Duration};
+use std::fmt::Write as _;
 
 use super::{
     Settings,
@@ -10,16 +10,12 @@ use super::{
     results::{Metric, Mode, Placement, Results, Rules},
     rules::Shape,
 };
-use crate::report::{Machine, thousands};
+use crate::report::thousands;
 
 /// What the report says besides the results.
 #[derive(Clone, Debug)]
 pub struct Header {
-    pub date: String,
-    pub command: String,
-    pub machine: Machine,
-    pub elapsed: Duration,
-    pub load: [String; 2],
+    pub run: crate::report::Header,
     pub felix: String,
     pub versions: Vec<(String, String)>,
     /// The plot's file name, next to the report.
@@ -260,22 +256,15 @@ pub fn markdown(
     header: &Header,
 ) -> String {
     let mut out = String::new();
-    let m = &header.machine;
+    header.run.write_intro(
+        &mut out,
+        "Dataplane: plain routing vs iptables (nft, legacy) vs BPF on the lab",
+    );
     let _ = writeln!(
         out,
-        "# Dataplane: plain routing vs iptables (nft, legacy) vs BPF on the lab\n\n\
-         - date: {}\n- machine: {}, nproc {}, kernel `{}`\n\
-         - load average before / after: {} / {}\n- command (as root): `{}`\n- felix: {}\n\
-         - run took {:.0} s",
-        header.date,
-        m.cpu,
-        m.nproc,
-        m.kernel,
-        header.load[0],
-        header.load[1],
-        header.command,
+        "- felix: {}\n- run took {:.0} s",
         header.felix,
-        header.elapsed.as_secs_f64()
+        header.run.elapsed.as_secs_f64()
     );
     for (tool, version) in &header.versions {
         let _ = writeln!(out, "- {tool}: {version}");

@@ -257,6 +257,11 @@ impl Lab {
     /// [`Lab::restart_felix`] with `dataplane` (a switch of modes when it differs).
     pub fn restart_felix_as(&mut self, n: u8, dataplane: felixd::Dataplane) -> Result<ProcRecord> {
         self.kill_felix(n)?;
+        self.start_felix(n, dataplane)
+    }
+
+    /// Starts a felix on host `n` (whose felix is not running) and waits until it is ready.
+    pub fn start_felix(&mut self, n: u8, dataplane: felixd::Dataplane) -> Result<ProcRecord> {
         let host = self.host(n)?.clone();
         let rec = felixd::start(&self.felix, &self.state, &host, dataplane)?;
         self.track(rec.clone())?;
@@ -410,6 +415,17 @@ impl Lab {
     /// `felix bpf conntrack dump --json` of host `n`.
     pub fn conntrack(&self, n: u8) -> Result<ConntrackDump> {
         felix::conntrack(&self.felix, &self.node(n))
+    }
+
+    /// `felix bpf attached --json` in host `n`'s namespace: the TCX and XDP programs the
+    /// kernel reports on its interfaces.
+    pub fn attached(&self, n: u8) -> Result<Vec<felix::Attached>> {
+        let ns = &self.host(n)?.ns;
+        let felix = self.felix.to_string_lossy();
+        let out = self.exec_in_checked(ns, &[&felix, "bpf", "attached", "--json"])?;
+        let dump: felix::AttachedDump =
+            serde_json::from_str(&out).with_context(|| format!("felix bpf attached: {out}"))?;
+        Ok(dump.attached)
     }
 
     /// `felix bpf <what...> --node <host n>` (a table or a command's message).

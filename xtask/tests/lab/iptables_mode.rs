@@ -44,12 +44,8 @@ fn bpf_programs(lab: &Lab, n: u8) -> Result<Vec<String>> {
             }
         }
     }
-    let felix_bin = lab.felix_bin().to_string_lossy();
-    let out = lab.exec_in_checked(ns, &[&felix_bin, "bpf", "attached", "--json"])?;
-    let dump: felix::AttachedDump =
-        serde_json::from_str(&out).with_context(|| format!("felix bpf attached: {out}"))?;
     found.extend(
-        dump.attached
+        lab.attached(n)?
             .iter()
             .map(|a| format!("{} {}: prog {} {}", a.iface, a.hook, a.prog_id, a.prog_name)),
     );

@@ -1,7 +1,8 @@
 //! Operations under stress (issue 6): a bounded flood of denied packets while `felix bpf trace`
 //! runs, with the host reachable on a failsafe port; and etcd stopped for 30 s under traffic,
-//! then back with a change felix could not see while it was cut off.
+//! then back with a change felix could not see while it was cut off; `felix bpf uninstall`.
 
+use std::collections::BTreeSet;
 use std::io::{BufRead, BufReader, Read};
 use std::net::{Ipv4Addr, UdpSocket};
 use std::process::{Child, Command, Stdio};
@@ -11,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail, ensure};
 use xtask::felix;
+use xtask::lab::felixd::Dataplane;
 use xtask::lab::{EchoServer, IperfReport, Lab, etcd, names, policy, probe, traffic};
 
 use super::{poll_until, with_lab};
@@ -485,6 +487,65 @@ fn etcd_partition_is_detected_by_keepalive_and_healed() -> Result<()> {
         eprintln!(
             "etcd partition: not ready + in_sync 0 after {detected:?}; ready + in_sync 1 \
              {converged:?} after the rule was removed"
+        );
+        Ok(())
+    })
+}
+
+/// `felix bpf uninstall` on h1: refused while its felix runs; once felix is killed (its
+/// programs stay attached through their pinned links), it removes the pin tree and the kernel
+/// reports no program left on h1's interfaces (`felix bpf attached`); a new felix attaches
+/// everything again and the pods talk across hosts.
+#[test]
+fn uninstall_is_refused_while_felix_runs_then_detaches_every_program() -> Result<()> {
+    with_lab(|lab| {
+        let pin_dir = std::path::PathBuf::from(format!("/sys/fs/bpf/felix/{}", lab.node(1)));
+        let attached = lab.attached(1)?;
+        let hooked: BTreeSet<(&str, &str)> = attached
+            .iter()
+            .map(|a| (a.iface.as_str(), a.hook.as_str()))
+            .collect();
+        ensure!(
+            hooked.len() == 6 && attached.iter().all(|a| a.hook.starts_with("tcx_")),
+            "expected TCX in and out on eth0 and two cali interfaces: {attached:?}"
+        );
+
+        match lab.felix_cli(1, &["uninstall"]) {
+            Ok(out) => bail!("uninstall ran while felix runs: {out}"),
+            Err(e) => ensure!(format!("{e:#}").contains("is running"), "{e:#}"),
+        }
+        ensure!(pin_dir.exists(), "the refused uninstall removed pins");
+
+        lab.kill_felix(1)?;
+        let after_kill = lab.attached(1)?;
+        ensure!(
+            after_kill.len() == attached.len(),
+            "a killed felix's programs stay attached: {after_kill:?}"
+        );
+        let out = lab.felix_cli(1, &["uninstall"])?;
+        print!("{out}");
+        ensure!(!pin_dir.exists(), "{} still exists", pin_dir.display());
+        let left = lab.attached(1)?;
+        ensure!(left.is_empty(), "programs left after uninstall: {left:?}");
+
+        lab.start_felix(1, Dataplane::Bpf)?;
+        poll_until(
+            Duration::from_secs(10),
+            "h1's programs attached again",
+            || {
+                let now = lab.attached(1)?;
+                Ok(if now.len() == attached.len() {
+                    Ok(())
+                } else {
+                    Err(format!("{now:?}"))
+                })
+            },
+        )?;
+        let p1 = lab.pod(1, 1)?.clone();
+        let remote = lab.pod(2, 1)?.clone();
+        ensure!(
+            lab.ping_once(&p1, &remote)?,
+            "no ping across hosts after the reinstall"
         );
         Ok(())
     })

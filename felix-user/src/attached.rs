@@ -56,19 +56,23 @@ struct Link {
 pub async fn list() -> Result<Vec<AttachedRow>, AttachedError> {
     let links = dump_links().await?;
     let mut rows = Vec::new();
-    for link in &links {
+    'links: for link in &links {
         for (attach_type, hook) in [
             (TcAttachType::Ingress, "tcx_ingress"),
             (TcAttachType::Egress, "tcx_egress"),
         ] {
-            let (_, programs) =
-                SchedClassifier::query_tcx(&link.name, attach_type).map_err(|source| {
-                    AttachedError::Query {
+            let programs = match SchedClassifier::query_tcx(&link.name, attach_type) {
+                Ok((_, programs)) => programs,
+                // Deleted since the dump (a pod went away): nothing to list.
+                Err(_) if !link_exists(&link.name) => continue 'links,
+                Err(source) => {
+                    return Err(AttachedError::Query {
                         iface: link.name.clone(),
                         hook,
                         source,
-                    }
-                })?;
+                    });
+                }
+            };
             rows.extend(programs.iter().map(|program| AttachedRow {
                 iface: link.name.clone(),
                 ifindex: link.index,
@@ -90,6 +94,14 @@ pub async fn list() -> Result<Vec<AttachedRow>, AttachedError> {
     name_xdp_programs(&mut rows);
     rows.sort_by(|a, b| a.iface.cmp(&b.iface).then(a.hook.cmp(&b.hook)));
     Ok(rows)
+}
+
+/// Whether this namespace still has an interface called `name`.
+fn link_exists(name: &str) -> bool {
+    std::ffi::CString::new(name).is_ok_and(|name| {
+        // SAFETY: `name` is a valid NUL-terminated string for the duration of the call.
+        unsafe { libc::if_nametoindex(name.as_ptr()) != 0 }
+    })
 }
 
 /// Renders rows as an aligned table.
@@ -187,6 +199,13 @@ mod tests {
         assert_eq!(xdp_program(&[LinkXdp::ProgId(9)]), Some(("xdp", 9)));
         assert_eq!(xdp_program(&[LinkXdp::ProgId(0)]), None);
         assert_eq!(xdp_program(&[]), None);
+    }
+
+    #[test]
+    fn only_existing_links_exist() {
+        assert!(link_exists("lo"));
+        assert!(!link_exists("felix-no-such0"));
+        assert!(!link_exists("bad\0name"));
     }
 
     #[test]

@@ -169,7 +169,9 @@ fn with_lab_options(opts: LabOptions, body: impl FnOnce(&mut Lab) -> Result<()>)
     let result = body(&mut lab);
     let id = lab.id().to_owned();
     let processes = lab.processes().to_vec();
-    if result.is_err() {
+    if let Err(e) = &result {
+        // First, so that a log truncated at its end still shows why the test failed.
+        eprintln!("=== test failed: {e:#}");
         for rec in &processes {
             eprintln!(
                 "--- {} log ({}) ---\n{}",

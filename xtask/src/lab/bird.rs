@@ -80,9 +80,9 @@ pub fn wait_up(rec: &ProcRecord, ctl: &Path, timeout: Duration) -> Result<()> {
             Ok(text) => text,
             Err(e) => format!("{e:#}"),
         };
-        if !rec.is_ours_and_running() {
+        if let Some(how) = rec.exited() {
             bail!(
-                "{} exited; log {}:\n{}",
+                "{} exited ({how}); log {}:\n{}",
                 rec.what,
                 rec.log.display(),
                 proc::log_tail(&rec.log, 20)

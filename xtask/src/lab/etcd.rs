@@ -74,9 +74,9 @@ pub fn wait_healthy(state: &LabState, rec: &ProcRecord, timeout: Duration) -> Re
             Ok(()) => return Ok(()),
             Err(e) => e,
         };
-        if !rec.is_ours_and_running() {
+        if let Some(how) = rec.exited() {
             bail!(
-                "etcd exited; log {}:\n{}",
+                "etcd exited ({how}); log {}:\n{}",
                 rec.log.display(),
                 proc::log_tail(&rec.log, 20)
             );

@@ -199,16 +199,16 @@ fn poll(
 ) -> Result<()> {
     let deadline = Instant::now() + timeout;
     loop {
-        let alive = rec.is_ours_and_running();
+        let exited = rec.exited();
         let last = match check() {
-            Ok(None) if alive => return Ok(()),
+            Ok(None) if exited.is_none() => return Ok(()),
             Ok(None) => "ok".to_owned(),
             Ok(Some(missing)) => missing,
             Err(e) => format!("{e:#}"),
         };
-        if !alive {
+        if let Some(how) = exited {
             bail!(
-                "felix on {} exited; log {}:\n{}",
+                "felix on {} exited ({how}); log {}:\n{}",
                 host.node,
                 rec.log.display(),
                 proc::log_tail(&rec.log, 30)

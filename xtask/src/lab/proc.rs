@@ -112,11 +112,28 @@ impl ProcRecord {
             return false;
         };
         if !stat.running() {
-            reap(self.pid);
+            let _ = reap(self.pid);
             return false;
         }
         stat.starttime == self.starttime
             && settled_cmdline(self.pid).is_some_and(|c| cmdline_matches(&c, &self.argv))
+    }
+
+    /// How the recorded process ended, once it surely has: its PID gone or now another
+    /// process's, or a zombie (reaped here, with its exit status when it is our child). `None`
+    /// while it runs. For waits on a process just started: unlike [`Self::is_ours_and_running`]
+    /// it does not read the command line, which a launcher's exec leaves briefly unreadable.
+    pub fn exited(&self) -> Option<String> {
+        let Some(stat) = stat(self.pid) else {
+            return Some("its pid is gone".into());
+        };
+        if stat.starttime != self.starttime {
+            return Some("its pid is another process now".into());
+        }
+        if stat.running() {
+            return None;
+        }
+        Some(reap(self.pid).unwrap_or_else(|| "a zombie we cannot reap".into()))
     }
 }
 
@@ -185,12 +202,22 @@ pub fn spawn_in_ns(
     })
 }
 
-/// Collects the exit status if `pid` is our child (no-op otherwise).
-fn reap(pid: i32) {
+/// Collects the exit status if `pid` is our child (no-op otherwise); how it ended, when known.
+fn reap(pid: i32) -> Option<String> {
     let mut status = 0;
     // SAFETY: waitpid with WNOHANG on a pid only writes `status`; ECHILD if not our child.
-    unsafe {
-        libc::waitpid(pid, &mut status, libc::WNOHANG);
+    let rc = unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) };
+    (rc == pid).then(|| describe_wait_status(status))
+}
+
+/// A waitpid status in words: `exit code N` or `killed by signal N`.
+fn describe_wait_status(status: libc::c_int) -> String {
+    if libc::WIFEXITED(status) {
+        format!("exit code {}", libc::WEXITSTATUS(status))
+    } else if libc::WIFSIGNALED(status) {
+        format!("killed by signal {}", libc::WTERMSIG(status))
+    } else {
+        format!("wait status {status:#x}")
     }
 }
 
@@ -208,7 +235,7 @@ fn running(pid: i32) -> bool {
     match stat(pid) {
         Some(s) if s.running() => true,
         Some(_) => {
-            reap(pid);
+            let _ = reap(pid);
             false
         }
         None => false,
@@ -340,6 +367,53 @@ mod tests {
         assert!(!wrong.is_ours_and_running());
         assert!(terminate(&[pid], Duration::from_secs(5)).is_empty());
         assert!(!rec.is_ours_and_running());
+        Ok(())
+    }
+
+    /// A record of `argv` spawned as a child (logging nowhere).
+    fn spawn_child(argv: &[&str]) -> Result<ProcRecord> {
+        let child = Command::new(argv[0]).args(&argv[1..]).spawn()?;
+        let pid = i32::try_from(child.id())?;
+        Ok(ProcRecord {
+            pid,
+            what: argv[0].into(),
+            argv: argv.iter().map(|a| a.to_string()).collect(),
+            starttime: stat(pid).map(|s| s.starttime).context("no stat")?,
+            log: PathBuf::from("/dev/null"),
+        })
+    }
+
+    /// Waits up to 5 s for `rec` to end; how it ended.
+    fn wait_exited(rec: &ProcRecord) -> Option<String> {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            match rec.exited() {
+                Some(how) => return Some(how),
+                None if Instant::now() >= deadline => return None,
+                None => thread::sleep(Duration::from_millis(20)),
+            }
+        }
+    }
+
+    #[test]
+    fn exited_reports_the_exit_status_and_not_a_running_process() -> Result<()> {
+        let code = spawn_child(&["sh", "-c", "exit 3"])?;
+        assert_eq!(wait_exited(&code).as_deref(), Some("exit code 3"));
+        // Reaped: the pid is gone now.
+        assert_eq!(code.exited().as_deref(), Some("its pid is gone"));
+
+        let sleeper = spawn_child(&["sleep", "30"])?;
+        assert_eq!(sleeper.exited(), None);
+        let moved = ProcRecord {
+            starttime: sleeper.starttime + 1,
+            ..sleeper.clone()
+        };
+        assert_eq!(
+            moved.exited().as_deref(),
+            Some("its pid is another process now")
+        );
+        signal(sleeper.pid, libc::SIGKILL)?;
+        assert_eq!(wait_exited(&sleeper).as_deref(), Some("killed by signal 9"));
         Ok(())
     }
 }

@@ -1446,14 +1446,7 @@ fn policy_profiles_decide_without_policies_and_no_profile_is_default_deny() -> R
         let client = lab.pod(1, 2)?.clone();
         let target = lab.pod(2, 2)?.clone();
         // The precondition, not the subject: a first ping may wait on ARP in a busy lab.
-        let first = probe::time_until(
-            Instant::now(),
-            true,
-            Duration::from_secs(5),
-            PROBE_GAP,
-            || lab.ping_once(&client, &target),
-        )
-        .context("ping with kns.default")?;
+        let first = ping_works_within_5s(lab, &client, &target).context("ping with kns.default")?;
         println!("kns.default: ping works after {first}");
         let e = lab.explain(icmp_query(&client, &target))?;
         let kns = RuleRef::Profile {
@@ -1529,16 +1522,25 @@ fn policy_profiles_decide_without_policies_and_no_profile_is_default_deny() -> R
         );
 
         lab.set_profiles(&target, &[calico::NAMESPACE_PROFILE])?;
-        let back = probe::time_until(
-            Instant::now(),
-            true,
-            Duration::from_secs(5),
-            PROBE_GAP,
-            || lab.ping_once(&client, &target),
-        )?;
+        let back = ping_works_within_5s(lab, &client, &target)?;
         println!("kns.default restored: ping works after {back}");
         Ok(())
     })
+}
+
+/// Single pings from `from` to `to` until one is answered, for up to 5 s; how long it took.
+fn ping_works_within_5s(
+    lab: &Lab,
+    from: &xtask::lab::PodInfo,
+    to: &xtask::lab::PodInfo,
+) -> Result<probe::Change> {
+    probe::time_until(
+        Instant::now(),
+        true,
+        Duration::from_secs(5),
+        PROBE_GAP,
+        || lab.ping_once(from, to),
+    )
 }
 
 /// An expected outcome of the example policies (applied all together).

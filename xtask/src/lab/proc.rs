@@ -108,14 +108,7 @@ pub fn cmdline_matches(cmdline: &[String], argv: &[String]) -> bool {
 impl ProcRecord {
     /// Whether the recorded process still runs and is still the one we started.
     pub fn is_ours_and_running(&self) -> bool {
-        let Some(stat) = stat(self.pid) else {
-            return false;
-        };
-        if !stat.running() {
-            let _ = reap(self.pid);
-            return false;
-        }
-        stat.starttime == self.starttime
+        self.exited().is_none()
             && settled_cmdline(self.pid).is_some_and(|c| cmdline_matches(&c, &self.argv))
     }
 

@@ -7,11 +7,14 @@ use aya::maps::{LpmTrie, lpm_trie::Key};
 use clap::{Args, Parser, Subcommand};
 use felix_user::{
     agent::{self, AgentConfig},
-    config, ct_gc, failsafe, inspect, ipam,
-    loader::Dataplane,
-    model,
-    pins::{self, DEFAULT_PIN_ROOT, DEFAULT_RUN_ROOT},
-    status,
+    config,
+    dataplane::ct_gc,
+    dataplane::failsafe,
+    dataplane::inspect,
+    dataplane::loader::Dataplane,
+    dataplane::pins::{self, DEFAULT_PIN_ROOT, DEFAULT_RUN_ROOT},
+    ipam, model,
+    report::status,
 };
 use ipnet::Ipv4Net;
 use tracing_subscriber::EnvFilter;
@@ -410,7 +413,7 @@ struct TraceArgs {
     #[arg(long, value_parser = ["drop", "allow", "deny"])]
     kind: Option<String>,
     /// Events per second each CPU may emit (the rest are counted as suppressed).
-    #[arg(long, default_value_t = felix_user::trace::DEFAULT_RATE, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    #[arg(long, default_value_t = felix_user::dataplane::trace::DEFAULT_RATE, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     rate: u32,
     /// Stop after this many printed events.
     #[arg(long)]
@@ -629,13 +632,14 @@ fn dispatch(command: Command) -> Result<()> {
         }
         Command::Bpf(BpfCommand::Policy(PolicyDumpCommand::Dump(args))) => {
             let paths = node_for_dump(&args.dump)?;
-            let rows = felix_user::policy::dump::read_policy(&paths, args.iface.as_deref())?;
+            let rows =
+                felix_user::dataplane::policy::dump::read_policy(&paths, args.iface.as_deref())?;
             print_rows(
                 &args.dump,
                 paths.node(),
                 "policy",
                 &rows,
-                felix_user::policy::dump::policy_text,
+                felix_user::dataplane::policy::dump::policy_text,
             )
         }
         Command::Policy(PolicyCommand::Explain(args)) => explain_policy(&args),
@@ -650,13 +654,13 @@ fn dispatch(command: Command) -> Result<()> {
 /// `felix bpf trace`: prints events (JSON lines with --json) until the count, the time limit or
 /// SIGINT/SIGTERM; then switches tracing off and reports what the rate limit suppressed.
 fn run_trace(args: &TraceArgs) -> Result<()> {
-    use felix_user::trace::{TraceFilter, TraceSession, describe};
+    use felix_user::dataplane::trace::{TraceFilter, TraceSession, describe};
     let paths = node_for_dump(&args.dump)?;
     let names = inspect::read_ifaces(&paths)?
         .into_iter()
         .map(|r| (r.ifindex, r.name))
         .collect();
-    let rules = felix_user::policy::state::PolicyState::load(&paths.policy_state_file())
+    let rules = felix_user::dataplane::policy::state::PolicyState::load(&paths.policy_state_file())
         .map(|s| {
             s.groups
                 .iter()
@@ -710,7 +714,7 @@ fn run_trace(args: &TraceArgs) -> Result<()> {
 
 /// `felix policy explain`: lists Calico's resources, calculates as felix does, and explains.
 fn explain_policy(args: &ExplainArgs) -> Result<()> {
-    use felix_user::policy::{L4, Packet, calc::PolicyCalc, explain};
+    use felix_user::calc::policy::{L4, Packet, calc::PolicyCalc, explain};
     let prefix = "/calico/resources/v3/projectcalico.org/";
     let kvs = with_etcd(&args.etcd.etcd_endpoints, async |client| {
         let options = etcd_client::GetOptions::new().with_prefix();
@@ -757,12 +761,12 @@ fn explain_policy(args: &ExplainArgs) -> Result<()> {
 /// `felix bpf attached`: asks the kernel, in this network namespace.
 fn show_attached(args: &AttachedArgs) -> Result<()> {
     let runtime = small_runtime()?;
-    let rows = runtime.block_on(felix_user::attached::list())?;
+    let rows = runtime.block_on(felix_user::dataplane::attached::list())?;
     if args.json {
         let doc = serde_json::json!({ "attached": rows });
         println!("{}", serde_json::to_string_pretty(&doc)?);
     } else {
-        print!("{}", felix_user::attached::table(&rows));
+        print!("{}", felix_user::dataplane::attached::table(&rows));
     }
     Ok(())
 }

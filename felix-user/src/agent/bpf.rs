@@ -8,23 +8,25 @@ use aya::programs::TcAttachType;
 use felix_common::{HostConfig, IfaceInfo, IfaceRole, ifaces::attach_mode};
 use tracing::{debug, error, info, warn};
 
-use super::{
-    AgentConfig, AgentError, Input, Plane,
-    xdp::{self, XdpAction, XdpState},
-};
+use super::{AgentConfig, AgentError, Input, Plane};
 use crate::{
     EBPF_OBJECT, PROG_FROM_UPLINK, PROG_FROM_WORKLOAD, PROG_TO_UPLINK, PROG_TO_WORKLOAD,
-    attach::{self, Attached, Holder, LinkId, attach_tc, attach_xdp},
-    counter_cache, ct_gc, desired,
-    failsafe::FailsafePorts,
-    iptables, kernel_log, kroutes,
-    links::LinkEvent,
-    loader::{Dataplane, LoadError},
+    calc::desired,
+    dataplane::attach::{self, Attached, Holder, LinkId, attach_tc, attach_xdp},
+    dataplane::counter_cache,
+    dataplane::ct_gc,
+    dataplane::failsafe::FailsafePorts,
+    dataplane::kernel_log,
+    dataplane::loader::{Dataplane, LoadError},
+    dataplane::pins::NodePaths,
+    dataplane::policy::engine::PolicyEngine,
+    dataplane::reconcile,
+    dataplane::xdp::{self, XdpAction, XdpState},
+    host::kroutes,
+    host::links::LinkEvent,
+    iptables,
     model::Resource,
-    pins::NodePaths,
-    policy::engine::PolicyEngine,
-    status::EndpointStatus,
-    sync,
+    report::status::EndpointStatus,
 };
 
 /// The programs attached to one interface.
@@ -53,7 +55,7 @@ pub(super) struct BpfPlane {
     /// Whether felix's iptables mode rules were looked for (once this mode enforces policy).
     iptables_cleaned: bool,
     /// Warns when conntrack is near full.
-    ct_fill: crate::ct_fill::NearFullWatch,
+    ct_fill: crate::dataplane::ct_fill::NearFullWatch,
     /// XDPEnabled: the uplink's prefilter may be attached (while the deny list has entries).
     xdp_enabled: bool,
     /// The uplink's XDP state, for the status.
@@ -72,7 +74,7 @@ impl BpfPlane {
         paths.create()?;
         let mut dataplane = Dataplane::load_sized(EBPF_OBJECT, paths, &config.map_sizes)?;
         let (inbound, outbound) = &config.failsafe;
-        crate::failsafe::program_dataplane(&mut dataplane, inbound, outbound)?;
+        crate::dataplane::failsafe::program_dataplane(&mut dataplane, inbound, outbound)?;
         info!(inbound = %FailsafePorts(inbound.clone()), outbound = %FailsafePorts(outbound.clone()), "failsafe ports programmed");
         kernel_log::spawn_drain(dataplane.ebpf_mut());
         let mut plane = BpfPlane {
@@ -84,7 +86,9 @@ impl BpfPlane {
             written_once: false,
             warned_no_host_ip: false,
             iptables_cleaned: false,
-            ct_fill: crate::ct_fill::NearFullWatch::new(config.conntrack_near_full_percent),
+            ct_fill: crate::dataplane::ct_fill::NearFullWatch::new(
+                config.conntrack_near_full_percent,
+            ),
             xdp_enabled: config.xdp_enabled,
             xdp_state: XdpState::Unknown,
             warned_deny_unreadable: false,
@@ -146,7 +150,9 @@ impl Plane for BpfPlane {
         // size get what the previous programs wrote meanwhile, then go.
         self.dataplane.finish_resize();
         // Every attachment now runs this felix's programs: maps of older layouts are unused.
-        for name in crate::pins::retire_superseded_maps(&self.paths, &felix_common::maps::PINNED) {
+        for name in
+            crate::dataplane::pins::retire_superseded_maps(&self.paths, &felix_common::maps::PINNED)
+        {
             info!(map = %name, "removed the pin of a map an earlier felix version used");
         }
     }
@@ -189,7 +195,7 @@ impl Plane for BpfPlane {
     async fn apply(&mut self, input: Input<'_>) -> bool {
         let desired = input.desired;
         self.program_policy(desired);
-        let written = match sync::apply(&mut self.dataplane, desired) {
+        let written = match reconcile::apply(&mut self.dataplane, desired) {
             Ok(applied) => {
                 if applied.upserted + applied.removed > 0 || !self.written_once {
                     info!(
@@ -223,7 +229,7 @@ impl Plane for BpfPlane {
             warn!("no IPv4 address for this node in the datastore yet: no IPIP until there is one");
         }
         self.warned_no_host_ip = desired.host_ip.is_none();
-        if let Err(error) = sync::write_config(&mut self.dataplane, host) {
+        if let Err(error) = reconcile::write_config(&mut self.dataplane, host) {
             error!(%error, "writing the host configuration failed");
         }
         if written && !self.iptables_cleaned {

@@ -15,13 +15,13 @@ use tracing::{error, info, warn};
 
 use super::{Input, Plane};
 use crate::{
-    ifsysctl,
+    dataplane::pins::NodePaths,
+    host::ifsysctl,
+    host::kroutes,
+    host::links::LinkEvent,
     iptables::{Backend, Config, IptablesPolicy},
-    kroutes,
-    links::LinkEvent,
     model::Resource,
-    pins::NodePaths,
-    status::EndpointStatus,
+    report::status::EndpointStatus,
 };
 
 /// The iptables dataplane of one node.

@@ -18,7 +18,6 @@
 
 mod bpf;
 mod iptables;
-pub mod xdp;
 
 use std::{
     collections::{BTreeMap, HashMap},
@@ -33,40 +32,23 @@ use tokio::sync::{mpsc, watch};
 use tracing::{info, warn};
 
 use crate::{
-    autodetect, datastore,
+    calc::desired::{self, Desired},
+    calc::topology::Topology,
+    config::Mode,
+    dataplane::loader::LoadError,
+    dataplane::pins::{NodePaths, PinError},
+    datastore,
     datastore::{SyncStatus, Syncer, SyncerConfig, Update},
-    desired::{self, Desired},
-    ifsysctl, kroutes,
-    links::{self, LinkEvent},
-    loader::LoadError,
+    host::autodetect,
+    host::ifsysctl,
+    host::kroutes,
+    host::links::{self, LinkEvent},
+    host::node_register,
     model::Resource,
-    node_register,
-    pins::{NodePaths, PinError},
-    status::{self, DatastoreStatus, EndpointStatus, Report},
+    report::status::{self, DatastoreStatus, EndpointStatus, Report},
+    report::telemetry::{self, Heartbeat},
     store::{Applied, Entry, Store},
-    telemetry::{self, Heartbeat},
-    topology::Topology,
 };
-
-/// Which dataplane felix programs.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Mode {
-    /// felix's eBPF programs (the default).
-    Bpf,
-    /// Calico-style iptables chains with this backend; the kernel routes.
-    Iptables(crate::iptables::Backend),
-}
-
-impl Mode {
-    /// `bpf`, `iptables-nft` or `iptables-legacy` (as reported in the status and metrics).
-    pub fn name(self) -> &'static str {
-        match self {
-            Mode::Bpf => "bpf",
-            Mode::Iptables(crate::iptables::Backend::Nft) => "iptables-nft",
-            Mode::Iptables(crate::iptables::Backend::Legacy) => "iptables-legacy",
-        }
-    }
-}
 
 /// Settings of a running agent.
 #[derive(Clone, Debug)]
@@ -100,7 +82,7 @@ pub struct AgentConfig {
     /// Where `/liveness` and `/readiness` are served; `None`: not served.
     pub health_address: Option<std::net::SocketAddr>,
     /// Capacities of the configurable maps.
-    pub map_sizes: crate::loader::MapSizes,
+    pub map_sizes: crate::dataplane::loader::MapSizes,
     /// Conntrack fill level (percent) from which felix warns and counts near-full events.
     pub conntrack_near_full_percent: u8,
     /// The configuration this agent runs with, to restart when FelixConfiguration changes it;
@@ -111,8 +93,8 @@ pub struct AgentConfig {
     pub xdp_enabled: bool,
     /// Failsafe ports the uplink's XDP never drops: (inbound, outbound).
     pub failsafe: (
-        Vec<crate::failsafe::FailsafePort>,
-        Vec<crate::failsafe::FailsafePort>,
+        Vec<crate::dataplane::failsafe::FailsafePort>,
+        Vec<crate::dataplane::failsafe::FailsafePort>,
     ),
 }
 
@@ -122,13 +104,13 @@ pub enum AgentError {
     #[error(transparent)]
     Pins(#[from] PinError),
     #[error(transparent)]
-    Listen(#[from] crate::telemetry::ListenError),
+    Listen(#[from] crate::report::telemetry::ListenError),
     #[error(transparent)]
     Load(#[from] LoadError),
     #[error(transparent)]
     Links(#[from] links::LinksError),
     #[error(transparent)]
-    Failsafe(#[from] crate::failsafe::FailsafeError),
+    Failsafe(#[from] crate::dataplane::failsafe::FailsafeError),
     /// Another felix already serves this node.
     #[error("felix for node {node:?} is already running as pid {pid}")]
     AlreadyRunning { node: String, pid: u32 },

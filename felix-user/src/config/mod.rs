@@ -10,6 +10,7 @@
 pub mod duration;
 pub mod etcd;
 pub mod layers;
+pub mod mode;
 pub mod settings;
 pub mod show;
 pub mod source;
@@ -20,6 +21,7 @@ use std::time::Duration;
 use tracing::debug;
 
 pub use layers::{Layers, RawValue, Spec};
+pub use mode::Mode;
 pub use settings::{ConfigError, Settings};
 pub use source::Source;
 

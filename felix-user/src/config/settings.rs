@@ -7,11 +7,11 @@ use std::{
 
 use super::{duration, layers::RawValue, source::Source};
 use crate::{
-    agent::Mode,
-    autodetect,
-    failsafe::{FailsafePort, FailsafePorts},
+    config::Mode,
+    dataplane::failsafe::{FailsafePort, FailsafePorts},
+    dataplane::loader::MapSizes,
+    host::autodetect,
     iptables::Backend,
-    loader::MapSizes,
 };
 
 /// A setting that cannot be used.

@@ -261,7 +261,7 @@ pub const SETTINGS: [Setting; 29] = [
         "failsafe-inbound-host-ports",
         &["FELIX_FAILSAFEINBOUNDHOSTPORTS"],
         Some("failsafeInboundHostPorts"),
-        Some(crate::failsafe::DEFAULT_INBOUND),
+        Some(crate::dataplane::failsafe::DEFAULT_INBOUND),
         "comma-separated [proto:][0.0.0.0/0:]port (tcp, udp, sctp), or none",
     ),
     setting(
@@ -269,7 +269,7 @@ pub const SETTINGS: [Setting; 29] = [
         "failsafe-outbound-host-ports",
         &["FELIX_FAILSAFEOUTBOUNDHOSTPORTS"],
         Some("failsafeOutboundHostPorts"),
-        Some(crate::failsafe::DEFAULT_OUTBOUND),
+        Some(crate::dataplane::failsafe::DEFAULT_OUTBOUND),
         "comma-separated [proto:][0.0.0.0/0:]port (tcp, udp, sctp), or none",
     ),
 ];

@@ -1,5 +1,5 @@
 //! iptables mode (`felix run --dataplane iptables`): the policy the calculation produces
-//! ([`crate::policy::calc`]) rendered the way Calico's iptables mode renders it, for the
+//! ([`crate::calc::policy::calc`]) rendered the way Calico's iptables mode renders it, for the
 //! comparison benchmarks. Pod routing in this mode is the kernel's; this module only filters.
 //!
 //! # Layout (filter table; every name starts with `felix-`, at most 28 characters)
@@ -98,7 +98,7 @@ pub use render::{
 };
 pub use restore::{Applied, Cleaned};
 
-use crate::{model::Resource, policy::calc::PolicyCalc};
+use crate::{calc::policy::calc::PolicyCalc, model::Resource};
 
 /// Which iptables writes the rules: `iptables-nft-restore` or `iptables-legacy-restore`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, clap::ValueEnum)]
@@ -259,7 +259,7 @@ pub struct Programmed {
 }
 
 /// The agent's policy state in iptables mode: the calculation, fed like
-/// [`crate::policy::engine::PolicyEngine`], and the last rules applied.
+/// [`crate::dataplane::policy::engine::PolicyEngine`], and the last rules applied.
 #[derive(Debug)]
 pub struct IptablesPolicy {
     calc: PolicyCalc,

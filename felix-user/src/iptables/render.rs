@@ -9,7 +9,7 @@ use std::{
 use ipnet::Ipv4Net;
 
 use super::{Config, RenderError};
-use crate::policy::{
+use crate::calc::policy::{
     PolicyDirection, RuleRef,
     calc::{GroupKey, PolicyCalc},
     program::{Match, PortMatch, PortRange, Program, Step},

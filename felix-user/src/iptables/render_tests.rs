@@ -19,8 +19,7 @@ use super::{
     sim::{SimPacket, Verdict, run},
 };
 use crate::{
-    model::{Object, Resource, WorkloadEndpointSpec},
-    policy::{
+    calc::policy::{
         L4, Packet, PolicyDirection, RuleRef,
         calc::{GroupKey, PolicyCalc},
         cases::{cases_dir, load_all},
@@ -28,6 +27,7 @@ use crate::{
         generate::{packet, world},
         program::{AddrMatch, Entry, Match, NetSet, PortMatch, Probe, Program, ProtoMatch, Step},
     },
+    model::{Object, Resource, WorkloadEndpointSpec},
 };
 
 fn key(direction: PolicyDirection, policies: &[&str]) -> GroupKey {

@@ -15,13 +15,15 @@ use felix_common::maps::RULE_COUNTERS_MAX_ENTRIES;
 use tracing::{debug, warn};
 
 use super::{
-    calc::{GroupKey, PolicyCalc},
-    program::Program,
-    rule_ids::RuleIds,
     state::PolicyState,
     tables::{PolicyTables, TablesApplied, TablesError},
 };
-use crate::{loader::Dataplane, model::Resource, pins::NodePaths};
+use crate::calc::policy::{
+    calc::{GroupKey, PolicyCalc},
+    program::Program,
+    rule_ids::RuleIds,
+};
+use crate::{dataplane::loader::Dataplane, dataplane::pins::NodePaths, model::Resource};
 
 /// The agent's policy state.
 #[derive(Debug)]
@@ -98,7 +100,7 @@ impl PolicyEngine {
     /// that no longer exist, and saves the state for `felix bpf policy dump`.
     pub fn finish(&mut self, dataplane: &mut Dataplane) -> Result<(), TablesError> {
         self.tables.release_unused(dataplane, &self.in_use)?;
-        let live: HashSet<super::RuleRef> = self
+        let live: HashSet<crate::calc::policy::RuleRef> = self
             .tables
             .groups()
             .flat_map(|(_, p)| {

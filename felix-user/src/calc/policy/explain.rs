@@ -165,7 +165,7 @@ impl fmt::Display for Explanation {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::policy::cases::{cases_dir, load};
+    use crate::calc::policy::cases::{cases_dir, load};
 
     fn calc_of(file: &str) -> PolicyCalc {
         let scenario = load(&cases_dir().join(file)).expect("scenario loads");

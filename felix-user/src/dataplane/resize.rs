@@ -17,8 +17,8 @@ use felix_common::{
 use tracing::{info, warn};
 
 use crate::{
-    loader::{Dataplane, LoadError, MapSizes},
-    pins::NodePaths,
+    dataplane::loader::{Dataplane, LoadError, MapSizes},
+    dataplane::pins::NodePaths,
 };
 
 /// `BPF_NOEXIST`: insert only when the key is absent.
@@ -49,7 +49,7 @@ fn expected_type(name: &str) -> Option<MapType> {
 }
 
 /// The pin path a replaced map is moved to (bpffs refuses dots in names; the suffix keeps it
-/// out of [`crate::pins::retire_superseded_maps`]' versioned names).
+/// out of [`crate::dataplane::pins::retire_superseded_maps`]' versioned names).
 pub fn aside_path(paths: &NodePaths, name: &str) -> PathBuf {
     paths.map(&format!("{name}_resizing"))
 }

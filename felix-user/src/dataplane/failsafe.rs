@@ -12,7 +12,7 @@ use felix_common::{
     maps,
 };
 
-use crate::{inspect, loader::Dataplane, pins::NodePaths};
+use crate::{dataplane::inspect, dataplane::loader::Dataplane, dataplane::pins::NodePaths};
 
 /// Calico's default `FailsafeInboundHostPorts`.
 pub const DEFAULT_INBOUND: &str =

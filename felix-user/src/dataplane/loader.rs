@@ -12,7 +12,7 @@ use felix_common::{
     policy::{PolicyIpKey, PolicyPortKey, PolicyVerdict, PolicyVerdictKey},
 };
 
-use crate::{EBPF_OBJECT, PROG_UPLINK_XDP, TC_PROGRAMS, pins::NodePaths};
+use crate::{EBPF_OBJECT, PROG_UPLINK_XDP, TC_PROGRAMS, dataplane::pins::NodePaths};
 
 /// Errors loading the dataplane.
 #[derive(Debug, thiserror::Error)]
@@ -103,7 +103,7 @@ pub struct Dataplane {
     ebpf: Ebpf,
     /// Pinned maps of another size or type that were replaced at load; their pins are removed
     /// once this felix's programs are attached ([`Dataplane::finish_resize`]).
-    replaced: Vec<crate::map_resize::SetAside>,
+    replaced: Vec<crate::dataplane::resize::SetAside>,
 }
 
 impl Dataplane {
@@ -120,7 +120,7 @@ impl Dataplane {
 
     /// As [`Dataplane::load`] with the configurable maps sized by `sizes`. A pinned map of
     /// another size (or type) is replaced by a new one holding its entries
-    /// ([`crate::map_resize`]), so a restart with a new size loses no flow.
+    /// ([`crate::dataplane::resize`]), so a restart with a new size loses no flow.
     pub fn load_sized(
         object: &[u8],
         paths: &NodePaths,
@@ -129,7 +129,7 @@ impl Dataplane {
         if object.is_empty() {
             return Err(LoadError::NoObject);
         }
-        let replaced = crate::map_resize::set_aside(paths, sizes)?;
+        let replaced = crate::dataplane::resize::set_aside(paths, sizes)?;
         let pin_paths: Vec<_> = maps::PINNED
             .iter()
             .map(|name| (*name, paths.map(name)))
@@ -167,7 +167,7 @@ impl Dataplane {
     fn copy_replaced(&mut self) {
         let replaced = self.replaced.clone();
         for aside in &replaced {
-            crate::map_resize::copy_entries(self, aside);
+            crate::dataplane::resize::copy_entries(self, aside);
         }
     }
 
@@ -287,7 +287,7 @@ impl Dataplane {
             .map_err(|source| LoadError::Program { name, source })
     }
 
-    /// The counter cache (see [`crate::counter_cache`]).
+    /// The counter cache (see [`crate::dataplane::counter_cache`]).
     pub fn counter_cache(
         &mut self,
     ) -> Result<PerCpuArray<&mut MapData, CounterCacheLine>, LoadError> {

@@ -66,7 +66,7 @@ pub struct RouteChanges {
 
 /// The kernel routes for a desired state. `uplink` is (ifindex, MTU) when known.
 pub fn desired_routes(
-    desired: &crate::desired::Desired,
+    desired: &crate::calc::desired::Desired,
     uplink: Option<(u32, u32)>,
     remote: RemoteBlocks,
 ) -> BTreeMap<Ipv4Net, KernelRoute> {
@@ -232,7 +232,7 @@ mod tests {
     use felix_common::{RouteKind, RouteValue};
 
     use super::*;
-    use crate::desired::Desired;
+    use crate::calc::desired::Desired;
 
     #[test]
     fn desired_kernel_routes_follow_the_dataplane_routes() {

@@ -7,8 +7,8 @@ use ipnet::Ipv4Net;
 use tracing::debug;
 
 use crate::{
-    desired::Desired,
-    loader::{Dataplane, LoadError},
+    calc::desired::Desired,
+    dataplane::loader::{Dataplane, LoadError},
 };
 
 /// Errors writing the maps.

@@ -10,7 +10,7 @@ use std::{
 use aya::maps::IterableMap as _;
 use tracing::{info, warn};
 
-use crate::loader::Dataplane;
+use crate::dataplane::loader::Dataplane;
 
 /// Times the conntrack table crossed its near-full threshold in this process.
 static NEAR_FULL_EVENTS: AtomicU64 = AtomicU64::new(0);

@@ -8,13 +8,11 @@ use aya::maps::{Array, HashMap, MapData, PerCpuArray};
 use felix_common::{EndpointInfo, maps, policy::NO_SLOT};
 use serde::Serialize;
 
-use super::{
-    PolicyDirection,
-    state::{PolicyState, TableSizes},
-};
+use super::state::{PolicyState, TableSizes};
+use crate::calc::policy::PolicyDirection;
 use crate::{
-    inspect::{InspectError, open, read_ifaces, table},
-    pins::NodePaths,
+    dataplane::inspect::{InspectError, open, read_ifaces, table},
+    dataplane::pins::NodePaths,
 };
 
 /// Errors reading the policy of a node.
@@ -139,7 +137,7 @@ pub fn read_policy(paths: &NodePaths, iface: Option<&str>) -> Result<Vec<PolicyR
                     rule: g.default_deny_rule,
                     packets: packets(g.default_deny_rule),
                     action: "deny".into(),
-                    by: super::RuleRef::DefaultDeny { direction }.to_string(),
+                    by: crate::calc::policy::RuleRef::DefaultDeny { direction }.to_string(),
                     matches: "any".into(),
                 });
             }

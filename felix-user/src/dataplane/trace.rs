@@ -13,8 +13,8 @@ use felix_common::{
 };
 
 use crate::{
-    inspect::{InspectError, open},
-    pins::NodePaths,
+    dataplane::inspect::{InspectError, open},
+    dataplane::pins::NodePaths,
 };
 
 /// Default events per second per CPU.

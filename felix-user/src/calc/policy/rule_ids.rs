@@ -118,7 +118,7 @@ impl RuleIds {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::policy::PolicyDirection;
+    use crate::calc::policy::PolicyDirection;
 
     fn deny(direction: PolicyDirection) -> RuleRef {
         RuleRef::DefaultDeny { direction }

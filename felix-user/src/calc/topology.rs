@@ -11,7 +11,7 @@ use ipnet::{IpNet, Ipv4Net};
 use self::encap::Pool;
 use crate::{
     model::{Object, WorkloadEndpointSpec, values::parse_mac},
-    status::EndpointId,
+    report::status::EndpointId,
     store::Store,
 };
 

@@ -4,7 +4,7 @@
 use felix_common::{CtKey, conntrack::expired};
 use tracing::{debug, warn};
 
-use crate::loader::Dataplane;
+use crate::dataplane::loader::Dataplane;
 
 /// At most this many entries are removed per pass.
 pub const MAX_REMOVALS_PER_PASS: usize = 65_536;

@@ -28,7 +28,7 @@ pub enum LinkEvent {
     Present { index: u32, name: String, mtu: u32 },
     /// The link was deleted.
     Gone { index: u32, name: String },
-    /// A route felix owns (protocol [`crate::kroutes::FELIX_PROTO`]) was deleted.
+    /// A route felix owns (protocol [`crate::host::kroutes::FELIX_PROTO`]) was deleted.
     OwnRouteRemoved,
 }
 
@@ -68,7 +68,7 @@ async fn forward(
         let event = match message.payload {
             NetlinkPayload::InnerMessage(RouteNetlinkMessage::NewLink(link)) => present(&link),
             NetlinkPayload::InnerMessage(RouteNetlinkMessage::DelRoute(route))
-                if u8::from(route.header.protocol) == crate::kroutes::FELIX_PROTO =>
+                if u8::from(route.header.protocol) == crate::host::kroutes::FELIX_PROTO =>
             {
                 Some(LinkEvent::OwnRouteRemoved)
             }

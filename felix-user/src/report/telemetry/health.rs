@@ -11,7 +11,7 @@ use std::{
 
 use axum::{http::StatusCode, response::IntoResponse};
 
-use crate::status::Report;
+use crate::report::status::Report;
 
 /// How long the agent's loop may go without a turn before felix is reported dead.
 pub const LIVENESS_DEADLINE: Duration = Duration::from_secs(30);

@@ -33,8 +33,6 @@ pub mod cases;
 pub mod compile;
 #[cfg(test)]
 mod compile_tests;
-pub mod dump;
-pub mod engine;
 pub mod explain;
 pub mod generate;
 pub mod program;
@@ -42,8 +40,6 @@ pub mod program;
 mod random_tests;
 pub mod reference;
 pub mod rule_ids;
-pub mod state;
-pub mod tables;
 
 use std::{fmt, net::Ipv4Addr};
 

@@ -16,7 +16,7 @@ use felix_common::{
 use ipnet::Ipv4Net;
 use serde::Serialize;
 
-use crate::pins::NodePaths;
+use crate::dataplane::pins::NodePaths;
 
 /// Errors reading pinned maps.
 #[derive(Debug, thiserror::Error)]
@@ -326,7 +326,7 @@ pub fn read_counters(paths: &NodePaths) -> Result<Vec<CounterRow>, InspectError>
         };
         let cache: PerCpuArray<MapData, CounterCacheLine> =
             PerCpuArray::try_from(open(paths, maps::COUNTER_CACHE)?).map_err(cache_err)?;
-        crate::counter_cache::add_to(&cache, &mut totals).map_err(cache_err)?;
+        crate::dataplane::counter_cache::add_to(&cache, &mut totals).map_err(cache_err)?;
     }
     let mut rows: Vec<CounterRow> = totals
         .iter()

@@ -1,6 +1,6 @@
 //! What the dataplane maps should hold, computed from the datastore's forwarding view
 //! ([`Topology`]) and the host's links. Pure, so it is tested without a kernel. A remote block's
-//! route says whether it is reached through IPIP or natively ([`crate::topology::encap`]).
+//! route says whether it is reached through IPIP or natively ([`crate::calc::topology::encap`]).
 
 use std::{
     collections::{BTreeMap, HashMap},
@@ -10,7 +10,7 @@ use std::{
 use felix_common::{EndpointInfo, RouteKind, RouteValue, endpoints::endpoint_flags};
 use ipnet::Ipv4Net;
 
-use crate::topology::{Topology, encap};
+use crate::calc::topology::{Topology, encap};
 
 /// The desired contents of the endpoints and routes maps, and this host's address.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -85,9 +85,9 @@ mod tests {
 
     use super::*;
     use crate::{
+        calc::topology::{Block, Workload, encap::Pool},
         model::EncapMode,
-        status::EndpointId,
-        topology::{Block, Workload, encap::Pool},
+        report::status::EndpointId,
     };
 
     fn topology() -> Topology {

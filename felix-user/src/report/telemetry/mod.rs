@@ -12,7 +12,7 @@ use axum::{Router, extract::State, http::StatusCode, response::IntoResponse, rou
 use tokio::{net::TcpListener, sync::watch};
 use tracing::{error, info};
 
-use crate::{pins::NodePaths, status::Report};
+use crate::{dataplane::pins::NodePaths, report::status::Report};
 
 pub use health::Heartbeat;
 

@@ -21,13 +21,13 @@ use felix_common::{
 };
 use tracing::{debug, error};
 
-use super::{
+use crate::calc::policy::{
     calc::GroupKey,
     compile::{Compiled, PortField, compile},
     program::Program,
     rule_ids::{RuleIdError, RuleIds},
 };
-use crate::loader::{Dataplane, LoadError};
+use crate::dataplane::loader::{Dataplane, LoadError};
 
 /// Errors writing the policy maps.
 #[derive(Debug, thiserror::Error)]
@@ -305,8 +305,8 @@ impl PolicyTables {
 fn deny_all() -> Compiled {
     let program = Program {
         entries: Vec::new(),
-        default_deny: super::RuleRef::DefaultDeny {
-            direction: super::PolicyDirection::Ingress,
+        default_deny: crate::calc::policy::RuleRef::DefaultDeny {
+            direction: crate::calc::policy::PolicyDirection::Ingress,
         },
     };
     compile(&program).unwrap_or_default()
@@ -319,7 +319,7 @@ fn ip_key(set: u32, net: &ipnet::Ipv4Net) -> Key<PolicyIpKey> {
     )
 }
 
-fn port_key(set: u32, e: &super::compile::PortEntry) -> Key<PolicyPortKey> {
+fn port_key(set: u32, e: &crate::calc::policy::compile::PortEntry) -> Key<PolicyPortKey> {
     let field = match e.field {
         PortField::Dst => PORT_FIELD_DST,
         PortField::Src => PORT_FIELD_SRC,

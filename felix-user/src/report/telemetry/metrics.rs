@@ -23,10 +23,10 @@ use prometheus_client::{
 };
 
 use crate::{
-    inspect::{InspectError, open, read_counters},
-    pins::NodePaths,
-    policy::state::PolicyState,
-    status::Report,
+    dataplane::inspect::{InspectError, open, read_counters},
+    dataplane::pins::NodePaths,
+    dataplane::policy::state::PolicyState,
+    report::status::Report,
 };
 
 /// Errors rendering the page.
@@ -214,7 +214,7 @@ fn register_maps(registry: &mut Registry, paths: &NodePaths) -> Result<(), Metri
             .map(|e| (e.rule, e.by.to_string(), e.step.as_str()))
             .chain([(
                 g.default_deny_rule,
-                crate::policy::RuleRef::DefaultDeny {
+                crate::calc::policy::RuleRef::DefaultDeny {
                     direction: g.direction,
                 }
                 .to_string(),
@@ -267,7 +267,7 @@ fn register_maps(registry: &mut Registry, paths: &NodePaths) -> Result<(), Metri
         ratio,
     );
     let events = Counter::<u64>::default();
-    events.inc_by(crate::ct_fill::near_full_events());
+    events.inc_by(crate::dataplane::ct_fill::near_full_events());
     registry.register(
         "conntrack_near_full_events",
         "Times the conntrack table reached its near-full threshold (ConntrackNearFullPercent)",

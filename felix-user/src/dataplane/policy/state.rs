@@ -6,7 +6,8 @@ use std::{fs, io, path::Path};
 
 use serde::{Deserialize, Serialize};
 
-use super::{PolicyDirection, RuleRef, tables::PolicyTables};
+use super::tables::PolicyTables;
+use crate::calc::policy::{PolicyDirection, RuleRef};
 
 /// One entry of a programmed policy.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

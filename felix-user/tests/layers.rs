@@ -70,14 +70,19 @@ fn referenced_paths(text: &str, module: &[String]) -> Vec<Vec<String>> {
     let mut i = 0;
     while i < bytes.len() {
         let rest: String = bytes[i..bytes.len().min(i + 7)].iter().collect();
-        let boundary = i == 0 || !(bytes[i - 1].is_alphanumeric() || bytes[i - 1] == '_' || bytes[i - 1] == ':');
+        let boundary = i == 0
+            || !(bytes[i - 1].is_alphanumeric() || bytes[i - 1] == '_' || bytes[i - 1] == ':');
         if boundary && (rest.starts_with("crate::") || rest.starts_with("super::")) {
             let (base, start) = if rest.starts_with("crate::") {
                 (Vec::new(), i + 7)
             } else {
                 let mut base = module.to_vec();
                 let mut at = i;
-                while bytes[at..].iter().collect::<String>().starts_with("super::") {
+                while bytes[at..]
+                    .iter()
+                    .collect::<String>()
+                    .starts_with("super::")
+                {
                     base.pop();
                     at += 7;
                 }
@@ -125,7 +130,10 @@ fn parse_tree(text: &[char], mut at: usize) -> (Vec<Vec<String>>, usize) {
             }
         }
         let start = at;
-        while text.get(at).is_some_and(|c| c.is_alphanumeric() || *c == '_') {
+        while text
+            .get(at)
+            .is_some_and(|c| c.is_alphanumeric() || *c == '_')
+        {
             at += 1;
         }
         if at == start {
@@ -174,7 +182,9 @@ fn import_graph() -> BTreeMap<Vec<String>, BTreeSet<Vec<String>>> {
 }
 
 fn layer_rank(module: &[String]) -> Option<usize> {
-    LAYERS.iter().position(|l| module.first().is_some_and(|m| m == l))
+    LAYERS
+        .iter()
+        .position(|l| module.first().is_some_and(|m| m == l))
 }
 
 #[test]
@@ -209,7 +219,11 @@ fn no_module_imports_itself_through_others() {
         cycles: &mut Vec<String>,
     ) {
         if let Some(at) = path.iter().position(|n| n == node) {
-            let cycle: Vec<String> = path[at..].iter().chain([node]).map(|n| n.join("::")).collect();
+            let cycle: Vec<String> = path[at..]
+                .iter()
+                .chain([node])
+                .map(|n| n.join("::"))
+                .collect();
             cycles.push(cycle.join(" -> "));
             return;
         }
@@ -232,7 +246,11 @@ fn no_module_imports_itself_through_others() {
 
 #[test]
 fn the_parser_sees_grouped_and_relative_imports() {
-    let module = vec!["dataplane".to_string(), "policy".to_string(), "engine".to_string()];
+    let module = vec![
+        "dataplane".to_string(),
+        "policy".to_string(),
+        "engine".to_string(),
+    ];
     let text = "use crate::{calc::policy::{calc::GroupKey, program::Program}, model};\nuse super::state::X;";
     let paths = referenced_paths(text, &module);
     let joined: Vec<String> = paths.iter().map(|p| p.join("::")).collect();

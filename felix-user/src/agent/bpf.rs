@@ -13,11 +13,11 @@ use crate::{
     EBPF_OBJECT, PROG_FROM_UPLINK, PROG_FROM_WORKLOAD, PROG_TO_UPLINK, PROG_TO_WORKLOAD,
     calc::desired,
     dataplane::attach::{self, Attached, Holder, LinkId, attach_tc, attach_xdp},
-    dataplane::counter_cache,
-    dataplane::ct_gc,
     dataplane::failsafe::FailsafePorts,
     dataplane::kernel_log,
     dataplane::loader::{Dataplane, LoadError},
+    dataplane::maps::conntrack,
+    dataplane::maps::counter_cache,
     dataplane::pins::NodePaths,
     dataplane::policy::engine::PolicyEngine,
     dataplane::reconcile,
@@ -55,7 +55,7 @@ pub(super) struct BpfPlane {
     /// Whether felix's iptables mode rules were looked for (once this mode enforces policy).
     iptables_cleaned: bool,
     /// Warns when conntrack is near full.
-    ct_fill: crate::dataplane::ct_fill::NearFullWatch,
+    ct_fill: conntrack::NearFullWatch,
     /// XDPEnabled: the uplink's prefilter may be attached (while the deny list has entries).
     xdp_enabled: bool,
     /// The uplink's XDP state, for the status.
@@ -86,9 +86,7 @@ impl BpfPlane {
             written_once: false,
             warned_no_host_ip: false,
             iptables_cleaned: false,
-            ct_fill: crate::dataplane::ct_fill::NearFullWatch::new(
-                config.conntrack_near_full_percent,
-            ),
+            ct_fill: conntrack::NearFullWatch::new(config.conntrack_near_full_percent),
             xdp_enabled: config.xdp_enabled,
             xdp_state: XdpState::Unknown,
             warned_deny_unreadable: false,
@@ -259,8 +257,13 @@ impl Plane for BpfPlane {
     }
 
     fn housekeeping(&mut self) {
-        ct_gc::collect(&mut self.dataplane);
-        self.ct_fill.check(&mut self.dataplane);
+        match self.dataplane.conntrack() {
+            Ok(mut map) => {
+                conntrack::collect(&mut map);
+                self.ct_fill.check(&map);
+            }
+            Err(error) => warn!(%error, "conntrack GC skipped"),
+        }
     }
 
     /// Attaches the uplink's XDP prefilter when the deny list gained its first entry, detaches

@@ -12,7 +12,7 @@ use felix_common::{
     maps,
 };
 
-use crate::{dataplane::inspect, dataplane::loader::Dataplane, dataplane::pins::NodePaths};
+use crate::dataplane::{loader::Dataplane, maps::InspectError, pins::NodePaths};
 
 /// Calico's default `FailsafeInboundHostPorts`.
 pub const DEFAULT_INBOUND: &str =
@@ -40,7 +40,7 @@ pub enum FailsafeError {
     },
     /// The pinned failsafe map could not be opened.
     #[error(transparent)]
-    Inspect(#[from] inspect::InspectError),
+    Inspect(#[from] InspectError),
 }
 
 /// One failsafe port: a protocol (TCP, UDP or SCTP) and a port.
@@ -205,7 +205,7 @@ pub struct FailsafeRow {
 
 /// Reads the pinned failsafe map of a node.
 pub fn read(paths: &NodePaths) -> Result<Vec<FailsafeRow>, FailsafeError> {
-    let map: Map = inspect::open(paths, maps::FAILSAFE)?;
+    let map: Map = crate::dataplane::maps::open(paths, maps::FAILSAFE)?;
     let map: HashMap<MapData, FailsafeKey, u32> =
         HashMap::try_from(map).map_err(|source| FailsafeError::Map {
             name: maps::FAILSAFE,

@@ -12,6 +12,8 @@ use felix_common::{
     policy::{PolicyIpKey, PolicyPortKey, PolicyVerdict, PolicyVerdictKey},
 };
 
+pub use super::resize::MapSizes;
+use super::resize::{self, SetAside, SetAsideError};
 use crate::{EBPF_OBJECT, PROG_UPLINK_XDP, TC_PROGRAMS, dataplane::pins::NodePaths};
 
 /// Errors loading the dataplane.
@@ -38,6 +40,9 @@ pub enum LoadError {
     /// A map the object must contain is absent or has another type.
     #[error("map {name}: {reason}")]
     Map { name: &'static str, reason: String },
+    /// A pinned map of another size could not be moved aside.
+    #[error(transparent)]
+    SetAside(#[from] SetAsideError),
 }
 
 /// Names a typed-map conversion failure after its map.
@@ -48,62 +53,12 @@ fn typed<T>(name: &'static str, result: Result<T, aya::maps::MapError>) -> Resul
     })
 }
 
-/// Capacities of the maps whose size is configurable (Calico's `BPFMapSize*` settings).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct MapSizes {
-    /// [`maps::CONNTRACK`] (`BPFMapSizeConntrack`).
-    pub conntrack: u32,
-    /// [`maps::ROUTES`] (`BPFMapSizeRoute`).
-    pub routes: u32,
-    /// [`maps::ENDPOINTS`] and [`maps::IFACES`] (`BPFMapSizeIfState`).
-    pub ifstate: u32,
-    /// [`maps::POLICY_IPS`] (`BPFMapSizeIPSets`).
-    pub policy_ips: u32,
-    /// [`maps::POLICY_PORTS`].
-    pub policy_ports: u32,
-    /// [`maps::POLICY_VERDICTS`].
-    pub policy_verdicts: u32,
-    /// [`maps::XDP_DENY`].
-    pub xdp_deny: u32,
-}
-
-impl Default for MapSizes {
-    /// The sizes the object declares.
-    fn default() -> Self {
-        Self {
-            conntrack: maps::CONNTRACK_MAX_ENTRIES,
-            routes: maps::ROUTES_MAX_ENTRIES,
-            ifstate: maps::ENDPOINTS_MAX_ENTRIES,
-            policy_ips: maps::POLICY_IPS_MAX_ENTRIES,
-            policy_ports: maps::POLICY_PORTS_MAX_ENTRIES,
-            policy_verdicts: maps::POLICY_VERDICTS_MAX_ENTRIES,
-            xdp_deny: maps::XDP_DENY_MAX_ENTRIES,
-        }
-    }
-}
-
-impl MapSizes {
-    /// Every configurable map with its size.
-    pub fn by_map(&self) -> [(&'static str, u32); 8] {
-        [
-            (maps::CONNTRACK, self.conntrack),
-            (maps::ROUTES, self.routes),
-            (maps::ENDPOINTS, self.ifstate),
-            (maps::IFACES, self.ifstate),
-            (maps::POLICY_IPS, self.policy_ips),
-            (maps::POLICY_PORTS, self.policy_ports),
-            (maps::POLICY_VERDICTS, self.policy_verdicts),
-            (maps::XDP_DENY, self.xdp_deny),
-        ]
-    }
-}
-
 /// The loaded object: programs ready to attach, maps pinned.
 pub struct Dataplane {
     ebpf: Ebpf,
     /// Pinned maps of another size or type that were replaced at load; their pins are removed
     /// once this felix's programs are attached ([`Dataplane::finish_resize`]).
-    replaced: Vec<crate::dataplane::resize::SetAside>,
+    replaced: Vec<SetAside>,
 }
 
 impl Dataplane {
@@ -129,7 +84,7 @@ impl Dataplane {
         if object.is_empty() {
             return Err(LoadError::NoObject);
         }
-        let replaced = crate::dataplane::resize::set_aside(paths, sizes)?;
+        let replaced = resize::set_aside(paths, sizes)?;
         let pin_paths: Vec<_> = maps::PINNED
             .iter()
             .map(|name| (*name, paths.map(name)))
@@ -167,7 +122,12 @@ impl Dataplane {
     fn copy_replaced(&mut self) {
         let replaced = self.replaced.clone();
         for aside in &replaced {
-            crate::dataplane::resize::copy_entries(self, aside);
+            match self.map(aside.name) {
+                Ok(new) => resize::copy_entries(new, aside),
+                Err(error) => {
+                    tracing::warn!(map = aside.name, %error, "copying map entries failed")
+                }
+            }
         }
     }
 
@@ -287,7 +247,7 @@ impl Dataplane {
             .map_err(|source| LoadError::Program { name, source })
     }
 
-    /// The counter cache (see [`crate::dataplane::counter_cache`]).
+    /// The counter cache (see [`crate::dataplane::maps::counter_cache`]).
     pub fn counter_cache(
         &mut self,
     ) -> Result<PerCpuArray<&mut MapData, CounterCacheLine>, LoadError> {

@@ -4,13 +4,10 @@
 
 pub mod attach;
 pub mod attached;
-pub mod counter_cache;
-pub mod ct_fill;
-pub mod ct_gc;
 pub mod failsafe;
-pub mod inspect;
 pub mod kernel_log;
 pub mod loader;
+pub mod maps;
 pub mod pins;
 pub mod policy;
 pub mod programs;

@@ -6,23 +6,69 @@
 
 use std::path::PathBuf;
 
-use aya::{
-    Pod,
-    maps::{HashMap, LpmTrie, Map, MapData, MapInfo, MapType, lpm_trie::Key},
-};
-use felix_common::{
-    CtKey, CtValue, EndpointInfo, IfaceInfo, RouteValue, maps,
-    policy::{PolicyIpKey, PolicyPortKey, PolicyVerdict, PolicyVerdictKey},
-};
+use aya::maps::{Map, MapData, MapInfo, MapType};
+use felix_common::maps;
 use tracing::{info, warn};
 
-use crate::{
-    dataplane::loader::{Dataplane, LoadError, MapSizes},
-    dataplane::pins::NodePaths,
-};
+use crate::dataplane::{maps::copy_resized, pins::NodePaths};
 
-/// `BPF_NOEXIST`: insert only when the key is absent.
-const NO_EXIST: u64 = 1;
+/// A pinned map that had to be replaced could not be moved aside.
+#[derive(Debug, thiserror::Error)]
+#[error("map {name}: move the pin aside to replace it: {reason}")]
+pub struct SetAsideError {
+    pub name: &'static str,
+    pub reason: String,
+}
+
+/// Capacities of the maps whose size is configurable (Calico's `BPFMapSize*` settings).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MapSizes {
+    /// [`maps::CONNTRACK`] (`BPFMapSizeConntrack`).
+    pub conntrack: u32,
+    /// [`maps::ROUTES`] (`BPFMapSizeRoute`).
+    pub routes: u32,
+    /// [`maps::ENDPOINTS`] and [`maps::IFACES`] (`BPFMapSizeIfState`).
+    pub ifstate: u32,
+    /// [`maps::POLICY_IPS`] (`BPFMapSizeIPSets`).
+    pub policy_ips: u32,
+    /// [`maps::POLICY_PORTS`].
+    pub policy_ports: u32,
+    /// [`maps::POLICY_VERDICTS`].
+    pub policy_verdicts: u32,
+    /// [`maps::XDP_DENY`].
+    pub xdp_deny: u32,
+}
+
+impl Default for MapSizes {
+    /// The sizes the object declares.
+    fn default() -> Self {
+        Self {
+            conntrack: maps::CONNTRACK_MAX_ENTRIES,
+            routes: maps::ROUTES_MAX_ENTRIES,
+            ifstate: maps::ENDPOINTS_MAX_ENTRIES,
+            policy_ips: maps::POLICY_IPS_MAX_ENTRIES,
+            policy_ports: maps::POLICY_PORTS_MAX_ENTRIES,
+            policy_verdicts: maps::POLICY_VERDICTS_MAX_ENTRIES,
+            xdp_deny: maps::XDP_DENY_MAX_ENTRIES,
+        }
+    }
+}
+
+impl MapSizes {
+    /// Every configurable map with its size.
+    pub fn by_map(&self) -> [(&'static str, u32); 8] {
+        [
+            (maps::CONNTRACK, self.conntrack),
+            (maps::ROUTES, self.routes),
+            (maps::ENDPOINTS, self.ifstate),
+            (maps::IFACES, self.ifstate),
+            (maps::POLICY_IPS, self.policy_ips),
+            (maps::POLICY_PORTS, self.policy_ports),
+            (maps::POLICY_VERDICTS, self.policy_verdicts),
+            (maps::XDP_DENY, self.xdp_deny),
+        ]
+    }
+}
 
 /// A pinned map moved aside because it has another size or type.
 #[derive(Clone, Debug)]
@@ -56,7 +102,7 @@ pub fn aside_path(paths: &NodePaths, name: &str) -> PathBuf {
 
 /// Moves aside every pinned map whose size differs from `sizes` (or whose type differs from the
 /// object's). A leftover from an interrupted start is copied from as well.
-pub fn set_aside(paths: &NodePaths, sizes: &MapSizes) -> Result<Vec<SetAside>, LoadError> {
+pub fn set_aside(paths: &NodePaths, sizes: &MapSizes) -> Result<Vec<SetAside>, SetAsideError> {
     let mut out = Vec::new();
     for (name, new_size) in sizes.by_map() {
         let pin = paths.map(name);
@@ -84,10 +130,7 @@ pub fn set_aside(paths: &NodePaths, sizes: &MapSizes) -> Result<Vec<SetAside>, L
             .map_err(|e| e.to_string())
             .and_then(|map| map.pin(&aside).map_err(|e| e.to_string()))
             .and_then(|()| std::fs::remove_file(&pin).map_err(|e| e.to_string()))
-            .map_err(|e| LoadError::Map {
-                name,
-                reason: format!("move the pin aside to replace it: {e}"),
-            })?;
+            .map_err(|reason| SetAsideError { name, reason })?;
         info!(
             map = name,
             from = current.max_entries(),
@@ -105,22 +148,13 @@ pub fn set_aside(paths: &NodePaths, sizes: &MapSizes) -> Result<Vec<SetAside>, L
     Ok(out)
 }
 
-/// Entries copied and entries that did not fit.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub struct Copied {
-    pub copied: u64,
-    pub refused: u64,
-}
-
-/// Copies the entries of `aside` into the loaded map of the same name (logging the outcome).
-pub fn copy_entries(dataplane: &mut Dataplane, aside: &SetAside) {
+/// Copies the entries of `aside` into `new`, the loaded map of the same name (logging the
+/// outcome).
+pub fn copy_entries(new: &mut Map, aside: &SetAside) {
     let result = MapData::from_pin(&aside.pin)
         .and_then(Map::from_map_data)
         .map_err(|e| e.to_string())
-        .and_then(|old| {
-            let new = dataplane.map(aside.name).map_err(|e| e.to_string())?;
-            copy_map(aside.name, old, new)
-        });
+        .and_then(|old| copy_resized(aside.name, old, new));
     match result {
         Ok(done) if done.refused > 0 => warn!(
             map = aside.name,
@@ -132,49 +166,4 @@ pub fn copy_entries(dataplane: &mut Dataplane, aside: &SetAside) {
         Ok(done) => info!(map = aside.name, copied = done.copied, "map entries copied"),
         Err(error) => warn!(map = aside.name, %error, "copying map entries failed"),
     }
-}
-
-fn copy_map(name: &str, old: Map, new: &mut Map) -> Result<Copied, String> {
-    match name {
-        maps::CONNTRACK => copy_hash::<CtKey, CtValue>(old, new),
-        maps::ENDPOINTS => copy_hash::<u32, EndpointInfo>(old, new),
-        maps::IFACES => copy_hash::<u32, IfaceInfo>(old, new),
-        maps::POLICY_VERDICTS => copy_hash::<PolicyVerdictKey, PolicyVerdict>(old, new),
-        maps::ROUTES => copy_lpm::<[u8; 4], RouteValue>(old, new),
-        maps::XDP_DENY => copy_lpm::<[u8; 4], u32>(old, new),
-        maps::POLICY_IPS => copy_lpm::<PolicyIpKey, u32>(old, new),
-        maps::POLICY_PORTS => copy_lpm::<PolicyPortKey, u16>(old, new),
-        other => Err(format!("{other} is not a resizable map")),
-    }
-}
-
-fn copy_hash<K: Pod, V: Pod>(old: Map, new: &mut Map) -> Result<Copied, String> {
-    let old: HashMap<MapData, K, V> = HashMap::try_from(old).map_err(|e| e.to_string())?;
-    let mut new: HashMap<&mut MapData, K, V> = HashMap::try_from(new).map_err(|e| e.to_string())?;
-    let mut done = Copied::default();
-    for (key, value) in old.iter().flatten() {
-        match new.insert(key, value, NO_EXIST) {
-            Ok(()) => done.copied += 1,
-            Err(aya::maps::MapError::SyscallError(e))
-                if e.io_error.raw_os_error() == Some(libc::EEXIST) => {}
-            Err(_) => done.refused += 1,
-        }
-    }
-    Ok(done)
-}
-
-fn copy_lpm<K: Pod, V: Pod>(old: Map, new: &mut Map) -> Result<Copied, String> {
-    let old: LpmTrie<MapData, K, V> = LpmTrie::try_from(old).map_err(|e| e.to_string())?;
-    let mut new: LpmTrie<&mut MapData, K, V> = LpmTrie::try_from(new).map_err(|e| e.to_string())?;
-    let mut done = Copied::default();
-    for (key, value) in old.iter().flatten() {
-        let key = Key::new(key.prefix_len(), key.data());
-        match new.insert(&key, value, NO_EXIST) {
-            Ok(()) => done.copied += 1,
-            Err(aya::maps::MapError::SyscallError(e))
-                if e.io_error.raw_os_error() == Some(libc::EEXIST) => {}
-            Err(_) => done.refused += 1,
-        }
-    }
-    Ok(done)
 }

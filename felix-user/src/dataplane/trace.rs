@@ -13,7 +13,7 @@ use felix_common::{
 };
 
 use crate::{
-    dataplane::inspect::{InspectError, open},
+    dataplane::maps::{InspectError, open},
     dataplane::pins::NodePaths,
 };
 

@@ -11,7 +11,7 @@ use serde::Serialize;
 use super::state::{PolicyState, TableSizes};
 use crate::calc::policy::PolicyDirection;
 use crate::{
-    dataplane::inspect::{InspectError, open, read_ifaces, table},
+    dataplane::maps::{InspectError, ifaces::read_ifaces, open},
     dataplane::pins::NodePaths,
 };
 
@@ -197,7 +197,8 @@ pub fn policy_text(rows: &[PolicyRow]) -> String {
                 ]
             })
             .collect();
-        for line in table(&["RULE", "PACKETS", "ACTION", "BY", "MATCH"], &cells).lines() {
+        for line in felix_rows::table(&["RULE", "PACKETS", "ACTION", "BY", "MATCH"], &cells).lines()
+        {
             let _ = writeln!(out, "  {line}");
         }
     }

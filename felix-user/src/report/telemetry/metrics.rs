@@ -23,7 +23,7 @@ use prometheus_client::{
 };
 
 use crate::{
-    dataplane::inspect::{InspectError, open, read_counters},
+    dataplane::maps::{InspectError, counters::read_counters, open},
     dataplane::pins::NodePaths,
     dataplane::policy::state::PolicyState,
     report::status::Report,
@@ -267,7 +267,7 @@ fn register_maps(registry: &mut Registry, paths: &NodePaths) -> Result<(), Metri
         ratio,
     );
     let events = Counter::<u64>::default();
-    events.inc_by(crate::dataplane::ct_fill::near_full_events());
+    events.inc_by(crate::dataplane::maps::conntrack::near_full_events());
     registry.register(
         "conntrack_near_full_events",
         "Times the conntrack table reached its near-full threshold (ConntrackNearFullPercent)",

@@ -1,5 +1,5 @@
 //! Builds the eBPF object (`felix-ebpf`) with Debian's rustc and bpf-linker and hands it to the
-//! `felix` binary, which embeds it. See DESIGN.md, "Toolchain".
+//! `felix` binary, which embeds it. See docs/toolchain.md.
 //!
 //! `FELIX_EBPF_STUB=1` embeds an empty object instead, so `cargo check` and clippy work on a
 //! machine without the eBPF toolchain; such a `felix` refuses to load programs.

@@ -261,7 +261,7 @@ fn probes_and_metrics_use_felix_endpoints() {
 fn env_names_are_settings_of_the_binaries_and_the_node_comes_from_the_pod() {
     let d = Deployment::load();
     let felix = felix_env_names();
-    let readme = read("README.md");
+    let settings_doc = read("docs/configuration.md");
     for container in d.all_containers() {
         let names = container.env.iter().flatten().map(|v| v.name.as_str());
         match container.name.as_str() {
@@ -299,8 +299,8 @@ fn env_names_are_settings_of_the_binaries_and_the_node_comes_from_the_pod() {
                     var.name
                 );
                 assert!(
-                    readme.contains(&format!("`{}`", var.name)),
-                    "README does not document {}",
+                    settings_doc.contains(&format!("`{}`", var.name)),
+                    "docs/configuration.md does not document {}",
                     var.name
                 );
             }

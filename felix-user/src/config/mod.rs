@@ -7,6 +7,7 @@
 //! A change to either FelixConfiguration while felix runs that changes an effective value makes
 //! felix restart itself to apply it, as Calico's felix does ([`Resolved::changed_by`]).
 
+pub mod docs;
 pub mod duration;
 pub mod etcd;
 pub mod layers;

@@ -4,6 +4,8 @@
 //!
 //! The `felix` binary (`main.rs`) is a thin CLI over these modules.
 
+pub use calico::{datastore, ipam, model, selector, store};
+
 pub mod agent;
 pub mod attach;
 pub mod attached;
@@ -12,25 +14,20 @@ pub mod config;
 pub mod counter_cache;
 pub mod ct_fill;
 pub mod ct_gc;
-pub mod datastore;
 pub mod desired;
 pub mod failsafe;
 pub mod ifsysctl;
 pub mod inspect;
-pub mod ipam;
 pub mod iptables;
 pub mod kernel_log;
 pub mod kroutes;
 pub mod links;
 pub mod loader;
 pub mod map_resize;
-pub mod model;
 pub mod node_register;
 pub mod pins;
 pub mod policy;
-pub mod selector;
 pub mod status;
-pub mod store;
 pub mod sync;
 pub mod telemetry;
 pub mod topology;

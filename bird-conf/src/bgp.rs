@@ -9,7 +9,7 @@ use std::{
     str::FromStr,
 };
 
-use felix_user::{model::AsNumber, selector::Selector};
+use calico::{model::AsNumber, selector::Selector};
 use serde::Deserialize;
 use serde_json::Value;
 

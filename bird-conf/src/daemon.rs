@@ -13,7 +13,7 @@ use std::{
     time::{Duration, SystemTime},
 };
 
-use felix_user::{
+use calico::{
     datastore::{SyncStatus, Syncer, SyncerConfig},
     store::Store,
 };

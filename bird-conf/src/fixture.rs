@@ -10,7 +10,7 @@
 //!   - {node: h1, cidr: 192.168.2.0/26}
 //! ```
 
-use felix_user::{
+use calico::{
     datastore::{KeyValue, Update},
     ipam::affinity_key,
     model::Resource,

@@ -10,7 +10,7 @@ use std::{
     net::{IpAddr, Ipv4Addr},
 };
 
-use felix_user::{
+use calico::{
     model::{EncapMode, Kind, Resource},
     store::{EntryKind, Store},
 };

@@ -23,7 +23,7 @@
 
 use std::net::Ipv4Addr;
 
-use felix_user::model::EncapMode;
+use calico::model::EncapMode;
 use ipnet::Ipv4Net;
 use serde::Serialize;
 

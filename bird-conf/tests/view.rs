@@ -6,7 +6,7 @@ use bird_conf::{
     inputs::Inputs,
     view::{BirdView, ViewError},
 };
-use felix_user::store::EntryKind;
+use calico::store::EntryKind;
 
 fn view(yaml: &str, node: &str) -> Result<BirdView, ViewError> {
     let store = Fixture::parse(yaml)
@@ -83,7 +83,7 @@ fn reflectors_of_one_cluster_are_not_each_others_clients() {
 
 #[test]
 fn only_the_relevant_kinds_trigger_a_render() {
-    use felix_user::model::Kind;
+    use calico::model::Kind;
     assert!(Inputs::depends_on(EntryKind::BlockAffinity));
     assert!(Inputs::depends_on(EntryKind::Resource(Kind::BgpPeer)));
     assert!(!Inputs::depends_on(EntryKind::IpamBlock));

@@ -8,7 +8,7 @@
 
 use std::{collections::BTreeMap, path::PathBuf};
 
-use felix_user::model::valid_name;
+use calico::model::valid_name;
 use serde::Deserialize;
 use serde_json::Value;
 

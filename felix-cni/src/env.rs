@@ -3,7 +3,7 @@
 
 use std::{collections::BTreeMap, path::PathBuf};
 
-use felix_user::model::{valid_name, workload_endpoint::valid_interface_name};
+use calico::model::{valid_name, workload_endpoint::valid_interface_name};
 
 use crate::error::CniError;
 

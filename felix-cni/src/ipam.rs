@@ -1,4 +1,4 @@
-//! Pod addresses from Calico IPAM in etcd, through felix's [`felix_user::ipam`] (Calico's block
+//! Pod addresses from Calico IPAM in etcd, through [`calico::ipam`] (Calico's block
 //! format, claims by transaction, assignment by compare-and-swap):
 //! - the usable pools are the IPPools in etcd that are enabled, IPv4, for workloads
 //!   (`allowedUses` empty or with `Workload`) and whose `nodeSelector` matches the Node's
@@ -12,12 +12,12 @@
 
 use std::{collections::BTreeMap, net::Ipv4Addr};
 
-use etcd_client::{Client, Compare, CompareOp, GetOptions, Txn, TxnOp};
-use felix_user::{
+use calico::{
     ipam::{self, Block, IpamError},
     model::{self, Kind, Resource},
     selector::Selector,
 };
+use etcd_client::{Client, Compare, CompareOp, GetOptions, Txn, TxnOp};
 use ipnet::{IpNet, Ipv4Net};
 
 const MAX_ATTEMPTS: usize = 16;

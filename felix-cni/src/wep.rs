@@ -7,8 +7,8 @@
 
 use std::{collections::BTreeMap, net::Ipv4Addr};
 
+use calico::model::{self, Cidr, Kind, Metadata, Object, Resource, WorkloadEndpointSpec};
 use etcd_client::{Client, Compare, CompareOp, Txn, TxnOp};
-use felix_user::model::{self, Cidr, Kind, Metadata, Object, Resource, WorkloadEndpointSpec};
 use ipnet::{IpNet, Ipv4Net};
 
 use crate::{env::Pod, names};

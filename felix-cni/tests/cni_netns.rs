@@ -9,9 +9,9 @@ mod support;
 
 use std::net::Ipv4Addr;
 
+use calico::ipam::{self, Block};
 use etcd_client::{Client, GetOptions};
 use felix_cni::names;
-use felix_user::ipam::{self, Block};
 use serde_json::{Value, json};
 use support::{Node, ip_json};
 

@@ -26,12 +26,6 @@ pub mod config;
 
 pub mod agent;
 
-pub mod datastore;
-pub mod ipam;
-pub mod model;
-pub mod selector;
-pub mod store;
-
 pub use dataplane::programs::{
     EBPF_OBJECT, PROG_FROM_UPLINK, PROG_FROM_WORKLOAD, PROG_TO_UPLINK, PROG_TO_WORKLOAD,
     PROG_UPLINK_XDP, TC_PROGRAMS,

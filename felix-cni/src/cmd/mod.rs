@@ -32,7 +32,7 @@ impl From<EtcdError> for CniError {
 
 impl From<PodIpamError> for CniError {
     fn from(e: PodIpamError) -> Self {
-        use felix_user::ipam::IpamError;
+        use calico::ipam::IpamError;
         let code = match &e {
             PodIpamError::Etcd(_)
             | PodIpamError::Ipam(IpamError::Etcd(_) | IpamError::Contended(_)) => {

@@ -25,9 +25,9 @@ use crate::{
     host::kroutes,
     host::links::LinkEvent,
     iptables,
-    model::Resource,
     report::status::EndpointStatus,
 };
+use calico::model::Resource;
 
 /// The programs attached to one interface.
 struct Attachment {

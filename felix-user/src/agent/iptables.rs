@@ -20,9 +20,9 @@ use crate::{
     host::kroutes,
     host::links::LinkEvent,
     iptables::{Backend, Config, IptablesPolicy},
-    model::Resource,
     report::status::EndpointStatus,
 };
+use calico::model::Resource;
 
 /// The iptables dataplane of one node.
 pub(super) struct IptablesPlane {

@@ -37,16 +37,19 @@ use crate::{
     config::Mode,
     dataplane::loader::LoadError,
     dataplane::pins::{NodePaths, PinError},
-    datastore,
-    datastore::{SyncStatus, Syncer, SyncerConfig, Update},
     host::autodetect,
     host::ifsysctl,
     host::kroutes,
     host::links::{self, LinkEvent},
     host::node_register,
-    model::Resource,
     report::status::{self, DatastoreStatus, EndpointStatus, Report},
     report::telemetry::{self, Heartbeat},
+};
+
+use calico::{
+    datastore,
+    datastore::{SyncStatus, Syncer, SyncerConfig, Update},
+    model::Resource,
     store::{Applied, Entry, Store},
 };
 

@@ -83,12 +83,10 @@ pub fn compute(node: &str, topology: &Topology, links: &HashMap<String, u32>) ->
 mod tests {
     use felix_common::routes::PoolIpipMode;
 
+    use calico::model::{EncapMode, workload_endpoint::EndpointId};
+
     use super::*;
-    use crate::{
-        calc::topology::{Block, Workload, encap::Pool},
-        model::EncapMode,
-        report::status::EndpointId,
-    };
+    use crate::calc::topology::{Block, Workload, encap::Pool};
 
     fn topology() -> Topology {
         Topology {

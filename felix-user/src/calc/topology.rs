@@ -9,9 +9,9 @@ use std::{collections::BTreeMap, net::Ipv4Addr};
 use ipnet::{IpNet, Ipv4Net};
 
 use self::encap::Pool;
-use crate::{
+use calico::model::workload_endpoint::EndpointId;
+use calico::{
     model::{Object, WorkloadEndpointSpec, values::parse_mac},
-    report::status::EndpointId,
     store::Store,
 };
 
@@ -134,7 +134,7 @@ mod tests {
     use serde_json::json;
 
     use super::*;
-    use crate::datastore::{KeyValue, Update};
+    use calico::datastore::{KeyValue, Update};
 
     fn kv(key: &str, value: serde_json::Value) -> KeyValue {
         KeyValue {
@@ -240,7 +240,7 @@ mod tests {
             view.pools,
             vec![Pool {
                 cidr: "192.168.0.0/16".parse().unwrap(),
-                mode: crate::model::EncapMode::CrossSubnet,
+                mode: calico::model::EncapMode::CrossSubnet,
             }],
             "IPv4 pools only"
         );

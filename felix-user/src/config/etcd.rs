@@ -6,7 +6,7 @@ use serde_json::Value;
 use tracing::warn;
 
 use super::{layers::Spec, settings::ConfigError};
-use crate::model::{FelixConfigurationSpec, Resource};
+use calico::model::{FelixConfigurationSpec, Resource};
 
 /// etcd key of the FelixConfiguration called `name`.
 pub fn key(name: &str) -> String {

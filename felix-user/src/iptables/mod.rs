@@ -98,7 +98,9 @@ pub use render::{
 };
 pub use restore::{Applied, Cleaned};
 
-use crate::{calc::policy::calc::PolicyCalc, model::Resource};
+use crate::calc::policy::calc::PolicyCalc;
+
+use calico::model::Resource;
 
 /// Which iptables writes the rules: `iptables-nft-restore` or `iptables-legacy-restore`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, clap::ValueEnum)]

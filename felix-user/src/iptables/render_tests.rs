@@ -18,17 +18,15 @@ use super::{
     restore::{cleanup_plan, parse_save, parse_set_list, plan},
     sim::{SimPacket, Verdict, run},
 };
-use crate::{
-    calc::policy::{
-        L4, Packet, PolicyDirection, RuleRef,
-        calc::{GroupKey, PolicyCalc},
-        cases::{cases_dir, load_all},
-        explain::probe_for,
-        generate::{packet, world},
-        program::{AddrMatch, Entry, Match, NetSet, PortMatch, Probe, Program, ProtoMatch, Step},
-    },
-    model::{Object, Resource, WorkloadEndpointSpec},
+use crate::calc::policy::{
+    L4, Packet, PolicyDirection, RuleRef,
+    calc::{GroupKey, PolicyCalc},
+    cases::{cases_dir, load_all},
+    explain::probe_for,
+    generate::{packet, world},
+    program::{AddrMatch, Entry, Match, NetSet, PortMatch, Probe, Program, ProtoMatch, Step},
 };
+use calico::model::{Object, Resource, WorkloadEndpointSpec};
 
 fn key(direction: PolicyDirection, policies: &[&str]) -> GroupKey {
     GroupKey {

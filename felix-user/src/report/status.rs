@@ -12,7 +12,9 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 use tracing::{info, warn};
 
-use crate::datastore::SyncStatus;
+use calico::model::workload_endpoint::EndpointId;
+
+use calico::datastore::SyncStatus;
 
 /// Calico's default region.
 pub const REGION: &str = "no-region";
@@ -41,14 +43,6 @@ pub fn endpoint_key(node: &str, id: &EndpointId) -> String {
         id.workload.replace('/', "%2f"),
         id.endpoint
     )
-}
-
-/// Identifies an endpoint: orchestrator, workload (`<namespace>/<pod>`), endpoint (`eth0`).
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
-pub struct EndpointId {
-    pub orchestrator: String,
-    pub workload: String,
-    pub endpoint: String,
 }
 
 /// What felix says of itself.

@@ -2,8 +2,8 @@
 
 use crate::output::{EtcdArgs, parse_attr, parse_cidr, with_etcd};
 use anyhow::Result;
+use calico::ipam;
 use clap::Subcommand;
-use felix_user::ipam;
 use ipnet::Ipv4Net;
 
 #[derive(Subcommand)]

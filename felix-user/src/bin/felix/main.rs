@@ -13,12 +13,13 @@ use std::process::ExitCode;
 
 use crate::{
     bpf::BpfCommand,
-    ipam::{IpamCommand, run_ipam},
     policy::{PolicyCommand, explain_policy},
     resources::{FileArgs, GetArgs, apply_file, get_resources},
     run::{RunArgs, run},
     status::{StatusArgs, show_status},
 };
+
+use crate::ipam::{IpamCommand, run_ipam};
 use anyhow::Result;
 use clap::{Parser, Subcommand};
 use tracing_subscriber::EnvFilter;

@@ -2,8 +2,8 @@
 
 use crate::output::{EtcdArgs, with_etcd};
 use anyhow::Result;
+use calico::model;
 use clap::{Args, Subcommand};
-use felix_user::model;
 
 #[derive(Subcommand)]
 pub(crate) enum PolicyCommand {

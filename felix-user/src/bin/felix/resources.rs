@@ -4,8 +4,8 @@ use std::path::PathBuf;
 
 use crate::output::{EtcdArgs, with_etcd};
 use anyhow::{Context as _, Result};
+use calico::model;
 use clap::Args;
-use felix_user::model;
 
 #[derive(Args)]
 pub(crate) struct FileArgs {

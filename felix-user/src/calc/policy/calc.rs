@@ -18,7 +18,7 @@ use super::{
     PolicyDirection, RuleRef,
     program::{AddrMatch, Entry, Match, NetSet, PortMatch, Program, ProtoMatch, Step},
 };
-use crate::{
+use calico::{
     model::{
         Action, EntityRule, Icmp, Port, Resource, Rule, TierSpec, WorkloadEndpointSpec,
         policy::DEFAULT_TIER,
@@ -104,7 +104,7 @@ pub struct GroupKey {
 pub struct PolicyCalc {
     tiers: HashMap<String, TierSpec>,
     policies: HashMap<String, PolicyDef>,
-    profiles: HashMap<String, crate::model::ProfileSpec>,
+    profiles: HashMap<String, calico::model::ProfileSpec>,
     workloads: HashMap<String, Workload>,
     members: HashMap<String, Member>,
     ipsets: HashMap<String, IpSet>,
@@ -294,12 +294,12 @@ impl PolicyCalc {
             for text in selectors {
                 self.release_ipset(&text);
             }
-        } else if let Some((kind, _, name)) = crate::model::parse_key(key) {
+        } else if let Some((kind, _, name)) = calico::model::parse_key(key) {
             match kind {
-                crate::model::Kind::Tier => {
+                calico::model::Kind::Tier => {
                     self.tiers.remove(&name);
                 }
-                crate::model::Kind::Profile if self.profiles.remove(&name).is_some() => {
+                calico::model::Kind::Profile if self.profiles.remove(&name).is_some() => {
                     self.refresh_profile_users(&name);
                 }
                 _ => {}
@@ -717,7 +717,7 @@ impl PolicyCalc {
         member: &Member,
         whose: &str,
     ) -> bool {
-        let ip_in = |nets: &[crate::model::Cidr]| {
+        let ip_in = |nets: &[calico::model::Cidr]| {
             v4_nets(nets.iter().map(|c| c.0))
                 .iter()
                 .any(|n| member.nets.iter().any(|m| n.contains(m)))

@@ -17,7 +17,7 @@ fn semantics_table_through_compiled_tables() {
         let mut calc = PolicyCalc::from_resources(&scenario.resources);
         for (i, check) in scenario.checks.iter().enumerate() {
             let endpoint = scenario.endpoint(check).expect("endpoint in scenario");
-            let key = crate::model::Resource::WorkloadEndpoint(endpoint.clone()).key();
+            let key = calico::model::Resource::WorkloadEndpoint(endpoint.clone()).key();
             let (_, program) = calc
                 .program_for(&key, check.direction)
                 .expect("program for endpoint");

@@ -30,7 +30,7 @@ use std::{
 use serde::Deserialize;
 
 use super::{L4, Packet, PolicyDirection};
-use crate::model::{
+use calico::model::{
     ModelError, Object, Protocol, Resource, WorkloadEndpointSpec, document::parse_documents,
 };
 

@@ -112,7 +112,7 @@ fn describe(p: &Packet) -> String {
 
 /// Short name of an endpoint key: `<namespace>/<name>` of the resource.
 fn short(key: &str) -> String {
-    crate::model::parse_key(key)
+    calico::model::parse_key(key)
         .map(|(_, ns, name)| ns.map_or(name.clone(), |ns| format!("{ns}/{name}")))
         .unwrap_or_else(|| key.to_string())
 }

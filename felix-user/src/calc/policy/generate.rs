@@ -8,7 +8,7 @@ use rand::{Rng, rngs::StdRng, seq::IndexedRandom};
 use serde_json::{Value, json};
 
 use super::{L4, Packet, PolicyDirection};
-use crate::model::Resource;
+use calico::model::Resource;
 
 const NAMESPACES: [&str; 2] = ["default", "other"];
 const SELECTORS: [&str; 9] = [

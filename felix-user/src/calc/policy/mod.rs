@@ -45,7 +45,7 @@ use std::{fmt, net::Ipv4Addr};
 
 use serde::{Deserialize, Serialize};
 
-pub use crate::model::PolicyType as PolicyDirection;
+pub use calico::model::PolicyType as PolicyDirection;
 
 /// The transport part of a packet that policy can look at.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

@@ -11,7 +11,7 @@ use super::{
     generate::{packet, world},
     reference,
 };
-use crate::model::{Object, Resource, WorkloadEndpointSpec};
+use calico::model::{Object, Resource, WorkloadEndpointSpec};
 
 #[test]
 fn random_worlds_compile_to_the_reference_verdicts() {

@@ -27,7 +27,7 @@ use std::{
 use ipnet::IpNet;
 
 use super::{Decision, L4, Packet, PolicyDirection, RuleRef};
-use crate::{
+use calico::{
     model::{
         Action, DEFAULT_NAMESPACE, EntityRule, Icmp, Object, Port, ProfileSpec, Resource, Rule,
         WorkloadEndpointSpec, policy::DEFAULT_TIER, workload_endpoint::LABEL_NAMESPACE,
@@ -516,7 +516,7 @@ fn selectors_match(er: &EntityRule, scope: Option<&str>, candidates: &[&Item]) -
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::document::parse_documents;
+    use calico::model::document::parse_documents;
 
     fn resources(yaml: &str) -> Vec<Resource> {
         parse_documents(yaml)

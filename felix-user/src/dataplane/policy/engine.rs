@@ -23,7 +23,8 @@ use crate::calc::policy::{
     program::Program,
     rule_ids::RuleIds,
 };
-use crate::{dataplane::loader::Dataplane, dataplane::pins::NodePaths, model::Resource};
+use crate::{dataplane::loader::Dataplane, dataplane::pins::NodePaths};
+use calico::model::Resource;
 
 /// The agent's policy state.
 #[derive(Debug)]

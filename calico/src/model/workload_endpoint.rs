@@ -14,6 +14,15 @@ pub const LABEL_NAMESPACE: &str = "projectcalico.org/namespace";
 /// Label Calico puts on every workload endpoint with its orchestrator.
 pub const LABEL_ORCHESTRATOR: &str = "projectcalico.org/orchestrator";
 
+/// Identifies a workload endpoint, as its felix status key does: orchestrator, workload
+/// (`<namespace>/<pod>`), endpoint (`eth0`).
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+pub struct EndpointId {
+    pub orchestrator: String,
+    pub workload: String,
+    pub endpoint: String,
+}
+
 /// A named port of an endpoint (what a rule's named port resolves to).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]

@@ -11,7 +11,7 @@
 
 use std::{net::Ipv4Addr, sync::Arc};
 
-use felix_user::policy::{
+use felix_user::calc::policy::{
     PolicyDirection, RuleRef,
     calc::GroupKey,
     program::{AddrMatch, Entry, Match, NetSet, PortMatch, Program, ProtoMatch, Step},
@@ -168,7 +168,7 @@ pub fn group(shape: Shape, n: u32, tail: Tail) -> GroupKey {
 
 #[cfg(test)]
 mod tests {
-    use felix_user::policy::program::Probe;
+    use felix_user::calc::policy::program::Probe;
 
     use super::*;
 

@@ -32,7 +32,7 @@ use felix_common::{
     CtKey,
     maps::{POLICY_IPS_MAX_ENTRIES, POLICY_PORTS_MAX_ENTRIES, POLICY_VERDICTS_MAX_ENTRIES},
 };
-use felix_user::{PROG_FROM_WORKLOAD, PROG_TO_WORKLOAD, policy::compile::compile};
+use felix_user::{PROG_FROM_WORKLOAD, PROG_TO_WORKLOAD, calc::policy::compile::compile};
 
 use crate::{
     empty_prog::EmptyProgram,

@@ -5,8 +5,8 @@ mod common;
 
 use std::{collections::BTreeSet, fs};
 
+use calico::model::{EncapMode, Resource, document::parse_documents};
 use common::{Deployment, read, repo_root};
-use felix_user::model::{EncapMode, Resource, document::parse_documents};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use serde_json::Value;
 

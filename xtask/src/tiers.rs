@@ -6,11 +6,11 @@
 //!   iptables mode's rules through both backends (`felix-user/tests/iptables_mode.rs`), each
 //!   test in a network namespace of its own; then `felix-cni` driven as a container runtime drives
 //!   it (`felix-cni/tests/cni_netns.rs`), also with a real etcd in namespaces of its own;
-//! - lab: the netns lab tests (`xtask/tests/lab.rs`).
+//! - lab: the netns lab tests (`lab/tests/lab/`, one module per feature).
 
 use std::process::Command;
 
-use anyhow::{Result, bail};
+use anyhow::{Context, Result, bail};
 use clap::ValueEnum;
 
 use crate::{build, cmd, paths, setup};
@@ -138,18 +138,25 @@ fn run_tier(tier: Tier) -> Result<()> {
         }
         Tier::Lab => {
             build::felix()?;
-            cargo(&[
-                "test",
-                "--release",
-                "-p",
-                "xtask",
-                "--features",
-                "lab-tests",
-                "--test",
-                "lab",
-                "--",
-                "--test-threads=1",
-            ])
+            // The lab tests run `xtask lab up` in a process of its own: this very binary.
+            let xtask = std::env::current_exe().context("finding the xtask binary")?;
+            cmd::inherit(
+                Command::new(paths::cargo())
+                    .args([
+                        "test",
+                        "--release",
+                        "-p",
+                        "lab",
+                        "--features",
+                        "lab-tests",
+                        "--test",
+                        "lab",
+                        "--",
+                        "--test-threads=1",
+                    ])
+                    .env(paths::XTASK_BIN_ENV, xtask)
+                    .current_dir(paths::repo_root()),
+            )
         }
     }
 }

@@ -22,7 +22,7 @@
 use std::net::Ipv4Addr;
 
 use anyhow::{Result, ensure};
-use felix_user::ipam::{self, Attribute, Block};
+use calico::ipam::{self, Attribute, Block};
 use ipnet::Ipv4Net;
 use serde_json::{Value, json};
 
@@ -514,11 +514,14 @@ mod tests {
     use std::collections::{BTreeSet, HashSet};
 
     use felix_user::{
+        calc::policy::{PolicyDirection, calc::PolicyCalc},
+        calc::topology::Topology,
+    };
+
+    use calico::{
         datastore::{KeyValue, Update},
         model::{self, Resource},
-        policy::{PolicyDirection, calc::PolicyCalc},
         store::Store,
-        topology::Topology,
     };
 
     use super::*;
@@ -652,7 +655,7 @@ mod tests {
             vec![cluster.policy(k, None).0],
             "exactly its app's policy"
         );
-        let set_sizes = |p: &felix_user::policy::program::Program| -> Vec<usize> {
+        let set_sizes = |p: &felix_user::calc::policy::program::Program| -> Vec<usize> {
             p.entries
                 .iter()
                 .filter_map(|e| e.matcher.as_ref())

@@ -33,8 +33,8 @@ use std::{
 use anyhow::{Context, Result, bail, ensure};
 use etcd_client::Client;
 use felix_user::{
-    pins::NodePaths,
-    policy::{PolicyDirection, state::GroupState},
+    calc::policy::PolicyDirection,
+    dataplane::{pins::NodePaths, policy::state::GroupState},
 };
 use tokio::runtime::Runtime;
 
@@ -414,7 +414,7 @@ fn wait_synced(
 
 /// The endpoint's ingress group is its app's policy with the documented rule 0.
 fn check_synced(
-    state: &felix_user::policy::state::PolicyState,
+    state: &felix_user::dataplane::policy::state::PolicyState,
     cluster: &Cluster,
     target: &Target,
     sides: &Sides,

@@ -13,11 +13,11 @@ use anyhow::{Context, Result};
 use aya::maps::{Array, HashMap, MapData, MapError};
 use felix_common::{EndpointInfo, maps, policy::NO_SLOT};
 use felix_user::{
-    inspect,
-    pins::NodePaths,
-    policy::{
-        PolicyDirection, RuleRef,
-        state::{GroupState, PolicyState},
+    calc::policy::{PolicyDirection, RuleRef},
+    dataplane::{
+        maps::open,
+        pins::NodePaths,
+        policy::state::{GroupState, PolicyState},
     },
 };
 
@@ -65,9 +65,9 @@ pub struct Probe {
 impl Probe {
     /// Opens the pinned maps (fails until felix has pinned them).
     pub fn open(paths: &NodePaths) -> Result<Self> {
-        let endpoints = HashMap::try_from(inspect::open(paths, maps::ENDPOINTS)?)
+        let endpoints = HashMap::try_from(open(paths, maps::ENDPOINTS)?)
             .context("felix_ep_v2 layout")?;
-        let slots = Array::try_from(inspect::open(paths, maps::POLICY_SLOTS)?)
+        let slots = Array::try_from(open(paths, maps::POLICY_SLOTS)?)
             .context("felix_pslot_v1 layout")?;
         Ok(Probe {
             endpoints,
@@ -115,7 +115,7 @@ pub fn side(direction: PolicyDirection) -> usize {
 
 #[cfg(test)]
 mod tests {
-    use felix_user::policy::state::{EntryState, TableSizes};
+    use felix_user::dataplane::policy::state::{EntryState, TableSizes};
 
     use super::*;
 

@@ -1,7 +1,7 @@
 //! `bench dataplane`: plain kernel routing, felix's iptables mode (nft and legacy) and its BPF
 //! mode side by side on the lab, with the same policies and the same traffic.
 //!
-//! Each mode gets a fresh lab ([`xtask::lab::Lab`], torn down afterwards, also on error). In
+//! Each mode gets a fresh lab ([`lab::Lab`], torn down afterwards, also on error). In
 //! `plain`, the lab comes up in iptables mode (nft), then felix is stopped on both hosts and its
 //! chains, hook jumps and ipsets are removed: the kernel routes the pods as felix left them
 //! (routes to `cali*`, remote blocks via their hosts), with no rule and no policy. In the
@@ -24,7 +24,7 @@ use std::{
 };
 
 use anyhow::{Context, Result, ensure};
-use xtask::lab::{Lab, LabOptions, PodInfo, calico::IpipMode, etcd, felixd::Dataplane, iptables};
+use lab::{Lab, LabOptions, PodInfo, calico::IpipMode, etcd, felixd::Dataplane, iptables};
 
 use crate::loadgen::Pattern;
 use results::{Metric, Mode, Placement, Results, Rules, Skipped};

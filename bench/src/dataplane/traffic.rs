@@ -12,7 +12,7 @@ use std::{
 };
 
 use anyhow::{Context, Result, bail, ensure};
-use xtask::lab::traffic::{self as lab_traffic, Iperf, in_ns};
+use lab::traffic::{self as lab_traffic, Iperf, in_ns};
 
 use crate::loadgen::{Outcome, Pattern};
 

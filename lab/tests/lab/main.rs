@@ -1,0 +1,23 @@
+//! Lab tests: a real two-host lab (namespaces, etcd, felix, BIRD) on this machine, one module per
+//! feature, with shared helpers in [`support`]. Root only; run with `cargo xtask test --tier lab`
+//! (which builds felix and bird-conf first).
+#![cfg(feature = "lab-tests")]
+
+mod apply;
+mod bgp;
+mod cni;
+mod config;
+mod dataplane_bench;
+mod felix_restart;
+mod host_integration;
+mod ipam;
+mod iptables_mode;
+mod lifecycle;
+mod metrics;
+mod native;
+mod ops;
+mod pod_traffic;
+mod policy;
+mod support;
+mod xdp_prefilter;
+mod xdp_throughput;

@@ -1,7 +1,7 @@
 //! `felix-cni`: the CNI plugin binary. The runtime sets `CNI_COMMAND` (ADD, DEL, CHECK,
 //! VERSION) and the other `CNI_*` variables and writes the network configuration on stdin; the
 //! result, or a CNI error JSON, goes to stdout, and the exit status says which. See the
-//! library ([`felix_cni`]) and the README's felix-cni section.
+//! library ([`felix_cni`]) and felix-cni/README.md.
 
 use std::{
     io::{Read, Write},

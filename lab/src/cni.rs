@@ -64,7 +64,7 @@ impl CniCommand {
     }
 }
 
-/// The configuration list of `host`, as the README's example installs it: felix-cni with the
+/// The configuration list of `host`, as felix-cni/README.md's example installs it: felix-cni with the
 /// lab's etcd, the node's name, the pods' MTU and the lab's pool.
 pub fn conflist(state: &LabState, host: &HostState) -> Value {
     json!({

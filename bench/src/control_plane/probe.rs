@@ -65,10 +65,10 @@ pub struct Probe {
 impl Probe {
     /// Opens the pinned maps (fails until felix has pinned them).
     pub fn open(paths: &NodePaths) -> Result<Self> {
-        let endpoints = HashMap::try_from(open(paths, maps::ENDPOINTS)?)
-            .context("felix_ep_v2 layout")?;
-        let slots = Array::try_from(open(paths, maps::POLICY_SLOTS)?)
-            .context("felix_pslot_v1 layout")?;
+        let endpoints =
+            HashMap::try_from(open(paths, maps::ENDPOINTS)?).context("felix_ep_v2 layout")?;
+        let slots =
+            Array::try_from(open(paths, maps::POLICY_SLOTS)?).context("felix_pslot_v1 layout")?;
         Ok(Probe {
             endpoints,
             slots,

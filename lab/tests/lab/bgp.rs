@@ -177,7 +177,7 @@ fn export_diagnosis(lab: &Lab, n: u8, block: &str) -> String {
             "; its current export filter accepts {block}, yet the channel filtered it: BIRD \
              announced the new static route through the old filter and, taking the new \
              filter (a changed CALICO_BLOCKS set) for the same one, never exported it again \
-             (see the README, bird-conf in the lab)"
+             (see bird-conf/README.md, bird-conf in the lab)"
         ));
     }
     why

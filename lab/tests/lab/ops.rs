@@ -321,7 +321,7 @@ fn wait_sync_state(
     Ok(took)
 }
 
-/// Outage bounds (measured here: see the README).
+/// Outage bounds (measured here: see docs/operations.md).
 const DETECT_LIMIT: Duration = Duration::from_secs(5);
 const OUTAGE: Duration = Duration::from_secs(30);
 const CONVERGE_LIMIT: Duration = Duration::from_secs(20);

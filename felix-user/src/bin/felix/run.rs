@@ -15,7 +15,7 @@ use felix_user::{
 
 /// `felix run`'s settings. Each is resolved, highest first, from its flag, its `FELIX_*`
 /// environment variable (any case), FelixConfiguration `node.<node>` and `default` in etcd, and
-/// the built-in default; `felix run --print-config` shows the result (README, "Configure").
+/// the built-in default; `felix run --print-config` shows the result (docs/configuration.md).
 #[derive(Args)]
 pub(crate) struct RunArgs {
     /// This host's Calico node name (also names the pin tree). [env: FELIX_NODENAME]

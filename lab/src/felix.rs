@@ -19,6 +19,17 @@ use serde::de::DeserializeOwned;
 
 use crate::cmd;
 
+/// The rows felix prints, shared with it ([`felix_rows`]).
+pub use felix_rows::{
+    ConntrackRow as CtEntry, CounterRow as Counter, DenyRow as DenyEntry, EndpointRow as Endpoint,
+    IfaceRow as Iface, RouteRow as Route,
+};
+
+/// Both TC hooks of the interface carry a program (`tcx` or `netlink`, not `none`).
+pub fn both_tc_hooks_attached(iface: &Iface) -> bool {
+    iface.ingress != "none" && iface.egress != "none"
+}
+
 /// `felix bpf ifaces dump --node N --json`.
 #[derive(Debug, Clone, Deserialize)]
 pub struct IfacesDump {
@@ -26,34 +37,14 @@ pub struct IfacesDump {
     pub interfaces: Vec<Iface>,
 }
 
-/// One interface felix manages, with how its hooks are attached (`tcx`, `netlink`, `none`;
-/// XDP: `xdp_driver`, `xdp_generic`, `none`).
-#[derive(Debug, Clone, Deserialize)]
-pub struct Iface {
-    pub ifindex: u32,
-    pub name: String,
-    /// `workload` or `uplink`.
-    #[serde(default)]
-    pub role: String,
-    pub ingress: String,
-    pub egress: String,
-    #[serde(default)]
-    pub xdp: String,
-}
-
-impl Iface {
-    /// Both TC hooks carry a program.
-    pub fn attached(&self) -> bool {
-        self.ingress != "none" && self.egress != "none"
-    }
-}
-
 impl IfacesDump {
     /// Whether every name in `names` is listed with programs attached.
     pub fn all_attached(&self, names: &[&str]) -> bool {
-        names
-            .iter()
-            .all(|n| self.interfaces.iter().any(|i| i.name == *n && i.attached()))
+        names.iter().all(|n| {
+            self.interfaces
+                .iter()
+                .any(|i| i.name == *n && both_tc_hooks_attached(i))
+        })
     }
 
     /// Whether `name` is listed as the uplink with both TC hooks attached (its XDP prefilter
@@ -61,7 +52,7 @@ impl IfacesDump {
     pub fn uplink_attached(&self, name: &str) -> bool {
         self.interfaces
             .iter()
-            .any(|i| i.name == name && i.role == "uplink" && i.attached())
+            .any(|i| i.name == name && i.role == "uplink" && both_tc_hooks_attached(i))
     }
 
     /// The XDP attach mode of the uplink `name` (`none` when detached); `None` when it is not
@@ -102,18 +93,6 @@ pub struct Attached {
 pub struct CountersDump {
     pub node: String,
     pub counters: Vec<Counter>,
-}
-
-/// One counter: interface, direction (`from_workload`, `to_workload`, `from_uplink`,
-/// `to_uplink`, `xdp_uplink`) and reason.
-#[derive(Debug, Clone, Deserialize)]
-pub struct Counter {
-    pub ifindex: u32,
-    pub interface: String,
-    pub direction: String,
-    pub reason: String,
-    pub packets: u64,
-    pub bytes: u64,
 }
 
 impl CountersDump {
@@ -161,15 +140,6 @@ pub struct EndpointsDump {
     pub endpoints: Vec<Endpoint>,
 }
 
-/// A local workload endpoint in felix's endpoints map.
-#[derive(Debug, Clone, Deserialize)]
-pub struct Endpoint {
-    pub ifindex: u32,
-    pub interface: String,
-    pub ip: Ipv4Addr,
-    pub mac: Option<String>,
-}
-
 impl EndpointsDump {
     /// The endpoint with address `ip`, if any.
     pub fn by_ip(&self, ip: Ipv4Addr) -> Option<&Endpoint> {
@@ -184,23 +154,6 @@ pub struct RoutesDump {
     pub routes: Vec<Route>,
 }
 
-/// A route in felix's LPM map; `kind` is `local_workload`, `remote_block`, `local_host`,
-/// `remote_host` or `local_block`.
-#[derive(Debug, Clone, Deserialize)]
-pub struct Route {
-    pub cidr: String,
-    pub kind: String,
-    pub ifindex: u32,
-    pub interface: Option<String>,
-    pub next_hop: Option<Ipv4Addr>,
-    /// For a remote block: `ipip` or `native`.
-    #[serde(default)]
-    pub encap: Option<String>,
-    /// For a remote block: its pool's `ipipMode` (`none` outside every pool).
-    #[serde(default)]
-    pub ipip_mode: Option<String>,
-}
-
 impl RoutesDump {
     /// The route for exactly `cidr`, if any.
     pub fn by_cidr(&self, cidr: &str) -> Option<&Route> {
@@ -213,21 +166,6 @@ impl RoutesDump {
 pub struct ConntrackDump {
     pub node: String,
     pub conntrack: Vec<CtEntry>,
-}
-
-/// A flow, oriented from its initiator.
-#[derive(Debug, Clone, Deserialize)]
-pub struct CtEntry {
-    pub proto: String,
-    pub src: Ipv4Addr,
-    pub sport: u16,
-    pub dst: Ipv4Addr,
-    pub dport: u16,
-    pub state: String,
-    pub packets_forward: u64,
-    pub packets_reverse: u64,
-    pub age_s: f64,
-    pub idle_s: f64,
 }
 
 impl ConntrackDump {
@@ -245,11 +183,6 @@ impl ConntrackDump {
 pub struct XdpDenyDump {
     pub node: String,
     pub xdp_deny: Vec<DenyEntry>,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-pub struct DenyEntry {
-    pub cidr: String,
 }
 
 /// `felix status --json`: what every felix reported to etcd.
@@ -436,8 +369,8 @@ mod tests {
     fn attachment_check() -> Result<()> {
         let dump: IfacesDump = serde_json::from_str(
             r#"{"node":"n","interfaces":[
-              {"ifindex":3,"name":"cali1","ingress":"tcx","egress":"tcx"},
-              {"ifindex":4,"name":"cali2","ingress":"tcx","egress":"none"}]}"#,
+              {"ifindex":3,"name":"cali1","role":"workload","ingress":"tcx","egress":"tcx","xdp":"none"},
+              {"ifindex":4,"name":"cali2","role":"workload","ingress":"tcx","egress":"none","xdp":"none"}]}"#,
         )?;
         assert!(dump.all_attached(&["cali1"]));
         assert!(!dump.all_attached(&["cali1", "cali2"]));

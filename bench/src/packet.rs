@@ -1,13 +1,11 @@
-//! The measured frames: Ethernet, IPv4 and a TCP header without payload, checksums valid.
+//! The measured frames: Ethernet, IPv4 and a TCP header without payload, checksums valid
+//! (built by the test kit's [`testkit::packet::tcp_frame`]).
+
+use testkit::packet::{self, TcpFrame};
 
 /// TCP flags.
-pub const SYN: u8 = 0x02;
-pub const ACK: u8 = 0x10;
-
-const IP_OFFSET: usize = 14;
-const TCP_OFFSET: usize = IP_OFFSET + 20;
-const FRAME_LEN: usize = TCP_OFFSET + 20;
-const PROTO_TCP: u8 = 6;
+pub const SYN: u8 = packet::TCP_SYN;
+pub const ACK: u8 = packet::TCP_ACK;
 
 /// One side of a TCP flow.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -16,59 +14,27 @@ pub struct Side {
     pub port: u16,
 }
 
-/// A TCP segment `src` -> `dst` with `flags`.
+/// A TCP segment `src` -> `dst` with `flags` (Ethernet: to the pod's MAC from `ee:ee:..`).
 pub fn tcp(src: Side, dst: Side, flags: u8) -> Vec<u8> {
-    let mut f = vec![0u8; FRAME_LEN];
-    f[0..6].copy_from_slice(&[0x02, 0, 0, 0, 0xaa, 0x01]);
-    f[6..12].copy_from_slice(&[0xee; 6]);
-    f[12..14].copy_from_slice(&0x0800u16.to_be_bytes());
-    let ip = &mut f[IP_OFFSET..TCP_OFFSET];
-    ip[0] = 0x45;
-    ip[2..4].copy_from_slice(&40u16.to_be_bytes());
-    ip[8] = 64;
-    ip[9] = PROTO_TCP;
-    ip[12..16].copy_from_slice(&src.addr);
-    ip[16..20].copy_from_slice(&dst.addr);
-    let sum = checksum(0, ip);
-    ip[10..12].copy_from_slice(&sum.to_be_bytes());
-    let tcp = &mut f[TCP_OFFSET..];
-    tcp[0..2].copy_from_slice(&src.port.to_be_bytes());
-    tcp[2..4].copy_from_slice(&dst.port.to_be_bytes());
-    tcp[4..8].copy_from_slice(&1u32.to_be_bytes());
-    tcp[12] = 5 << 4;
-    tcp[13] = flags;
-    tcp[14..16].copy_from_slice(&64240u16.to_be_bytes());
-    let pseudo = [
-        &src.addr[..],
-        &dst.addr[..],
-        &[0, PROTO_TCP],
-        &20u16.to_be_bytes(),
-    ]
-    .concat();
-    let sum = checksum(partial_sum(&pseudo), tcp);
-    tcp[16..18].copy_from_slice(&sum.to_be_bytes());
-    f
-}
-
-fn partial_sum(bytes: &[u8]) -> u32 {
-    bytes
-        .chunks(2)
-        .map(|w| u32::from(u16::from_be_bytes([w[0], w.get(1).copied().unwrap_or(0)])))
-        .sum()
-}
-
-/// The Internet checksum of `bytes` added to `initial` (a partial sum).
-fn checksum(initial: u32, bytes: &[u8]) -> u16 {
-    let mut sum = initial + partial_sum(bytes);
-    while sum > 0xffff {
-        sum = (sum & 0xffff) + (sum >> 16);
-    }
-    !(sum as u16)
+    packet::tcp_frame(&TcpFrame {
+        dst_mac: packet::POD_MAC,
+        src_mac: packet::CALI_MAC,
+        src: src.addr,
+        sport: src.port,
+        dst: dst.addr,
+        dport: dst.port,
+        flags,
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use testkit::packet::{IP_OFFSET, PROTO_TCP, TCP_OFFSET, internet_checksum, partial_sum};
+
+    fn checksum(initial: u32, bytes: &[u8]) -> u16 {
+        internet_checksum(initial, bytes)
+    }
 
     #[test]
     fn checksums_verify() {

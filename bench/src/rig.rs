@@ -5,38 +5,30 @@
 
 use std::{
     collections::{HashMap, HashSet},
-    fs,
-    path::PathBuf,
     sync::atomic::{AtomicUsize, Ordering},
     time::{Duration, Instant},
 };
 
 use anyhow::{Context, Result, bail};
-use aya::{
-    maps::lpm_trie::Key,
-    programs::{TestRun, TestRunOptions},
-};
+use aya::maps::lpm_trie::Key;
 use felix_common::{
     CtKey, EndpointInfo, IfaceRole, RouteKind, RouteValue, endpoints::endpoint_flags,
     maps::RULE_COUNTERS_MAX_ENTRIES,
 };
 use felix_user::{
-    counter_cache,
-    loader::Dataplane,
-    pins::NodePaths,
-    policy::{
-        calc::GroupKey,
-        program::Program,
-        rule_ids::RuleIds,
-        tables::{PolicyTables, Programmed},
-    },
+    calc::policy::{calc::GroupKey, program::Program, rule_ids::RuleIds},
+    dataplane::loader::Dataplane,
+    dataplane::maps::counter_cache,
+    dataplane::pins::NodePaths,
+    dataplane::policy::tables::{PolicyTables, Programmed},
 };
+use testkit::prog_run::{self, PinTree, RunOptions};
 
 /// The workload endpoint's interface: BPF_PROG_TEST_RUN runs TC programs on `lo` (ifindex 1).
-const WORKLOAD_IFINDEX: u32 = 1;
+const WORKLOAD_IFINDEX: u32 = prog_run::LOOPBACK_IFINDEX;
 /// The workload's address, in this host's block 192.168.2.0/26.
-pub const POD_IP: [u8; 4] = [192, 168, 2, 1];
-const POD_MAC: [u8; 6] = [0x02, 0, 0, 0, 0xaa, 0x01];
+pub const POD_IP: [u8; 4] = testkit::packet::POD_IP;
+const POD_MAC: [u8; 6] = testkit::packet::POD_MAC;
 
 /// Keeps the calling thread on the CPU it runs on, so that every run sees the same caches
 /// and per-CPU conntrack free lists.
@@ -65,19 +57,6 @@ pub struct Run {
     pub ns: u64,
 }
 
-/// The benchmark's pin tree and run folder, removed on drop.
-struct PinTree {
-    pin_root: PathBuf,
-    run_root: PathBuf,
-}
-
-impl Drop for PinTree {
-    fn drop(&mut self) {
-        let _ = fs::remove_dir_all(&self.pin_root);
-        let _ = fs::remove_dir_all(&self.run_root);
-    }
-}
-
 /// The loaded dataplane and its policy tables.
 pub struct Rig {
     dataplane: Dataplane,
@@ -104,11 +83,7 @@ impl Rig {
         crate::signals::install();
         pin_to_current_cpu()?;
         let n = LOADED.fetch_add(1, Ordering::Relaxed);
-        let tag = format!("felix-bench-{}-{n}", std::process::id());
-        let pins = PinTree {
-            pin_root: PathBuf::from("/sys/fs/bpf").join(&tag),
-            run_root: std::env::temp_dir().join(&tag),
-        };
+        let pins = PinTree::new("felix-bench", &n.to_string());
         let paths = NodePaths::new(&pins.pin_root, &pins.run_root, "bench")?;
         paths
             .create()
@@ -204,18 +179,16 @@ impl Rig {
     /// Runs TC `program` `repeat` times on `frame`.
     pub fn run(&mut self, program: &'static str, frame: &[u8], repeat: u32) -> Result<Run> {
         crate::signals::check()?;
-        let result = self
-            .dataplane
-            .classifier(program)?
-            .test_run(TestRunOptions {
-                data_in: Some(frame),
-                repeat,
-                ..TestRunOptions::default()
-            })
+        let options = RunOptions {
+            on: None,
+            repeat,
+            output: false,
+        };
+        let outcome = prog_run::run(self.dataplane.classifier(program)?, frame, options)
             .with_context(|| format!("BPF_PROG_TEST_RUN of {program}"))?;
         Ok(Run {
-            verdict: result.return_value,
-            ns: result.duration.as_nanos() as u64,
+            verdict: outcome.verdict,
+            ns: outcome.duration.as_nanos() as u64,
         })
     }
 

@@ -4,7 +4,8 @@
 //! a new node adds a mesh session, turning the mesh off removes it, and an etcd outage keeps
 //! the last configuration until etcd is back and the next change arrives.
 //!
-//! Needs root, `etcd`, `etcdctl`, `bird` and `birdc` (`cargo xtask setup`).
+//! Needs root, `etcd`, `etcdctl`, `bird` and `birdc` (`cargo xtask setup`). The namespace and
+//! etcd come from the test kit (`testkit::netns`, `testkit::etcd`).
 
 use std::{
     path::{Path, PathBuf},
@@ -13,8 +14,10 @@ use std::{
 };
 
 use bird_conf::fixture::Fixture;
+use testkit::etcd::{Etcd, EtcdArgs, LogMode};
+use testkit::netns::NetNs;
 
-const URL: &str = "http://127.0.0.1:2379";
+const URL: &str = testkit::etcd::LOOPBACK_URL;
 
 fn is_root() -> bool {
     Command::new("id")
@@ -42,28 +45,25 @@ fn wait_for<T>(what: &str, limit: Duration, mut f: impl FnMut() -> Option<T>) ->
 struct Host {
     ns: String,
     dir: PathBuf,
-    etcd: Option<Child>,
+    etcd: Option<Etcd>,
     bird: Option<Child>,
     bird_conf: Option<Child>,
+    // Last: deleted after the processes in it are gone.
+    _netns: NetNs,
 }
 
 impl Host {
     fn new(dir: &Path) -> Self {
         let ns = format!("bcd{}", std::process::id() % 100_000);
-        let ok = Command::new("ip")
-            .args(["netns", "add", &ns])
-            .status()
-            .is_ok_and(|s| s.success());
-        assert!(ok, "ip netns add {ns}");
-        let host = Self {
+        let netns = NetNs::create(&ns).unwrap_or_else(|e| panic!("{e}"));
+        Self {
             ns,
             dir: dir.to_path_buf(),
             etcd: None,
             bird: None,
             bird_conf: None,
-        };
-        host.exec(&["ip", "link", "set", "lo", "up"]);
-        host
+            _netns: netns,
+        }
     }
 
     fn command(&self, program: &str) -> Command {
@@ -97,20 +97,15 @@ impl Host {
     }
 
     fn start_etcd(&mut self) {
-        let mut cmd = self.command("etcd");
-        cmd.arg("--data-dir")
-            .arg(self.dir.join("etcd"))
-            .args(["--listen-client-urls", URL, "--advertise-client-urls", URL])
-            .args(["--listen-peer-urls", "http://127.0.0.1:2380"]);
-        self.etcd = Some(self.spawn(cmd, "etcd.log"));
-        wait_for("etcd", Duration::from_secs(15), || {
-            self.command("etcdctl")
-                .args(["--endpoints", URL, "endpoint", "health"])
-                .output()
-                .ok()
-                .filter(|o| o.status.success())
-                .map(drop)
-        });
+        let data = self.dir.join("etcd");
+        let log = self.dir.join("etcd.log");
+        let args = EtcdArgs::loopback(&data);
+        let mut etcd = Etcd::start(&args, Some(&self.ns), &log, LogMode::Append)
+            .unwrap_or_else(|e| panic!("{e}"));
+        if let Err(e) = etcd.wait_healthy(Duration::from_secs(15)) {
+            panic!("timed out after 15s waiting for etcd: {e}");
+        }
+        self.etcd = Some(etcd);
     }
 
     fn kill(child: &mut Option<Child>) {
@@ -175,8 +170,7 @@ impl Drop for Host {
     fn drop(&mut self) {
         Self::kill(&mut self.bird_conf);
         Self::kill(&mut self.bird);
-        Self::kill(&mut self.etcd);
-        let _ = Command::new("ip").args(["netns", "del", &self.ns]).status();
+        self.etcd = None;
     }
 }
 
@@ -252,7 +246,7 @@ fn follows_etcd_and_survives_its_outage() {
     assert_eq!(host.status()["install"]["reloads"], 1, "{}", host.status());
 
     // etcd goes away: bird-conf stays up and BIRD keeps its configuration.
-    Host::kill(&mut host.etcd);
+    host.etcd = None;
     std::thread::sleep(Duration::from_secs(2));
     wait_for("the status to say so", Duration::from_secs(15), || {
         (host.status()["datastore"]["in_sync"] == false).then_some(())

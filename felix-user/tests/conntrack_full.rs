@@ -7,8 +7,8 @@ mod support;
 use felix_common::{CtKey, Direction, Reason, conntrack::tcp_flags::SYN, maps};
 use felix_user::{
     EBPF_OBJECT, PROG_FROM_WORKLOAD,
-    loader::{Dataplane, MapSizes},
-    map_resize,
+    dataplane::loader::{Dataplane, MapSizes},
+    dataplane::resize,
 };
 use support::{
     harness::{Harness, On, TC_ACT_REDIRECT, WORKLOAD_A},
@@ -112,7 +112,7 @@ fn a_restart_with_another_size_keeps_every_flow() {
         );
     }
     assert_eq!(next.routes().expect("routes").keys().count(), routes_before);
-    let aside = map_resize::aside_path(&paths, maps::CONNTRACK);
+    let aside = resize::aside_path(&paths, maps::CONNTRACK);
     assert!(
         aside.exists(),
         "the old map stays pinned until the programs are attached"

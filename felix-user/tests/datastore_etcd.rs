@@ -7,13 +7,13 @@ mod etcd_lab;
 
 use std::net::{Ipv4Addr, SocketAddr};
 
-use etcd_client::{Client, CompactionOptions, Txn, TxnOp};
-use etcd_lab::{ETCD_PORT, EtcdNs, proxy::Proxy, sync::Logs, sync::Synced};
-use felix_user::{
+use calico::{
     model::Kind,
     store::{Entry, EntryKind},
-    topology::Topology,
 };
+use etcd_client::{Client, CompactionOptions, Txn, TxnOp};
+use etcd_lab::{ETCD_PORT, EtcdNs, proxy::Proxy, sync::Logs, sync::Synced};
+use felix_user::calc::topology::Topology;
 use serde_json::{Value, json};
 
 const RES: &str = "/calico/resources/v3/projectcalico.org";

@@ -34,11 +34,10 @@ use std::{
     time::{Duration, Instant},
 };
 
+use calico::model::{Object, Resource, WorkloadEndpointSpec};
 use etherparse::{IpNumber, PacketBuilder};
 use felix_user::{
-    iptables::{self, Backend, Config, IptablesPolicy},
-    model::{Object, Resource, WorkloadEndpointSpec},
-    policy::{
+    calc::policy::{
         L4, Packet, PolicyDirection,
         calc::PolicyCalc,
         cases::{self, Scenario},
@@ -46,6 +45,7 @@ use felix_user::{
         generate,
         program::Program,
     },
+    iptables::{self, Backend, Config, IptablesPolicy},
 };
 use rand::{Rng, SeedableRng, rngs::StdRng};
 
@@ -992,7 +992,7 @@ fn random_worlds_through_iptables_legacy() {
 /// An ingress program of `n` rules the probe does not match (each a TCP port from a /32),
 /// then an allow of TCP port 80.
 fn many_rules(n: u16) -> Program {
-    use felix_user::policy::{
+    use felix_user::calc::policy::{
         RuleRef,
         program::{AddrMatch, Entry, Match, PortMatch, ProtoMatch, Step},
     };
@@ -1054,7 +1054,7 @@ fn many_rules(n: u16) -> Program {
 /// 10,000 rules: rendered, applied and replaced by each backend in seconds, and enforced.
 #[test]
 fn ten_thousand_rules_apply_and_filter() {
-    use felix_user::policy::calc::GroupKey;
+    use felix_user::calc::policy::calc::GroupKey;
     let world = World::new(&[("cali1".to_string(), vec![Ipv4Addr::new(10, 65, 0, 1)])]);
     warm_up(&world);
     let key = |policies: &[&str], direction| GroupKey {
@@ -1065,7 +1065,7 @@ fn ten_thousand_rules_apply_and_filter() {
     };
     let allow_all = Program {
         entries: Vec::new(),
-        default_deny: felix_user::policy::RuleRef::DefaultDeny {
+        default_deny: felix_user::calc::policy::RuleRef::DefaultDeny {
             direction: PolicyDirection::Egress,
         },
     };

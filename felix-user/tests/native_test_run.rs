@@ -14,7 +14,7 @@ use aya::maps::lpm_trie::Key;
 use felix_common::{CtKey, Direction, Reason, RouteValue, policy::NO_SLOT, routes::PoolIpipMode};
 use felix_user::{
     PROG_FROM_UPLINK, PROG_FROM_WORKLOAD, PROG_TO_UPLINK, PROG_TO_WORKLOAD,
-    policy::{
+    calc::policy::{
         PolicyDirection, RuleRef,
         program::{Entry, Match, Program, Step},
     },

@@ -10,9 +10,10 @@ mod support;
 
 use felix_user::{
     PROG_FROM_WORKLOAD, PROG_TO_WORKLOAD,
-    model::Resource,
-    policy::{PolicyDirection, calc::PolicyCalc, cases},
+    calc::policy::{PolicyDirection, calc::PolicyCalc, cases},
 };
+
+use calico::model::Resource;
 use support::{
     harness::{Harness, On, TC_ACT_OK, TC_ACT_SHOT, WORKLOAD_A},
     packet,
@@ -85,7 +86,7 @@ fn semantics_table_through_the_kernel() {
 /// evaluator's, and the counter of the rule the reference names must be the one that moved.
 #[test]
 fn random_worlds_through_the_kernel_match_the_reference() {
-    use felix_user::policy::{generate, reference};
+    use felix_user::calc::policy::{generate, reference};
     use rand::{Rng, SeedableRng, rngs::StdRng};
 
     let mut h = Harness::new("policy-random");
@@ -198,10 +199,12 @@ fn entries_of_set(h: &mut Harness, set: u32) -> usize {
 /// them and their sets once its endpoints point elsewhere.
 #[test]
 fn policy_changes_flip_slots_and_restarts_collect_leftovers() {
-    use felix_user::policy::{
-        RuleRef,
-        program::{Entry, Match, Program, Step},
-        tables::PolicyTables,
+    use felix_user::{
+        calc::policy::{
+            RuleRef,
+            program::{Entry, Match, Program, Step},
+        },
+        dataplane::policy::tables::PolicyTables,
     };
     use std::collections::{HashMap, HashSet};
 
@@ -244,7 +247,7 @@ fn policy_changes_flip_slots_and_restarts_collect_leftovers() {
 
     // A new felix over the same maps.
     let mut tables = PolicyTables::new();
-    let mut ids = felix_user::policy::rule_ids::RuleIds::new(64);
+    let mut ids = felix_user::calc::policy::rule_ids::RuleIds::new(64);
     let wanted = HashMap::from([(group.clone(), allow.clone())]);
     tables
         .apply(h.dataplane(), &wanted, &mut ids)

@@ -499,7 +499,7 @@ fn conntrack_records_udp_and_decapsulated_flows() {
 #[test]
 fn conntrack_ages_by_the_monotonic_clock_and_expires_idle_flows() {
     use felix_common::conntrack::{tcp_flags::ACK, timeouts};
-    use felix_user::ct_gc::monotonic_ns;
+    use felix_user::dataplane::maps::conntrack::monotonic_ns;
     /// Well above a tick of the coarse clock at any HZ.
     const TICK_SLACK_NS: u64 = 50_000_000;
     let mut h = Harness::new("ct-age");
@@ -778,7 +778,7 @@ fn counters_accumulate_across_packets() {
 #[test]
 fn ordinary_verdicts_count_in_the_counter_cache_and_fall_back_to_the_map() {
     use felix_common::{CounterCacheLine, counters::COUNTER_CACHE_LINES};
-    use felix_user::counter_cache;
+    use felix_user::dataplane::maps::counter_cache;
     let mut h = Harness::new("cnt-cache");
     let frame = packet::tcp_segment(PEER_IP, 40000, POD_IP, 80, 0x10);
     let line_of = |h: &mut Harness, ifindex: u32, direction: Direction| {
@@ -912,12 +912,12 @@ fn flows_from_the_host_are_tracked_by_cali_to_wl_without_double_counting() {
 #[test]
 fn trace_events_report_drops_and_verdicts_within_the_rate_limit() {
     use felix_common::trace::{EVENT_DROP, EVENT_POLICY_DENY, NO_RULE, TRACE_BURST};
-    use felix_user::policy::{
+    use felix_user::calc::policy::{
         PolicyDirection, RuleRef,
         calc::GroupKey,
         program::{Entry, Match, Program, Step},
     };
-    use felix_user::trace::TraceSession;
+    use felix_user::dataplane::trace::TraceSession;
     use std::time::Duration;
 
     let mut h = Harness::new("trace");

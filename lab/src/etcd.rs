@@ -10,6 +10,7 @@ use crate::cmd;
 use crate::proc::{self, ProcRecord};
 use crate::state::LabState;
 use crate::{calico, names};
+use testkit::etcd::EtcdArgs;
 
 /// How long a restarted etcd may take to answer its health check.
 pub(crate) const RESTART_TIMEOUT: Duration = Duration::from_secs(10);
@@ -18,27 +19,11 @@ const CUT_COMMENT: &str = "felix-lab-etcd-cut";
 
 /// Starts etcd in the fabric namespace (foreground daemon, log in the state folder).
 pub fn start(state: &LabState) -> Result<ProcRecord> {
-    let url = &state.etcd_url;
-    let peer = "http://127.0.0.1:2380";
-    let argv: Vec<String> = [
-        "etcd",
-        "--name",
-        "default",
-        "--data-dir",
-        &state.etcd_data_dir.to_string_lossy(),
-        "--listen-client-urls",
-        url,
-        "--advertise-client-urls",
-        url,
-        "--listen-peer-urls",
-        peer,
-        "--initial-advertise-peer-urls",
-        peer,
-        "--initial-cluster",
-        &format!("default={peer}"),
-    ]
-    .map(String::from)
-    .to_vec();
+    let argv = EtcdArgs {
+        client_url: &state.etcd_url,
+        ..EtcdArgs::loopback(&state.etcd_data_dir)
+    }
+    .argv();
     proc::spawn_in_ns(
         proc::Enter::IpNetnsExec,
         &state.fabric_ns,

@@ -282,11 +282,7 @@ fn wait_gone(pids: &[i32], timeout: Duration) -> bool {
 }
 
 /// The last `lines` lines of a log, for error messages.
-pub fn log_tail(log: &Path, lines: usize) -> String {
-    let text = fs::read_to_string(log).unwrap_or_default();
-    let all: Vec<&str> = text.lines().collect();
-    all[all.len().saturating_sub(lines)..].join("\n")
-}
+pub use testkit::log::tail as log_tail;
 
 #[cfg(test)]
 mod tests {

@@ -11,8 +11,8 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, ensure};
 
-use crate::lab::{Capture, Iperf, Lab, LabOptions, PodInfo, status};
 use crate::{build, cmd, felix, paths, pcap};
+use lab::{Capture, Iperf, Lab, LabOptions, PodInfo, status};
 
 fn header(title: &str) {
     println!("\n=== {title} ===");

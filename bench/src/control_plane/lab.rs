@@ -8,12 +8,12 @@ use std::{
     collections::HashMap,
     fs,
     io::Write,
-    os::fd::AsRawFd,
     path::{Path, PathBuf},
     process::{Command, Stdio},
 };
 
 use anyhow::{Context, Result, bail};
+use testkit::netns::{self, Entered};
 
 /// Prefix of everything a run creates: `felix-cp-<pid>`.
 const PREFIX: &str = "felix-cp-";
@@ -178,32 +178,7 @@ impl Lab {
     /// Moves the calling thread into the fabric namespace until the guard drops (the etcd
     /// client's sockets are made there).
     pub fn enter_fabric(&self) -> Result<Entered> {
-        let original = fs::File::open("/proc/thread-self/ns/net").context("open our netns")?;
-        let target = fs::File::open(format!("/run/netns/{}", self.fabric))
-            .with_context(|| format!("open netns {}", self.fabric))?;
-        setns(&target)?;
-        Ok(Entered { original })
-    }
-}
-
-fn setns(file: &fs::File) -> Result<()> {
-    // SAFETY: setns on an open namespace fd; it affects only the calling thread.
-    if unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
-        bail!("setns: {}", std::io::Error::last_os_error());
-    }
-    Ok(())
-}
-
-/// The calling thread is in another namespace until this drops.
-pub struct Entered {
-    original: fs::File,
-}
-
-impl Drop for Entered {
-    fn drop(&mut self) {
-        if let Err(e) = setns(&self.original) {
-            eprintln!("warning: back to the original netns: {e:#}");
-        }
+        Ok(netns::enter(&self.fabric)?)
     }
 }
 

@@ -6,7 +6,6 @@
 use std::{
     fs,
     os::unix::process::CommandExt,
-    path::Path,
     process::{Child, Command},
     thread,
     time::{Duration, Instant},
@@ -63,12 +62,7 @@ pub fn kill_and_reap(child: &mut Child) {
     }
 }
 
-/// The last `n` lines of a log.
-pub fn tail(path: &Path, n: usize) -> String {
-    let text = fs::read_to_string(path).unwrap_or_default();
-    let lines: Vec<&str> = text.lines().collect();
-    lines[lines.len().saturating_sub(n)..].join("\n")
-}
+pub use testkit::log::tail;
 
 /// Resident memory of a process, from `/proc/<pid>/status`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

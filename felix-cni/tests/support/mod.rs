@@ -4,25 +4,26 @@
 //! it spawns runs there (a child process inherits the spawning thread's namespace).
 //!
 //! [`Node`]'s drop kills etcd (by the PID it spawned), deletes every namespace it made (which
-//! takes the veths with them) and the temporary directory, also when the test fails.
+//! takes the veths with them) and the temporary directory, also when the test fails. The
+//! namespaces and etcd come from the test kit (`testkit::netns`, `testkit::etcd`).
 
 use std::{
     fs,
     future::Future,
     io::Write,
-    os::fd::AsRawFd,
     path::PathBuf,
-    process::{Child, Command, Stdio},
+    process::{Command, Stdio},
     sync::{Arc, Mutex, PoisonError},
     time::Duration,
 };
 
 use etcd_client::Client;
 use serde_json::Value;
+use testkit::etcd::{self, Etcd, EtcdArgs, LogMode};
+use testkit::netns::{self, NetNs};
 
 /// etcd's client URL inside the host namespace.
-pub const ETCD_URL: &str = "http://127.0.0.1:2379";
-const ETCD_PEER: &str = "http://127.0.0.1:2380";
+pub const ETCD_URL: &str = etcd::LOOPBACK_URL;
 const ETCD_READY: Duration = Duration::from_secs(20);
 
 /// A host namespace with etcd, and the pod namespaces made for the test.
@@ -31,8 +32,10 @@ pub struct Node {
     pub id: String,
     pub host_ns: String,
     dir: PathBuf,
-    etcd: Mutex<Option<Child>>,
-    pods: Mutex<Vec<String>>,
+    etcd: Mutex<Option<Etcd>>,
+    pods: Mutex<Vec<NetNs>>,
+    // Last: deleted after etcd and the pods are gone.
+    _host: NetNs,
 }
 
 /// What one plugin call printed and returned.
@@ -98,32 +101,24 @@ pub fn ip_json(args: &[&str]) -> Value {
     serde_json::from_str(&text).unwrap_or_else(|e| panic!("ip {all:?}: {e}: {text}"))
 }
 
-fn del_netns_quietly(name: &str) {
-    let _ = Command::new("ip")
-        .args(["netns", "del", name])
-        .stderr(Stdio::null())
-        .status();
-}
-
 impl Node {
     fn create(tag: &str) -> Arc<Self> {
         let id = format!("fxcni-{}-{tag}", std::process::id());
         let host_ns = format!("{id}-host");
         let dir = std::env::temp_dir().join(&id);
         // Leftovers of a killed run with the same pid.
-        del_netns_quietly(&host_ns);
         let _ = fs::remove_dir_all(&dir);
+        let host = NetNs::create(&host_ns).unwrap_or_else(|e| panic!("{e}"));
         let node = Arc::new(Node {
             id,
             host_ns,
             dir,
             etcd: Mutex::new(None),
             pods: Mutex::new(Vec::new()),
+            _host: host,
         });
         // From here on the guard cleans up, whatever fails next.
         fs::create_dir_all(&node.dir).expect("create the test directory");
-        ip(&["netns", "add", &node.host_ns]);
-        ip(&["-n", &node.host_ns, "link", "set", "lo", "up"]);
         node
     }
 
@@ -133,49 +128,34 @@ impl Node {
 
     /// Starts etcd; call from the thread inside the host namespace.
     fn start_etcd(&self) {
-        let log = fs::File::create(self.log()).expect("create the etcd log");
-        let child = Command::new("etcd")
-            .args(["--name", "default", "--data-dir"])
-            .arg(self.dir.join("data"))
-            .args(["--listen-client-urls", ETCD_URL])
-            .args(["--advertise-client-urls", ETCD_URL])
-            .args(["--listen-peer-urls", ETCD_PEER])
-            .args(["--initial-advertise-peer-urls", ETCD_PEER])
-            .args(["--initial-cluster", &format!("default={ETCD_PEER}")])
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().expect("clone the log file"))
-            .stderr(log)
-            .spawn()
-            .expect("spawn etcd");
-        *self.etcd.lock().unwrap_or_else(PoisonError::into_inner) = Some(child);
+        let data = self.dir.join("data");
+        let started = Etcd::start(
+            &EtcdArgs::loopback(&data),
+            None,
+            &self.log(),
+            LogMode::Truncate,
+        );
+        *self.etcd.lock().unwrap_or_else(PoisonError::into_inner) =
+            Some(started.unwrap_or_else(|e| panic!("{e}")));
     }
 
     async fn wait_etcd(&self) {
-        let deadline = tokio::time::Instant::now() + ETCD_READY;
-        loop {
-            let attempt = tokio::time::timeout(Duration::from_secs(2), async {
-                Client::connect([ETCD_URL], None)
-                    .await?
-                    .get("/probe", None)
-                    .await
-            })
-            .await;
-            if matches!(attempt, Ok(Ok(_))) {
-                return;
-            }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "etcd not ready; log:\n{}",
-                self.log_tail()
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
+        let exited = || {
+            self.etcd
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .as_mut()
+                .is_none_or(Etcd::has_exited)
+        };
+        if let Err(e) =
+            etcd::wait_ready_at(ETCD_URL, &self.log(), ETCD_READY, exited, || None).await
+        {
+            panic!("{e}");
         }
     }
 
     fn log_tail(&self) -> String {
-        let text = fs::read_to_string(self.log()).unwrap_or_default();
-        let lines: Vec<&str> = text.lines().collect();
-        lines[lines.len().saturating_sub(30)..].join("\n")
+        testkit::log::tail(&self.log(), 30)
     }
 
     /// A client of the host's etcd (from the host namespace's thread).
@@ -188,13 +168,11 @@ impl Node {
     /// A new pod namespace `<id>-<name>` with `lo` up; returns its full name.
     pub fn add_pod_ns(&self, name: &str) -> String {
         let full = format!("{}-{name}", self.id);
-        del_netns_quietly(&full);
+        let pod = NetNs::create(&full).unwrap_or_else(|e| panic!("{e}"));
         self.pods
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .push(full.clone());
-        ip(&["netns", "add", &full]);
-        ip(&["-n", &full, "link", "set", "lo", "up"]);
+            .push(pod);
         full
     }
 
@@ -232,33 +210,19 @@ impl Node {
 
 impl Drop for Node {
     fn drop(&mut self) {
-        if let Some(mut child) = self
-            .etcd
+        // etcd is killed (by its PID) and the pods' namespaces deleted, then the host's.
+        drop(
+            self.etcd
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .take(),
+        );
+        self.pods
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .take()
-        {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-        for pod in self
-            .pods
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .iter()
-        {
-            del_netns_quietly(pod);
-        }
-        del_netns_quietly(&self.host_ns);
+            .clear();
         let _ = fs::remove_dir_all(&self.dir);
     }
-}
-
-fn enter(name: &str) {
-    let file = fs::File::open(format!("/run/netns/{name}")).expect("open the namespace");
-    // SAFETY: setns on an open namespace fd; affects only this thread.
-    let rc = unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) };
-    assert_eq!(rc, 0, "setns: {}", std::io::Error::last_os_error());
 }
 
 /// Runs `test` on a thread inside a fresh host namespace with a running etcd; everything is
@@ -271,7 +235,8 @@ where
     let node = Node::create(tag);
     let inner = node.clone();
     let outcome = std::thread::spawn(move || {
-        enter(&inner.host_ns);
+        // The thread never leaves the namespace: it ends with the test.
+        let _entered = netns::enter(&inner.host_ns).unwrap_or_else(|e| panic!("{e}"));
         inner.start_etcd();
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()

@@ -7,7 +7,7 @@ use std::{
     time::Duration,
 };
 
-use felix_user::{
+use calico::{
     datastore::{SyncStatus, Syncer, SyncerConfig, Update},
     store::{Change, EntryKind, Store},
 };

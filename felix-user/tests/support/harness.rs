@@ -7,56 +7,42 @@
 //! BPF_PROG_TEST_RUN uses by default), pod B (192.168.2.2) behind `wlb`; `wlc` is a workload
 //! interface with no endpoint.
 
-use std::{
-    collections::{BTreeMap, HashMap},
-    fs,
-    path::PathBuf,
-};
+use std::collections::{BTreeMap, HashMap};
 
 use aya::maps::lpm_trie::Key;
-use aya::programs::{ProgramError, TestRun, TestRunOptions};
+use aya::programs::ProgramError;
 use felix_common::{
     CounterKey, CounterValue, CtKey, CtValue, Direction, EndpointInfo, HostConfig, IfaceRole,
     Reason, RouteKind, RouteValue, endpoints::endpoint_flags, maps::RULE_COUNTERS_MAX_ENTRIES,
 };
 use felix_user::{
-    counter_cache,
-    loader::Dataplane,
-    pins::NodePaths,
-    policy::{
+    calc::policy::{
         PolicyDirection, RuleRef,
         calc::GroupKey,
         program::{Entry, Match, Program, Step},
         rule_ids::RuleIds,
-        tables::PolicyTables,
     },
+    dataplane::loader::Dataplane,
+    dataplane::maps::counter_cache,
+    dataplane::pins::NodePaths,
+    dataplane::policy::tables::PolicyTables,
 };
+
+use testkit::prog_run::{self, PinTree, RunOptions};
+pub use testkit::prog_run::{On, TC_ACT_OK, TC_ACT_REDIRECT, TC_ACT_SHOT};
 
 use super::{
     net::{HOST_IP, PEER_HOST_IP, TestNet},
     packet::{PEER_IP, PEER_MAC, POD_IP, POD_MAC, REMOTE_POD_IP},
 };
 
-/// BPF_PROG_TEST_RUN runs TC programs on the namespace's loopback device (ifindex 1) unless the
-/// context names another.
-pub const WORKLOAD_A: u32 = 1;
-
-/// TC verdicts.
-pub const TC_ACT_OK: u32 = 0;
-pub const TC_ACT_SHOT: u32 = 2;
-pub const TC_ACT_REDIRECT: u32 = 7;
-
-/// Offset of `ifindex` in `struct __sk_buff`.
-const SKB_IFINDEX_OFFSET: usize = 40;
-/// Offsets of `gso_segs` and `gso_size` in `struct __sk_buff`.
-const SKB_GSO_SEGS_OFFSET: usize = 164;
-const SKB_GSO_SIZE_OFFSET: usize = 176;
-const SKB_CTX_LEN: usize = 192;
+/// Pod A's interface: the namespace's loopback device, where BPF_PROG_TEST_RUN runs TC
+/// programs unless the context names another.
+pub const WORKLOAD_A: u32 = prog_run::LOOPBACK_IFINDEX;
 
 pub struct Harness {
     dataplane: Option<Dataplane>,
-    pin_root: PathBuf,
-    run_root: PathBuf,
+    pins: PinTree,
     pub net: TestNet,
     pub policy: PolicyTables,
     pub rule_ids: RuleIds,
@@ -96,49 +82,25 @@ pub struct Outcome {
     pub data_out: Vec<u8>,
 }
 
-/// Where a test packet enters: the interface, and a GSO segment size (0: not GSO).
-#[derive(Clone, Copy)]
-pub struct On {
-    pub ifindex: u32,
-    pub gso_size: u32,
-}
-
-impl On {
-    pub const fn iface(ifindex: u32) -> Self {
-        Self {
-            ifindex,
-            gso_size: 0,
-        }
-    }
-}
-
 impl Harness {
     /// Enters a private namespace and loads the object with its maps pinned under
     /// `/sys/fs/bpf/felix-test-<pid>-<tag>`, seeded with the topology above.
     pub fn new(tag: &str) -> Self {
-        Self::with_sizes(tag, &felix_user::loader::MapSizes::default())
+        Self::with_sizes(tag, &felix_user::dataplane::loader::MapSizes::default())
     }
 
     /// As [`Harness::new`] with the configurable maps sized by `sizes`.
-    pub fn with_sizes(tag: &str, sizes: &felix_user::loader::MapSizes) -> Self {
+    pub fn with_sizes(tag: &str, sizes: &felix_user::dataplane::loader::MapSizes) -> Self {
         let net = TestNet::enter();
-        let pin_root = PathBuf::from(format!(
-            "/sys/fs/bpf/felix-test-{}-{tag}",
-            std::process::id()
-        ));
-        let run_root =
-            std::env::temp_dir().join(format!("felix-test-{}-{tag}", std::process::id()));
         let mut harness = Self {
             dataplane: None,
-            pin_root,
-            run_root,
+            pins: PinTree::new("felix-test", tag),
             net,
             policy: PolicyTables::new(),
             rule_ids: RuleIds::new(RULE_COUNTERS_MAX_ENTRIES),
             allow_all_slot: 0,
         };
-        let paths =
-            NodePaths::new(&harness.pin_root, &harness.run_root, "node").expect("node paths");
+        let paths = harness.paths();
         paths
             .create()
             .expect("create pin tree (needs root and bpffs at /sys/fs/bpf)");
@@ -152,27 +114,23 @@ impl Harness {
 
     /// The pin tree of the harness's node.
     pub fn paths(&self) -> NodePaths {
-        NodePaths::new(&self.pin_root, &self.run_root, "node").expect("node paths")
+        NodePaths::new(&self.pins.pin_root, &self.pins.run_root, "node").expect("node paths")
     }
 
     /// Runs TC `program` `times` times on `frame` (BPF_PROG_TEST_RUN's repeat) and returns the
     /// verdict.
     pub fn run_repeated(&mut self, program: &'static str, on: On, frame: &[u8], times: u32) -> u32 {
-        let mut ctx = [0u8; SKB_CTX_LEN];
-        ctx[SKB_IFINDEX_OFFSET..SKB_IFINDEX_OFFSET + 4].copy_from_slice(&on.ifindex.to_ne_bytes());
-        let mut out = vec![0u8; frame.len() + 256];
-        self.dataplane()
+        let classifier = self
+            .dataplane()
             .classifier(program)
-            .expect("program present")
-            .test_run(TestRunOptions {
-                data_in: Some(frame),
-                data_out: Some(&mut out),
-                ctx_in: Some(&ctx),
-                repeat: times,
-                ..TestRunOptions::default()
-            })
+            .expect("program present");
+        let options = RunOptions {
+            repeat: times,
+            ..RunOptions::once_on(on)
+        };
+        prog_run::run(classifier, frame, options)
             .expect("BPF_PROG_TEST_RUN")
-            .return_value
+            .verdict
     }
 
     pub fn dataplane(&mut self) -> &mut Dataplane {
@@ -318,43 +276,28 @@ impl Harness {
         on: On,
         frame: &[u8],
     ) -> Result<Outcome, ProgramError> {
-        let mut out = vec![0u8; frame.len() + 256];
-        let mut ctx = [0u8; SKB_CTX_LEN];
-        ctx[SKB_IFINDEX_OFFSET..SKB_IFINDEX_OFFSET + 4].copy_from_slice(&on.ifindex.to_ne_bytes());
-        if on.gso_size != 0 {
-            let segs = (frame.len() as u32).div_ceil(on.gso_size);
-            ctx[SKB_GSO_SEGS_OFFSET..SKB_GSO_SEGS_OFFSET + 4].copy_from_slice(&segs.to_ne_bytes());
-            ctx[SKB_GSO_SIZE_OFFSET..SKB_GSO_SIZE_OFFSET + 4]
-                .copy_from_slice(&on.gso_size.to_ne_bytes());
-        }
         let classifier = self
             .dataplane()
             .classifier(program)
             .expect("program present");
-        let result = classifier.test_run(TestRunOptions {
-            data_in: Some(frame),
-            data_out: Some(&mut out),
-            ctx_in: Some(&ctx),
-            ..TestRunOptions::default()
-        })?;
-        out.truncate(result.data_size_out as usize);
+        let outcome = prog_run::run(classifier, frame, RunOptions::once_on(on))?;
         Ok(Outcome {
-            verdict: result.return_value,
-            data_out: out,
+            verdict: outcome.verdict,
+            data_out: outcome.data_out,
         })
     }
 
     /// Runs the XDP program once on `frame` (ingress ifindex 1).
     pub fn run_xdp(&mut self, frame: &[u8]) -> u32 {
-        let mut out = vec![0u8; frame.len() + 256];
         let xdp = self.dataplane().xdp().expect("xdp program");
-        xdp.test_run(TestRunOptions {
-            data_in: Some(frame),
-            data_out: Some(&mut out),
-            ..TestRunOptions::default()
-        })
-        .expect("BPF_PROG_TEST_RUN (XDP)")
-        .return_value
+        let options = RunOptions {
+            on: None,
+            repeat: 1,
+            output: true,
+        };
+        prog_run::run(xdp, frame, options)
+            .expect("BPF_PROG_TEST_RUN (XDP)")
+            .verdict
     }
 
     /// Every counter of interface `ifindex`, summed over CPUs and over the counters map and the
@@ -439,8 +382,7 @@ impl Harness {
 
 impl Drop for Harness {
     fn drop(&mut self) {
+        // The programs and maps go before the pin tree (removed when `pins` drops).
         self.dataplane = None;
-        let _ = fs::remove_dir_all(&self.pin_root);
-        let _ = fs::remove_dir_all(&self.run_root);
     }
 }

@@ -4,7 +4,7 @@
 //! `unshare(CLONE_NEWNET)` moves only the calling thread; the namespace and everything in it
 //! disappear when the test's thread ends.
 
-use std::process::Command;
+use testkit::netns;
 
 pub const UPLINK_NAME: &str = "up0";
 pub const WORKLOAD_B_NAME: &str = "wlb";
@@ -22,16 +22,13 @@ pub struct TestNet {
 }
 
 fn ip(args: &[&str]) {
-    let status = Command::new("ip").args(args).status().expect("run ip");
-    assert!(status.success(), "ip {args:?} failed");
+    if let Err(e) = netns::ip(args) {
+        panic!("{e}");
+    }
 }
 
 fn ifindex(name: &str) -> u32 {
-    let c_name = std::ffi::CString::new(name).expect("interface name");
-    // SAFETY: a NUL-terminated name.
-    let index = unsafe { libc::if_nametoindex(c_name.as_ptr()) };
-    assert_ne!(index, 0, "no interface {name}");
-    index
+    netns::ifindex(name).unwrap_or_else(|e| panic!("{e}"))
 }
 
 impl TestNet {
@@ -39,14 +36,7 @@ impl TestNet {
     /// uplink) with 10.0.0.1/24 and a permanent neighbour 10.0.0.2; veths `wlb` and `wlc`
     /// standing in for workload interfaces.
     pub fn enter() -> Self {
-        // SAFETY: plain syscall; affects only this thread.
-        let rc = unsafe { libc::unshare(libc::CLONE_NEWNET) };
-        assert_eq!(
-            rc,
-            0,
-            "unshare(CLONE_NEWNET): {}",
-            std::io::Error::last_os_error()
-        );
+        netns::unshare_thread().unwrap_or_else(|e| panic!("{e}"));
         let mac = |m: [u8; 6]| {
             m.iter()
                 .map(|b| format!("{b:02x}"))

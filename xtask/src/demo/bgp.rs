@@ -7,7 +7,7 @@ use anyhow::{Result, ensure};
 
 use super::{header, tcpdump_read};
 use crate::cmd;
-use crate::lab::{Capture, Lab, bgp, names};
+use lab::{Capture, Lab, bgp, names};
 
 /// Sessions come up about a second after the hosts' BIRD starts.
 const SESSIONS: Duration = Duration::from_secs(15);

@@ -10,9 +10,9 @@ use anyhow::{Context, Result, ensure};
 
 use super::header;
 use crate::felix::policy::Query;
-use crate::lab::policy as lab_policy;
-use crate::lab::{EchoServer, Iperf, Lab, PodInfo, probe};
 use crate::paths;
+use lab::policy as lab_policy;
+use lab::{EchoServer, Iperf, Lab, PodInfo, probe};
 
 /// iperf3's port, which `allow-iperf3.yaml` opens.
 const IPERF_PORT: u16 = 5201;

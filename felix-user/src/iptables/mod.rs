@@ -81,11 +81,11 @@
 //!   counters beyond iptables' own (each policy rule's comment names it).
 
 mod render;
-#[cfg(test)]
-mod render_tests;
 pub mod restore;
 #[cfg(test)]
 mod sim;
+#[cfg(test)]
+mod tests;
 
 use std::{collections::BTreeMap, fmt, str::FromStr};
 

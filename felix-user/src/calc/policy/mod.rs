@@ -27,19 +27,15 @@
 //! - Named ports are not enforced: a rule with a named port never matches (logged).
 
 pub mod calc;
-#[cfg(test)]
-mod calc_tests;
 pub mod cases;
 pub mod compile;
-#[cfg(test)]
-mod compile_tests;
 pub mod explain;
 pub mod generate;
 pub mod program;
-#[cfg(test)]
-mod random_tests;
 pub mod reference;
 pub mod rule_ids;
+#[cfg(test)]
+mod tests;
 
 use std::{fmt, net::Ipv4Addr};
 

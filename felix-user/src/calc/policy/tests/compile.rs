@@ -6,7 +6,7 @@ use std::{net::Ipv4Addr, sync::Arc};
 use ipnet::Ipv4Net;
 use rand::{Rng, SeedableRng, rngs::StdRng};
 
-use super::{
+use crate::calc::policy::{
     PolicyDirection, RuleRef,
     compile::{Outcome, compile, range_prefixes},
     program::{AddrMatch, Entry, Match, NetSet, PortMatch, Probe, Program, ProtoMatch, Step},

@@ -3,7 +3,7 @@
 
 use rand::{Rng, SeedableRng, rngs::StdRng};
 
-use super::{
+use crate::calc::policy::{
     PolicyDirection,
     calc::PolicyCalc,
     compile::compile,

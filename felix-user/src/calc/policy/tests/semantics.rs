@@ -1,7 +1,7 @@
 //! The semantics table (tests/policy-cases) through the calculation and the compiled tables:
 //! every check's verdict and deciding rule must be what the table says.
 
-use super::{
+use crate::calc::policy::{
     calc::PolicyCalc,
     cases::{cases_dir, load_all},
     compile::compile,

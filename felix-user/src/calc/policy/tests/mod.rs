@@ -1,0 +1,8 @@
+//! Policy tests that span the calculation, the compiler and the reference evaluator.
+
+/// Random programs: compiled tables against entry-by-entry evaluation.
+mod compile;
+/// Random Calico worlds: calculation + compiled tables against the reference evaluator.
+mod random;
+/// The semantics table (`tests/policy-cases/`) through the calculation and the compiled tables.
+mod semantics;

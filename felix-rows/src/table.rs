@@ -2,13 +2,13 @@
 
 use std::fmt::Write as _;
 
-/// Renders `rows` under `headers`, columns left-aligned to their widest cell and separated by
-/// two spaces, trailing blanks trimmed.
+/// Renders `rows` under `headers`, columns left-aligned to their widest cell (in characters) and
+/// separated by two spaces, trailing blanks trimmed.
 pub fn render(headers: &[&str], rows: &[Vec<String>]) -> String {
-    let mut widths: Vec<usize> = headers.iter().map(|h| h.len()).collect();
+    let mut widths: Vec<usize> = headers.iter().map(|h| h.chars().count()).collect();
     for row in rows {
         for (width, cell) in widths.iter_mut().zip(row) {
-            *width = (*width).max(cell.len());
+            *width = (*width).max(cell.chars().count());
         }
     }
     let mut out = String::new();

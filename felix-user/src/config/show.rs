@@ -15,24 +15,8 @@ pub fn table(values: &[RawValue]) -> String {
             ]
         })
         .collect();
-    let header = ["SETTING", "VALUE", "SOURCE", "FROM"].map(str::to_owned);
-    let mut widths = header.clone().map(|h| h.len());
-    for row in &rows {
-        for (width, cell) in widths.iter_mut().zip(row) {
-            *width = (*width).max(cell.chars().count());
-        }
-    }
-    let mut out = String::new();
-    for row in std::iter::once(&header).chain(&rows) {
-        let line: Vec<String> = row
-            .iter()
-            .zip(widths)
-            .map(|(cell, width)| format!("{cell:width$}"))
-            .collect();
-        out.push_str(line.join("  ").trim_end());
-        out.push('\n');
-    }
-    out
+    let rows: Vec<Vec<String>> = rows.into_iter().map(Vec::from).collect();
+    felix_rows::table(&["SETTING", "VALUE", "SOURCE", "FROM"], &rows)
 }
 
 /// The values as JSON: `[{"setting", "value", "source", "from"}]`.

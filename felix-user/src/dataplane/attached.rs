@@ -106,17 +106,19 @@ fn link_exists(name: &str) -> bool {
 
 /// Renders rows as an aligned table.
 pub fn table(rows: &[AttachedRow]) -> String {
-    let mut out = format!(
-        "{:<16} {:>7} {:<12} {:>7} {}\n",
-        "IFACE", "IFINDEX", "HOOK", "PROG_ID", "NAME"
-    );
-    for row in rows {
-        out.push_str(&format!(
-            "{:<16} {:>7} {:<12} {:>7} {}\n",
-            row.iface, row.ifindex, row.hook, row.prog_id, row.prog_name
-        ));
-    }
-    out
+    let cells: Vec<Vec<String>> = rows
+        .iter()
+        .map(|r| {
+            vec![
+                r.iface.clone(),
+                r.ifindex.to_string(),
+                r.hook.clone(),
+                r.prog_id.to_string(),
+                r.prog_name.clone(),
+            ]
+        })
+        .collect();
+    felix_rows::table(&["IFACE", "IFINDEX", "HOOK", "PROG_ID", "NAME"], &cells)
 }
 
 async fn dump_links() -> Result<Vec<Link>, AttachedError> {

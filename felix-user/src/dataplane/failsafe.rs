@@ -230,14 +230,11 @@ pub fn read(paths: &NodePaths) -> Result<Vec<FailsafeRow>, FailsafeError> {
 
 /// The rows as a table.
 pub fn table(rows: &[FailsafeRow]) -> String {
-    let mut out = format!("{:<9} {:<6} {}\n", "DIRECTION", "PROTO", "PORT");
-    for row in rows {
-        out.push_str(&format!(
-            "{:<9} {:<6} {}\n",
-            row.direction, row.protocol, row.port
-        ));
-    }
-    out
+    let cells: Vec<Vec<String>> = rows
+        .iter()
+        .map(|r| vec![r.direction.into(), r.protocol.into(), r.port.to_string()])
+        .collect();
+    felix_rows::table(&["DIRECTION", "PROTO", "PORT"], &cells)
 }
 
 #[cfg(test)]

@@ -7,13 +7,18 @@ use aya::{
     programs::{ProgramError, SchedClassifier, Xdp},
 };
 use felix_common::{
-    CounterCacheLine, CounterKey, CounterValue, CtKey, CtValue, EndpointInfo, HostConfig,
-    IfaceInfo, RouteValue, maps,
+    HostConfig, maps,
     policy::{PolicyIpKey, PolicyPortKey, PolicyVerdict, PolicyVerdictKey},
 };
 
 pub use super::resize::MapSizes;
-use super::resize::{self, SetAside, SetAsideError};
+use super::{
+    maps::{
+        conntrack::ConntrackMap, counter_cache::CounterCacheMap, counters::CountersMap,
+        endpoints::EndpointsMap, ifaces::IfacesMap, routes::RoutesMap, xdp_deny::XdpDenyMap,
+    },
+    resize::{self, SetAside, SetAsideError},
+};
 use crate::{EBPF_OBJECT, PROG_UPLINK_XDP, TC_PROGRAMS, dataplane::pins::NodePaths};
 
 /// Errors loading the dataplane.
@@ -161,7 +166,7 @@ impl Dataplane {
     }
 
     /// The endpoints map.
-    pub fn endpoints(&mut self) -> Result<HashMap<&mut MapData, u32, EndpointInfo>, LoadError> {
+    pub fn endpoints(&mut self) -> Result<EndpointsMap<&mut MapData>, LoadError> {
         typed(
             maps::ENDPOINTS,
             HashMap::try_from(self.map(maps::ENDPOINTS)?),
@@ -169,12 +174,12 @@ impl Dataplane {
     }
 
     /// The routes map.
-    pub fn routes(&mut self) -> Result<LpmTrie<&mut MapData, [u8; 4], RouteValue>, LoadError> {
+    pub fn routes(&mut self) -> Result<RoutesMap<&mut MapData>, LoadError> {
         typed(maps::ROUTES, LpmTrie::try_from(self.map(maps::ROUTES)?))
     }
 
     /// The conntrack map.
-    pub fn conntrack(&mut self) -> Result<HashMap<&mut MapData, CtKey, CtValue>, LoadError> {
+    pub fn conntrack(&mut self) -> Result<ConntrackMap<&mut MapData>, LoadError> {
         typed(
             maps::CONNTRACK,
             HashMap::try_from(self.map(maps::CONNTRACK)?),
@@ -187,7 +192,7 @@ impl Dataplane {
     }
 
     /// The XDP deny list.
-    pub fn xdp_deny(&mut self) -> Result<LpmTrie<&mut MapData, [u8; 4], u32>, LoadError> {
+    pub fn xdp_deny(&mut self) -> Result<XdpDenyMap<&mut MapData>, LoadError> {
         typed(maps::XDP_DENY, LpmTrie::try_from(self.map(maps::XDP_DENY)?))
     }
 
@@ -248,9 +253,7 @@ impl Dataplane {
     }
 
     /// The counter cache (see [`crate::dataplane::maps::counter_cache`]).
-    pub fn counter_cache(
-        &mut self,
-    ) -> Result<PerCpuArray<&mut MapData, CounterCacheLine>, LoadError> {
+    pub fn counter_cache(&mut self) -> Result<CounterCacheMap<&mut MapData>, LoadError> {
         typed(
             maps::COUNTER_CACHE,
             PerCpuArray::try_from(self.map(maps::COUNTER_CACHE)?),
@@ -258,28 +261,15 @@ impl Dataplane {
     }
 
     /// The counters map.
-    pub fn counters(
-        &mut self,
-    ) -> Result<PerCpuHashMap<&mut MapData, CounterKey, CounterValue>, LoadError> {
-        let map = self.ebpf.map_mut(maps::COUNTERS).ok_or(LoadError::Map {
-            name: maps::COUNTERS,
-            reason: "missing from the object".into(),
-        })?;
-        PerCpuHashMap::try_from(map).map_err(|e| LoadError::Map {
-            name: maps::COUNTERS,
-            reason: e.to_string(),
-        })
+    pub fn counters(&mut self) -> Result<CountersMap<&mut MapData>, LoadError> {
+        typed(
+            maps::COUNTERS,
+            PerCpuHashMap::try_from(self.map(maps::COUNTERS)?),
+        )
     }
 
     /// The interfaces map.
-    pub fn ifaces(&mut self) -> Result<HashMap<&mut MapData, u32, IfaceInfo>, LoadError> {
-        let map = self.ebpf.map_mut(maps::IFACES).ok_or(LoadError::Map {
-            name: maps::IFACES,
-            reason: "missing from the object".into(),
-        })?;
-        HashMap::try_from(map).map_err(|e| LoadError::Map {
-            name: maps::IFACES,
-            reason: e.to_string(),
-        })
+    pub fn ifaces(&mut self) -> Result<IfacesMap<&mut MapData>, LoadError> {
+        typed(maps::IFACES, HashMap::try_from(self.map(maps::IFACES)?))
     }
 }

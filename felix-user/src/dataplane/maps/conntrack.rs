@@ -24,6 +24,10 @@ use tracing::{debug, info, warn};
 use super::{InspectError, MapDump, open};
 use crate::dataplane::pins::NodePaths;
 
+/// The conntrack table over map data `T`: a loaded object's (`&mut MapData`, see
+/// [`crate::dataplane::loader::Dataplane`]) or a pin's (`MapData`).
+pub type ConntrackMap<T> = HashMap<T, CtKey, CtValue>;
+
 /// `felix bpf conntrack dump`.
 pub struct Conntrack;
 
@@ -48,7 +52,7 @@ pub fn read_conntrack(paths: &NodePaths, now_ns: u64) -> Result<Vec<ConntrackRow
         path: path.clone(),
         source,
     };
-    let map: HashMap<MapData, CtKey, CtValue> =
+    let map: ConntrackMap<MapData> =
         HashMap::try_from(open(paths, maps::CONNTRACK)?).map_err(map_err)?;
     let mut rows = Vec::new();
     for entry in map.iter() {
@@ -148,7 +152,7 @@ pub fn monotonic_ns() -> u64 {
 }
 
 /// Removes expired entries; returns how many.
-pub fn collect<T: BorrowMut<MapData>>(map: &mut HashMap<T, CtKey, CtValue>) -> usize {
+pub fn collect<T: BorrowMut<MapData>>(map: &mut ConntrackMap<T>) -> usize {
     let now = monotonic_ns();
     let stale: Vec<CtKey> = map
         .iter()
@@ -165,7 +169,7 @@ pub fn collect<T: BorrowMut<MapData>>(map: &mut HashMap<T, CtKey, CtValue>) -> u
 }
 
 /// Removes every entry; returns how many.
-pub fn flush<T: BorrowMut<MapData>>(map: &mut HashMap<T, CtKey, CtValue>) -> usize {
+pub fn flush<T: BorrowMut<MapData>>(map: &mut ConntrackMap<T>) -> usize {
     let keys: Vec<CtKey> = map.keys().flatten().collect();
     keys.iter().filter(|key| map.remove(key).is_ok()).count()
 }
@@ -204,7 +208,7 @@ impl NearFullWatch {
     }
 
     /// Counts the conntrack map's entries and reacts to the fill level.
-    pub fn check<T: Borrow<MapData>>(&mut self, map: &HashMap<T, CtKey, CtValue>) {
+    pub fn check<T: Borrow<MapData>>(&mut self, map: &ConntrackMap<T>) {
         let capacity = map.map().info().map_or(0, |i| u64::from(i.max_entries()));
         let entries = map.keys().flatten().count() as u64;
         self.observe(entries, capacity, Instant::now());

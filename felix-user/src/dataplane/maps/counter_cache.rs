@@ -17,6 +17,10 @@ use felix_common::{
     CounterCacheLine, CounterKey, CounterValue, Direction, IfaceRole, counters::CACHED_REASONS,
 };
 
+/// The counter cache over map data `T`: a loaded object's (`&mut MapData`) or a pin's
+/// (`MapData`).
+pub type CounterCacheMap<T> = PerCpuArray<T, CounterCacheLine>;
+
 /// The directions of the TC programs on an interface of `role` (XDP counts only drops).
 pub const fn directions(role: IfaceRole) -> &'static [Direction] {
     match role {
@@ -29,7 +33,7 @@ pub const fn directions(role: IfaceRole) -> &'static [Direction] {
 /// interface holds stays with it (this interface's packets of that direction are counted in the
 /// counters map); one this interface holds already keeps its counts.
 pub fn claim<T: BorrowMut<MapData>>(
-    map: &mut PerCpuArray<T, CounterCacheLine>,
+    map: &mut CounterCacheMap<T>,
     ifindex: u32,
     directions: &[Direction],
 ) -> Result<usize, MapError> {
@@ -50,7 +54,7 @@ pub fn claim<T: BorrowMut<MapData>>(
 /// Frees the lines of the interfaces for which `stale` holds (gone: no program counts for them
 /// any more); returns how many it freed.
 pub fn free_stale<T: BorrowMut<MapData>>(
-    map: &mut PerCpuArray<T, CounterCacheLine>,
+    map: &mut CounterCacheMap<T>,
     stale: impl Fn(u32) -> bool,
 ) -> Result<usize, MapError> {
     let mut freed = 0;
@@ -82,7 +86,7 @@ pub fn free_stale<T: BorrowMut<MapData>>(
 /// Adds the counts of every claimed line, summed over CPUs, to `totals` (keyed as the counters
 /// map is); reasons without packets are left out, as the counters map has no entry for them.
 pub fn add_to<T: Borrow<MapData>>(
-    map: &PerCpuArray<T, CounterCacheLine>,
+    map: &CounterCacheMap<T>,
     totals: &mut BTreeMap<CounterKey, CounterValue>,
 ) -> Result<(), MapError> {
     for per_cpu in map.iter() {

@@ -5,11 +5,15 @@
 use std::collections::BTreeMap;
 
 use aya::maps::{MapData, PerCpuArray, PerCpuHashMap};
-use felix_common::{CounterCacheLine, CounterKey, CounterValue, Direction, Reason, maps};
+use felix_common::{CounterKey, CounterValue, Direction, Reason, maps};
 use felix_rows::CounterRow;
 
 use super::{InspectError, MapDump, counter_cache, ifaces::interface_names, open};
 use crate::dataplane::pins::NodePaths;
+
+/// The counters map over map data `T`: a loaded object's (`&mut MapData`, see
+/// [`crate::dataplane::loader::Dataplane`]) or a pin's (`MapData`).
+pub type CountersMap<T> = PerCpuHashMap<T, CounterKey, CounterValue>;
 
 /// `felix bpf counters dump`.
 pub struct Counters;
@@ -36,7 +40,7 @@ pub fn read_counters(paths: &NodePaths) -> Result<Vec<CounterRow>, InspectError>
         path: path.clone(),
         source,
     };
-    let map: PerCpuHashMap<MapData, CounterKey, CounterValue> =
+    let map: CountersMap<MapData> =
         PerCpuHashMap::try_from(open(paths, maps::COUNTERS)?).map_err(map_err)?;
     let mut totals: BTreeMap<CounterKey, CounterValue> = BTreeMap::new();
     for entry in map.iter() {
@@ -54,7 +58,7 @@ pub fn read_counters(paths: &NodePaths) -> Result<Vec<CounterRow>, InspectError>
             path: cache_path.clone(),
             source,
         };
-        let cache: PerCpuArray<MapData, CounterCacheLine> =
+        let cache: counter_cache::CounterCacheMap<MapData> =
             PerCpuArray::try_from(open(paths, maps::COUNTER_CACHE)?).map_err(cache_err)?;
         counter_cache::add_to(&cache, &mut totals).map_err(cache_err)?;
     }

@@ -10,6 +10,10 @@ use felix_rows::EndpointRow;
 use super::{InspectError, MapDump, format_mac, ifaces::interface_names, open};
 use crate::dataplane::pins::NodePaths;
 
+/// The endpoints map over map data `T`: a loaded object's (`&mut MapData`, see
+/// [`crate::dataplane::loader::Dataplane`]) or a pin's (`MapData`).
+pub type EndpointsMap<T> = HashMap<T, u32, EndpointInfo>;
+
 /// `felix bpf endpoints dump`.
 pub struct Endpoints;
 
@@ -34,7 +38,7 @@ pub fn read_endpoints(paths: &NodePaths) -> Result<Vec<EndpointRow>, InspectErro
         path: path.clone(),
         source,
     };
-    let map: HashMap<MapData, u32, EndpointInfo> =
+    let map: EndpointsMap<MapData> =
         HashMap::try_from(open(paths, maps::ENDPOINTS)?).map_err(map_err)?;
     let mut rows = Vec::new();
     for entry in map.iter() {

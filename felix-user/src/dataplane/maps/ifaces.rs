@@ -11,6 +11,10 @@ use felix_rows::IfaceRow;
 use super::{InspectError, MapDump, open};
 use crate::dataplane::pins::NodePaths;
 
+/// The interfaces map over map data `T`: a loaded object's (`&mut MapData`, see
+/// [`crate::dataplane::loader::Dataplane`]) or a pin's (`MapData`).
+pub type IfacesMap<T> = HashMap<T, u32, IfaceInfo>;
+
 /// `felix bpf ifaces dump`.
 pub struct Ifaces;
 
@@ -34,8 +38,7 @@ pub fn read_ifaces(paths: &NodePaths) -> Result<Vec<IfaceRow>, InspectError> {
         path: path.clone(),
         source,
     };
-    let map: HashMap<MapData, u32, IfaceInfo> =
-        HashMap::try_from(open(paths, maps::IFACES)?).map_err(map_err)?;
+    let map: IfacesMap<MapData> = HashMap::try_from(open(paths, maps::IFACES)?).map_err(map_err)?;
     let mut rows = Vec::new();
     for entry in map.iter() {
         let (ifindex, info) = entry.map_err(map_err)?;

@@ -11,6 +11,10 @@ use ipnet::Ipv4Net;
 use super::{InspectError, MapDump, ifaces::interface_names, open};
 use crate::dataplane::pins::NodePaths;
 
+/// The routes map over map data `T`: a loaded object's (`&mut MapData`, see
+/// [`crate::dataplane::loader::Dataplane`]) or a pin's (`MapData`).
+pub type RoutesMap<T> = LpmTrie<T, [u8; 4], RouteValue>;
+
 /// `felix bpf routes dump`.
 pub struct Routes;
 
@@ -35,8 +39,7 @@ pub fn read_routes(paths: &NodePaths) -> Result<Vec<RouteRow>, InspectError> {
         path: path.clone(),
         source,
     };
-    let map: LpmTrie<MapData, [u8; 4], RouteValue> =
-        LpmTrie::try_from(open(paths, maps::ROUTES)?).map_err(map_err)?;
+    let map: RoutesMap<MapData> = LpmTrie::try_from(open(paths, maps::ROUTES)?).map_err(map_err)?;
     let mut rows: Vec<(Ipv4Net, RouteRow)> = Vec::new();
     for entry in map.iter() {
         let (key, value): (Key<[u8; 4]>, RouteValue) = entry.map_err(map_err)?;

@@ -11,6 +11,10 @@ use ipnet::Ipv4Net;
 use super::{InspectError, MapDump, open};
 use crate::dataplane::pins::NodePaths;
 
+/// The XDP deny list over map data `T`: a loaded object's (`&mut MapData`, see
+/// [`crate::dataplane::loader::Dataplane`]) or a pin's (`MapData`).
+pub type XdpDenyMap<T> = LpmTrie<T, [u8; 4], u32>;
+
 /// `felix bpf xdp-deny dump`.
 pub struct XdpDeny;
 
@@ -35,7 +39,7 @@ pub fn read_xdp_deny(paths: &NodePaths) -> Result<Vec<DenyRow>, InspectError> {
         path: path.clone(),
         source,
     };
-    let map: LpmTrie<MapData, [u8; 4], u32> =
+    let map: XdpDenyMap<MapData> =
         LpmTrie::try_from(open(paths, maps::XDP_DENY)?).map_err(map_err)?;
     let mut cidrs = Vec::new();
     for key in map.keys() {

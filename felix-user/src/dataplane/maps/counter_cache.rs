@@ -108,3 +108,10 @@ pub fn add_to<T: Borrow<MapData>>(
     }
     Ok(())
 }
+
+/// Lines some interface holds (for the map's fill metric).
+pub fn claimed_lines<T: Borrow<MapData>>(map: &CounterCacheMap<T>) -> u64 {
+    map.iter()
+        .filter(|v| matches!(v, Ok(lines) if lines.iter().any(|l| l.ifindex != 0)))
+        .count() as u64
+}

@@ -7,11 +7,9 @@
 use std::collections::BTreeMap;
 
 use aya::maps::{
-    Array, HashMap, IterableMap, LpmTrie, MapData, MapError, MapInfo, PerCpuArray, PerCpuHashMap,
+    Array, HashMap, IterableMap, LpmTrie, MapData, MapError, MapInfo, PerCpuArray,
 };
 use felix_common::{
-    CounterCacheLine, CounterKey, CounterValue, CtKey, CtValue, EndpointInfo, IfaceInfo,
-    RouteValue,
     failsafe::FailsafeKey,
     maps,
     policy::{PolicyIpKey, PolicyPortKey, PolicyVerdict, PolicyVerdictKey},
@@ -23,7 +21,17 @@ use prometheus_client::{
 };
 
 use crate::{
-    dataplane::maps::{InspectError, counters::read_counters, open},
+    dataplane::maps::{
+        InspectError,
+        conntrack::ConntrackMap,
+        counter_cache::{self, CounterCacheMap},
+        counters::{CountersMap, read_counters},
+        endpoints::EndpointsMap,
+        ifaces::IfacesMap,
+        open,
+        routes::RoutesMap,
+        xdp_deny::XdpDenyMap,
+    },
     dataplane::pins::NodePaths,
     dataplane::policy::state::PolicyState,
     report::status::Report,
@@ -78,21 +86,16 @@ pub fn map_fill(paths: &NodePaths) -> Result<BTreeMap<&'static str, Fill>, Inspe
             }};
         }
         let (entries, capacity) = match name {
-            maps::COUNTERS => keyed!(PerCpuHashMap<MapData, CounterKey, CounterValue>),
+            maps::COUNTERS => keyed!(CountersMap<MapData>),
             maps::COUNTER_CACHE => {
-                let m: PerCpuArray<MapData, CounterCacheLine> =
-                    PerCpuArray::try_from(map).map_err(err)?;
-                let claimed = m
-                    .iter()
-                    .filter(|v| matches!(v, Ok(lines) if lines.iter().any(|l| l.ifindex != 0)))
-                    .count();
-                (claimed as u64, m.len())
+                let m: CounterCacheMap<MapData> = PerCpuArray::try_from(map).map_err(err)?;
+                (counter_cache::claimed_lines(&m), m.len())
             }
-            maps::IFACES => keyed!(HashMap<MapData, u32, IfaceInfo>),
-            maps::ENDPOINTS => keyed!(HashMap<MapData, u32, EndpointInfo>),
-            maps::ROUTES => keyed!(LpmTrie<MapData, [u8; 4], RouteValue>),
-            maps::CONNTRACK => keyed!(HashMap<MapData, CtKey, CtValue>),
-            maps::XDP_DENY => keyed!(LpmTrie<MapData, [u8; 4], u32>),
+            maps::IFACES => keyed!(IfacesMap<MapData>),
+            maps::ENDPOINTS => keyed!(EndpointsMap<MapData>),
+            maps::ROUTES => keyed!(RoutesMap<MapData>),
+            maps::CONNTRACK => keyed!(ConntrackMap<MapData>),
+            maps::XDP_DENY => keyed!(XdpDenyMap<MapData>),
             maps::FAILSAFE => keyed!(HashMap<MapData, FailsafeKey, u32>),
             maps::POLICY_IPS => keyed!(LpmTrie<MapData, PolicyIpKey, u32>),
             maps::POLICY_PORTS => keyed!(LpmTrie<MapData, PolicyPortKey, u16>),

@@ -222,8 +222,19 @@ mod tests {
         let text = table(&rows);
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(lines.len(), 2);
-        assert!(lines[0].starts_with("IFACE"));
-        assert!(lines[1].starts_with("eth0"));
-        assert!(lines[1].ends_with("41 from_uplink"));
+        assert_eq!(
+            lines[1].split_whitespace().collect::<Vec<_>>(),
+            ["eth0", "2", "tcx_ingress", "41", "from_uplink"]
+        );
+        // Each cell starts where its column's header starts.
+        for (header, cell) in ["IFINDEX", "HOOK", "PROG_ID", "NAME"].into_iter().zip([
+            "2",
+            "tcx_ingress",
+            "41",
+            "from_uplink",
+        ]) {
+            let column = lines[0].find(header).expect("header");
+            assert_eq!(&lines[1][column..column + cell.len()], cell, "{header}");
+        }
     }
 }

@@ -6,9 +6,7 @@
 
 use std::collections::BTreeMap;
 
-use aya::maps::{
-    Array, HashMap, IterableMap, LpmTrie, MapData, MapError, MapInfo, PerCpuArray,
-};
+use aya::maps::{Array, HashMap, IterableMap, LpmTrie, MapData, MapError, MapInfo, PerCpuArray};
 use felix_common::{
     failsafe::FailsafeKey,
     maps,

@@ -341,7 +341,7 @@ pub fn markdown(
 const METHOD: &str = "
 ## Method
 
-Each mode runs on a fresh lab (`xtask::lab`: two hosts, two pods each, etcd, felix, BIRD),
+Each mode runs on a fresh lab (the `lab` crate: two hosts, two pods each, etcd, felix, BIRD),
 torn down afterwards. Traffic goes from h1-p1 to h1-p2 (same host) and to h2-p1 (two hosts).
 
 - `plain`: the lab comes up in iptables mode (nft), then felix is stopped on both hosts and

@@ -6,9 +6,10 @@ mod common;
 use std::{collections::BTreeSet, fs};
 
 use calico::model::{EncapMode, Resource, document::parse_documents};
-use common::{Deployment, read, repo_root};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use serde_json::Value;
+
+use common::{Deployment, read, repo_root};
 
 fn examples() -> Vec<(String, Vec<Resource>)> {
     let dir = repo_root().join("deploy/examples");

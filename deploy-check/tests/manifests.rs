@@ -5,13 +5,14 @@ mod common;
 
 use std::{collections::BTreeSet, fs, os::unix::fs::PermissionsExt, path::Path, process::Command};
 
-use common::{Deployment, env_names, felix_env_names, read, script};
 use felix_user::dataplane::pins::{DEFAULT_PIN_ROOT, DEFAULT_RUN_ROOT};
 use k8s_openapi::{
     api::core::v1::{Container, HTTPGetAction, Probe},
     apimachinery::pkg::util::intstr::IntOrString,
 };
 use serde_json::Value;
+
+use common::{Deployment, env_names, felix_env_names, read, script};
 
 #[test]
 fn every_manifest_decodes_and_lives_in_the_namespace() {

@@ -13,6 +13,7 @@ use calico::ipam::{self, Block};
 use etcd_client::{Client, GetOptions};
 use felix_cni::names;
 use serde_json::{Value, json};
+
 use support::{Node, ip_json};
 
 const NETWORK: &str = "k8s-pod-network";

@@ -10,6 +10,7 @@ use felix_user::{
     dataplane::loader::{Dataplane, MapSizes},
     dataplane::resize,
 };
+
 use support::{
     harness::{Harness, On, TC_ACT_REDIRECT, WORKLOAD_A},
     packet::{self, PEER_IP, POD_IP},

@@ -12,9 +12,10 @@ use calico::{
     store::{Entry, EntryKind},
 };
 use etcd_client::{Client, CompactionOptions, Txn, TxnOp};
-use etcd_lab::{ETCD_PORT, EtcdNs, proxy::Proxy, sync::Logs, sync::Synced};
 use felix_user::calc::topology::Topology;
 use serde_json::{Value, json};
+
+use etcd_lab::{ETCD_PORT, EtcdNs, proxy::Proxy, sync::Logs, sync::Synced};
 
 const RES: &str = "/calico/resources/v3/projectcalico.org";
 const WEP: EntryKind = EntryKind::Resource(Kind::WorkloadEndpoint);

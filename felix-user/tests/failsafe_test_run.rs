@@ -8,6 +8,7 @@ mod support;
 use aya::maps::lpm_trie::Key;
 use felix_common::{Direction, Reason};
 use felix_user::dataplane::failsafe::{self, FailsafePort, FailsafePorts};
+
 use support::{
     harness::Harness,
     net::{HOST_IP, PEER_HOST_IP},

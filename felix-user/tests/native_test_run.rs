@@ -19,6 +19,7 @@ use felix_user::{
         program::{Entry, Match, Program, Step},
     },
 };
+
 use support::{
     harness::{Harness, On, TC_ACT_OK, TC_ACT_REDIRECT, TC_ACT_SHOT, WORKLOAD_A},
     net::{HOST_IP, PEER_HOST_IP, PEER_HOST_MAC, UPLINK_MAC},

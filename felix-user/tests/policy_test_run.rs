@@ -8,12 +8,12 @@
 
 mod support;
 
+use calico::model::Resource;
 use felix_user::{
     PROG_FROM_WORKLOAD, PROG_TO_WORKLOAD,
     calc::policy::{PolicyDirection, calc::PolicyCalc, cases},
 };
 
-use calico::model::Resource;
 use support::{
     harness::{Harness, On, TC_ACT_OK, TC_ACT_SHOT, WORKLOAD_A},
     packet,

@@ -7,6 +7,7 @@ mod support;
 
 use felix_common::{CtKey, CtState, Direction, Reason, conntrack::ct_flags};
 use felix_user::{PROG_FROM_UPLINK, PROG_FROM_WORKLOAD, PROG_TO_UPLINK, PROG_TO_WORKLOAD};
+
 use support::{
     harness::{Harness, On, TC_ACT_OK, TC_ACT_REDIRECT, TC_ACT_SHOT, WORKLOAD_A},
     net::{HOST_IP, PEER_HOST_IP, PEER_HOST_MAC, UPLINK_MAC},

@@ -5,12 +5,12 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use anyhow::{Result, bail};
+use testkit::etcd::EtcdArgs;
 
 use crate::cmd;
 use crate::proc::{self, ProcRecord};
 use crate::state::LabState;
 use crate::{calico, names};
-use testkit::etcd::EtcdArgs;
 
 /// How long a restarted etcd may take to answer its health check.
 pub(crate) const RESTART_TIMEOUT: Duration = Duration::from_secs(10);

@@ -10,9 +10,9 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use anyhow::{Context, Result, ensure};
+use lab::{Capture, Iperf, Lab, LabOptions, PodInfo, status};
 
 use crate::{build, cmd, felix, paths, pcap};
-use lab::{Capture, Iperf, Lab, LabOptions, PodInfo, status};
 
 fn header(title: &str) {
     println!("\n=== {title} ===");

@@ -5,6 +5,7 @@
 use std::{collections::HashMap, path::PathBuf};
 
 use aya::programs::TcAttachType;
+use calico::model::Resource;
 use felix_common::{HostConfig, IfaceInfo, IfaceRole, ifaces::attach_mode};
 use tracing::{debug, error, info, warn};
 
@@ -27,7 +28,6 @@ use crate::{
     iptables,
     report::status::EndpointStatus,
 };
-use calico::model::Resource;
 
 /// The programs attached to one interface.
 struct Attachment {

@@ -10,6 +10,7 @@ use std::{
     sync::{Arc, Mutex, MutexGuard},
 };
 
+use calico::model::Resource;
 use felix_common::IfaceRole;
 use tracing::{error, info, warn};
 
@@ -22,7 +23,6 @@ use crate::{
     iptables::{Backend, Config, IptablesPolicy},
     report::status::EndpointStatus,
 };
-use calico::model::Resource;
 
 /// The iptables dataplane of one node.
 pub(super) struct IptablesPlane {

@@ -27,6 +27,12 @@ use std::{
     time::{Duration, SystemTime},
 };
 
+use calico::{
+    datastore,
+    datastore::{SyncStatus, Syncer, SyncerConfig, Update},
+    model::Resource,
+    store::{Applied, Entry, Store},
+};
 use felix_common::IfaceRole;
 use tokio::sync::{mpsc, watch};
 use tracing::{info, warn};
@@ -44,13 +50,6 @@ use crate::{
     host::node_register,
     report::status::{self, DatastoreStatus, EndpointStatus, Report},
     report::telemetry::{self, Heartbeat},
-};
-
-use calico::{
-    datastore,
-    datastore::{SyncStatus, Syncer, SyncerConfig, Update},
-    model::Resource,
-    store::{Applied, Entry, Store},
 };
 
 /// Settings of a running agent.

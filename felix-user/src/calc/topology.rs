@@ -6,14 +6,14 @@ pub mod encap;
 
 use std::{collections::BTreeMap, net::Ipv4Addr};
 
-use ipnet::{IpNet, Ipv4Net};
-
-use self::encap::Pool;
 use calico::model::workload_endpoint::EndpointId;
 use calico::{
     model::{Object, WorkloadEndpointSpec, values::parse_mac},
     store::Store,
 };
+use ipnet::{IpNet, Ipv4Net};
+
+use self::encap::Pool;
 
 /// A local workload endpoint, as far as forwarding cares.
 #[derive(Clone, Debug, PartialEq, Eq)]

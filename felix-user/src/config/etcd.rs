@@ -2,11 +2,11 @@
 
 use std::time::Duration;
 
+use calico::model::{FelixConfigurationSpec, Resource};
 use serde_json::Value;
 use tracing::warn;
 
 use super::{layers::Spec, settings::ConfigError};
-use calico::model::{FelixConfigurationSpec, Resource};
 
 /// etcd key of the FelixConfiguration called `name`.
 pub fn key(name: &str) -> String {

@@ -9,6 +9,7 @@ use std::{
     sync::Arc,
 };
 
+use calico::model::{Object, Resource, WorkloadEndpointSpec};
 use ipnet::Ipv4Net;
 use rand::{Rng, SeedableRng, rngs::StdRng, seq::IndexedRandom};
 
@@ -26,7 +27,6 @@ use crate::calc::policy::{
     generate::{packet, world},
     program::{AddrMatch, Entry, Match, NetSet, PortMatch, Probe, Program, ProtoMatch, Step},
 };
-use calico::model::{Object, Resource, WorkloadEndpointSpec};
 
 fn key(direction: PolicyDirection, policies: &[&str]) -> GroupKey {
     GroupKey {

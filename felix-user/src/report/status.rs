@@ -7,14 +7,12 @@ use std::{
     time::{Duration, Instant, SystemTime},
 };
 
+use calico::datastore::SyncStatus;
+use calico::model::workload_endpoint::EndpointId;
 use etcd_client::{Client, GetOptions, PutOptions};
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 use tracing::{info, warn};
-
-use calico::model::workload_endpoint::EndpointId;
-
-use calico::datastore::SyncStatus;
 
 /// Calico's default region.
 pub const REGION: &str = "no-region";

@@ -4,10 +4,10 @@
 use std::time::Duration;
 
 use anyhow::{Result, ensure};
+use lab::{Capture, Lab, bgp, names};
 
 use super::{header, tcpdump_read};
 use crate::cmd;
-use lab::{Capture, Lab, bgp, names};
 
 /// Sessions come up about a second after the hosts' BIRD starts.
 const SESSIONS: Duration = Duration::from_secs(15);

@@ -7,12 +7,12 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, ensure};
+use lab::policy as lab_policy;
+use lab::{EchoServer, Iperf, Lab, PodInfo, probe};
 
 use super::header;
 use crate::felix::policy::Query;
 use crate::paths;
-use lab::policy as lab_policy;
-use lab::{EchoServer, Iperf, Lab, PodInfo, probe};
 
 /// iperf3's port, which `allow-iperf3.yaml` opens.
 const IPERF_PORT: u16 = 5201;

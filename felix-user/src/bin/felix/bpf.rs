@@ -3,10 +3,6 @@
 
 use std::time::Duration;
 
-use crate::{
-    output::{Roots, parse_cidr, print_rows, small_runtime},
-    run::attach_mode_name_none,
-};
 use anyhow::{Context as _, Result};
 use aya::maps::{LpmTrie, lpm_trie::Key};
 use clap::{Args, Subcommand};
@@ -22,9 +18,14 @@ use felix_user::dataplane::{
         routes::Routes,
         xdp_deny::XdpDeny,
     },
-    pins::{self},
+    pins,
 };
 use ipnet::Ipv4Net;
+
+use crate::{
+    output::{Roots, parse_cidr, print_rows, small_runtime},
+    run::attach_mode_name_none,
+};
 
 #[derive(Subcommand)]
 pub(crate) enum BpfCommand {

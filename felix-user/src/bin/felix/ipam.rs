@@ -1,10 +1,11 @@
 //! `felix ipam ...`: Calico IPAM in etcd.
 
-use crate::output::{EtcdArgs, parse_attr, parse_cidr, with_etcd};
 use anyhow::Result;
 use calico::ipam;
 use clap::Subcommand;
 use ipnet::Ipv4Net;
+
+use crate::output::{EtcdArgs, parse_attr, parse_cidr, with_etcd};
 
 #[derive(Subcommand)]
 pub(crate) enum IpamCommand {

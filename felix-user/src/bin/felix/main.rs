@@ -11,26 +11,26 @@ mod status;
 
 use std::process::ExitCode;
 
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+use tracing_subscriber::EnvFilter;
+
 use crate::{
     bpf::BpfCommand,
+    ipam::{IpamCommand, run_ipam},
     policy::{PolicyCommand, explain_policy},
     resources::{FileArgs, GetArgs, apply_file, get_resources},
     run::{RunArgs, run},
     status::{StatusArgs, show_status},
 };
 
-use crate::ipam::{IpamCommand, run_ipam};
-use anyhow::Result;
-use clap::{Parser, Subcommand};
-use tracing_subscriber::EnvFilter;
-
 /// An eBPF dataplane for Calico: attaches TC programs to workload (cali*) interfaces and keeps
 /// their maps pinned under /sys/fs/bpf/felix/<node>/.
 #[derive(Parser)]
 #[command(name = "felix", version)]
-pub(crate) struct Cli {
+struct Cli {
     #[command(subcommand)]
-    pub(crate) command: Command,
+    command: Command,
 }
 
 #[derive(Subcommand)]
@@ -80,7 +80,7 @@ pub(crate) fn level_filter(level: tracing::Level) -> EnvFilter {
     ))
 }
 
-pub(crate) fn main() -> ExitCode {
+fn main() -> ExitCode {
     use tracing_subscriber::{layer::SubscriberExt as _, util::SubscriberInitExt as _};
     let filter =
         EnvFilter::try_from_default_env().unwrap_or_else(|_| level_filter(tracing::Level::INFO));
@@ -110,7 +110,8 @@ pub(crate) fn main() -> ExitCode {
     }
 }
 
-pub(crate) fn dispatch(command: Command) -> Result<()> {
+/// Runs every command but `felix run` (which needs the parsed matches and the log filter).
+fn dispatch(command: Command) -> Result<()> {
     match command {
         Command::Run(_) => unreachable!("felix run is dispatched by main"),
         Command::Status(args) => show_status(&args),

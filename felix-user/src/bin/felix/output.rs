@@ -3,11 +3,12 @@
 
 use std::{path::PathBuf, time::Duration};
 
-use crate::bpf::DumpArgs;
 use anyhow::{Context as _, Result};
 use clap::Args;
 use felix_user::dataplane::pins::{DEFAULT_PIN_ROOT, DEFAULT_RUN_ROOT};
 use ipnet::Ipv4Net;
+
+use crate::bpf::DumpArgs;
 
 /// Prints `rows` as JSON (`{"node":..,"<field>":[..]}`) or as a table.
 pub(crate) fn print_rows<T: serde::Serialize>(

@@ -1,9 +1,10 @@
 //! `felix policy explain`.
 
-use crate::output::{EtcdArgs, with_etcd};
 use anyhow::Result;
 use calico::model;
 use clap::{Args, Subcommand};
+
+use crate::output::{EtcdArgs, with_etcd};
 
 #[derive(Subcommand)]
 pub(crate) enum PolicyCommand {

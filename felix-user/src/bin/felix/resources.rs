@@ -2,10 +2,11 @@
 
 use std::path::PathBuf;
 
-use crate::output::{EtcdArgs, with_etcd};
 use anyhow::{Context as _, Result};
 use calico::model;
 use clap::Args;
+
+use crate::output::{EtcdArgs, with_etcd};
 
 #[derive(Args)]
 pub(crate) struct FileArgs {

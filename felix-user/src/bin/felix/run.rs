@@ -2,15 +2,16 @@
 
 use std::time::Duration;
 
-use crate::{
-    LogFilter, level_filter,
-    output::{EtcdArgs, Roots},
-};
 use anyhow::{Context as _, Result};
 use clap::Args;
 use felix_user::{
     agent::{self, AgentConfig},
     config,
+};
+
+use crate::{
+    LogFilter, level_filter,
+    output::{EtcdArgs, Roots},
 };
 
 /// `felix run`'s settings. Each is resolved, highest first, from its flag, its `FELIX_*`

@@ -1,9 +1,10 @@
 //! `felix status`: what every felix reports in etcd.
 
-use crate::output::{EtcdArgs, with_etcd};
 use anyhow::Result;
 use clap::Args;
 use felix_user::report::status;
+
+use crate::output::{EtcdArgs, with_etcd};
 
 #[derive(Args)]
 pub(crate) struct StatusArgs {

@@ -11,19 +11,19 @@ use std::{
     sync::Arc,
 };
 
-use ipnet::{IpNet, Ipv4Net};
-use tracing::warn;
-
-use super::{
-    PolicyDirection, RuleRef,
-    program::{AddrMatch, Entry, Match, NetSet, PortMatch, Program, ProtoMatch, Step},
-};
 use calico::{
     model::{
         Action, EntityRule, Icmp, Port, Resource, Rule, TierSpec, WorkloadEndpointSpec,
         policy::DEFAULT_TIER,
     },
     selector::{Labels, Selector},
+};
+use ipnet::{IpNet, Ipv4Net};
+use tracing::warn;
+
+use super::{
+    PolicyDirection, RuleRef,
+    program::{AddrMatch, Entry, Match, NetSet, PortMatch, Program, ProtoMatch, Step},
 };
 
 /// The label Calico puts on every workload endpoint: its namespace.

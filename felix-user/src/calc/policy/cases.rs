@@ -27,12 +27,12 @@ use std::{
     path::{Path, PathBuf},
 };
 
-use serde::Deserialize;
-
-use super::{L4, Packet, PolicyDirection};
 use calico::model::{
     ModelError, Object, Protocol, Resource, WorkloadEndpointSpec, document::parse_documents,
 };
+use serde::Deserialize;
+
+use super::{L4, Packet, PolicyDirection};
 
 /// One scenario file.
 #[derive(Clone, Debug)]

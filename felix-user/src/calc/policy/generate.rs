@@ -4,11 +4,11 @@
 
 use std::net::Ipv4Addr;
 
+use calico::model::Resource;
 use rand::{Rng, rngs::StdRng, seq::IndexedRandom};
 use serde_json::{Value, json};
 
 use super::{L4, Packet, PolicyDirection};
-use calico::model::Resource;
 
 const NAMESPACES: [&str; 2] = ["default", "other"];
 const SELECTORS: [&str; 9] = [

@@ -24,9 +24,6 @@ use std::{
     net::{IpAddr, Ipv4Addr},
 };
 
-use ipnet::IpNet;
-
-use super::{Decision, L4, Packet, PolicyDirection, RuleRef};
 use calico::{
     model::{
         Action, DEFAULT_NAMESPACE, EntityRule, Icmp, Object, Port, ProfileSpec, Resource, Rule,
@@ -34,6 +31,9 @@ use calico::{
     },
     selector::Selector,
 };
+use ipnet::IpNet;
+
+use super::{Decision, L4, Packet, PolicyDirection, RuleRef};
 
 /// Order Calico gives the `default` tier.
 pub const DEFAULT_TIER_ORDER: f64 = 1_000_000.0;

@@ -7,10 +7,9 @@
 
 use std::net::Ipv4Addr;
 
+use calico::model::{EncapMode, IpPoolSpec};
 use felix_common::routes::PoolIpipMode;
 use ipnet::Ipv4Net;
-
-use calico::model::{EncapMode, IpPoolSpec};
 
 /// An IPv4 pool, as far as routing to its blocks cares.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -11,6 +11,7 @@ use std::{
     path::PathBuf,
 };
 
+use calico::model::Resource;
 use felix_common::maps::RULE_COUNTERS_MAX_ENTRIES;
 use tracing::{debug, warn};
 
@@ -24,7 +25,6 @@ use crate::calc::policy::{
     rule_ids::RuleIds,
 };
 use crate::{dataplane::loader::Dataplane, dataplane::pins::NodePaths};
-use calico::model::Resource;
 
 /// The agent's policy state.
 #[derive(Debug)]

@@ -1,6 +1,7 @@
 //! Randomized: generated Calico resources and packets; the verdict and deciding rule from the
 //! calculation and the compiled tables must equal the reference evaluator's, thousands of times.
 
+use calico::model::{Object, Resource, WorkloadEndpointSpec};
 use rand::{Rng, SeedableRng, rngs::StdRng};
 
 use crate::calc::policy::{
@@ -11,7 +12,6 @@ use crate::calc::policy::{
     generate::{packet, world},
     reference,
 };
-use calico::model::{Object, Resource, WorkloadEndpointSpec};
 
 #[test]
 fn random_worlds_compile_to_the_reference_verdicts() {

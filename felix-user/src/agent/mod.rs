@@ -11,6 +11,18 @@
 //! - [`iptables`]: no programs; the kernel routes pod traffic (remote blocks natively) and
 //!   Calico-style iptables chains enforce the policy.
 //!
+//! The data flow, layer by layer (BPF mode):
+//!
+//! ```text
+//!  etcd -> calico::datastore (syncer) -> calico::store::Store
+//!            -> calc::topology::Topology -> calc::desired -> dataplane::reconcile -> maps
+//!                                                        -> host::kroutes -> kernel routes
+//!            -> dataplane::policy::engine (calc::policy calculation and compiler) -> policy maps
+//!  host::links (rtnetlink events) -> dataplane::attach (programs on cali* and the uplink)
+//!  every second: dataplane::xdp, dataplane::maps::conntrack (GC, fill); report::status and
+//!  report::telemetry read what the loop holds
+//! ```
+//!
 //! Starting in one mode removes the other's state from the host once its own first apply has
 //! worked (so that policy is enforced throughout a switch): BPF mode removes felix's iptables
 //! chains and ipsets (both backends); iptables mode unpins this node's programs and maps (as

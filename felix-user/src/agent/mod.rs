@@ -19,8 +19,8 @@
 //!                                                        -> host::kroutes -> kernel routes
 //!            -> dataplane::policy::engine (calc::policy calculation and compiler) -> policy maps
 //!  host::links (rtnetlink events) -> dataplane::attach (programs on cali* and the uplink)
-//!  every second: dataplane::xdp, dataplane::maps::conntrack (GC, fill); report::status and
-//!  report::telemetry read what the loop holds
+//!  timers: dataplane::xdp (every second), dataplane::maps::conntrack GC and fill check (every
+//!  `ct_gc_interval`); report::status and report::telemetry read what the loop holds
 //! ```
 //!
 //! Starting in one mode removes the other's state from the host once its own first apply has

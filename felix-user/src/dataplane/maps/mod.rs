@@ -1,8 +1,10 @@
-//! One module per BPF map felix reads back or sizes: its typed reading from a pin, its dump row
-//! and table (through [`MapDump`]), its resize copy, and what else user space does with it
-//! (conntrack's garbage collection and fill watch, the counter cache's lines). The policy maps
-//! are written and dumped by [`crate::dataplane::policy`], the failsafe ports by
-//! [`crate::dataplane::failsafe`], the trace ring by [`crate::dataplane::trace`].
+//! One module per BPF map felix reads back: its typed map (an alias over a loaded object's or a
+//! pin's map data, used by the loader's accessor, the fill metric and the reader), its dump row
+//! and table (through [`MapDump`]), and what else user space does with it (conntrack's garbage
+//! collection and fill watch, the counter cache's lines). Resize copies of every resizable map
+//! are here too ([`copy_resized`]). The policy maps are written and dumped by
+//! [`crate::dataplane::policy`], the failsafe ports by [`crate::dataplane::failsafe`], the trace
+//! ring by [`crate::dataplane::trace`].
 //!
 //! Adding a dumpable map: a new file here with a [`MapDump`] impl, and a `felix bpf <map> dump`
 //! arm in the CLI that names it.

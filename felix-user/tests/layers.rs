@@ -54,3 +54,18 @@ fn no_module_imports_itself_through_others() {
     let cycles = imports::cycles(&import_graph());
     assert!(cycles.is_empty(), "import cycles:\n{}", cycles.join("\n"));
 }
+
+#[test]
+fn every_module_belongs_to_a_layer() {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let modules = imports::modules(&src).expect("list felix-user's modules");
+    let outside: Vec<String> = modules
+        .keys()
+        .filter(|module| !module.is_empty() && layer_rank(module).is_none())
+        .map(|module| module.join("::"))
+        .collect();
+    assert!(
+        outside.is_empty(),
+        "modules in no layer of {LAYERS:?}: {outside:?}"
+    );
+}

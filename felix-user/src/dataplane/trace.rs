@@ -13,7 +13,7 @@ use felix_common::{
 };
 
 use crate::{
-    dataplane::maps::{InspectError, open},
+    dataplane::maps::{InspectError, map_error, open_as},
     dataplane::pins::NodePaths,
 };
 
@@ -27,23 +27,12 @@ pub struct TraceSession {
     buckets: PerCpuArray<MapData, TraceBucket>,
 }
 
-fn typed<T>(
-    paths: &NodePaths,
-    name: &str,
-    make: impl FnOnce(aya::maps::Map) -> Result<T, aya::maps::MapError>,
-) -> Result<T, InspectError> {
-    make(open(paths, name)?).map_err(|source| InspectError::Map {
-        path: paths.map(name),
-        source,
-    })
-}
-
 impl TraceSession {
     /// Opens `paths`' trace maps and switches events on at `rate` per second per CPU.
     pub fn start(paths: &NodePaths, rate: u32) -> Result<Self, InspectError> {
-        let mut control = typed(paths, maps::TRACE_CONTROL, Array::try_from)?;
-        let ring = typed(paths, maps::TRACE_EVENTS, RingBuf::try_from)?;
-        let buckets = typed(paths, maps::TRACE_BUCKETS, PerCpuArray::try_from)?;
+        let mut control = open_as(paths, maps::TRACE_CONTROL, Array::try_from)?;
+        let ring = open_as(paths, maps::TRACE_EVENTS, RingBuf::try_from)?;
+        let buckets = open_as(paths, maps::TRACE_BUCKETS, PerCpuArray::try_from)?;
         control
             .set(
                 0,
@@ -53,10 +42,7 @@ impl TraceSession {
                 },
                 0,
             )
-            .map_err(|source| InspectError::Map {
-                path: paths.map(maps::TRACE_CONTROL),
-                source,
-            })?;
+            .map_err(map_error(paths, maps::TRACE_CONTROL))?;
         Ok(TraceSession {
             control,
             ring,

@@ -236,10 +236,7 @@ fn dump<M: MapDump>(args: &DumpArgs) -> Result<()> {
 pub(crate) fn run_trace(args: &TraceArgs) -> Result<()> {
     use felix_user::dataplane::trace::{TraceFilter, TraceSession, describe};
     let paths = node_for_dump(&args.dump)?;
-    let names = maps::ifaces::read_ifaces(&paths)?
-        .into_iter()
-        .map(|r| (r.ifindex, r.name))
-        .collect();
+    let names = maps::ifaces::interface_names(&paths)?;
     let rules = felix_user::dataplane::policy::state::PolicyState::load(&paths.policy_state_file())
         .map(|s| {
             s.groups

@@ -21,7 +21,7 @@ use felix_common::{
 use felix_rows::ConntrackRow;
 use tracing::{debug, info, warn};
 
-use super::{InspectError, MapDump, open};
+use super::{InspectError, MapDump, map_error, open_as};
 use crate::dataplane::pins::NodePaths;
 
 /// The conntrack table over map data `T`: a loaded object's (`&mut MapData`, see
@@ -47,16 +47,11 @@ impl MapDump for Conntrack {
 
 /// Reads the conntrack map; ages are relative to `now_ns` (CLOCK_MONOTONIC).
 pub fn read_conntrack(paths: &NodePaths, now_ns: u64) -> Result<Vec<ConntrackRow>, InspectError> {
-    let path = paths.map(maps::CONNTRACK);
-    let map_err = |source| InspectError::Map {
-        path: path.clone(),
-        source,
-    };
-    let map: ConntrackMap<MapData> =
-        HashMap::try_from(open(paths, maps::CONNTRACK)?).map_err(map_err)?;
+    let map_err = map_error(paths, maps::CONNTRACK);
+    let map: ConntrackMap<MapData> = open_as(paths, maps::CONNTRACK, HashMap::try_from)?;
     let mut rows = Vec::new();
     for entry in map.iter() {
-        let (key, value) = entry.map_err(map_err)?;
+        let (key, value) = entry.map_err(&map_err)?;
         rows.push(conntrack_row(&key, &value, now_ns));
     }
     rows.sort_by_key(|r| (r.src, r.sport, r.dst, r.dport));

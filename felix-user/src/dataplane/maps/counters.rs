@@ -8,7 +8,7 @@ use aya::maps::{MapData, PerCpuArray, PerCpuHashMap};
 use felix_common::{CounterKey, CounterValue, Direction, Reason, maps};
 use felix_rows::CounterRow;
 
-use super::{InspectError, MapDump, counter_cache, ifaces::interface_names, open};
+use super::{InspectError, MapDump, counter_cache, ifaces::interface_names, map_error, open_as};
 use crate::dataplane::pins::NodePaths;
 
 /// The counters map over map data `T`: a loaded object's (`&mut MapData`, see
@@ -35,16 +35,11 @@ impl MapDump for Counters {
 /// interfaces map.
 pub fn read_counters(paths: &NodePaths) -> Result<Vec<CounterRow>, InspectError> {
     let names = interface_names(paths)?;
-    let path = paths.map(maps::COUNTERS);
-    let map_err = |source| InspectError::Map {
-        path: path.clone(),
-        source,
-    };
-    let map: CountersMap<MapData> =
-        PerCpuHashMap::try_from(open(paths, maps::COUNTERS)?).map_err(map_err)?;
+    let map_err = map_error(paths, maps::COUNTERS);
+    let map: CountersMap<MapData> = open_as(paths, maps::COUNTERS, PerCpuHashMap::try_from)?;
     let mut totals: BTreeMap<CounterKey, CounterValue> = BTreeMap::new();
     for entry in map.iter() {
-        let (key, per_cpu) = entry.map_err(map_err)?;
+        let (key, per_cpu) = entry.map_err(&map_err)?;
         let total = totals.entry(key).or_default();
         for v in per_cpu.iter() {
             total.packets += v.packets;
@@ -52,15 +47,11 @@ pub fn read_counters(paths: &NodePaths) -> Result<Vec<CounterRow>, InspectError>
         }
     }
     // The counter cache holds the rest (a felix before it pinned none).
-    let cache_path = paths.map(maps::COUNTER_CACHE);
-    if cache_path.exists() {
-        let cache_err = |source| InspectError::Map {
-            path: cache_path.clone(),
-            source,
-        };
+    if paths.map(maps::COUNTER_CACHE).exists() {
         let cache: counter_cache::CounterCacheMap<MapData> =
-            PerCpuArray::try_from(open(paths, maps::COUNTER_CACHE)?).map_err(cache_err)?;
-        counter_cache::add_to(&cache, &mut totals).map_err(cache_err)?;
+            open_as(paths, maps::COUNTER_CACHE, PerCpuArray::try_from)?;
+        counter_cache::add_to(&cache, &mut totals)
+            .map_err(map_error(paths, maps::COUNTER_CACHE))?;
     }
     let mut rows: Vec<CounterRow> = totals
         .iter()

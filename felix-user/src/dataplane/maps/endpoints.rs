@@ -7,7 +7,7 @@ use aya::maps::{HashMap, MapData};
 use felix_common::{EndpointInfo, maps};
 use felix_rows::EndpointRow;
 
-use super::{InspectError, MapDump, format_mac, ifaces::interface_names, open};
+use super::{InspectError, MapDump, format_mac, ifaces::interface_names, map_error, open_as};
 use crate::dataplane::pins::NodePaths;
 
 /// The endpoints map over map data `T`: a loaded object's (`&mut MapData`, see
@@ -33,16 +33,11 @@ impl MapDump for Endpoints {
 /// Reads the endpoints map.
 pub fn read_endpoints(paths: &NodePaths) -> Result<Vec<EndpointRow>, InspectError> {
     let names = interface_names(paths)?;
-    let path = paths.map(maps::ENDPOINTS);
-    let map_err = |source| InspectError::Map {
-        path: path.clone(),
-        source,
-    };
-    let map: EndpointsMap<MapData> =
-        HashMap::try_from(open(paths, maps::ENDPOINTS)?).map_err(map_err)?;
+    let map_err = map_error(paths, maps::ENDPOINTS);
+    let map: EndpointsMap<MapData> = open_as(paths, maps::ENDPOINTS, HashMap::try_from)?;
     let mut rows = Vec::new();
     for entry in map.iter() {
-        let (ifindex, info) = entry.map_err(map_err)?;
+        let (ifindex, info) = entry.map_err(&map_err)?;
         rows.push(EndpointRow {
             ifindex,
             interface: names.get(&ifindex).cloned().unwrap_or_else(|| "?".into()),

@@ -8,7 +8,7 @@ use aya::maps::{HashMap, MapData};
 use felix_common::{IfaceInfo, IfaceRole, ifaces::attach_mode, maps};
 use felix_rows::IfaceRow;
 
-use super::{InspectError, MapDump, open};
+use super::{InspectError, MapDump, map_error, open_as};
 use crate::dataplane::pins::NodePaths;
 
 /// The interfaces map over map data `T`: a loaded object's (`&mut MapData`, see
@@ -33,15 +33,11 @@ impl MapDump for Ifaces {
 
 /// Reads the interfaces map.
 pub fn read_ifaces(paths: &NodePaths) -> Result<Vec<IfaceRow>, InspectError> {
-    let path = paths.map(maps::IFACES);
-    let map_err = |source| InspectError::Map {
-        path: path.clone(),
-        source,
-    };
-    let map: IfacesMap<MapData> = HashMap::try_from(open(paths, maps::IFACES)?).map_err(map_err)?;
+    let map_err = map_error(paths, maps::IFACES);
+    let map: IfacesMap<MapData> = open_as(paths, maps::IFACES, HashMap::try_from)?;
     let mut rows = Vec::new();
     for entry in map.iter() {
-        let (ifindex, info) = entry.map_err(map_err)?;
+        let (ifindex, info) = entry.map_err(&map_err)?;
         rows.push(IfaceRow {
             ifindex,
             name: info.name_str().unwrap_or("?").to_owned(),

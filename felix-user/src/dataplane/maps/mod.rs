@@ -64,6 +64,24 @@ pub fn open(paths: &NodePaths, name: &str) -> Result<Map, InspectError> {
         .map_err(|source| InspectError::Map { path, source })
 }
 
+/// Names a map error after the pinned map `name` of `paths`' node.
+pub fn map_error(paths: &NodePaths, name: &str) -> impl Fn(MapError) -> InspectError {
+    let path = paths.map(name);
+    move |source| InspectError::Map {
+        path: path.clone(),
+        source,
+    }
+}
+
+/// Opens the pinned map `name` of `paths`' node as a typed map (`make`: e.g. `HashMap::try_from`).
+pub fn open_as<T>(
+    paths: &NodePaths,
+    name: &str,
+    make: impl FnOnce(Map) -> Result<T, MapError>,
+) -> Result<T, InspectError> {
+    make(open(paths, name)?).map_err(map_error(paths, name))
+}
+
 /// Formats a MAC as `aa:bb:cc:dd:ee:ff`.
 pub fn format_mac(mac: [u8; 6]) -> String {
     mac.iter()

@@ -8,7 +8,7 @@ use felix_common::{RouteKind, RouteValue, maps};
 use felix_rows::RouteRow;
 use ipnet::Ipv4Net;
 
-use super::{InspectError, MapDump, ifaces::interface_names, open};
+use super::{InspectError, MapDump, ifaces::interface_names, map_error, open_as};
 use crate::dataplane::pins::NodePaths;
 
 /// The routes map over map data `T`: a loaded object's (`&mut MapData`, see
@@ -34,15 +34,11 @@ impl MapDump for Routes {
 /// Reads the routes map.
 pub fn read_routes(paths: &NodePaths) -> Result<Vec<RouteRow>, InspectError> {
     let names = interface_names(paths)?;
-    let path = paths.map(maps::ROUTES);
-    let map_err = |source| InspectError::Map {
-        path: path.clone(),
-        source,
-    };
-    let map: RoutesMap<MapData> = LpmTrie::try_from(open(paths, maps::ROUTES)?).map_err(map_err)?;
+    let map_err = map_error(paths, maps::ROUTES);
+    let map: RoutesMap<MapData> = open_as(paths, maps::ROUTES, LpmTrie::try_from)?;
     let mut rows: Vec<(Ipv4Net, RouteRow)> = Vec::new();
     for entry in map.iter() {
-        let (key, value): (Key<[u8; 4]>, RouteValue) = entry.map_err(map_err)?;
+        let (key, value): (Key<[u8; 4]>, RouteValue) = entry.map_err(&map_err)?;
         let prefix = u8::try_from(key.prefix_len()).unwrap_or(32).min(32);
         let cidr = Ipv4Net::new(Ipv4Addr::from(key.data()), prefix).unwrap_or_default();
         rows.push((cidr, route_row(cidr, &value, &names)));

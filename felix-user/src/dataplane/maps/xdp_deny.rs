@@ -8,7 +8,7 @@ use felix_common::maps;
 use felix_rows::DenyRow;
 use ipnet::Ipv4Net;
 
-use super::{InspectError, MapDump, open};
+use super::{InspectError, MapDump, map_error, open_as};
 use crate::dataplane::pins::NodePaths;
 
 /// The XDP deny list over map data `T`: a loaded object's (`&mut MapData`, see
@@ -34,16 +34,11 @@ impl MapDump for XdpDeny {
 
 /// Reads the XDP deny list.
 pub fn read_xdp_deny(paths: &NodePaths) -> Result<Vec<DenyRow>, InspectError> {
-    let path = paths.map(maps::XDP_DENY);
-    let map_err = |source| InspectError::Map {
-        path: path.clone(),
-        source,
-    };
-    let map: XdpDenyMap<MapData> =
-        LpmTrie::try_from(open(paths, maps::XDP_DENY)?).map_err(map_err)?;
+    let map_err = map_error(paths, maps::XDP_DENY);
+    let map: XdpDenyMap<MapData> = open_as(paths, maps::XDP_DENY, LpmTrie::try_from)?;
     let mut cidrs = Vec::new();
     for key in map.keys() {
-        let key = key.map_err(map_err)?;
+        let key = key.map_err(&map_err)?;
         let prefix = u8::try_from(key.prefix_len()).unwrap_or(32).min(32);
         cidrs.push(Ipv4Net::new(Ipv4Addr::from(key.data()), prefix).unwrap_or_default());
     }

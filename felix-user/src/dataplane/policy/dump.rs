@@ -11,7 +11,9 @@ use serde::Serialize;
 use super::state::{PolicyState, TableSizes};
 use crate::calc::policy::PolicyDirection;
 use crate::{
-    dataplane::maps::{InspectError, ifaces::read_ifaces, open},
+    dataplane::maps::{
+        InspectError, endpoints::EndpointsMap, ifaces::interface_names, map_error, open_as,
+    },
     dataplane::pins::NodePaths,
 };
 
@@ -58,14 +60,6 @@ pub struct PolicyRow {
     pub rules: Vec<RuleRow>,
 }
 
-fn map_err(paths: &NodePaths, name: &str) -> impl Fn(aya::maps::MapError) -> InspectError {
-    let path = paths.map(name);
-    move |source| InspectError::Map {
-        path: path.clone(),
-        source,
-    }
-}
-
 /// Reads the policy of every endpoint of `paths`' node (only `iface` when given).
 pub fn read_policy(paths: &NodePaths, iface: Option<&str>) -> Result<Vec<PolicyRow>, DumpError> {
     let state_path = paths.policy_state_file();
@@ -73,18 +67,11 @@ pub fn read_policy(paths: &NodePaths, iface: Option<&str>) -> Result<Vec<PolicyR
         path: state_path.display().to_string(),
         source,
     })?;
-    let names: std::collections::BTreeMap<u32, String> = read_ifaces(paths)?
-        .into_iter()
-        .map(|r| (r.ifindex, r.name))
-        .collect();
-    let endpoints: HashMap<MapData, u32, EndpointInfo> =
-        HashMap::try_from(open(paths, maps::ENDPOINTS)?)
-            .map_err(map_err(paths, maps::ENDPOINTS))?;
-    let slots: Array<MapData, u32> = Array::try_from(open(paths, maps::POLICY_SLOTS)?)
-        .map_err(map_err(paths, maps::POLICY_SLOTS))?;
+    let names = interface_names(paths)?;
+    let endpoints: EndpointsMap<MapData> = open_as(paths, maps::ENDPOINTS, HashMap::try_from)?;
+    let slots: Array<MapData, u32> = open_as(paths, maps::POLICY_SLOTS, Array::try_from)?;
     let counters: PerCpuArray<MapData, u64> =
-        PerCpuArray::try_from(open(paths, maps::RULE_COUNTERS)?)
-            .map_err(map_err(paths, maps::RULE_COUNTERS))?;
+        open_as(paths, maps::RULE_COUNTERS, PerCpuArray::try_from)?;
     let packets = |id: u32| -> u64 {
         counters
             .get(&id, 0)
@@ -94,7 +81,7 @@ pub fn read_policy(paths: &NodePaths, iface: Option<&str>) -> Result<Vec<PolicyR
     let mut list: Vec<(u32, EndpointInfo)> = endpoints
         .iter()
         .collect::<Result<_, _>>()
-        .map_err(map_err(paths, maps::ENDPOINTS))?;
+        .map_err(map_error(paths, maps::ENDPOINTS))?;
     list.sort_by_key(|(ifindex, _)| names.get(ifindex).cloned().unwrap_or_default());
     let mut rows = Vec::new();
     for (ifindex, info) in list {

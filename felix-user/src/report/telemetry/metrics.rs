@@ -6,7 +6,7 @@
 
 use std::collections::BTreeMap;
 
-use aya::maps::{Array, HashMap, IterableMap, LpmTrie, MapData, MapError, MapInfo, PerCpuArray};
+use aya::maps::{Array, HashMap, IterableMap, LpmTrie, MapData, MapInfo, PerCpuArray};
 use felix_common::{
     failsafe::FailsafeKey,
     maps,
@@ -26,7 +26,7 @@ use crate::{
         counters::{CountersMap, read_counters},
         endpoints::EndpointsMap,
         ifaces::IfacesMap,
-        open,
+        map_error, open, open_as,
         routes::RoutesMap,
         xdp_deny::XdpDenyMap,
     },
@@ -72,10 +72,7 @@ pub fn map_fill(paths: &NodePaths) -> Result<BTreeMap<&'static str, Fill>, Inspe
     let mut out = BTreeMap::new();
     for name in maps::PINNED {
         let map = open(paths, name)?;
-        let err = |source: MapError| InspectError::Map {
-            path: paths.map(name),
-            source,
-        };
+        let err = map_error(paths, name);
         // Counts the keys of a hash or LPM map of the given type.
         macro_rules! keyed {
             ($ty:ty) => {{
@@ -131,12 +128,8 @@ fn capacity(map: &MapData) -> u32 {
 
 /// Packets per policy rule counter id, summed over CPUs.
 fn rule_packets(paths: &NodePaths) -> Result<BTreeMap<u32, u64>, InspectError> {
-    let map = open(paths, maps::RULE_COUNTERS)?;
     let counters: PerCpuArray<MapData, u64> =
-        PerCpuArray::try_from(map).map_err(|source| InspectError::Map {
-            path: paths.map(maps::RULE_COUNTERS),
-            source,
-        })?;
+        open_as(paths, maps::RULE_COUNTERS, PerCpuArray::try_from)?;
     let state = PolicyState::load(&paths.policy_state_file()).unwrap_or_default();
     let ids = state.groups.iter().flat_map(|g| {
         g.entries

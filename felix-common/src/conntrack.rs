@@ -77,6 +77,16 @@ pub struct CtValue {
 pub mod ct_flags {
     /// Side A opened the flow (sent its first packet).
     pub const A_IS_INITIATOR: u8 = 1;
+    /// The flow goes through the host stack, which may NAT it (kube-proxy's Services, the
+    /// pool's natOutgoing): its packets are passed to the stack, never redirected past it, so
+    /// the stack's own conntrack sees both directions and undoes its NAT.
+    pub const VIA_HOST: u8 = 2;
+    /// Opened by a pod towards a destination outside the pod network, before the host stack's
+    /// NAT, and not yet judged: the pod's egress policy judges the packet where it leaves the
+    /// stack (after NAT) and then clears this flag, or deletes the entry when it denies. Its
+    /// replies (which the stack has un-NATed) are let in meanwhile: a backend in the host itself
+    /// is reached without another judging point.
+    pub const UNCONFIRMED: u8 = 4;
 }
 
 /// TCP flag bits, as in the TCP header's flags byte.

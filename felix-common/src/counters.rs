@@ -105,11 +105,19 @@ pub enum Reason {
     /// the flow's packets is judged by policy again). Counted besides the packet's verdict,
     /// under interface 0.
     CtFull = 22,
+    /// A pod's first packet to a destination outside the pod network (a Service's address, an
+    /// outside host), passed to the host stack unjudged: the stack may NAT it (kube-proxy,
+    /// natOutgoing), so the pod's egress policy judges it where it leaves the stack.
+    NatPending = 23,
+    /// A packet of a flow that went through the host stack (which may have NATed it), passed
+    /// back to the stack instead of being redirected, so the stack can undo its NAT (decapsulated
+    /// first when it came in IPIP).
+    ViaHostStack = 24,
 }
 
 impl Reason {
     /// Every reason, in numeric order.
-    pub const ALL: [Reason; 23] = [
+    pub const ALL: [Reason; 25] = [
         Reason::Allowed,
         Reason::PassArp,
         Reason::DropTooShort,
@@ -133,6 +141,8 @@ impl Reason {
         Reason::DropNoPolicy,
         Reason::ForwardedNative,
         Reason::CtFull,
+        Reason::NatPending,
+        Reason::ViaHostStack,
     ];
 
     /// Decodes the value stored in [`CounterKey::reason`].
@@ -161,6 +171,8 @@ impl Reason {
             20 => Some(Reason::DropNoPolicy),
             21 => Some(Reason::ForwardedNative),
             22 => Some(Reason::CtFull),
+            23 => Some(Reason::NatPending),
+            24 => Some(Reason::ViaHostStack),
             _ => None,
         }
     }
@@ -191,6 +203,8 @@ impl Reason {
             Reason::DropNoPolicy => "drop_no_policy",
             Reason::ForwardedNative => "forwarded_native",
             Reason::CtFull => "ct_full",
+            Reason::NatPending => "nat_pending",
+            Reason::ViaHostStack => "via_host_stack",
         }
     }
 
@@ -206,6 +220,8 @@ impl Reason {
                 | Reason::PassHost
                 | Reason::ForwardedNative
                 | Reason::CtFull
+                | Reason::NatPending
+                | Reason::ViaHostStack
         )
     }
 }

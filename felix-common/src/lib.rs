@@ -12,6 +12,7 @@ pub mod endpoints;
 pub mod failsafe;
 pub mod ifaces;
 pub mod maps;
+pub mod nat;
 pub mod policy;
 pub mod routes;
 pub mod trace;

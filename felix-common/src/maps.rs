@@ -18,6 +18,9 @@ pub const ENDPOINTS: &str = "felix_ep_v2";
 pub const ROUTES: &str = "felix_routes_v1";
 /// LRU conntrack table.
 pub const CONNTRACK: &str = "felix_ct_v1";
+/// LRU hash: (source `cali*` ifindex, IP ID, protocol) of a pod's first packet the host stack
+/// may NAT -> the conntrack key of its flow before NAT (see [`crate::nat`]).
+pub const NAT_ORIGINS: &str = "felix_natorg_v1";
 /// This host: address, uplink ifindex and MTU (array of one).
 pub const CONFIG: &str = "felix_cfg_v1";
 /// LPM trie of source CIDRs the uplink's XDP program drops.
@@ -42,13 +45,14 @@ pub const TRACE_CONTROL: &str = "felix_trctl_v1";
 pub const TRACE_BUCKETS: &str = "felix_trbkt_v1";
 
 /// Every map felix pins under `/sys/fs/bpf/felix/<node>/`.
-pub const PINNED: [&str; 17] = [
+pub const PINNED: [&str; 18] = [
     COUNTERS,
     COUNTER_CACHE,
     IFACES,
     ENDPOINTS,
     ROUTES,
     CONNTRACK,
+    NAT_ORIGINS,
     CONFIG,
     XDP_DENY,
     FAILSAFE,
@@ -62,6 +66,9 @@ pub const PINNED: [&str; 17] = [
     TRACE_BUCKETS,
 ];
 
+/// Capacity of [`NAT_ORIGINS`]: first packets in flight through the host stack; an entry is
+/// used within microseconds (longer only while the stack resolves a neighbour).
+pub const NAT_ORIGINS_MAX_ENTRIES: u32 = 16_384;
 /// Capacity of [`ENDPOINTS`].
 pub const ENDPOINTS_MAX_ENTRIES: u32 = 4_096;
 /// Capacity of [`ROUTES`].

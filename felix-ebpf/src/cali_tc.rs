@@ -5,8 +5,11 @@
 //! egress policy and, for a local destination, that pod's ingress policy; then forward: a local
 //! pod by redirect, a remote block by IPIP to its host or, when its route is native (the pool's
 //! `ipipMode`), as it is via the FIB out of the uplink; anything else to the host stack.
+//! A first packet to a destination outside the pod network goes to the host stack unjudged, to
+//! be judged after the stack's NAT where it leaves (see `host_nat`); a flow that went through
+//! the stack keeps going through it, both ways.
 //! To the pod: a packet of no known flow (sent by the host stack) is judged by the pod's ingress
-//! policy.
+//! policy, after its source pod's egress policy when it was deferred.
 
 use aya_ebpf::{
     bindings::{TC_ACT_OK, TC_ACT_SHOT},
@@ -16,6 +19,7 @@ use aya_ebpf::{
 use aya_log_ebpf::debug;
 use felix_common::{
     Direction, Reason, RouteKind,
+    conntrack::ct_flags,
     policy::{SLOT_EGRESS, SLOT_INGRESS},
     trace::{EVENT_DROP, NO_RULE},
 };
@@ -25,6 +29,7 @@ use crate::{
     counters::count,
     encap::{encapsulate, host_config},
     forward::{decrement_ttl, deliver_local, endpoint, largest_segment, redirect_to_uplink, route},
+    host_nat,
     parse::{Ipv4Summary, Parsed, parse},
     policy::{self, At},
     trace,
@@ -59,18 +64,32 @@ fn to_workload(ctx: &TcContext, ifindex: u32) -> Result<(i32, Reason), Reason> {
         Parsed::Arp => return Ok((TC_ACT_OK as i32, Reason::PassArp)),
         Parsed::Ipv4(packet) => packet,
     };
-    // Redirected here by felix's own programs after policy (their flow exists), or a reply.
-    if conntrack::touch(&packet) {
-        return Ok((TC_ACT_OK as i32, Reason::Allowed));
-    }
-    let target = endpoint(ifindex).ok_or(Reason::DropNoEndpoint)?;
     let at = At {
         ifindex,
         direction: Direction::ToWorkload,
     };
+    let allowed = Ok((TC_ACT_OK as i32, Reason::Allowed));
+    // A local pod's packet that the host stack has NATed (a Service with a backend here).
+    if let Some(target) = endpoint(ifindex)
+        && host_nat::judge_after_nat(ctx, &packet, at, Some(&target))?
+    {
+        return allowed;
+    }
+    // Redirected here by felix's own programs after policy (their flow exists), or a reply.
+    if conntrack::touch(&packet).is_some() {
+        return allowed;
+    }
+    let target = endpoint(ifindex).ok_or(Reason::DropNoEndpoint)?;
     policy::check(at, &target, SLOT_INGRESS, packet.saddr, &packet)?;
-    conntrack::create(&packet)?;
-    Ok((TC_ACT_OK as i32, Reason::Allowed))
+    // Sent by the host stack, which may have NATed it: its replies go back through the stack,
+    // unless it came from the fabric addressed to the pod.
+    let flags = if host_nat::addressed_to_pod(ctx) {
+        0
+    } else {
+        ct_flags::VIA_HOST
+    };
+    conntrack::create(&packet, flags)?;
+    allowed
 }
 
 /// The interface the program runs on.
@@ -129,17 +148,31 @@ fn from_workload(ctx: &TcContext, ifindex: u32) -> Result<(i32, Reason), Reason>
         return Err(Reason::DropSpoofed);
     }
     let route = route(packet.daddr);
-    if !conntrack::refresh(&packet) {
-        let at = At {
-            ifindex,
-            direction: Direction::FromWorkload,
-        };
-        policy::check(at, &source, SLOT_EGRESS, packet.daddr, &packet)?;
-        if let Some((RouteKind::LocalWorkload, target)) = route {
-            let target = endpoint(target.ifindex).ok_or(Reason::DropNoRoute)?;
-            policy::check(at, &target, SLOT_INGRESS, packet.saddr, &packet)?;
+    match conntrack::refresh(&packet) {
+        Some(flags) if flags & ct_flags::UNCONFIRMED == 0 => {
+            // The stack may have NATed the flow: only it can undo that.
+            if flags & ct_flags::VIA_HOST != 0 {
+                return Ok((TC_ACT_OK as i32, Reason::ViaHostStack));
+            }
         }
-        conntrack::create(&packet)?;
+        flow => {
+            if route.is_none()
+                && let Some(config) = host_config()
+                && host_nat::judged_after_nat(ctx, &packet, ifindex, &config)
+            {
+                return host_nat::defer(ctx, &packet, ifindex, flow);
+            }
+            let at = At {
+                ifindex,
+                direction: Direction::FromWorkload,
+            };
+            policy::check(at, &source, SLOT_EGRESS, packet.daddr, &packet)?;
+            if let Some((RouteKind::LocalWorkload, target)) = route {
+                let target = endpoint(target.ifindex).ok_or(Reason::DropNoRoute)?;
+                policy::check(at, &target, SLOT_INGRESS, packet.saddr, &packet)?;
+            }
+            conntrack::create(&packet, 0)?;
+        }
     }
     match route {
         Some((RouteKind::LocalWorkload, target)) => {

@@ -14,10 +14,10 @@ use felix_common::{
 
 use crate::{counters::count, maps::CONNTRACK, parse::Ipv4Summary};
 
-/// Finds the live flow of `packet` and records the packet in it; `false` when there is none
-/// (a first packet, which policy must judge before [`create`]).
+/// Finds the live flow of `packet` and records the packet in it: the entry's [`ct_flags`], or
+/// `None` when there is none (a first packet, which policy must judge before [`create`]).
 #[inline(always)]
-pub fn refresh(packet: &Ipv4Summary) -> bool {
+pub fn refresh(packet: &Ipv4Summary) -> Option<u8> {
     update(packet, true)
 }
 
@@ -26,7 +26,7 @@ pub fn refresh(packet: &Ipv4Summary) -> bool {
 /// current without counting the packet again. Flags are ORed in, so seeing a packet twice
 /// changes nothing.
 #[inline(always)]
-pub fn touch(packet: &Ipv4Summary) -> bool {
+pub fn touch(packet: &Ipv4Summary) -> Option<u8> {
     update(packet, false)
 }
 
@@ -38,17 +38,15 @@ fn now_ns() -> u64 {
 }
 
 #[inline(always)]
-fn update(packet: &Ipv4Summary, count: bool) -> bool {
+fn update(packet: &Ipv4Summary, count: bool) -> Option<u8> {
     let now = now_ns();
     let (key, a_to_b) = key_of(packet);
-    let Some(entry) = CONNTRACK.get_ptr_mut(&key) else {
-        return false;
-    };
+    let entry = CONNTRACK.get_ptr_mut(&key)?;
     // SAFETY: the pointer came from a successful lookup. Concurrent updates from other CPUs
     // can lose a count; the state converges on the next packet.
     let entry = unsafe { &mut *entry };
     if expired(entry, packet.proto, now) {
-        return false;
+        return None;
     }
     if entry.last_seen_ns != now {
         entry.last_seen_ns = now;
@@ -72,11 +70,12 @@ fn update(packet: &Ipv4Summary, count: bool) -> bool {
             entry.state = tcp_state(flags_a, flags_b) as u8;
         }
     }
-    true
+    Some(entry.flags)
 }
 
+/// The flow key of `packet`, and whether it travels from side A to side B.
 #[inline(always)]
-fn key_of(packet: &Ipv4Summary) -> (CtKey, bool) {
+pub fn key_of(packet: &Ipv4Summary) -> (CtKey, bool) {
     CtKey::for_packet(
         packet.saddr,
         packet.sport,
@@ -86,12 +85,13 @@ fn key_of(packet: &Ipv4Summary) -> (CtKey, bool) {
     )
 }
 
-/// Opens a flow with `packet` as its first packet (after policy allowed it). When the table is
+/// Opens a flow with `packet` as its first packet (after policy allowed it), with the extra
+/// [`ct_flags`] in `flags` (how its packets travel). When the table is
 /// full the packet still goes on (policy allowed it; host traffic keeps working) without an
 /// entry, and a `ct_full` counter (interface 0) records it: the flow's later packets are judged
 /// by policy again until there is room.
 #[inline(always)]
-pub fn create(packet: &Ipv4Summary) -> Result<(), Reason> {
+pub fn create(packet: &Ipv4Summary, flags: u8) -> Result<(), Reason> {
     let now = now_ns();
     let (key, a_to_b) = key_of(packet);
     let (tcp_flags_a, tcp_flags_b) = if a_to_b {
@@ -110,7 +110,7 @@ pub fn create(packet: &Ipv4Summary) -> Result<(), Reason> {
         packets_a_to_b: u64::from(a_to_b),
         packets_b_to_a: u64::from(!a_to_b),
         state: state as u8,
-        flags: if a_to_b { ct_flags::A_IS_INITIATOR } else { 0 },
+        flags: flags | if a_to_b { ct_flags::A_IS_INITIATOR } else { 0 },
         tcp_flags_a,
         tcp_flags_b,
         _reserved: [0; 4],
@@ -119,4 +119,26 @@ pub fn create(packet: &Ipv4Summary) -> Result<(), Reason> {
         count(0, Direction::FromWorkload, Reason::CtFull, 0);
     }
     Ok(())
+}
+
+/// Marks the flow under `key` as judged: clears [`ct_flags::UNCONFIRMED`], sets `flags`.
+#[inline(always)]
+pub fn confirm(key: &CtKey, flags: u8) {
+    if let Some(entry) = CONNTRACK.get_ptr_mut(key) {
+        // SAFETY: the pointer came from a successful lookup; one byte written whole.
+        unsafe { (*entry).flags = ((*entry).flags & !ct_flags::UNCONFIRMED) | flags };
+    }
+}
+
+/// Removes the flow under `key` if it was never judged (policy denied its first packet after
+/// NAT): its replies must not find it.
+#[inline(always)]
+pub fn forget_unconfirmed(key: &CtKey) {
+    // SAFETY: a copy of the flags is read at once.
+    let unconfirmed = CONNTRACK
+        .get_ptr(key)
+        .is_some_and(|entry| unsafe { (*entry).flags } & ct_flags::UNCONFIRMED != 0);
+    if unconfirmed {
+        let _ = CONNTRACK.remove(key);
+    }
 }

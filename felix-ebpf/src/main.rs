@@ -10,6 +10,7 @@ mod conntrack;
 mod counters;
 mod encap;
 mod forward;
+mod host_nat;
 mod maps;
 mod parse;
 mod policy;

@@ -4,7 +4,7 @@
 
 use aya_ebpf::{
     bindings::BPF_F_NO_PREALLOC,
-    btf_maps::{Array, HashMap, LpmTrie, PerCpuArray, PerCpuHashMap, RingBuf},
+    btf_maps::{Array, HashMap, LpmTrie, LruHashMap, PerCpuArray, PerCpuHashMap, RingBuf},
     macros::btf_map,
 };
 use felix_common::{
@@ -12,9 +12,10 @@ use felix_common::{
     IfaceInfo, RouteValue,
     counters::COUNTER_CACHE_LINES,
     failsafe::FailsafeKey,
+    nat::NatOriginKey,
     maps::{
         CONNTRACK_MAX_ENTRIES, COUNTERS_MAX_ENTRIES, ENDPOINTS_MAX_ENTRIES, FAILSAFE_MAX_ENTRIES,
-        IFACES_MAX_ENTRIES, POLICY_IPS_MAX_ENTRIES, POLICY_PORTS_MAX_ENTRIES,
+        IFACES_MAX_ENTRIES, NAT_ORIGINS_MAX_ENTRIES, POLICY_IPS_MAX_ENTRIES, POLICY_PORTS_MAX_ENTRIES,
         POLICY_SLOTS_MAX_ENTRIES, POLICY_VERDICTS_MAX_ENTRIES, ROUTES_MAX_ENTRIES,
         RULE_COUNTERS_MAX_ENTRIES, XDP_DENY_MAX_ENTRIES,
     },
@@ -53,6 +54,11 @@ pub static ROUTES: LpmTrie<[u8; 4], RouteValue, { ROUTES_MAX_ENTRIES as usize }>
 /// `conntrack::create`) instead of evicting established ones; user space collects expired
 /// entries. Its size is set at load (`BPFMapSizeConntrack`).
 pub static CONNTRACK: HashMap<CtKey, CtValue, { CONNTRACK_MAX_ENTRIES as usize }> = HashMap::new();
+
+/// First packets in flight through the host stack ([`felix_common::maps::NAT_ORIGINS`]).
+#[btf_map(name = "felix_natorg_v1")]
+pub static NAT_ORIGINS: LruHashMap<NatOriginKey, CtKey, { NAT_ORIGINS_MAX_ENTRIES as usize }> =
+    LruHashMap::new();
 
 /// This host ([`felix_common::maps::CONFIG`]), at index 0.
 #[btf_map(name = "felix_cfg_v1")]

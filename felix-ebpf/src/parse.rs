@@ -54,6 +54,8 @@ pub struct Ipv4Summary {
     pub tos: u8,
     /// Don't Fragment set.
     pub dont_fragment: bool,
+    /// The identification field, as on the wire (NAT leaves it alone).
+    pub ip_id: u16,
     /// Source port (TCP/UDP), ICMP echo id, else 0; host order.
     pub sport: u16,
     /// Destination port (TCP/UDP), ICMP echo id, else 0; host order.
@@ -136,7 +138,7 @@ pub fn parse_ipv4(ctx: &TcContext, offset: usize) -> Result<Ipv4Summary, Reason>
     let ip: *const Ipv4Hdr = ptr_at(ctx, offset).ok_or(Reason::DropTooShort)?;
     // SAFETY: bounds checked by `ptr_at`. The protocol byte is read as a `u8`, not as the
     // crate's enum, so any value is valid.
-    let (version, header_len, total_len, frag_offset, flags, proto, ttl, tos, saddr, daddr) = unsafe {
+    let (version, header_len, total_len, frag_offset, flags, proto, ttl, tos, saddr, daddr, id) = unsafe {
         (
             (*ip).version(),
             usize::from((*ip).ihl()),
@@ -148,6 +150,7 @@ pub fn parse_ipv4(ctx: &TcContext, offset: usize) -> Result<Ipv4Summary, Reason>
             (*ip).tos,
             (*ip).src_addr,
             (*ip).dst_addr,
+            (*ip).id,
         )
     };
     if version != 4 || header_len < Ipv4Hdr::LEN {
@@ -173,6 +176,7 @@ pub fn parse_ipv4(ctx: &TcContext, offset: usize) -> Result<Ipv4Summary, Reason>
         ttl,
         tos,
         dont_fragment: flags & IPV4_DF != 0,
+        ip_id: u16::from_ne_bytes(id),
         sport: 0,
         dport: 0,
         tcp_flags: 0,

@@ -2,20 +2,27 @@
 //! a flow's first packet by the pod's ingress policy (ingress), and encapsulate host-originated
 //! traffic to remote pods whose route is not native (egress). Plain IP from the fabric (native
 //! routing, the ToR) goes to the host stack, which routes it to the pod's `cali*`, where
-//! `cali_to_wl` applies the pod's ingress policy.
+//! `cali_to_wl` applies the pod's ingress policy. A flow that went through the host stack
+//! (which may have NATed it) is decapsulated into the stack, not redirected past it; a pod's
+//! packet the stack has NATed is judged by the pod's egress policy on its way out (egress).
 
 use aya_ebpf::{
     bindings::{TC_ACT_OK, TC_ACT_SHOT},
     macros::classifier,
     programs::TcContext,
 };
-use felix_common::{Direction, Reason, RouteKind, conntrack::proto, policy::SLOT_INGRESS};
+use felix_common::{
+    Direction, Reason, RouteKind,
+    conntrack::{ct_flags, proto},
+    policy::SLOT_INGRESS,
+};
 
 use crate::{
     cali_tc::{finish, ifindex},
     conntrack,
     encap::{OUTER_LEN, decapsulate, encapsulate, host_config},
     forward::{deliver_local, endpoint, route},
+    host_nat,
     parse::{IP_OFFSET, Parsed, parse, parse_ipv4},
     policy,
 };
@@ -50,6 +57,12 @@ fn from_fabric(ctx: &TcContext) -> Result<(i32, Reason), Reason> {
     let pass = (TC_ACT_OK as i32, Reason::PassHost);
     let outer = match parse(ctx) {
         Ok(Parsed::Ipv4(outer)) if outer.proto == proto::IPIP => outer,
+        Ok(Parsed::Ipv4(plain)) => {
+            if let Some((RouteKind::LocalWorkload, _)) = route(plain.daddr) {
+                host_nat::mark_addressed_to_pod(ctx);
+            }
+            return Ok(pass);
+        }
         // Not ours: the host stack handles (and judges) everything else on its uplink.
         Ok(_) | Err(Reason::DropUnsupportedL3) => return Ok(pass),
         Err(reason) => return Err(reason),
@@ -66,16 +79,24 @@ fn from_fabric(ctx: &TcContext) -> Result<(i32, Reason), Reason> {
         Some((RouteKind::LocalWorkload, target)) => target,
         _ => return Err(Reason::DropNoRoute),
     };
-    if !conntrack::refresh(&inner) {
-        let pod = endpoint(target.ifindex).ok_or(Reason::DropNoRoute)?;
-        let at = policy::At {
-            ifindex: crate::cali_tc::ifindex(ctx),
-            direction: Direction::FromUplink,
-        };
-        policy::check(at, &pod, SLOT_INGRESS, inner.saddr, &inner)?;
-        conntrack::create(&inner)?;
-    }
+    let flags = match conntrack::refresh(&inner) {
+        Some(flags) => flags,
+        None => {
+            let pod = endpoint(target.ifindex).ok_or(Reason::DropNoRoute)?;
+            let at = policy::At {
+                ifindex: crate::cali_tc::ifindex(ctx),
+                direction: Direction::FromUplink,
+            };
+            policy::check(at, &pod, SLOT_INGRESS, inner.saddr, &inner)?;
+            conntrack::create(&inner, 0)?;
+            0
+        }
+    };
     decapsulate(ctx)?;
+    // A reply the stack must un-NAT (our pod reached a Service whose backend is there).
+    if flags & ct_flags::VIA_HOST != 0 {
+        return Ok((TC_ACT_OK as i32, Reason::ViaHostStack));
+    }
     let inner = parse_ipv4(ctx, IP_OFFSET)?;
     deliver_local(ctx, &inner, target.ifindex).map(|v| (v, Reason::Decapsulated))
 }
@@ -89,6 +110,12 @@ fn to_fabric(ctx: &TcContext) -> Result<Option<(i32, Reason)>, Reason> {
         // ARP, IPv6, or malformed: the host stack sent it, let it go.
         _ => return Ok(pass),
     };
+    // A pod's packet the stack may have NATed: its egress policy judges it as it leaves.
+    let at = policy::At {
+        ifindex: crate::cali_tc::ifindex(ctx),
+        direction: Direction::ToUplink,
+    };
+    host_nat::judge_after_nat(ctx, &packet, at, None)?;
     let next_hop = match route(packet.daddr) {
         Some((RouteKind::RemoteBlock, target)) if !target.is_native() => target.next_hop,
         // Native (the pool's ipipMode) or not a pod: the kernel's route already says it all.

@@ -128,6 +128,7 @@ fn trace_drop(ifindex: u32, len: u32, header: &Header) {
         ttl: 0,
         tos: 0,
         dont_fragment: false,
+        ip_id: 0,
         sport,
         dport,
         tcp_flags: 0,

@@ -11,7 +11,9 @@ mod support;
 use std::process::Command;
 
 use aya::maps::lpm_trie::Key;
-use felix_common::{CtKey, Direction, Reason, RouteValue, policy::NO_SLOT, routes::PoolIpipMode};
+use felix_common::{
+    CtKey, Direction, Reason, RouteValue, nat::marks, policy::NO_SLOT, routes::PoolIpipMode,
+};
 use felix_user::{
     PROG_FROM_UPLINK, PROG_FROM_WORKLOAD, PROG_TO_UPLINK, PROG_TO_WORKLOAD,
     calc::policy::{
@@ -195,14 +197,19 @@ fn plain_ip_from_a_remote_pod_is_judged_by_the_pods_ingress_policy() {
         TC_ACT_OK,
     );
     assert_eq!(out.data_out, request, "passed to the stack untouched");
+    assert_eq!(
+        out.mark & marks::ADDRESSED_TO_POD,
+        marks::ADDRESSED_TO_POD,
+        "marked as addressed to a pod: the stack does not NAT it"
+    );
 
     // Allowed by the seeded allow-all ingress; the egress slot denies (no slot), so the reply
-    // can only pass as part of the flow.
+    // can only pass as part of the flow. The stack keeps the uplink's mark.
     let allow_slot = h.allow_all_slot;
     h.set_endpoint(WORKLOAD_A, POD_IP, [allow_slot, NO_SLOT]);
     h.expect(
         PROG_TO_WORKLOAD,
-        FROM_A,
+        FROM_A.marked(out.mark),
         &request,
         Direction::ToWorkload,
         Reason::Allowed,

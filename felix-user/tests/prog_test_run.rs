@@ -263,8 +263,8 @@ fn too_big_for_the_tunnel_is_counted_and_gso_packets_are_judged_by_segment() {
     // adjust_room refuses to grow such a packet, so here it ends as encap_failed; in the lab,
     // TSO'd TCP across hosts shows the real path.
     let gso = On {
-        ifindex: WORKLOAD_A,
         gso_size: 1400,
+        ..On::iface(WORKLOAD_A)
     };
     h.expect(
         PROG_FROM_WORKLOAD,

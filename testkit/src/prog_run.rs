@@ -18,7 +18,9 @@ pub const TC_ACT_OK: u32 = 0;
 pub const TC_ACT_SHOT: u32 = 2;
 pub const TC_ACT_REDIRECT: u32 = 7;
 
-/// Offset of `ifindex` in `struct __sk_buff`.
+/// Offsets of `mark`, `ingress_ifindex` and `ifindex` in `struct __sk_buff`.
+const SKB_MARK_OFFSET: usize = 8;
+const SKB_INGRESS_IFINDEX_OFFSET: usize = 36;
 const SKB_IFINDEX_OFFSET: usize = 40;
 /// Offsets of `gso_segs` and `gso_size` in `struct __sk_buff`.
 const SKB_GSO_SEGS_OFFSET: usize = 164;
@@ -27,11 +29,14 @@ const SKB_CTX_LEN: usize = 192;
 /// Room the output buffer has beyond the input frame (encapsulation grows it).
 const OUTPUT_HEADROOM: usize = 256;
 
-/// Where a test packet enters: the interface, and a GSO segment size (0: not GSO).
+/// Where a test packet enters: the interface, a GSO segment size (0: not GSO), the skb's mark
+/// and the interface it entered the host by (`skb->skb_iif`; 0: sent by the host).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct On {
     pub ifindex: u32,
     pub gso_size: u32,
+    pub mark: u32,
+    pub ingress_ifindex: u32,
 }
 
 impl On {
@@ -39,6 +44,21 @@ impl On {
         Self {
             ifindex,
             gso_size: 0,
+            mark: 0,
+            ingress_ifindex: 0,
+        }
+    }
+
+    /// The same, with the skb's mark set to `mark`.
+    pub const fn marked(self, mark: u32) -> Self {
+        Self { mark, ..self }
+    }
+
+    /// The same, for a packet that entered the host by `ifindex` (a forwarded packet).
+    pub const fn entered_by(self, ifindex: u32) -> Self {
+        Self {
+            ingress_ifindex: ifindex,
+            ..self
         }
     }
 
@@ -47,6 +67,9 @@ impl On {
         let mut ctx = [0u8; SKB_CTX_LEN];
         ctx[SKB_IFINDEX_OFFSET..SKB_IFINDEX_OFFSET + 4]
             .copy_from_slice(&self.ifindex.to_ne_bytes());
+        ctx[SKB_MARK_OFFSET..SKB_MARK_OFFSET + 4].copy_from_slice(&self.mark.to_ne_bytes());
+        ctx[SKB_INGRESS_IFINDEX_OFFSET..SKB_INGRESS_IFINDEX_OFFSET + 4]
+            .copy_from_slice(&self.ingress_ifindex.to_ne_bytes());
         if self.gso_size != 0 {
             let segs = (frame_len as u32).div_ceil(self.gso_size);
             ctx[SKB_GSO_SEGS_OFFSET..SKB_GSO_SEGS_OFFSET + 4].copy_from_slice(&segs.to_ne_bytes());
@@ -88,6 +111,8 @@ pub struct Outcome {
     pub data_out: Vec<u8>,
     /// The kernel's average time per run.
     pub duration: Duration,
+    /// The skb's mark after the run (0 without a context).
+    pub mark: u32,
 }
 
 /// Runs `program` (a loaded TC or XDP program) on `frame` as `options` say.
@@ -96,6 +121,7 @@ where
     P: for<'a> TestRun<Opts<'a> = TestRunOptions<'a>, Result = TestRunResult>,
 {
     let ctx = options.on.map(|on| on.skb_ctx(frame.len()));
+    let mut ctx_out = [0u8; SKB_CTX_LEN];
     let mut out = vec![
         0u8;
         if options.output {
@@ -108,6 +134,7 @@ where
         data_in: Some(frame),
         data_out: options.output.then_some(&mut out[..]),
         ctx_in: ctx.as_ref().map(|c| &c[..]),
+        ctx_out: ctx.is_some().then_some(&mut ctx_out[..]),
         repeat: options.repeat,
         ..TestRunOptions::default()
     })?;
@@ -116,6 +143,12 @@ where
         verdict: result.return_value,
         data_out: out,
         duration: result.duration,
+        mark: u32::from_ne_bytes([
+            ctx_out[SKB_MARK_OFFSET],
+            ctx_out[SKB_MARK_OFFSET + 1],
+            ctx_out[SKB_MARK_OFFSET + 2],
+            ctx_out[SKB_MARK_OFFSET + 3],
+        ]),
     })
 }
 
@@ -161,9 +194,12 @@ mod tests {
         let ctx = On::iface(7).skb_ctx(100);
         assert_eq!(&ctx[40..44], &7u32.to_ne_bytes());
         assert!(ctx[164..].iter().all(|&b| b == 0));
+        let marked = On::iface(7).marked(0x100).entered_by(9).skb_ctx(100);
+        assert_eq!(&marked[8..12], &0x100u32.to_ne_bytes());
+        assert_eq!(&marked[36..40], &9u32.to_ne_bytes());
         let gso = On {
-            ifindex: 3,
             gso_size: 40,
+            ..On::iface(3)
         }
         .skb_ctx(100);
         assert_eq!(&gso[164..168], &3u32.to_ne_bytes());

@@ -71,7 +71,7 @@ fn run_tier(tier: Tier) -> Result<()> {
             Ok(())
         }
         Tier::Bpf => {
-            const TESTS: [&str; 8] = [
+            const TESTS: [&str; 9] = [
                 "prog_test_run",
                 "policy_test_run",
                 "datastore_etcd",
@@ -80,6 +80,7 @@ fn run_tier(tier: Tier) -> Result<()> {
                 "native_test_run",
                 "conntrack_full",
                 "config_etcd",
+                "host_nat_test_run",
             ];
             for name in TESTS {
                 let test = paths::repo_root().join(format!("felix-user/tests/{name}.rs"));
@@ -90,32 +91,19 @@ fn run_tier(tier: Tier) -> Result<()> {
                     );
                 }
             }
-            let felix = cargo(&[
+            let mut args = vec![
                 "test",
                 "--release",
                 "-p",
                 "felix-user",
                 "--features",
                 "privileged-tests",
-                "--test",
-                TESTS[0],
-                "--test",
-                TESTS[1],
-                "--test",
-                TESTS[2],
-                "--test",
-                TESTS[3],
-                "--test",
-                TESTS[4],
-                "--test",
-                TESTS[5],
-                "--test",
-                TESTS[6],
-                "--test",
-                TESTS[7],
-                "--",
-                "--test-threads=1",
-            ]);
+            ];
+            for name in TESTS {
+                args.extend(["--test", name]);
+            }
+            args.extend(["--", "--test-threads=1"]);
+            let felix = cargo(&args);
             // felix-cni driven as a runtime drives it, in namespaces with a real etcd.
             let cni = cargo(&[
                 "test",

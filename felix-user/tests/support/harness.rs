@@ -80,6 +80,8 @@ pub fn allow_all() -> (GroupKey, Program) {
 pub struct Outcome {
     pub verdict: u32,
     pub data_out: Vec<u8>,
+    /// The skb's mark after the run.
+    pub mark: u32,
 }
 
 impl Harness {
@@ -284,6 +286,7 @@ impl Harness {
         Ok(Outcome {
             verdict: outcome.verdict,
             data_out: outcome.data_out,
+            mark: outcome.mark,
         })
     }
 

@@ -1,0 +1,176 @@
+//! Flows the host stack may NAT: kube-proxy's Services (DNAT to a backend, sometimes with
+//! masquerade) and the pool's natOutgoing (masquerade). See `felix_common::nat`.
+//!
+//! The stack's own conntrack undoes its NAT only on packets it sees, so such a flow goes through
+//! the stack both ways ([`ct_flags::VIA_HOST`]) instead of being redirected past it. Policy sees
+//! what Calico's iptables mode sees in FORWARD: a pod's first packet to a destination outside
+//! the pod network is passed on unjudged ([`defer`]) and judged where it leaves the stack, after
+//! NAT ([`judge_after_nat`]): the backend's address and target port, not the Service's.
+
+use core::mem::size_of;
+
+use aya_ebpf::{
+    bindings::{
+        BPF_FIB_LKUP_RET_NO_NEIGH, BPF_FIB_LKUP_RET_SUCCESS, TC_ACT_OK, bpf_fib_lookup as FibParams,
+    },
+    helpers::bpf_fib_lookup,
+    programs::TcContext,
+};
+use felix_common::{
+    EndpointInfo, HostConfig, Reason,
+    conntrack::ct_flags,
+    nat::{NatOriginKey, marks},
+    policy::{SLOT_EGRESS, SLOT_INGRESS},
+};
+
+use crate::{conntrack, forward::endpoint, maps::NAT_ORIGINS, parse::Ipv4Summary, policy};
+
+const AF_INET: u8 = 2;
+
+/// The skb's mark.
+#[inline(always)]
+fn mark(ctx: &TcContext) -> u32 {
+    // SAFETY: `skb` points to the context the kernel passed in.
+    unsafe { (*ctx.skb.skb).mark }
+}
+
+/// The interface the packet entered this host by (0 when the host sent it).
+#[inline(always)]
+fn ingress_ifindex(ctx: &TcContext) -> u32 {
+    // SAFETY: as in `mark`.
+    unsafe { (*ctx.skb.skb).ingress_ifindex }
+}
+
+/// Marks a plain packet from the fabric that is addressed to a local pod: the stack does not
+/// NAT it, so `cali_to_wl` opens its flow for the redirect fast path.
+#[inline(always)]
+pub fn mark_addressed_to_pod(ctx: &TcContext) {
+    ctx.set_mark(mark(ctx) | marks::ADDRESSED_TO_POD);
+}
+
+/// Whether `uplink_in` marked the packet as addressed to a local pod.
+#[inline(always)]
+pub fn addressed_to_pod(ctx: &TcContext) -> bool {
+    mark(ctx) & marks::ADDRESSED_TO_POD != 0
+}
+
+/// Whether a pod's packet that no felix route covers is judged after NAT: when the kernel would
+/// send it out of the uplink, or has no forwarding route for it (a Service address, routed only
+/// after kube-proxy's DNAT). A packet for another interface of the host is judged at once, by
+/// its destination as sent, as there is no program where it leaves.
+#[inline(always)]
+pub fn judged_after_nat(
+    ctx: &TcContext,
+    packet: &Ipv4Summary,
+    from: u32,
+    config: &HostConfig,
+) -> bool {
+    // SAFETY: plain data; all-zero is a valid starting value.
+    let mut params: FibParams = unsafe { core::mem::zeroed() };
+    params.family = AF_INET;
+    params.ifindex = from;
+    params.__bindgen_anon_3.ipv4_src = u32::from_ne_bytes(packet.saddr);
+    params.__bindgen_anon_4.ipv4_dst = u32::from_ne_bytes(packet.daddr);
+    // SAFETY: `params` is a valid, writable bpf_fib_lookup of the size passed.
+    let rc = unsafe {
+        bpf_fib_lookup(
+            ctx.skb.skb.cast(),
+            &mut params,
+            size_of::<FibParams>() as i32,
+            0,
+        )
+    };
+    let routed = rc == i64::from(BPF_FIB_LKUP_RET_SUCCESS)
+        || rc == i64::from(BPF_FIB_LKUP_RET_NO_NEIGH);
+    !routed || params.ifindex == config.uplink_ifindex
+}
+
+/// `cali_from_wl`, for a pod's packet whose egress policy is judged after NAT: opens its flow as
+/// sent (unless `flow` says it is open), remembers it for [`judge_after_nat`], marks the packet
+/// and passes it to the host stack.
+#[inline(always)]
+pub fn defer(
+    ctx: &TcContext,
+    packet: &Ipv4Summary,
+    from: u32,
+    flow: Option<u8>,
+) -> Result<(i32, Reason), Reason> {
+    if flow.is_none() {
+        conntrack::create(packet, ct_flags::VIA_HOST | ct_flags::UNCONFIRMED)?;
+    }
+    let (key, _) = conntrack::key_of(packet);
+    // A full map evicts its oldest entry: a first packet queued that long is judged without
+    // its origin, and its flow as sent stays unconfirmed.
+    let _ = NAT_ORIGINS.insert(&origin_key(from, packet), &key, 0);
+    ctx.set_mark(mark(ctx) | marks::NAT_PENDING);
+    Ok((TC_ACT_OK as i32, Reason::NatPending))
+}
+
+#[inline(always)]
+fn origin_key(from: u32, packet: &Ipv4Summary) -> NatOriginKey {
+    NatOriginKey {
+        ifindex: from,
+        ip_id: packet.ip_id,
+        proto: packet.proto,
+        _pad: 0,
+    }
+}
+
+/// Where a packet leaves the host stack (the uplink's TC egress, a local pod's `cali*` egress):
+/// for a packet [`defer`] passed on, judges it by its source pod's egress policy (and by
+/// `target`'s ingress policy when it enters a local pod) as it is now, after NAT; opens the flow
+/// as it is now ([`ct_flags::VIA_HOST`]) and confirms the flow as sent, or forgets that one on a
+/// deny. `Ok(false)` for a packet that was not deferred.
+#[inline(always)]
+pub fn judge_after_nat(
+    ctx: &TcContext,
+    packet: &Ipv4Summary,
+    at: policy::At,
+    target: Option<&EndpointInfo>,
+) -> Result<bool, Reason> {
+    let mark = mark(ctx);
+    if mark & marks::NAT_PENDING == 0 {
+        return Ok(false);
+    }
+    // Judged once, should the stack send it on again.
+    ctx.set_mark(mark & !marks::NAT_PENDING);
+    let from = ingress_ifindex(ctx);
+    let origin_key = origin_key(from, packet);
+    let origin = NAT_ORIGINS.get_ptr(&origin_key).map(|key| {
+        // SAFETY: a copy is taken at once.
+        unsafe { *key }
+    });
+    let _ = NAT_ORIGINS.remove(&origin_key);
+    match conntrack::touch(packet) {
+        // Already judged after NAT (its flow as sent had expired and was opened again).
+        Some(flags) if flags & ct_flags::UNCONFIRMED == 0 => {}
+        flow => {
+            let source = endpoint(from).ok_or(Reason::DropNoEndpoint)?;
+            let verdict = policy::check(at, &source, SLOT_EGRESS, packet.daddr, packet).and_then(
+                |()| match target {
+                    Some(target) => {
+                        policy::check(at, target, SLOT_INGRESS, packet.saddr, packet)
+                    }
+                    None => Ok(()),
+                },
+            );
+            if let Err(reason) = verdict {
+                if let Some(key) = origin {
+                    conntrack::forget_unconfirmed(&key);
+                }
+                return Err(reason);
+            }
+            if flow.is_some() {
+                // Not NATed: the flow as sent is this one.
+                let (key, _) = conntrack::key_of(packet);
+                conntrack::confirm(&key, ct_flags::VIA_HOST);
+            } else {
+                conntrack::create(packet, ct_flags::VIA_HOST)?;
+            }
+        }
+    }
+    if let Some(key) = origin {
+        conntrack::confirm(&key, 0);
+    }
+    Ok(true)
+}

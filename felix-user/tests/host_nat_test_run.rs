@@ -1,0 +1,396 @@
+//! Tier 2: flows the host stack NATs (kube-proxy's Services, natOutgoing), through the real
+//! programs with BPF_PROG_TEST_RUN. The stack's part is played by the test: it hands each
+//! program the packet as the stack would, after kube-proxy's DNAT, with the skb mark the stack
+//! keeps and the interface the packet entered by. Pod A (192.168.2.1) opens a flow to the
+//! ClusterIP 10.96.0.10:80; kube-proxy sends it to a backend on TCP 8080. Needs root and bpffs;
+//! built with `--features privileged-tests`.
+#![cfg(feature = "privileged-tests")]
+
+mod support;
+
+use std::sync::Arc;
+
+use felix_common::{
+    CtKey, Direction, Reason,
+    conntrack::{ct_flags, tcp_flags},
+    nat::marks,
+    policy::NO_SLOT,
+};
+use felix_user::{
+    PROG_FROM_UPLINK, PROG_FROM_WORKLOAD, PROG_TO_UPLINK, PROG_TO_WORKLOAD,
+    calc::policy::{
+        PolicyDirection, RuleRef,
+        calc::GroupKey,
+        program::{AddrMatch, Entry, Match, PortMatch, Program, ProtoMatch, Step},
+    },
+};
+use ipnet::Ipv4Net;
+use testkit::netns;
+
+use support::{
+    harness::{Harness, On, TC_ACT_OK, TC_ACT_REDIRECT, TC_ACT_SHOT, WORKLOAD_A},
+    net::{HOST_IP, PEER_HOST_IP},
+    packet::{self, IP_OFFSET, PEER_IP, POD_IP, REMOTE_POD_IP},
+};
+
+const FROM_A: On = On::iface(WORKLOAD_A);
+const CLUSTER_IP: [u8; 4] = [10, 96, 0, 10];
+const SERVICE_PORT: u16 = 80;
+const TARGET_PORT: u16 = 8080;
+const CLIENT_PORT: u16 = 40000;
+const SYN: u8 = tcp_flags::SYN;
+const SYN_ACK: u8 = tcp_flags::SYN | tcp_flags::ACK;
+const TCP: u8 = 6;
+
+/// Egress policy "allow TCP 8080 to the pod network, deny the rest", as the issue's
+/// `app: web` policy resolves: the backends' addresses and the target port.
+fn egress_to_pods_on_8080() -> (GroupKey, Program) {
+    let name = "web-8080";
+    let key = GroupKey {
+        direction: PolicyDirection::Egress,
+        policies: vec![],
+        profiles: vec![name.into()],
+        local_mask: vec![true],
+    };
+    let pods: Ipv4Net = "192.168.0.0/16".parse().expect("pool");
+    let matcher = Match {
+        proto: ProtoMatch {
+            is: Some(TCP),
+            not: None,
+        },
+        remote: AddrMatch {
+            all_of: vec![Arc::new(vec![pods])],
+            none_of: vec![],
+        },
+        dst_ports: PortMatch {
+            any_of: vec![(TARGET_PORT, TARGET_PORT)],
+            none_of: vec![],
+        },
+        src_ports: PortMatch::default(),
+    };
+    let program = Program {
+        entries: vec![Entry {
+            by: RuleRef::Profile {
+                profile: name.into(),
+                direction: PolicyDirection::Egress,
+                index: 0,
+            },
+            step: Step::Allow,
+            matcher: Some(matcher),
+        }],
+        default_deny: RuleRef::DefaultDeny {
+            direction: PolicyDirection::Egress,
+        },
+    };
+    (key, program)
+}
+
+/// A harness where pod A has the egress policy above and no ingress policy at all (so any
+/// packet into A that is not part of a flow is dropped as `drop_no_policy`).
+fn harness(tag: &str) -> Harness {
+    let mut h = Harness::new(tag);
+    let (group, program) = egress_to_pods_on_8080();
+    let egress = h.program_policy(&group, &program);
+    h.set_endpoint(WORKLOAD_A, POD_IP, [NO_SLOT, egress]);
+    h
+}
+
+fn ct_key(a: [u8; 4], a_port: u16, b: [u8; 4], b_port: u16) -> CtKey {
+    CtKey::for_packet(a, a_port, b, b_port, TCP).0
+}
+
+fn ct_flags_of(h: &mut Harness, key: &CtKey) -> u8 {
+    h.conntrack(key).expect("flow tracked").flags
+}
+
+/// A's SYN to the ClusterIP leaves `cali_from_wl` unjudged, marked, its flow opened as sent.
+fn syn_to_cluster_ip(h: &mut Harness) -> u32 {
+    let syn = packet::tcp_segment(POD_IP, CLIENT_PORT, CLUSTER_IP, SERVICE_PORT, SYN);
+    let out = h.expect(
+        PROG_FROM_WORKLOAD,
+        FROM_A,
+        &syn,
+        Direction::FromWorkload,
+        Reason::NatPending,
+        TC_ACT_OK,
+    );
+    assert_eq!(out.data_out, syn, "passed to the stack untouched");
+    assert_eq!(out.mark & marks::NAT_PENDING, marks::NAT_PENDING);
+    let sent = ct_key(POD_IP, CLIENT_PORT, CLUSTER_IP, SERVICE_PORT);
+    assert_eq!(
+        ct_flags_of(h, &sent) & (ct_flags::UNCONFIRMED | ct_flags::VIA_HOST),
+        ct_flags::UNCONFIRMED | ct_flags::VIA_HOST
+    );
+    out.mark
+}
+
+#[test]
+fn service_with_a_remote_backend_goes_through_the_stack_both_ways() {
+    let mut h = harness("nat-remote");
+    let uplink = h.net.uplink;
+    let mark = syn_to_cluster_ip(&mut h);
+
+    // After DNAT the stack routes it to the backend on the other host: judged by A's egress
+    // policy as it is now (backend, target port), then wrapped in IPIP.
+    let after_dnat = packet::tcp_segment(POD_IP, CLIENT_PORT, REMOTE_POD_IP, TARGET_PORT, SYN);
+    let out = h.expect(
+        PROG_TO_UPLINK,
+        On::iface(uplink).marked(mark).entered_by(WORKLOAD_A),
+        &after_dnat,
+        Direction::ToUplink,
+        Reason::Encapsulated,
+        TC_ACT_OK,
+    );
+    assert_eq!(out.mark & marks::NAT_PENDING, 0, "judged once");
+    let backend = ct_key(POD_IP, CLIENT_PORT, REMOTE_POD_IP, TARGET_PORT);
+    assert_eq!(
+        ct_flags_of(&mut h, &backend) & ct_flags::VIA_HOST,
+        ct_flags::VIA_HOST
+    );
+    let sent = ct_key(POD_IP, CLIENT_PORT, CLUSTER_IP, SERVICE_PORT);
+    assert_eq!(
+        ct_flags_of(&mut h, &sent) & ct_flags::UNCONFIRMED,
+        0,
+        "the flow as sent is confirmed"
+    );
+
+    // The backend's reply comes back in IPIP: decapsulated into the stack (which un-NATs it),
+    // not redirected past it.
+    let reply = packet::tcp_segment(REMOTE_POD_IP, TARGET_PORT, POD_IP, CLIENT_PORT, SYN_ACK);
+    let wrapped = packet::ipip(PEER_HOST_IP, HOST_IP, &reply[IP_OFFSET..]);
+    let out = h.expect(
+        PROG_FROM_UPLINK,
+        On::iface(uplink),
+        &wrapped,
+        Direction::FromUplink,
+        Reason::ViaHostStack,
+        TC_ACT_OK,
+    );
+    assert_eq!(
+        &out.data_out[IP_OFFSET..],
+        &reply[IP_OFFSET..],
+        "decapsulated, else untouched"
+    );
+
+    // The stack un-NATs it: from the ClusterIP, into A as part of the flow A opened (A has no
+    // ingress policy, so anything else would be dropped).
+    let unnatted = packet::tcp_segment(CLUSTER_IP, SERVICE_PORT, POD_IP, CLIENT_PORT, SYN_ACK);
+    h.expect(
+        PROG_TO_WORKLOAD,
+        FROM_A,
+        &unnatted,
+        Direction::ToWorkload,
+        Reason::Allowed,
+        TC_ACT_OK,
+    );
+    // A's next packets to the ClusterIP go to the stack as part of the flow, unmarked.
+    let ack = packet::tcp_segment(
+        POD_IP,
+        CLIENT_PORT,
+        CLUSTER_IP,
+        SERVICE_PORT,
+        tcp_flags::ACK,
+    );
+    let out = h.expect(
+        PROG_FROM_WORKLOAD,
+        FROM_A,
+        &ack,
+        Direction::FromWorkload,
+        Reason::ViaHostStack,
+        TC_ACT_OK,
+    );
+    assert_eq!(out.mark & marks::NAT_PENDING, 0);
+}
+
+#[test]
+fn egress_policy_judges_the_backend_not_the_service() {
+    let mut h = harness("nat-deny");
+    let uplink = h.net.uplink;
+    // Port 80 at the ClusterIP would be denied by "TCP 8080 only" if judged before NAT; a
+    // backend on 9090 must be denied after it.
+    let mark = syn_to_cluster_ip(&mut h);
+    let wrong_port = packet::tcp_segment(POD_IP, CLIENT_PORT, REMOTE_POD_IP, 9090, SYN);
+    h.expect(
+        PROG_TO_UPLINK,
+        On::iface(uplink).marked(mark).entered_by(WORKLOAD_A),
+        &wrong_port,
+        Direction::ToUplink,
+        Reason::DropPolicy,
+        TC_ACT_SHOT,
+    );
+    let sent = ct_key(POD_IP, CLIENT_PORT, CLUSTER_IP, SERVICE_PORT);
+    assert!(
+        h.conntrack(&sent).is_none(),
+        "a denied flow's entry as sent is forgotten: no reply finds it"
+    );
+    let backend = ct_key(POD_IP, CLIENT_PORT, REMOTE_POD_IP, 9090);
+    assert!(h.conntrack(&backend).is_none());
+    let unnatted = packet::tcp_segment(CLUSTER_IP, SERVICE_PORT, POD_IP, CLIENT_PORT, SYN_ACK);
+    h.expect(
+        PROG_TO_WORKLOAD,
+        FROM_A,
+        &unnatted,
+        Direction::ToWorkload,
+        Reason::DropNoPolicy,
+        TC_ACT_SHOT,
+    );
+}
+
+#[test]
+fn service_with_a_local_backend_replies_through_the_stack() {
+    let mut h = harness("nat-local");
+    let workload_b = h.net.workload_b;
+    let mark = syn_to_cluster_ip(&mut h);
+
+    // DNAT to pod B on this host: A's egress and B's ingress (allow-all) judge it at B's cali.
+    let after_dnat = packet::tcp_segment(POD_IP, CLIENT_PORT, PEER_IP, TARGET_PORT, SYN);
+    h.expect(
+        PROG_TO_WORKLOAD,
+        On::iface(workload_b).marked(mark).entered_by(WORKLOAD_A),
+        &after_dnat,
+        Direction::ToWorkload,
+        Reason::Allowed,
+        TC_ACT_OK,
+    );
+    let backend = ct_key(POD_IP, CLIENT_PORT, PEER_IP, TARGET_PORT);
+    assert_eq!(
+        ct_flags_of(&mut h, &backend) & ct_flags::VIA_HOST,
+        ct_flags::VIA_HOST
+    );
+
+    // B's reply goes to the stack to be un-NATed, not redirected to A.
+    let reply = packet::tcp_segment(PEER_IP, TARGET_PORT, POD_IP, CLIENT_PORT, SYN_ACK);
+    let out = h.expect(
+        PROG_FROM_WORKLOAD,
+        On::iface(workload_b),
+        &reply,
+        Direction::FromWorkload,
+        Reason::ViaHostStack,
+        TC_ACT_OK,
+    );
+    assert_eq!(out.data_out, reply, "untouched");
+
+    // Without NAT (A to B directly) the redirect fast path stays.
+    let direct = packet::tcp_segment(POD_IP, CLIENT_PORT + 1, PEER_IP, TARGET_PORT, SYN);
+    h.expect(
+        PROG_FROM_WORKLOAD,
+        FROM_A,
+        &direct,
+        Direction::FromWorkload,
+        Reason::ForwardedLocal,
+        TC_ACT_REDIRECT,
+    );
+    let direct_reply = packet::tcp_segment(PEER_IP, TARGET_PORT, POD_IP, CLIENT_PORT + 1, SYN_ACK);
+    h.expect(
+        PROG_FROM_WORKLOAD,
+        On::iface(workload_b),
+        &direct_reply,
+        Direction::FromWorkload,
+        Reason::ForwardedLocal,
+        TC_ACT_REDIRECT,
+    );
+}
+
+#[test]
+fn backend_ingress_deny_refuses_the_service_flow() {
+    let mut h = harness("nat-ingress");
+    let workload_b = h.net.workload_b;
+    // B denies all ingress (no slot): the flow through the ClusterIP is refused at B.
+    h.set_endpoint(workload_b, PEER_IP, [NO_SLOT, NO_SLOT]);
+    let mark = syn_to_cluster_ip(&mut h);
+    let after_dnat = packet::tcp_segment(POD_IP, CLIENT_PORT, PEER_IP, TARGET_PORT, SYN);
+    h.expect(
+        PROG_TO_WORKLOAD,
+        On::iface(workload_b).marked(mark).entered_by(WORKLOAD_A),
+        &after_dnat,
+        Direction::ToWorkload,
+        Reason::DropNoPolicy,
+        TC_ACT_SHOT,
+    );
+    let sent = ct_key(POD_IP, CLIENT_PORT, CLUSTER_IP, SERVICE_PORT);
+    assert!(h.conntrack(&sent).is_none(), "forgotten on the deny");
+}
+
+#[test]
+fn outside_destination_without_nat_is_judged_where_it_leaves() {
+    let mut h = harness("nat-none");
+    let uplink = h.net.uplink;
+    // 10.0.0.9 is on the uplink's subnet: the stack sends it out of the uplink unchanged.
+    let outside = [10, 0, 0, 9];
+    let syn = packet::tcp_segment(POD_IP, CLIENT_PORT, outside, TARGET_PORT, SYN);
+    let out = h.expect(
+        PROG_FROM_WORKLOAD,
+        FROM_A,
+        &syn,
+        Direction::FromWorkload,
+        Reason::NatPending,
+        TC_ACT_OK,
+    );
+    // Not in the pod network: A's policy denies it where it leaves.
+    h.expect(
+        PROG_TO_UPLINK,
+        On::iface(uplink).marked(out.mark).entered_by(WORKLOAD_A),
+        &syn,
+        Direction::ToUplink,
+        Reason::DropPolicy,
+        TC_ACT_SHOT,
+    );
+    let key = ct_key(POD_IP, CLIENT_PORT, outside, TARGET_PORT);
+    assert!(h.conntrack(&key).is_none(), "denied: forgotten");
+
+    // Allowed (A's egress replaced by allow-all): one entry, confirmed, through the stack.
+    let allow_all = h.allow_all_slot;
+    h.set_endpoint(WORKLOAD_A, POD_IP, [NO_SLOT, allow_all]);
+    let out = h.expect(
+        PROG_FROM_WORKLOAD,
+        FROM_A,
+        &syn,
+        Direction::FromWorkload,
+        Reason::NatPending,
+        TC_ACT_OK,
+    );
+    h.expect(
+        PROG_TO_UPLINK,
+        On::iface(uplink).marked(out.mark).entered_by(WORKLOAD_A),
+        &syn,
+        Direction::ToUplink,
+        Reason::PassHost,
+        TC_ACT_OK,
+    );
+    let flags = ct_flags_of(&mut h, &key);
+    assert_eq!(flags & ct_flags::UNCONFIRMED, 0);
+    assert_eq!(flags & ct_flags::VIA_HOST, ct_flags::VIA_HOST);
+}
+
+#[test]
+fn destination_out_of_another_interface_is_judged_before_nat() {
+    let mut h = harness("nat-other-if");
+    // A route out of an interface felix has no program on: nothing would judge the packet
+    // after NAT, so cali_from_wl judges it as sent.
+    for args in [
+        &["link", "set", "wlc", "up"][..],
+        &["route", "add", "172.16.0.0/24", "dev", "wlc"][..],
+    ] {
+        netns::ip(args).unwrap_or_else(|e| panic!("{e}"));
+    }
+    let denied = packet::tcp_segment(POD_IP, CLIENT_PORT, [172, 16, 0, 5], SERVICE_PORT, SYN);
+    h.expect(
+        PROG_FROM_WORKLOAD,
+        FROM_A,
+        &denied,
+        Direction::FromWorkload,
+        Reason::DropPolicy,
+        TC_ACT_SHOT,
+    );
+    let allow_all = h.allow_all_slot;
+    h.set_endpoint(WORKLOAD_A, POD_IP, [NO_SLOT, allow_all]);
+    let out = h.expect(
+        PROG_FROM_WORKLOAD,
+        FROM_A,
+        &denied,
+        Direction::FromWorkload,
+        Reason::Allowed,
+        TC_ACT_OK,
+    );
+    assert_eq!(out.mark & marks::NAT_PENDING, 0, "judged already");
+}

@@ -18,6 +18,7 @@ pub mod ipam;
 pub mod ipip;
 pub mod iptables;
 pub mod kroutes;
+pub mod kube_proxy;
 mod lab_bgp;
 mod lab_etcd;
 pub mod names;
@@ -31,6 +32,7 @@ pub mod state;
 pub mod status;
 pub mod teardown;
 pub mod traffic;
+pub mod udp_echo;
 
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
@@ -314,6 +316,11 @@ impl Lab {
 
     pub fn bird_conf_bin(&self) -> &Path {
         &self.bird_conf
+    }
+
+    /// The dataplane the lab's felix runs (as last started by the lab).
+    pub fn dataplane(&self) -> felixd::Dataplane {
+        self.dataplane
     }
 
     /// Node name (and namespace) of host `n`.

@@ -17,10 +17,6 @@ pub mod marks {
     /// Set by `cali_from_wl` on a pod's packet passed to the host stack unjudged: the program
     /// where it leaves the stack runs the pod's egress policy.
     pub const NAT_PENDING: u32 = 0x0100_0000;
-    /// Set by `uplink_in` on plain IP from the fabric addressed to a local pod: the stack does
-    /// not NAT it (kube-proxy NATs only Service and node addresses), so `cali_to_wl` opens its
-    /// flow for the redirect fast path.
-    pub const ADDRESSED_TO_POD: u32 = 0x0200_0000;
 }
 
 /// Key of [`crate::maps::NAT_ORIGINS`]: what identifies a pod's packet on both sides of the
@@ -57,11 +53,9 @@ mod tests {
     fn marks_stay_in_felix_range_and_clear_of_kube_proxy() {
         const FELIX_MASK: u32 = 0xffff_0000;
         const KUBE_PROXY: u32 = 0x4000 | 0x8000;
-        for mark in [marks::NAT_PENDING, marks::ADDRESSED_TO_POD] {
-            assert_eq!(mark & !FELIX_MASK, 0);
-            assert_eq!(mark & KUBE_PROXY, 0);
-            assert_eq!(mark.count_ones(), 1);
-        }
-        assert_ne!(marks::NAT_PENDING, marks::ADDRESSED_TO_POD);
+        let mark = marks::NAT_PENDING;
+        assert_eq!(mark & !FELIX_MASK, 0);
+        assert_eq!(mark & KUBE_PROXY, 0);
+        assert_eq!(mark.count_ones(), 1);
     }
 }

@@ -81,14 +81,8 @@ fn to_workload(ctx: &TcContext, ifindex: u32) -> Result<(i32, Reason), Reason> {
     }
     let target = endpoint(ifindex).ok_or(Reason::DropNoEndpoint)?;
     policy::check(at, &target, SLOT_INGRESS, packet.saddr, &packet)?;
-    // Sent by the host stack, which may have NATed it: its replies go back through the stack,
-    // unless it came from the fabric addressed to the pod.
-    let flags = if host_nat::addressed_to_pod(ctx) {
-        0
-    } else {
-        ct_flags::VIA_HOST
-    };
-    conntrack::create(&packet, flags)?;
+    // Sent by the host stack, which may have NATed it: its replies go back through the stack.
+    conntrack::create(&packet, ct_flags::VIA_HOST)?;
     allowed
 }
 
@@ -148,12 +142,15 @@ fn from_workload(ctx: &TcContext, ifindex: u32) -> Result<(i32, Reason), Reason>
         return Err(Reason::DropSpoofed);
     }
     let route = route(packet.daddr);
-    match conntrack::refresh(&packet) {
+    // Whether the flow's packets pass the host stack by (both ways, or the host's conntrack
+    // would call the half it sees invalid and kube-proxy's FORWARD rules drop it).
+    let past_stack = match conntrack::refresh(&packet) {
         Some(flags) if flags & ct_flags::UNCONFIRMED == 0 => {
             // The stack may have NATed the flow: only it can undo that.
             if flags & ct_flags::VIA_HOST != 0 {
                 return Ok((TC_ACT_OK as i32, Reason::ViaHostStack));
             }
+            true
         }
         flow => {
             if route.is_none()
@@ -171,9 +168,15 @@ fn from_workload(ctx: &TcContext, ifindex: u32) -> Result<(i32, Reason), Reason>
                 let target = endpoint(target.ifindex).ok_or(Reason::DropNoRoute)?;
                 policy::check(at, &target, SLOT_INGRESS, packet.saddr, &packet)?;
             }
-            conntrack::create(&packet, 0)?;
+            let redirected = matches!(
+                route,
+                Some((RouteKind::LocalWorkload | RouteKind::RemoteBlock, _))
+            );
+            let flags = if redirected { 0 } else { ct_flags::VIA_HOST };
+            conntrack::create(&packet, flags)?;
+            false
         }
-    }
+    };
     match route {
         Some((RouteKind::LocalWorkload, target)) => {
             deliver_local(ctx, &packet, target.ifindex).map(|v| (v, Reason::ForwardedLocal))
@@ -183,6 +186,9 @@ fn from_workload(ctx: &TcContext, ifindex: u32) -> Result<(i32, Reason), Reason>
         }
         Some((RouteKind::RemoteBlock, target)) => to_remote_host(ctx, &packet, target.next_hop),
         Some((RouteKind::LocalBlock, _)) => Err(Reason::DropNoRoute),
+        // The reply of a flow that came in past the stack (from another host, or the fabric
+        // straight to this pod): out the same way.
+        Some((RouteKind::RemoteHost, _)) | None if past_stack => to_remote_native(ctx, &packet),
         _ => Ok((TC_ACT_OK as i32, Reason::Allowed)),
     }
 }
@@ -201,8 +207,8 @@ fn to_remote_host(
     Ok((verdict, Reason::Encapsulated))
 }
 
-/// Native routing to a remote block: the packet as it is, out of the uplink to the next hop
-/// the kernel's FIB gives for its destination (felix's route via the owning host).
+/// Native routing: the packet as it is, out of the uplink to the next hop the kernel's FIB gives
+/// for its destination (for a remote block, felix's route via the owning host).
 #[inline(always)]
 fn to_remote_native(ctx: &TcContext, packet: &Ipv4Summary) -> Result<(i32, Reason), Reason> {
     let config = host_config().ok_or(Reason::DropNoRoute)?;

@@ -41,19 +41,6 @@ fn ingress_ifindex(ctx: &TcContext) -> u32 {
     unsafe { (*ctx.skb.skb).ingress_ifindex }
 }
 
-/// Marks a plain packet from the fabric that is addressed to a local pod: the stack does not
-/// NAT it, so `cali_to_wl` opens its flow for the redirect fast path.
-#[inline(always)]
-pub fn mark_addressed_to_pod(ctx: &TcContext) {
-    ctx.set_mark(mark(ctx) | marks::ADDRESSED_TO_POD);
-}
-
-/// Whether `uplink_in` marked the packet as addressed to a local pod.
-#[inline(always)]
-pub fn addressed_to_pod(ctx: &TcContext) -> bool {
-    mark(ctx) & marks::ADDRESSED_TO_POD != 0
-}
-
 /// Whether a pod's packet that no felix route covers is judged after NAT: when the kernel would
 /// send it out of the uplink, or has no forwarding route for it (a Service address, routed only
 /// after kube-proxy's DNAT). A packet for another interface of the host is judged at once, by

@@ -1,8 +1,8 @@
-//! TC programs on the host's uplink: decapsulate IPIP from known hosts into local pods, judging
-//! a flow's first packet by the pod's ingress policy (ingress), and encapsulate host-originated
-//! traffic to remote pods whose route is not native (egress). Plain IP from the fabric (native
-//! routing, the ToR) goes to the host stack, which routes it to the pod's `cali*`, where
-//! `cali_to_wl` applies the pod's ingress policy. A flow that went through the host stack
+//! TC programs on the host's uplink: decapsulate IPIP from known hosts into local pods, and
+//! deliver plain IP from the fabric (native routing, the ToR) addressed to a local pod, judging
+//! a flow's first packet by the pod's ingress policy (ingress); encapsulate host-originated
+//! traffic to remote pods whose route is not native (egress). Everything else goes to the host
+//! stack. A flow that went through the host stack
 //! (which may have NATed it) is decapsulated into the stack, not redirected past it; a pod's
 //! packet the stack has NATed is judged by the pod's egress policy on its way out (egress).
 
@@ -23,7 +23,7 @@ use crate::{
     encap::{OUTER_LEN, decapsulate, encapsulate, host_config},
     forward::{deliver_local, endpoint, route},
     host_nat,
-    parse::{IP_OFFSET, Parsed, parse, parse_ipv4},
+    parse::{IP_OFFSET, Ipv4Summary, Parsed, parse, parse_ipv4},
     policy,
 };
 
@@ -57,12 +57,7 @@ fn from_fabric(ctx: &TcContext) -> Result<(i32, Reason), Reason> {
     let pass = (TC_ACT_OK as i32, Reason::PassHost);
     let outer = match parse(ctx) {
         Ok(Parsed::Ipv4(outer)) if outer.proto == proto::IPIP => outer,
-        Ok(Parsed::Ipv4(plain)) => {
-            if let Some((RouteKind::LocalWorkload, _)) = route(plain.daddr) {
-                host_nat::mark_addressed_to_pod(ctx);
-            }
-            return Ok(pass);
-        }
+        Ok(Parsed::Ipv4(plain)) => return plain_to_pod(ctx, &plain).map(|done| done.unwrap_or(pass)),
         // Not ours: the host stack handles (and judges) everything else on its uplink.
         Ok(_) | Err(Reason::DropUnsupportedL3) => return Ok(pass),
         Err(reason) => return Err(reason),
@@ -99,6 +94,33 @@ fn from_fabric(ctx: &TcContext) -> Result<(i32, Reason), Reason> {
     }
     let inner = parse_ipv4(ctx, IP_OFFSET)?;
     deliver_local(ctx, &inner, target.ifindex).map(|v| (v, Reason::Decapsulated))
+}
+
+/// Plain IP from the fabric (native routing, the ToR) addressed to a local pod: judged by the
+/// pod's ingress policy and delivered by redirect, so that neither direction of the flow passes
+/// the host stack (the pod's replies leave the same way), unless the flow already goes through
+/// the stack (a reply the stack must un-NAT). `None` for packets the stack handles.
+#[inline(always)]
+fn plain_to_pod(ctx: &TcContext, packet: &Ipv4Summary) -> Result<Option<(i32, Reason)>, Reason> {
+    let Some((RouteKind::LocalWorkload, target)) = route(packet.daddr) else {
+        return Ok(None);
+    };
+    match conntrack::refresh(packet) {
+        Some(flags) if flags & ct_flags::VIA_HOST != 0 => {
+            return Ok(Some((TC_ACT_OK as i32, Reason::ViaHostStack)));
+        }
+        Some(_) => {}
+        None => {
+            let pod = endpoint(target.ifindex).ok_or(Reason::DropNoRoute)?;
+            let at = policy::At {
+                ifindex: crate::cali_tc::ifindex(ctx),
+                direction: Direction::FromUplink,
+            };
+            policy::check(at, &pod, SLOT_INGRESS, packet.saddr, packet)?;
+            conntrack::create(packet, 0)?;
+        }
+    }
+    deliver_local(ctx, packet, target.ifindex).map(|v| Some((v, Reason::ForwardedLocal)))
 }
 
 /// `None` for a packet that is already IPIP (counted where it was wrapped).

@@ -394,3 +394,57 @@ fn destination_out_of_another_interface_is_judged_before_nat() {
     );
     assert_eq!(out.mark & marks::NAT_PENDING, 0, "judged already");
 }
+
+#[test]
+fn a_flow_keeps_to_one_side_of_the_host_stack_both_ways() {
+    let mut h = Harness::new("nat-sides");
+    let uplink = h.net.uplink;
+    // The other host's process (or its NodePort, masqueraded) reaches A through IPIP, past this
+    // host's stack: A's reply leaves past it too, plainly to that host.
+    let request = packet::tcp_segment(PEER_HOST_IP, 30080, POD_IP, TARGET_PORT, SYN);
+    let wrapped = packet::ipip(PEER_HOST_IP, HOST_IP, &request[IP_OFFSET..]);
+    h.expect(
+        PROG_FROM_UPLINK,
+        On::iface(uplink),
+        &wrapped,
+        Direction::FromUplink,
+        Reason::Decapsulated,
+        TC_ACT_REDIRECT,
+    );
+    let reply = packet::tcp_segment(POD_IP, TARGET_PORT, PEER_HOST_IP, 30080, SYN_ACK);
+    h.expect(
+        PROG_FROM_WORKLOAD,
+        FROM_A,
+        &reply,
+        Direction::FromWorkload,
+        Reason::ForwardedNative,
+        TC_ACT_REDIRECT,
+    );
+
+    // A opens a flow to the other host: its first packet goes through this host's stack, so
+    // the reply (plain IP from the fabric, addressed to A) goes through it too.
+    let syn = packet::tcp_segment(POD_IP, CLIENT_PORT, PEER_HOST_IP, 22, SYN);
+    h.expect(
+        PROG_FROM_WORKLOAD,
+        FROM_A,
+        &syn,
+        Direction::FromWorkload,
+        Reason::Allowed,
+        TC_ACT_OK,
+    );
+    let key = ct_key(POD_IP, CLIENT_PORT, PEER_HOST_IP, 22);
+    assert_eq!(
+        ct_flags_of(&mut h, &key) & ct_flags::VIA_HOST,
+        ct_flags::VIA_HOST
+    );
+    let answer = packet::tcp_segment(PEER_HOST_IP, 22, POD_IP, CLIENT_PORT, SYN_ACK);
+    let out = h.expect(
+        PROG_FROM_UPLINK,
+        On::iface(uplink),
+        &answer,
+        Direction::FromUplink,
+        Reason::ViaHostStack,
+        TC_ACT_OK,
+    );
+    assert_eq!(out.data_out, answer, "untouched, for the stack");
+}

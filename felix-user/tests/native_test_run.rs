@@ -12,7 +12,8 @@ use std::process::Command;
 
 use aya::maps::lpm_trie::Key;
 use felix_common::{
-    CtKey, Direction, Reason, RouteValue, nat::marks, policy::NO_SLOT, routes::PoolIpipMode,
+    CtKey, Direction, Reason, RouteValue, conntrack::ct_flags, policy::NO_SLOT,
+    routes::PoolIpipMode,
 };
 use felix_user::{
     PROG_FROM_UPLINK, PROG_FROM_WORKLOAD, PROG_TO_UPLINK, PROG_TO_WORKLOAD,
@@ -176,9 +177,10 @@ fn host_traffic_to_a_native_block_leaves_the_uplink_unwrapped() {
     assert_eq!(out.data_out[IP_OFFSET + 9], IPPROTO_IPIP);
 }
 
-/// A remote pod's plain packet to a local pod: the uplink hands it to the host stack, which
-/// routes it to the pod's `cali*`, where the pod's ingress policy judges the flow's first packet;
-/// the pod's reply matches that flow (its egress policy is not consulted) and goes back natively.
+/// A remote pod's plain packet to a local pod: the uplink judges the flow's first packet by the
+/// pod's ingress policy and delivers it by redirect; the pod's reply matches that flow (its
+/// egress policy is not consulted) and goes back natively. Neither direction passes the host
+/// stack, whose conntrack would otherwise see half a flow and call it invalid.
 #[test]
 fn plain_ip_from_a_remote_pod_is_judged_by_the_pods_ingress_policy() {
     let mut h = Harness::new("native-ingress");
@@ -188,35 +190,27 @@ fn plain_ip_from_a_remote_pod_is_judged_by_the_pods_ingress_policy() {
     let request = packet::tcp_segment(REMOTE_POD_IP, 40000, POD_IP, 80, 0x02);
     let reply = packet::tcp_segment(POD_IP, 80, REMOTE_POD_IP, 40000, 0x12);
 
+    // Allowed by the seeded allow-all ingress; the egress slot denies (no slot), so the reply
+    // can only pass as part of the flow.
+    let allow_slot = h.allow_all_slot;
+    h.set_endpoint(WORKLOAD_A, POD_IP, [allow_slot, NO_SLOT]);
     let out = h.expect(
         PROG_FROM_UPLINK,
         uplink,
         &request,
         Direction::FromUplink,
-        Reason::PassHost,
-        TC_ACT_OK,
+        Reason::ForwardedLocal,
+        TC_ACT_REDIRECT,
     );
-    assert_eq!(out.data_out, request, "passed to the stack untouched");
+    assert_eq!(out.data_out.len(), request.len());
     assert_eq!(
-        out.mark & marks::ADDRESSED_TO_POD,
-        marks::ADDRESSED_TO_POD,
-        "marked as addressed to a pod: the stack does not NAT it"
-    );
-
-    // Allowed by the seeded allow-all ingress; the egress slot denies (no slot), so the reply
-    // can only pass as part of the flow. The stack keeps the uplink's mark.
-    let allow_slot = h.allow_all_slot;
-    h.set_endpoint(WORKLOAD_A, POD_IP, [allow_slot, NO_SLOT]);
-    h.expect(
-        PROG_TO_WORKLOAD,
-        FROM_A.marked(out.mark),
-        &request,
-        Direction::ToWorkload,
-        Reason::Allowed,
-        TC_ACT_OK,
+        out.data_out[IP_OFFSET + 8],
+        request[IP_OFFSET + 8] - 1,
+        "TTL decremented"
     );
     let (key, _) = CtKey::for_packet(REMOTE_POD_IP, 40000, POD_IP, 80, 6);
-    assert!(h.conntrack(&key).is_some(), "the flow is tracked");
+    let entry = h.conntrack(&key).expect("the flow is tracked");
+    assert_eq!(entry.flags & ct_flags::VIA_HOST, 0, "past the host stack");
     let out = h.expect(
         PROG_FROM_WORKLOAD,
         FROM_A,
@@ -227,7 +221,7 @@ fn plain_ip_from_a_remote_pod_is_judged_by_the_pods_ingress_policy() {
     );
     assert_forwarded_natively(&reply, &out.data_out);
 
-    // A deny in the pod's ingress policy stops the next new flow at cali_to_wl.
+    // A deny in the pod's ingress policy stops the next new flow at the uplink.
     h.flush_conntrack();
     let (group, allow) = support::harness::allow_all();
     let deny = Program {
@@ -242,10 +236,10 @@ fn plain_ip_from_a_remote_pod_is_judged_by_the_pods_ingress_policy() {
     };
     assert_eq!(h.program_policy(&group, &deny), allow_slot, "same slot");
     h.expect(
-        PROG_TO_WORKLOAD,
-        FROM_A,
+        PROG_FROM_UPLINK,
+        uplink,
         &request,
-        Direction::ToWorkload,
+        Direction::FromUplink,
         Reason::DropPolicy,
         TC_ACT_SHOT,
     );

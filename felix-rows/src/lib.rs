@@ -7,5 +7,5 @@
 pub mod rows;
 pub mod table;
 
-pub use rows::{ConntrackRow, CounterRow, DenyRow, EndpointRow, IfaceRow, RouteRow};
+pub use rows::{ConntrackRow, CounterRow, DenyRow, EndpointRow, IfaceRow, NatOriginRow, RouteRow};
 pub use table::render as table;

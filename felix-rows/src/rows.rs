@@ -63,6 +63,25 @@ pub struct ConntrackRow {
     pub packets_reverse: u64,
     pub age_s: f64,
     pub idle_s: f64,
+    /// How the flow travels: `via_host` (through the host stack both ways, which may NAT it),
+    /// `unconfirmed` (opened by a pod before the stack's NAT, not yet judged after it).
+    #[serde(default)]
+    pub flags: Vec<String>,
+}
+
+/// One line of `felix bpf nat-origins dump`: a pod's first packet in flight through the host
+/// stack, and the flow it opened before NAT.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct NatOriginRow {
+    /// The `cali*` interface the packet came from.
+    pub ifindex: u32,
+    pub ip_id: u16,
+    pub proto: String,
+    /// The flow as the pod sent it.
+    pub src: Ipv4Addr,
+    pub sport: u16,
+    pub dst: Ipv4Addr,
+    pub dport: u16,
 }
 
 /// One line of `felix bpf xdp-deny dump`.

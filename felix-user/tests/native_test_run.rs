@@ -16,7 +16,7 @@ use felix_common::{
     routes::PoolIpipMode,
 };
 use felix_user::{
-    PROG_FROM_UPLINK, PROG_FROM_WORKLOAD, PROG_TO_UPLINK, PROG_TO_WORKLOAD,
+    PROG_FROM_UPLINK, PROG_FROM_WORKLOAD, PROG_TO_UPLINK,
     calc::policy::{
         PolicyDirection, RuleRef,
         program::{Entry, Match, Program, Step},

@@ -1,9 +1,11 @@
 //! `cargo xtask demo`: build, bring a lab up, show traffic and counters, the BGP sessions and
-//! the routes the ToR learned ([`bgp`]), apply the example policies and show what they allow and
+//! the routes the ToR learned ([`bgp`]), Services through kube-proxy's rules ([`services`]),
+//! apply the example policies and show what they allow and
 //! deny ([`policy`]), tear down.
 
 mod bgp;
 mod policy;
+mod services;
 
 use std::io::Write;
 use std::process::{Command, Stdio};
@@ -71,6 +73,7 @@ pub fn run() -> Result<()> {
     cross_host(&lab, &p1, &remote)?;
     host_integration(&lab)?;
     bgp::run(&lab)?;
+    services::run(&lab)?;
     policy::run(&lab)?;
 
     header("lab down");

@@ -18,6 +18,7 @@ mod native;
 mod ops;
 mod pod_traffic;
 mod policy;
+mod service_policy;
 mod services;
 mod support;
 mod xdp_prefilter;

@@ -15,6 +15,7 @@ use felix_user::dataplane::{
         counters::Counters,
         endpoints::Endpoints,
         ifaces::Ifaces,
+        nat_origins::NatOrigins,
         routes::Routes,
         xdp_deny::XdpDeny,
     },
@@ -44,6 +45,10 @@ pub(crate) enum BpfCommand {
     /// The conntrack table.
     #[command(subcommand)]
     Conntrack(ConntrackCommand),
+    /// First packets of pods' flows in flight through the host stack (judged after its NAT),
+    /// with the flow as the pod sent it.
+    #[command(subcommand)]
+    NatOrigins(DumpOnly),
     /// Source CIDRs the uplink's XDP program drops.
     #[command(subcommand)]
     XdpDeny(DenyCommand),
@@ -198,6 +203,7 @@ pub(crate) fn dispatch(command: BpfCommand) -> Result<()> {
         BpfCommand::Routes(DumpOnly::Dump(args)) => dump::<Routes>(&args),
         BpfCommand::Conntrack(ConntrackCommand::Dump(args)) => dump::<Conntrack>(&args),
         BpfCommand::Conntrack(ConntrackCommand::Flush(args)) => flush_conntrack(&args),
+        BpfCommand::NatOrigins(DumpOnly::Dump(args)) => dump::<NatOrigins>(&args),
         BpfCommand::XdpDeny(DenyCommand::Dump(args)) => dump::<XdpDeny>(&args),
         BpfCommand::XdpDeny(DenyCommand::Add(args)) => change_deny(&args, true),
         BpfCommand::XdpDeny(DenyCommand::Del(args)) => change_deny(&args, false),

@@ -82,12 +82,7 @@ pub fn conntrack_row(key: &CtKey, value: &CtValue, now_ns: u64) -> ConntrackRow 
     };
     let seconds = |ns: u64| ns as f64 / 1e9;
     ConntrackRow {
-        proto: match key.proto {
-            1 => "icmp".into(),
-            6 => "tcp".into(),
-            17 => "udp".into(),
-            other => other.to_string(),
-        },
+        proto: proto_name(key.proto),
         src: Ipv4Addr::from(src),
         sport,
         dst: Ipv4Addr::from(dst),
@@ -98,6 +93,29 @@ pub fn conntrack_row(key: &CtKey, value: &CtValue, now_ns: u64) -> ConntrackRow 
         packets_reverse: reverse,
         age_s: seconds(now_ns.saturating_sub(value.created_ns)),
         idle_s: seconds(now_ns.saturating_sub(value.last_seen_ns)),
+        flags: flag_names(value.flags),
+    }
+}
+
+/// The names of a flow's [`ct_flags`] that say how it travels.
+pub fn flag_names(flags: u8) -> Vec<String> {
+    [
+        (ct_flags::VIA_HOST, "via_host"),
+        (ct_flags::UNCONFIRMED, "unconfirmed"),
+    ]
+    .into_iter()
+    .filter(|(bit, _)| flags & bit != 0)
+    .map(|(_, name)| name.to_string())
+    .collect()
+}
+
+/// The protocol's name as the dumps show it.
+pub fn proto_name(proto: u8) -> String {
+    match proto {
+        1 => "icmp".into(),
+        6 => "tcp".into(),
+        17 => "udp".into(),
+        other => other.to_string(),
     }
 }
 
@@ -114,6 +132,11 @@ pub fn conntrack_table(rows: &[ConntrackRow]) -> String {
                 format!("{}/{}", r.packets_forward, r.packets_reverse),
                 format!("{:.1}", r.age_s),
                 format!("{:.1}", r.idle_s),
+                if r.flags.is_empty() {
+                    "-".into()
+                } else {
+                    r.flags.join(",")
+                },
             ]
         })
         .collect();
@@ -126,6 +149,7 @@ pub fn conntrack_table(rows: &[ConntrackRow]) -> String {
             "PKTS FWD/REV",
             "AGE S",
             "IDLE S",
+            "FLAGS",
         ],
         &cells,
     )

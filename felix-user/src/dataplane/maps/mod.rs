@@ -14,6 +14,7 @@ pub mod counter_cache;
 pub mod counters;
 pub mod endpoints;
 pub mod ifaces;
+pub mod nat_origins;
 pub mod routes;
 pub mod xdp_deny;
 

@@ -34,6 +34,7 @@ fn key(direction: PolicyDirection, policies: &[&str]) -> GroupKey {
         policies: policies.iter().map(|s| s.to_string()).collect(),
         profiles: vec!["kns.default".into()],
         local_mask: vec![true; policies.len()],
+        local_ports: Vec::new(),
     }
 }
 

@@ -733,35 +733,36 @@ impl PolicyCalc {
         let none = self.named_port_sets(sides.selector.as_ref(), &none, proto);
         let remote_field = port_field(&mut matcher, direction, Side::Remote);
         let numeric_any = std::mem::take(&mut remote_field.any_of);
-        let mut wanted: Vec<(Option<NetSet>, Vec<PortRange>)> = Vec::new();
+        let mut wanted: Vec<Wanted> = Vec::new();
         if !numeric_any.is_empty() || remote.ports.is_empty() {
-            wanted.push((None, numeric_any));
+            wanted.push(Wanted {
+                declared_by: None,
+                ports: numeric_any,
+            });
         }
-        wanted.extend(any.into_iter().map(|(p, nets)| (Some(nets), vec![(p, p)])));
-        // "Not (address, port) in any pair": a port none of them uses, or one of them with an
-        // address outside that port's set.
-        let mut refused: Vec<(Option<(u16, NetSet)>, Vec<PortRange>)> = Vec::new();
-        refused.push((None, none.keys().map(|&p| (p, p)).collect()));
-        refused.extend(
-            none.into_iter()
-                .map(|(p, nets)| (Some((p, nets)), Vec::new())),
-        );
-        for (all_of, any_of) in &wanted {
-            for (pair, none_of) in &refused {
+        wanted.extend(any.into_iter().map(|(p, nets)| Wanted {
+            declared_by: Some(nets),
+            ports: vec![(p, p)],
+        }));
+        let mut refused = vec![Refused::OtherPort(none.keys().map(|&p| (p, p)).collect())];
+        refused.extend(none.into_iter().map(|(p, nets)| Refused::SamePort(p, nets)));
+        for want in &wanted {
+            for refuse in &refused {
                 let mut m = matcher.clone();
-                if let Some(nets) = all_of {
-                    m.remote.all_of.push(nets.clone());
-                }
+                m.remote.all_of.extend(want.declared_by.clone());
                 let field = port_field(&mut m, direction, Side::Remote);
-                field.none_of.extend(none_of);
-                field.any_of.clone_from(any_of);
-                if let Some((p, nets)) = pair {
-                    let within = any_of.is_empty() || any_of.iter().any(|r| r.0 <= *p && *p <= r.1);
-                    if !within {
-                        continue;
+                field.any_of.clone_from(&want.ports);
+                match refuse {
+                    Refused::OtherPort(ports) => field.none_of.extend(ports),
+                    Refused::SamePort(p, nets) => {
+                        let within = want.ports.is_empty()
+                            || want.ports.iter().any(|r| r.0 <= *p && *p <= r.1);
+                        if !within {
+                            continue;
+                        }
+                        field.any_of = vec![(*p, *p)];
+                        m.remote.none_of.push(nets.clone());
                     }
-                    field.any_of = vec![(*p, *p)];
-                    m.remote.none_of.push(nets.clone());
                 }
                 found.entries.push(Entry {
                     by: by.clone(),
@@ -921,6 +922,23 @@ struct RuleEntries {
     entries: Vec<Entry>,
     /// The local side's named ports, resolved (for the group key).
     local_ports: Vec<Vec<u16>>,
+}
+
+/// One way a remote port list (`ports`) holds: the numbers, or a named port's number from an
+/// address that declares it.
+struct Wanted {
+    /// The addresses declaring the name with this number (`None` for the numeric ports).
+    declared_by: Option<NetSet>,
+    /// Empty: any port.
+    ports: Vec<PortRange>,
+}
+
+/// One way "(address, port) is no pair of a `notPorts` name" holds.
+enum Refused {
+    /// The port is none of the names' numbers.
+    OtherPort(Vec<PortRange>),
+    /// The port is this number, and the address is not one declaring it.
+    SamePort(u16, NetSet),
 }
 
 /// The side of the packet a port field belongs to.

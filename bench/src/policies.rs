@@ -163,6 +163,7 @@ pub fn group(shape: Shape, n: u32, tail: Tail) -> GroupKey {
         policies: vec![format!("bench-{shape:?}-{n}-{tail:?}")],
         profiles: vec![],
         local_mask: vec![],
+        local_ports: Vec::new(),
     }
 }
 

@@ -1062,6 +1062,7 @@ fn ten_thousand_rules_apply_and_filter() {
         policies: policies.iter().map(|s| s.to_string()).collect(),
         profiles: Vec::new(),
         local_mask: Vec::new(),
+        local_ports: Vec::new(),
     };
     let allow_all = Program {
         entries: Vec::new(),

@@ -952,6 +952,7 @@ fn trace_events_report_drops_and_verdicts_within_the_rate_limit() {
             policies: vec!["deny-all".into()],
             profiles: vec![],
             local_mask: vec![true],
+            local_ports: Vec::new(),
         };
         let program = Program {
             entries: vec![Entry {

@@ -132,6 +132,21 @@ impl Lab {
         etcd::put_json(&self.state, &key, &wep)
     }
 
+    /// Rewrites `pod`'s WorkloadEndpoint (with its namespace's profile) declaring `ports`
+    /// (name, protocol, port) under `spec.ports`, as Calico's CNI plugin writes a pod's named
+    /// container ports.
+    pub fn set_named_ports(&self, pod: &PodInfo, ports: &[(&str, &str, u16)]) -> Result<()> {
+        let host = self.host(pod.host)?;
+        let (key, mut wep) = calico::workload_endpoint(host, pod);
+        wep["spec"]["ports"] = ports
+            .iter()
+            .map(|(name, protocol, port)| {
+                serde_json::json!({"name": name, "protocol": protocol, "port": port})
+            })
+            .collect();
+        etcd::put_json(&self.state, &key, &wep)
+    }
+
     /// A new TCP connection from `from` to an echo server on `to`:`port` carries data both ways
     /// (`false`: the handshake timed out).
     pub fn tcp_works(&self, from: &PodInfo, to: &PodInfo, port: u16) -> Result<bool> {

@@ -954,6 +954,26 @@ const INVALID: &[(&str, &str, &str)] = &[
         "needs a name",
     ),
     (
+        "kind: WorkloadEndpoint\nmetadata: {name: w}\nspec: {ports: [{name: HTTP, protocol: TCP, port: 80}]}",
+        "spec.ports[0].name",
+        "not a port name",
+    ),
+    (
+        "kind: WorkloadEndpoint\nmetadata: {name: w}\nspec: {ports: [{name: '8080', protocol: TCP, port: 80}]}",
+        "spec.ports[0].name",
+        "not a port name",
+    ),
+    (
+        "kind: HostEndpoint\nmetadata: {name: h}\nspec: {node: n, interfaceName: eth0, ports: [{name: web--1, protocol: TCP, port: 80}]}",
+        "spec.ports[0].name",
+        "not a port name",
+    ),
+    (
+        "kind: WorkloadEndpoint\nmetadata: {name: w}\nspec: {ports: [{name: a-very-long-name, protocol: TCP, port: 80}]}",
+        "spec.ports[0].name",
+        "not a port name",
+    ),
+    (
         "kind: WorkloadEndpoint\nmetadata: {name: w}\nspec: {ports: [{name: a, protocol: TCP, port: 0}]}",
         "spec.ports[0].port",
         "0 is out of range 1-65535",

@@ -37,6 +37,19 @@ pub struct EndpointPort {
     pub host_ip: Option<String>,
 }
 
+/// Whether `s` is a port name as Kubernetes (and so Calico's `portName` validator) accepts it:
+/// 1-15 characters of `a-z`, `0-9` and `-`, at least one letter, no leading, trailing or
+/// doubled `-`.
+pub fn valid_port_name(s: &str) -> bool {
+    (1..=15).contains(&s.len())
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && s.bytes().any(|b| b.is_ascii_lowercase())
+        && !s.starts_with('-')
+        && !s.ends_with('-')
+        && !s.contains("--")
+}
+
 /// Checks a list of endpoint ports at `path` (e.g. `spec.ports`).
 pub fn validate_endpoint_ports(ports: &[EndpointPort], path: &str) -> Result<(), FieldError> {
     for (i, p) in ports.iter().enumerate() {
@@ -44,6 +57,15 @@ pub fn validate_endpoint_ports(ports: &[EndpointPort], path: &str) -> Result<(),
             return Err(FieldError::new(
                 format!("{path}[{i}].name"),
                 Reason::Required("a named port needs a name"),
+            ));
+        }
+        if !valid_port_name(&p.name) {
+            return Err(FieldError::new(
+                format!("{path}[{i}].name"),
+                Reason::Invalid(format!(
+                    "{:?} is not a port name (1-15 of a-z, 0-9, '-'; a letter; no leading, trailing or double '-')",
+                    p.name
+                )),
             ));
         }
         if !p.protocol.supports_ports() {

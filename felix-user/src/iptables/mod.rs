@@ -40,8 +40,11 @@
 //!   of the tier drops only when that mark is clear (a tier whose `defaultAction` is Pass has no
 //!   drop), then clears it. In a profile, Pass goes on to the next profile. Nothing decided after
 //!   the last tier or profile: the endpoint chain's final DROP (default deny).
-//! - Log rules, rules that cannot match this endpoint (local side, IPv6, named ports) are not in
-//!   the program, so not rendered. Rules that cannot match any packet (an empty selector, a
+//! - Log rules, rules that cannot match this endpoint (local side, IPv6, named ports nobody
+//!   declares) are not in the program, so not rendered. A named port arrives already resolved:
+//!   the endpoint's own port numbers on the local side; on the remote side one program entry
+//!   per port number whose address set holds the endpoints declaring it, rendered like any
+//!   entry (address set + `--dports`), which is Calico's `hash:ip,port` set split by port. Rules that cannot match any packet (an empty selector, a
 //!   `notNets` of 0.0.0.0/0, `protocol` equal to `notProtocol`) are left out.
 //! - The remote address (source for ingress, destination for egress): a set of at most
 //!   [`Config::inline_max`] networks is written inline, one rule per network (only one set per

@@ -283,7 +283,8 @@ fn fnv1a(bytes: &[u8]) -> u64 {
 }
 
 /// The chain holding the program of `key`: `felix-pi-<hash>` (ingress) or `felix-po-<hash>`
-/// (egress), the hash over the policies, profiles and local mask that define the group.
+/// (egress), the hash over the policies, profiles, local mask and local named ports that define
+/// the group.
 pub fn group_chain(key: &GroupKey) -> String {
     let mut text = String::new();
     for p in &key.policies {
@@ -297,6 +298,16 @@ pub fn group_chain(key: &GroupKey) -> String {
     }
     text.push('\u{1e}');
     text.extend(key.local_mask.iter().map(|b| if *b { '1' } else { '0' }));
+    // Named ports the endpoints resolve on the local side (none: the text, and so the name,
+    // is what it was before named ports).
+    if !key.local_ports.is_empty() {
+        text.push('\u{1e}');
+        for numbers in &key.local_ports {
+            let list: Vec<String> = numbers.iter().map(u16::to_string).collect();
+            text.push_str(&list.join(","));
+            text.push('\u{1f}');
+        }
+    }
     let dir = match key.direction {
         PolicyDirection::Ingress => "pi",
         PolicyDirection::Egress => "po",

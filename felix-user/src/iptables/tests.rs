@@ -34,6 +34,7 @@ fn key(direction: PolicyDirection, policies: &[&str]) -> GroupKey {
         policies: policies.iter().map(|s| s.to_string()).collect(),
         profiles: vec!["kns.default".into()],
         local_mask: vec![true; policies.len()],
+        local_ports: Vec::new(),
     }
 }
 
@@ -1090,4 +1091,101 @@ fn ipset_listing_is_read_for_our_sets() {
         (sets[1].name.as_str(), sets[1].references),
         ("felix-tmp", 0)
     );
+}
+
+/// A named port on the remote side renders as one rule per port number, each matching the
+/// addresses that declare the name with that number (Calico's `hash:ip,port` set, split by
+/// port so that address and port stay paired); on the local side it is the endpoint's own port.
+#[test]
+fn named_ports_render_paired_sets_and_the_local_port() {
+    let resources: Vec<Resource> = calico::model::document::parse_documents(
+        "
+apiVersion: projectcalico.org/v3
+kind: WorkloadEndpoint
+metadata: {name: client, namespace: default, labels: {app: client}}
+spec: {interfaceName: calic, ipNetworks: [10.65.0.1/32]}
+---
+apiVersion: projectcalico.org/v3
+kind: WorkloadEndpoint
+metadata: {name: web-1, namespace: default, labels: {app: web}}
+spec: {interfaceName: caliw, ipNetworks: [10.65.0.2/32], ports: [{name: http, protocol: TCP, port: 80}]}
+---
+apiVersion: projectcalico.org/v3
+kind: WorkloadEndpoint
+metadata: {name: web-2, namespace: default, labels: {app: web}}
+spec: {ipNetworks: [10.65.0.3/32, 10.65.0.4/32], ports: [{name: http, protocol: TCP, port: 8080}]}
+---
+apiVersion: projectcalico.org/v3
+kind: GlobalNetworkPolicy
+metadata: {name: p}
+spec:
+  egress: [{action: Deny, protocol: TCP, destination: {ports: [http]}}, {action: Allow}]
+  ingress: [{action: Allow, protocol: TCP, destination: {ports: [http]}}]
+",
+    )
+    .into_iter()
+    .map(|r| r.expect("resource"))
+    .collect();
+    let mut calc = calc_of(&resources);
+    let endpoints: BTreeMap<String, String> = resources
+        .iter()
+        .filter_map(|r| match r {
+            Resource::WorkloadEndpoint(o) if !o.spec.interface_name.is_empty() => {
+                Some((o.spec.interface_name.clone(), endpoint_key(o)))
+            }
+            _ => None,
+        })
+        .collect();
+    let (desired, missing) = Desired::from_calc(&mut calc, &endpoints);
+    assert!(missing.is_empty());
+    let config = Config {
+        inline_max: 1,
+        ..Config::default()
+    };
+    let rendered = render(&config, &desired).expect("renders");
+    let set_of = |members: &[&str]| -> String {
+        let want: Vec<Ipv4Net> = members.iter().map(|m| m.parse().expect("net")).collect();
+        rendered
+            .sets
+            .iter()
+            .find(|(_, nets)| **nets == want)
+            .map(|(name, _)| name.clone())
+            .expect("a set of these members")
+    };
+    let web2 = set_of(&["10.65.0.3/32", "10.65.0.4/32"]);
+    let lines: Vec<&str> = rendered.rules.lines().collect();
+    let deny_80 = lines.iter().any(|l| {
+        l.contains("-d 10.65.0.2/32") && l.contains("--dports 80 ") && l.contains("-j DROP")
+    });
+    let deny_8080 = lines.iter().any(|l| {
+        l.contains(&format!("--match-set {web2} dst"))
+            && l.contains("--dports 8080 ")
+            && l.contains("-j DROP")
+    });
+    assert!(
+        deny_80,
+        "web-1's http (inline address):\n{}",
+        rendered.rules
+    );
+    assert!(deny_8080, "web-2's http (a set):\n{}", rendered.rules);
+    // Ingress: web-1's own http is 80; the client declares none, so its ingress rule is gone.
+    let local_80 = lines
+        .iter()
+        .filter(|l| l.starts_with("-A felix-pi-") && l.contains("--dports 80 "))
+        .count();
+    assert_eq!(local_80, 1, "{}", rendered.rules);
+    // Through the rules: the client's egress to web-2 (not local: out of eth0).
+    for (dport, want) in [(8080, Verdict::Drop), (80, Verdict::Accept)] {
+        let p = Packet {
+            src: Ipv4Addr::new(10, 65, 0, 1),
+            dst: Ipv4Addr::new(10, 65, 0, 3),
+            proto: 6,
+            l4: L4::Ports {
+                src: 40000,
+                dst: dport,
+            },
+        };
+        let mut sim = sim_of_packet(&p, "calic", "eth0");
+        assert_eq!(run(&rendered, CHAIN_FORWARD, &mut sim), want, "{p:?}");
+    }
 }

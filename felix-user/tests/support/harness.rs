@@ -62,6 +62,7 @@ pub fn allow_all() -> (GroupKey, Program) {
         policies: vec![],
         profiles: vec!["allow-all".into()],
         local_mask: vec![true],
+        local_ports: Vec::new(),
     };
     let program = Program {
         entries: vec![Entry {

@@ -415,3 +415,96 @@ fn policy_examples_behave_as_documented_and_dump_and_explain_agree() -> Result<(
         Ok(())
     })
 }
+
+/// A named port matches what the pod declares under `spec.ports`: h2-p1 declares http (TCP
+/// 8080) and metrics (TCP 9090); its ingress policy allows `ports: [http]` and denies `ports:
+/// [metrics]`, so h1-p1 reaches 8080 and not 9090. Then h1-p1's egress policy denies `ports:
+/// [http]` (the remote side: h2-p1's address with its http number) and 8080 is closed too.
+#[test]
+fn policy_named_ports_match_the_ports_pods_declare() -> Result<()> {
+    with_lab(|lab| {
+        let client = lab.pod(1, 1)?.clone();
+        let server = lab.pod(2, 1)?.clone();
+        lab.set_named_ports(&server, &[("http", "TCP", 8080), ("metrics", "TCP", 9090)])?;
+        let _http = EchoServer::start(&server.ns, 8080)?;
+        let _metrics = EchoServer::start(&server.ns, 9090)?;
+        let ingress = format!(
+            "apiVersion: projectcalico.org/v3
+kind: GlobalNetworkPolicy
+metadata:
+  name: named-in
+spec:
+  selector: app == '{}'
+  types: [Ingress]
+  ingress:
+    - {{action: Deny, protocol: TCP, destination: {{ports: [metrics]}}}}
+    - {{action: Allow, protocol: TCP, destination: {{ports: [http]}}}}
+",
+            calico::app_label(&server)
+        );
+        lab.apply_yaml("named-in", &ingress)?;
+        lab.wait_programmed(2, &["named-in"], true, Duration::from_secs(5))?;
+        let ((), open) = poll_until(Duration::from_secs(5), "http (8080) allowed", || {
+            Ok(if lab.tcp_works(&client, &server, 8080)? {
+                Ok(())
+            } else {
+                Err("8080 closed".to_string())
+            })
+        })?;
+        println!(
+            "{} -> {}:8080 (http) allowed after {open:?}",
+            client.name, server.name
+        );
+        ensure!(
+            !lab.tcp_works(&client, &server, 9090)?,
+            "{} reached {}:9090, a named-port Deny (metrics)",
+            client.name,
+            server.name
+        );
+        let e = lab.explain(tcp_query(&client, &server, 9090))?;
+        ensure!(
+            !e.allowed
+                && e.deciding().map(|c| &c.by)
+                    == Some(&RuleRef::policy("default", "named-in", "Ingress", 0)),
+            "explain {}:9090: {e:?}",
+            server.name
+        );
+
+        let egress = format!(
+            "apiVersion: projectcalico.org/v3
+kind: GlobalNetworkPolicy
+metadata:
+  name: named-out
+spec:
+  selector: app == '{}'
+  types: [Egress]
+  egress:
+    - {{action: Deny, protocol: TCP, destination: {{ports: [http]}}}}
+    - {{action: Allow}}
+",
+            calico::app_label(&client)
+        );
+        lab.apply_yaml("named-out", &egress)?;
+        lab.wait_programmed(1, &["named-out"], true, Duration::from_secs(5))?;
+        let ((), closed) = poll_until(Duration::from_secs(5), "http (8080) denied", || {
+            Ok(if lab.tcp_works(&client, &server, 8080)? {
+                Err("8080 open".to_string())
+            } else {
+                Ok(())
+            })
+        })?;
+        println!(
+            "{} -> {}:8080 denied by its egress after {closed:?}",
+            client.name, server.name
+        );
+        let e = lab.explain(tcp_query(&client, &server, 8080))?;
+        ensure!(
+            !e.allowed
+                && e.deciding().map(|c| &c.by)
+                    == Some(&RuleRef::policy("default", "named-out", "Egress", 0)),
+            "explain {}:8080: {e:?}",
+            server.name
+        );
+        Ok(())
+    })
+}

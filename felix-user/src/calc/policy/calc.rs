@@ -13,8 +13,8 @@ use std::{
 
 use calico::{
     model::{
-        Action, EntityRule, Icmp, Port, Resource, Rule, TierSpec, WorkloadEndpointSpec,
-        policy::DEFAULT_TIER,
+        Action, EndpointPort, EntityRule, Icmp, Port, Resource, Rule, TierSpec,
+        WorkloadEndpointSpec, policy::DEFAULT_TIER,
     },
     selector::{Labels, Selector},
 };
@@ -23,7 +23,7 @@ use tracing::warn;
 
 use super::{
     PolicyDirection, RuleRef,
-    program::{AddrMatch, Entry, Match, NetSet, PortMatch, Program, ProtoMatch, Step},
+    program::{AddrMatch, Entry, Match, NetSet, PortMatch, PortRange, Program, ProtoMatch, Step},
 };
 
 /// The label Calico puts on every workload endpoint: its namespace.
@@ -42,6 +42,8 @@ struct Member {
     /// Not namespaced (what `global()` tests).
     global: bool,
     nets: Vec<Ipv4Net>,
+    /// Its named ports (`spec.ports`; none for a network set).
+    ports: Vec<EndpointPort>,
 }
 
 /// A workload endpoint as the calculation keeps it.
@@ -97,6 +99,9 @@ pub struct GroupKey {
     pub profiles: Vec<String>,
     /// Per rule considered, whether the endpoint passes the rule's local-side criteria.
     pub local_mask: Vec<bool>,
+    /// Per named port on the local side of a rule (in rule order), the port numbers the
+    /// endpoint declares under that name and the rule's protocol.
+    pub local_ports: Vec<Vec<u16>>,
 }
 
 /// Everything the calculation keeps.
@@ -223,11 +228,12 @@ impl PolicyCalc {
             }
             Resource::HostEndpoint(o) => {
                 let nets = o.spec.expected_ips.iter().filter_map(v4_addr).collect();
-                self.set_member(key, o.metadata.labels.clone(), true, nets);
+                let ports = o.spec.ports.clone();
+                self.set_member(key, o.metadata.labels.clone(), true, nets, ports);
             }
             Resource::GlobalNetworkSet(o) => {
                 let nets = v4_nets(o.spec.nets.iter().map(|c| c.0));
-                self.set_member(key, o.metadata.labels.clone(), true, nets);
+                self.set_member(key, o.metadata.labels.clone(), true, nets, Vec::new());
             }
             Resource::Tier(o) => {
                 self.tiers.insert(o.metadata.name.clone(), o.spec.clone());
@@ -334,7 +340,8 @@ impl PolicyCalc {
         };
         let labels = self.workload_labels(w);
         let nets = v4_nets(w.spec.ip_networks.iter().map(|c| c.0));
-        self.set_member(key, labels, false, nets);
+        let ports = w.spec.ports.clone();
+        self.set_member(key, labels, false, nets, ports);
     }
 
     fn refresh_profile_users(&mut self, profile: &str) {
@@ -355,6 +362,7 @@ impl PolicyCalc {
         labels: BTreeMap<String, String>,
         global: bool,
         nets: Vec<Ipv4Net>,
+        ports: Vec<EndpointPort>,
     ) {
         for set in self.ipsets.values_mut() {
             let now = set.selector.matches(&labels, global).then(|| nets.clone());
@@ -373,6 +381,7 @@ impl PolicyCalc {
                 labels,
                 global,
                 nets,
+                ports,
             },
         );
     }
@@ -558,6 +567,7 @@ impl PolicyCalc {
             policies: applicable.iter().map(|(k, _)| k.clone()).collect(),
             profiles: workload.spec.profiles.clone(),
             local_mask: Vec::new(),
+            local_ports: Vec::new(),
         };
         let mut entries = Vec::new();
         let mut i = 0;
@@ -574,9 +584,10 @@ impl PolicyCalc {
                         index,
                     };
                     let ns = def.namespace.clone();
-                    let entry = self.entry(rule, by, ns.as_deref(), member, direction);
-                    key.local_mask.push(entry.is_some());
-                    entries.extend(entry);
+                    let found = self.entries(rule, by, ns.as_deref(), member, direction);
+                    key.local_mask.push(!found.entries.is_empty());
+                    key.local_ports.extend(found.local_ports);
+                    entries.extend(found.entries);
                 }
                 i += 1;
             }
@@ -607,9 +618,10 @@ impl PolicyCalc {
                     direction,
                     index,
                 };
-                let entry = self.entry(rule, by, None, member, direction);
-                key.local_mask.push(entry.is_some());
-                entries.extend(entry);
+                let found = self.entries(rule, by, None, member, direction);
+                key.local_mask.push(!found.entries.is_empty());
+                key.local_ports.extend(found.local_ports);
+                entries.extend(found.entries);
             }
             entries.push(Entry {
                 by: RuleRef::Profile {
@@ -628,36 +640,32 @@ impl PolicyCalc {
         (key, program)
     }
 
-    /// The entry for `rule`, or `None` when it cannot match this endpoint (local side, IPv6,
-    /// named ports, Log).
-    fn entry(
+    /// The entries for `rule`: none when it cannot match this endpoint (local side, IPv6, Log,
+    /// only named ports that nobody declares), one in general, several (same step, same rule)
+    /// when named ports on the remote side pair addresses with port numbers.
+    fn entries(
         &mut self,
         rule: &Rule,
         by: RuleRef,
         namespace: Option<&str>,
         member: &Member,
         direction: PolicyDirection,
-    ) -> Option<Entry> {
+    ) -> RuleEntries {
+        let mut found = RuleEntries::default();
         let step = match rule.action {
             Action::Allow => Step::Allow,
             Action::Deny => Step::Deny,
             Action::Pass => Step::Pass,
-            Action::Log => return None,
+            Action::Log => return found,
         };
         if rule.ip_version == Some(6) {
-            return None;
-        }
-        if has_named_port(rule) {
-            self.warn_once(format!(
-                "{by}: named ports are not enforced; the rule never matches"
-            ));
-            return None;
+            return found;
         }
         let whose = by.to_string();
         let remote = remote_entity(rule, direction);
         let local = local_entity(rule, direction);
         if !self.local_side_holds(local, namespace, member, &whose) {
-            return None;
+            return found;
         }
         let mut remote_match = AddrMatch::default();
         if !remote.nets.is_empty() {
@@ -671,15 +679,16 @@ impl PolicyCalc {
             ))));
         }
         let sides = self.side_selectors(remote, namespace, &whose);
-        if let Some(sel) = sides.selector {
-            remote_match.all_of.push(self.ipset_nets(&sel));
+        if let Some(sel) = &sides.selector {
+            remote_match.all_of.push(self.ipset_nets(sel));
         }
         if let Some(sel) = sides.not_selector {
             remote_match.none_of.push(self.ipset_nets(&sel));
         }
+        let proto = rule.protocol.map(|p| p.number());
         let mut matcher = Match {
             proto: ProtoMatch {
-                is: rule.protocol.map(|p| p.number()),
+                is: proto,
                 not: rule.not_protocol.map(|p| p.number()),
             },
             remote: remote_match,
@@ -692,11 +701,112 @@ impl PolicyCalc {
         if let Some(icmp) = &rule.not_icmp {
             matcher.dst_ports.none_of.push(icmp_range(icmp));
         }
-        Some(Entry {
-            by,
-            step,
-            matcher: Some(matcher),
-        })
+        // The local side's named ports are the endpoint's own.
+        let local_field = port_field(&mut matcher, direction, Side::Local);
+        let (any, none) = (named(&local.ports), named(&local.not_ports));
+        for name in &any {
+            let numbers = declared(&member.ports, name, proto);
+            local_field.any_of.extend(numbers.iter().map(|&p| (p, p)));
+            found.local_ports.push(numbers);
+        }
+        for name in &none {
+            let numbers = declared(&member.ports, name, proto);
+            local_field.none_of.extend(numbers.iter().map(|&p| (p, p)));
+            found.local_ports.push(numbers);
+        }
+        if !local.ports.is_empty() && local_field.any_of.is_empty() {
+            // Only named ports, and the endpoint declares none of them.
+            return found;
+        }
+        // The remote side's named ports: (address set, port) pairs of the endpoints the side's
+        // selector selects (every endpoint without one).
+        let (any, none) = (named(&remote.ports), named(&remote.not_ports));
+        if any.is_empty() && none.is_empty() {
+            found.entries.push(Entry {
+                by,
+                step,
+                matcher: Some(matcher),
+            });
+            return found;
+        }
+        let any = self.named_port_sets(sides.selector.as_ref(), &any, proto);
+        let none = self.named_port_sets(sides.selector.as_ref(), &none, proto);
+        let remote_field = port_field(&mut matcher, direction, Side::Remote);
+        let numeric_any = std::mem::take(&mut remote_field.any_of);
+        let mut wanted: Vec<Wanted> = Vec::new();
+        if !numeric_any.is_empty() || remote.ports.is_empty() {
+            wanted.push(Wanted {
+                declared_by: None,
+                ports: numeric_any,
+            });
+        }
+        wanted.extend(any.into_iter().map(|(p, nets)| Wanted {
+            declared_by: Some(nets),
+            ports: vec![(p, p)],
+        }));
+        let mut refused = vec![Refused::OtherPort(none.keys().map(|&p| (p, p)).collect())];
+        refused.extend(none.into_iter().map(|(p, nets)| Refused::SamePort(p, nets)));
+        for want in &wanted {
+            for refuse in &refused {
+                let mut m = matcher.clone();
+                m.remote.all_of.extend(want.declared_by.clone());
+                let field = port_field(&mut m, direction, Side::Remote);
+                field.any_of.clone_from(&want.ports);
+                match refuse {
+                    Refused::OtherPort(ports) => field.none_of.extend(ports),
+                    Refused::SamePort(p, nets) => {
+                        let within = want.ports.is_empty()
+                            || want.ports.iter().any(|r| r.0 <= *p && *p <= r.1);
+                        if !within {
+                            continue;
+                        }
+                        field.any_of = vec![(*p, *p)];
+                        m.remote.none_of.push(nets.clone());
+                    }
+                }
+                found.entries.push(Entry {
+                    by: by.clone(),
+                    step,
+                    matcher: Some(m),
+                });
+            }
+        }
+        found
+    }
+
+    /// Per port number, the addresses of the members `selector` selects (all members when
+    /// `None`) that declare one of `names` with protocol `proto`.
+    fn named_port_sets(
+        &mut self,
+        selector: Option<&Selector>,
+        names: &[&str],
+        proto: Option<u8>,
+    ) -> BTreeMap<u16, NetSet> {
+        if names.is_empty() {
+            return BTreeMap::new();
+        }
+        let keys: Vec<String> = match selector {
+            Some(sel) => {
+                self.ipset_nets(sel);
+                self.ipsets
+                    .get(&sel.to_string())
+                    .map(|set| set.members.keys().cloned().collect())
+                    .unwrap_or_default()
+            }
+            None => self.members.keys().cloned().collect(),
+        };
+        let mut by_port: BTreeMap<u16, BTreeSet<Ipv4Net>> = BTreeMap::new();
+        for member in keys.iter().filter_map(|k| self.members.get(k)) {
+            for name in names {
+                for port in declared(&member.ports, name, proto) {
+                    by_port.entry(port).or_default().extend(&member.nets);
+                }
+            }
+        }
+        by_port
+            .into_iter()
+            .map(|(p, nets)| (p, Arc::new(nets.into_iter().collect())))
+            .collect()
     }
 
     fn ipset_nets(&mut self, selector: &Selector) -> NetSet {
@@ -806,13 +916,72 @@ fn local_entity(rule: &Rule, direction: PolicyDirection) -> &EntityRule {
     }
 }
 
-fn has_named_port(rule: &Rule) -> bool {
-    [&rule.source, &rule.destination].iter().any(|e| {
-        e.ports
-            .iter()
-            .chain(&e.not_ports)
-            .any(|p| matches!(p, Port::Named(_)))
-    })
+/// What one rule contributes to a program.
+#[derive(Default)]
+struct RuleEntries {
+    entries: Vec<Entry>,
+    /// The local side's named ports, resolved (for the group key).
+    local_ports: Vec<Vec<u16>>,
+}
+
+/// One way a remote port list (`ports`) holds: the numbers, or a named port's number from an
+/// address that declares it.
+struct Wanted {
+    /// The addresses declaring the name with this number (`None` for the numeric ports).
+    declared_by: Option<NetSet>,
+    /// Empty: any port.
+    ports: Vec<PortRange>,
+}
+
+/// One way "(address, port) is no pair of a `notPorts` name" holds.
+enum Refused {
+    /// The port is none of the names' numbers.
+    OtherPort(Vec<PortRange>),
+    /// The port is this number, and the address is not one declaring it.
+    SamePort(u16, NetSet),
+}
+
+/// The side of the packet a port field belongs to.
+#[derive(Clone, Copy)]
+enum Side {
+    Local,
+    Remote,
+}
+
+/// The port criteria of `side`: the destination port is local on ingress, remote on egress.
+fn port_field(m: &mut Match, direction: PolicyDirection, side: Side) -> &mut PortMatch {
+    match (direction, side) {
+        (PolicyDirection::Ingress, Side::Local) | (PolicyDirection::Egress, Side::Remote) => {
+            &mut m.dst_ports
+        }
+        (PolicyDirection::Ingress, Side::Remote) | (PolicyDirection::Egress, Side::Local) => {
+            &mut m.src_ports
+        }
+    }
+}
+
+/// The port names in a list of ports.
+fn named(ports: &[Port]) -> Vec<&str> {
+    ports
+        .iter()
+        .filter_map(|p| match p {
+            Port::Named(n) => Some(n.as_str()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The port numbers `ports` declares as `name` with protocol `proto`, sorted; none without a
+/// protocol (Calico requires one for any port match).
+pub fn declared(ports: &[EndpointPort], name: &str, proto: Option<u8>) -> Vec<u16> {
+    let mut numbers: Vec<u16> = ports
+        .iter()
+        .filter(|p| p.name == name && Some(p.protocol.number()) == proto)
+        .map(|p| p.port)
+        .collect();
+    numbers.sort_unstable();
+    numbers.dedup();
+    numbers
 }
 
 fn ports(any: &[Port], none: &[Port]) -> PortMatch {

@@ -1,5 +1,5 @@
-//! Random Calico worlds (profiles, workload endpoints, network sets, tiers, policies with rules
-//! over a small vocabulary) and packets, for randomized tests that compare felix's compiled
+//! Random Calico worlds (profiles, workload endpoints with named ports, a host endpoint, network
+//! sets, tiers, policies with rules over a small vocabulary) and packets, for randomized tests that compare felix's compiled
 //! policy with the reference evaluator, in user space and through the kernel.
 
 use std::net::Ipv4Addr;
@@ -39,6 +39,22 @@ const REMOTES: [&str; 5] = [
     "10.66.0.1",
 ];
 
+/// Port names rules use and endpoints declare.
+const PORT_NAMES: [&str; 2] = ["http", "dns"];
+
+/// An endpoint's `spec.ports`: up to two named ports, numbers in the packets' range.
+fn declared_ports(rng: &mut StdRng) -> Value {
+    Value::Array(
+        (0..rng.random_range(0..=2))
+            .map(|_| {
+                let name = PORT_NAMES.choose(rng);
+                let protocol = ["TCP", "UDP"].choose(rng);
+                json!({"name": name, "protocol": protocol, "port": rng.random_range(70..90)})
+            })
+            .collect(),
+    )
+}
+
 fn labels(rng: &mut StdRng) -> Value {
     let mut m = serde_json::Map::new();
     if rng.random_bool(0.7) {
@@ -59,7 +75,9 @@ fn ports(rng: &mut StdRng) -> Value {
         (0..n)
             .map(|_| {
                 let lo: u16 = rng.random_range(70..90);
-                if rng.random_bool(0.5) {
+                if rng.random_bool(0.25) {
+                    json!(PORT_NAMES.choose(rng))
+                } else if rng.random_bool(0.5) {
                     json!(lo)
                 } else {
                     json!(format!("{lo}:{}", lo + rng.random_range(0..8)))
@@ -168,7 +186,14 @@ pub fn world(rng: &mut StdRng) -> Vec<Resource> {
         docs.push(json!({"kind": "WorkloadEndpoint",
             "metadata": {"name": format!("pod-{i}"), "namespace": ns, "labels": labels(rng)},
             "spec": {"node": "h1", "interfaceName": format!("cali{i}"),
-                     "ipNetworks": [format!("10.65.{}.{}/32", i % 2, i + 1)], "profiles": profiles}}));
+                     "ipNetworks": [format!("10.65.{}.{}/32", i % 2, i + 1)], "profiles": profiles,
+                     "ports": declared_ports(rng)}}));
+    }
+    if rng.random_bool(0.5) {
+        docs.push(json!({"kind": "HostEndpoint",
+            "metadata": {"name": "h2-eth0", "labels": labels(rng)},
+            "spec": {"node": "h2", "interfaceName": "eth0", "expectedIPs": ["192.0.2.7"],
+                     "ports": declared_ports(rng)}}));
     }
     for (i, net) in ["192.0.2.0/25", "198.51.100.0/24"].iter().enumerate() {
         docs.push(json!({"kind": "GlobalNetworkSet",

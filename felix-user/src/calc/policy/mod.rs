@@ -23,8 +23,14 @@
 //!   they select. In a NetworkPolicy a rule with a `selector` or `notSelector` but no
 //!   `namespaceSelector` selects in the policy's namespace only (the `notSelector` then
 //!   excludes from those). The local side is matched against the endpoint itself.
-//!   Ports and `notPorts` hold numbers and ranges; ICMP type and code match ICMP.
-//! - Named ports are not enforced: a rule with a named port never matches (logged).
+//!   Ports and `notPorts` hold numbers, ranges and names; ICMP type and code match ICMP.
+//! - A named port (as Calico's named-port IP sets): on a side of a rule, the name matches when
+//!   that side's (address, protocol, port) is a port of that name, with the rule's protocol,
+//!   declared under `spec.ports` by an endpoint or host endpoint the side's positive selector
+//!   (`selector`, `namespaceSelector`, namespace scope) selects, every one without a selector.
+//!   On the local side that is the endpoint's own ports. Names and numbers in one list are
+//!   alternatives; a name nobody declares matches nothing (`ports`) or excludes nothing
+//!   (`notPorts`); without a rule protocol a name matches nothing.
 
 pub mod calc;
 pub mod cases;

@@ -26,8 +26,9 @@ use std::{
 
 use calico::{
     model::{
-        Action, DEFAULT_NAMESPACE, EntityRule, Icmp, Object, Port, ProfileSpec, Resource, Rule,
-        WorkloadEndpointSpec, policy::DEFAULT_TIER, workload_endpoint::LABEL_NAMESPACE,
+        Action, DEFAULT_NAMESPACE, EndpointPort, EntityRule, Icmp, Object, Port, ProfileSpec,
+        Resource, Rule, WorkloadEndpointSpec, policy::DEFAULT_TIER,
+        workload_endpoint::LABEL_NAMESPACE,
     },
     selector::Selector,
 };
@@ -90,6 +91,8 @@ struct Item {
     /// Namespace labels (`pcns.` keys) of a workload endpoint.
     namespace_labels: Labels,
     nets: Vec<IpNet>,
+    /// Named ports (`spec.ports` of an endpoint).
+    ports: Vec<EndpointPort>,
 }
 
 impl Item {
@@ -103,6 +106,13 @@ impl Item {
 
     fn matches(&self, selector: &Selector) -> bool {
         selector.matches(&self.labels, self.is_global())
+    }
+
+    /// Whether it declares port `name` as `port` of protocol `proto`.
+    fn declares(&self, name: &str, proto: u8, port: u16) -> bool {
+        self.ports
+            .iter()
+            .any(|p| p.name == name && p.protocol.number() == proto && p.port == port)
     }
 
     /// Whether a namespace selector (already rewritten by [`namespace_selector`]) selects it.
@@ -131,12 +141,14 @@ fn items(resources: &[Resource]) -> Vec<Item> {
                     .iter()
                     .map(|ip| IpNet::from(*ip))
                     .collect(),
+                ports: o.spec.ports.clone(),
             }),
             Resource::GlobalNetworkSet(o) => Some(Item {
                 labels: o.metadata.labels.clone(),
                 namespace: None,
                 namespace_labels: Labels::new(),
                 nets: o.spec.nets.iter().map(|c| c.network()).collect(),
+                ports: Vec::new(),
             }),
             _ => None,
         })
@@ -192,6 +204,7 @@ fn workload_item(resources: &[Resource], wep: &Object<WorkloadEndpointSpec>) -> 
         namespace: Some(namespace),
         namespace_labels,
         nets: wep.spec.ip_networks.iter().map(|c| c.network()).collect(),
+        ports: wep.spec.ports.clone(),
     }
 }
 
@@ -428,8 +441,17 @@ fn rule_matches(rule: &Rule, scope: Option<&str>, ctx: &Ctx) -> bool {
         && rule.protocol.is_none_or(|x| x.number() == p.proto)
         && rule.not_protocol.is_none_or(|x| x.number() != p.proto)
         && icmp_matches(rule, p)
-        && entity_matches(&rule.source, p.src, p.src_port(), src_local, scope, ctx)
         && entity_matches(
+            rule,
+            &rule.source,
+            p.src,
+            p.src_port(),
+            src_local,
+            scope,
+            ctx,
+        )
+        && entity_matches(
+            rule,
             &rule.destination,
             p.dst,
             p.dst_port(),
@@ -451,6 +473,7 @@ fn icmp_matches(rule: &Rule, packet: &Packet) -> bool {
 
 /// One side of a rule against the packet's address and port on that side.
 fn entity_matches(
+    rule: &Rule,
     er: &EntityRule,
     addr: Ipv4Addr,
     port: u16,
@@ -463,20 +486,36 @@ fn entity_matches(
     } else {
         ctx.items.iter().filter(|i| i.holds(addr)).collect()
     };
-    ports_match(&er.ports, &er.not_ports, port)
-        && nets_match(er, addr)
-        && selectors_match(er, scope, &candidates)
-}
-
-fn ports_match(ports: &[Port], not_ports: &[Port], port: u16) -> bool {
-    let ranges: Option<Vec<(u16, u16)>> = ports.iter().map(Port::range).collect();
-    let not_ranges: Option<Vec<(u16, u16)>> = not_ports.iter().map(Port::range).collect();
-    // A named port is not enforced: the rule never matches.
-    let (Some(ranges), Some(not_ranges)) = (ranges, not_ranges) else {
+    let Some(sides) = SideSelectors::parse(er, scope) else {
         return false;
     };
-    let within = |r: &[(u16, u16)]| r.iter().any(|&(lo, hi)| (lo..=hi).contains(&port));
-    (ranges.is_empty() || within(&ranges)) && !within(&not_ranges)
+    // A named port is the side's address and port being a port of that name (and of the
+    // rule's protocol) that an item the side's positive selector selects declares.
+    let named = |name: &str| {
+        rule.protocol.is_some_and(|proto| {
+            candidates
+                .iter()
+                .any(|i| sides.positive_selects(i) && i.declares(name, proto.number(), port))
+        })
+    };
+    ports_match(&er.ports, &er.not_ports, port, named)
+        && nets_match(er, addr)
+        && sides.matches(&candidates)
+}
+
+fn ports_match(
+    ports: &[Port],
+    not_ports: &[Port],
+    port: u16,
+    named: impl Fn(&str) -> bool,
+) -> bool {
+    let hit = |p: &Port| match p {
+        Port::Named(name) => named(name),
+        other => other
+            .range()
+            .is_some_and(|(lo, hi)| (lo..=hi).contains(&port)),
+    };
+    (ports.is_empty() || ports.iter().any(hit)) && !not_ports.iter().any(hit)
 }
 
 fn nets_match(er: &EntityRule, addr: Ipv4Addr) -> bool {
@@ -485,32 +524,58 @@ fn nets_match(er: &EntityRule, addr: Ipv4Addr) -> bool {
         && !er.not_nets.iter().any(|n| n.network().contains(&ip))
 }
 
-/// `selector` / `namespaceSelector` (some candidate matches both) and `notSelector` (no candidate
-/// matches it).
-fn selectors_match(er: &EntityRule, scope: Option<&str>, candidates: &[&Item]) -> bool {
-    let parsed = (
-        parse_field(er.selector.as_deref()),
-        parse_field(er.namespace_selector.as_deref()),
-        parse_field(er.not_selector.as_deref()),
-    );
-    let (Ok(selector), Ok(ns), Ok(not)) = parsed else {
-        return false;
-    };
-    let ns = ns.map(namespace_selector);
-    // Without a namespaceSelector, a NetworkPolicy's selectors stay in its namespace.
-    let scope = if ns.is_none() && (selector.is_some() || not.is_some()) {
-        scope
-    } else {
-        None
-    };
-    let selected = |i: &Item| {
-        selector.as_ref().is_none_or(|s| i.matches(s))
-            && ns.as_ref().is_none_or(|s| i.in_namespaces(s))
-            && scope.is_none_or(|n| i.namespace.as_deref() == Some(n))
-    };
-    let positive = (selector.is_none() && ns.is_none() && scope.is_none())
-        || candidates.iter().any(|i| selected(i));
-    positive && !not.is_some_and(|s| candidates.iter().any(|i| i.matches(&s)))
+/// The selectors of one side of a rule, parsed and scoped.
+struct SideSelectors {
+    selector: Option<Selector>,
+    ns: Option<Selector>,
+    not: Option<Selector>,
+    /// A NetworkPolicy's namespace when its selectors stay in it.
+    scope: Option<String>,
+}
+
+impl SideSelectors {
+    /// `None` when a selector does not parse (the rule never matches).
+    fn parse(er: &EntityRule, scope: Option<&str>) -> Option<Self> {
+        let selector = parse_field(er.selector.as_deref()).ok()?;
+        let ns = parse_field(er.namespace_selector.as_deref()).ok()?;
+        let not = parse_field(er.not_selector.as_deref()).ok()?;
+        let ns = ns.map(namespace_selector);
+        // Without a namespaceSelector, a NetworkPolicy's selectors stay in its namespace.
+        let scope = if ns.is_none() && (selector.is_some() || not.is_some()) {
+            scope.map(str::to_string)
+        } else {
+            None
+        };
+        Some(SideSelectors {
+            selector,
+            ns,
+            not,
+            scope,
+        })
+    }
+
+    /// Whether the positive part (`selector`, `namespaceSelector`, namespace scope) selects
+    /// `i`; with none of them, everything is selected.
+    fn positive_selects(&self, i: &Item) -> bool {
+        self.selector.as_ref().is_none_or(|s| i.matches(s))
+            && self.ns.as_ref().is_none_or(|s| i.in_namespaces(s))
+            && self
+                .scope
+                .as_deref()
+                .is_none_or(|n| i.namespace.as_deref() == Some(n))
+    }
+
+    /// `selector` / `namespaceSelector` (some candidate matches both) and `notSelector` (no
+    /// candidate matches it).
+    fn matches(&self, candidates: &[&Item]) -> bool {
+        let unconstrained = self.selector.is_none() && self.ns.is_none() && self.scope.is_none();
+        let positive = unconstrained || candidates.iter().any(|i| self.positive_selects(i));
+        positive
+            && !self
+                .not
+                .as_ref()
+                .is_some_and(|s| candidates.iter().any(|i| i.matches(s)))
+    }
 }
 
 #[cfg(test)]
@@ -687,20 +752,54 @@ spec:
     }
 
     #[test]
-    fn named_ports_and_ipv6_rules_never_match() {
+    fn ipv6_rules_and_undeclared_named_ports_never_match() {
+        // pod-a declares no port: `ports: [http]` matches nothing, `notPorts: [http]` excludes
+        // nothing.
         let extra = "
 kind: GlobalNetworkPolicy
 metadata: {name: p}
 spec:
   ingress:
     - {action: Deny, protocol: TCP, destination: {ports: [http]}}
-    - {action: Deny, protocol: TCP, destination: {notPorts: [http]}}
     - {action: Deny, ipVersion: 6}
-    - {action: Allow, ipVersion: 4}
+    - {action: Allow, protocol: TCP, destination: {notPorts: [http]}}
+";
+        assert_eq!(
+            judge(extra, IN),
+            "allow by tier default policy p ingress rule 2"
+        );
+    }
+
+    #[test]
+    fn named_ports_pair_address_protocol_and_port() {
+        let extra = "
+kind: WorkloadEndpoint
+metadata: {name: pod-b, namespace: default, labels: {app: db}}
+spec:
+  ipNetworks: [10.65.0.2/32]
+  ports: [{name: http, protocol: TCP, port: 40000}, {name: dns, protocol: UDP, port: 40000}]
+---
+kind: GlobalNetworkPolicy
+metadata: {name: p}
+spec:
+  ingress:
+    - {action: Deny, protocol: UDP, source: {ports: [http]}}
+    - {action: Deny, protocol: TCP, source: {ports: [dns]}}
+    - {action: Deny, protocol: TCP, source: {selector: app == 'web', ports: [http]}}
+    - {action: Allow, protocol: TCP, source: {ports: [http]}}
 ";
         assert_eq!(
             judge(extra, IN),
             "allow by tier default policy p ingress rule 3"
+        );
+        let elsewhere = Packet {
+            src: Ipv4Addr::new(10, 65, 0, 3),
+            ..IN
+        };
+        assert_eq!(
+            judge(extra, elsewhere),
+            "deny by end of tier default (ingress)",
+            "10.65.0.3 declares no port: the named port does not match"
         );
     }
 

@@ -2,6 +2,8 @@
 
 /// Random programs: compiled tables against entry-by-entry evaluation.
 mod compile;
+/// Named ports: resolution per side, protocol and endpoint, and the compiled verdicts.
+mod named_ports;
 /// Random Calico worlds: calculation + compiled tables against the reference evaluator.
 mod random;
 /// The semantics table (`tests/policy-cases/`) through the calculation and the compiled tables.

@@ -51,6 +51,7 @@ fn egress_to_pods_on_8080() -> (GroupKey, Program) {
         policies: vec![],
         profiles: vec![name.into()],
         local_mask: vec![true],
+        local_ports: Vec::new(),
     };
     let pods: Ipv4Net = "192.168.0.0/16".parse().expect("pool");
     let matcher = Match {

@@ -20,6 +20,11 @@ pub const IP_POOL_KEY: &str = "/calico/resources/v3/projectcalico.org/ippools/de
 
 /// The IP pool all blocks come from, with `ipipMode` `mode`.
 pub fn ip_pool(mode: IpipMode) -> (String, Value) {
+    ip_pool_with(mode, false)
+}
+
+/// [`ip_pool`] with `natOutgoing` `nat_outgoing`.
+pub fn ip_pool_with(mode: IpipMode, nat_outgoing: bool) -> (String, Value) {
     let name = "default-ipv4-ippool";
     (
         format!("{RESOURCES}/ippools/{name}"),
@@ -32,7 +37,7 @@ pub fn ip_pool(mode: IpipMode) -> (String, Value) {
                 "blockSize": names::BLOCK_PREFIX,
                 "ipipMode": mode.as_str(),
                 "vxlanMode": "Never",
-                "natOutgoing": false,
+                "natOutgoing": nat_outgoing,
                 "nodeSelector": "all()"
             }
         }),

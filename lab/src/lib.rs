@@ -4,7 +4,8 @@
 //! uplink `eth0` (10.0.0.N/24) on it and run felix, BIRD and bird-conf; the ToR router
 //! `<id>-tor` (10.0.0.253/24) runs BIRD and peers with every host (see [`bgp`]); pods
 //! `<id>-hN-pM` sit behind `cali*` veths, with addresses from `felix ipam` and labels `app=hN-pM`
-//! (see [`calico`]). [`Lab`] is a guard: dropping it tears everything down.
+//! (see [`calico`]); the outside `<id>-outside` (10.0.0.200/24) is a fabric address with no route
+//! to the pods (see [`outside`]). [`Lab`] is a guard: dropping it tears everything down.
 
 pub mod bgp;
 pub mod bird;
@@ -23,6 +24,7 @@ mod lab_bgp;
 mod lab_etcd;
 pub mod names;
 pub mod net;
+pub mod outside;
 pub mod paths;
 pub mod pcap;
 pub mod policy;
@@ -149,6 +151,7 @@ impl Lab {
         for host in &self.state.hosts {
             net::build_host(&self.state.fabric_ns, host)?;
         }
+        net::build_outside(&self.state.fabric_ns, &self.outside_ns())?;
         self.state.save()?;
         // The ToR first: its sessions are passive, it waits for the hosts.
         let tor = bgp::start_tor(&self.state)?;
@@ -323,6 +326,11 @@ impl Lab {
         self.dataplane
     }
 
+    /// The outside's namespace ([`names::OUTSIDE_IP`], no route to the pods).
+    pub fn outside_ns(&self) -> String {
+        names::outside_ns(&self.state.id)
+    }
+
     /// Node name (and namespace) of host `n`.
     pub fn node(&self, n: u8) -> String {
         names::host_ns(&self.state.id, n)
@@ -480,9 +488,18 @@ impl Lab {
     /// Rewrites the pool in etcd with `ipipMode` `mode` (as `calicoctl apply` would) and records
     /// it; felix re-programs its routes from the watch.
     pub fn set_pool_ipip_mode(&mut self, mode: calico::IpipMode) -> Result<()> {
-        let (key, value) = calico::ip_pool(mode);
+        let (key, value) = calico::ip_pool_with(mode, self.state.pool_nat_outgoing);
         etcd::put_json(&self.state, &key, &value)?;
         self.state.pool_ipip_mode = mode;
+        self.state.save()
+    }
+
+    /// Rewrites the pool in etcd with `natOutgoing` `on` (as `calicoctl apply` would) and
+    /// records it; felix re-syncs its nat rules from the watch.
+    pub fn set_pool_nat_outgoing(&mut self, on: bool) -> Result<()> {
+        let (key, value) = calico::ip_pool_with(self.state.pool_ipip_mode, on);
+        etcd::put_json(&self.state, &key, &value)?;
+        self.state.pool_nat_outgoing = on;
         self.state.save()
     }
 

@@ -20,6 +20,9 @@ pub const POD_NAMESPACE: &str = "default";
 pub const FABRIC_IP: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 254);
 /// The ToR router's address on the fabric (its own namespace, `<id>-tor`).
 pub const TOR_IP: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 253);
+/// The "outside" (namespace `<id>-outside`): an address on the fabric with no route to the
+/// pods, reached from a pod only through its host's `natOutgoing` masquerade.
+pub const OUTSIDE_IP: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 200);
 pub const FABRIC_PREFIX: u8 = 24;
 pub const ETCD_PORT: u16 = 2379;
 pub const POD_MTU: u32 = 1480;
@@ -65,6 +68,11 @@ pub fn tor_ns(id: &str) -> String {
     format!("{id}-tor")
 }
 
+/// The "outside" namespace ([`OUTSIDE_IP`]).
+pub fn outside_ns(id: &str) -> String {
+    format!("{id}-outside")
+}
+
 /// The host namespace, which is also the felix node name.
 pub fn host_ns(id: &str, host: u8) -> String {
     format!("{id}-h{host}")
@@ -75,9 +83,9 @@ pub fn pod_ns(id: &str, host: u8, pod: u8) -> String {
     format!("{id}-h{host}-p{pod}")
 }
 
-/// Every namespace of lab `id`, fabric and ToR first.
+/// Every namespace of lab `id`, fabric, ToR and outside first.
 pub fn all_namespaces(id: &str) -> Vec<String> {
-    let mut names = vec![fabric_ns(id), tor_ns(id)];
+    let mut names = vec![fabric_ns(id), tor_ns(id), outside_ns(id)];
     for host in HOSTS {
         names.push(host_ns(id, host));
         for pod in 1..=PODS_PER_HOST {
@@ -89,6 +97,9 @@ pub fn all_namespaces(id: &str) -> Vec<String> {
 
 /// The ToR's veth end in the fabric (its side is `eth0`).
 pub const TOR_PORT: &str = "tor";
+
+/// The outside's veth end in the fabric (its side is `eth0`).
+pub const OUTSIDE_PORT: &str = "outside";
 
 /// The uplink veth end in the fabric for host N (the host side is `eth0`).
 pub fn fabric_port(host: u8) -> String {
@@ -155,8 +166,9 @@ mod tests {
     fn addresses() {
         assert_eq!(host_ip(2), Ipv4Addr::new(10, 0, 0, 2));
         assert_eq!(cidr_key("192.168.2.0/26"), "192.168.2.0-26");
-        assert_eq!(all_namespaces("fx0000").len(), 8);
+        assert_eq!(all_namespaces("fx0000").len(), 9);
         assert_eq!(id_of(&tor_ns("fx0000")), Some("fx0000"));
+        assert_eq!(id_of(&outside_ns("fx0000")), Some("fx0000"));
     }
 
     #[test]

@@ -116,6 +116,39 @@ pub fn build_tor(fabric: &str, tor: &str) -> Result<()> {
     sysctl(tor, "net.ipv4.conf.all.forwarding", "1")
 }
 
+/// The outside: `eth0` in namespace `outside` with [`names::OUTSIDE_IP`]/24, peer
+/// [`names::OUTSIDE_PORT`] on the fabric bridge; only its connected route (the hosts' /24), no
+/// route to the pods' pool, no forwarding.
+pub fn build_outside(fabric: &str, outside: &str) -> Result<()> {
+    let addr = format!("{}/{}", names::OUTSIDE_IP, names::FABRIC_PREFIX);
+    ip(&[
+        "-n",
+        outside,
+        "link",
+        "add",
+        "eth0",
+        "type",
+        "veth",
+        "peer",
+        "name",
+        names::OUTSIDE_PORT,
+        "netns",
+        fabric,
+    ])?;
+    ip(&[
+        "-n",
+        fabric,
+        "link",
+        "set",
+        names::OUTSIDE_PORT,
+        "master",
+        "br0",
+        "up",
+    ])?;
+    ip(&["-n", outside, "addr", "add", &addr, "dev", "eth0"])?;
+    ip(&["-n", outside, "link", "set", "eth0", "up"]).map(drop)
+}
+
 /// A pod the way Calico's CNI plugin makes it (veth, `cali*` with Calico's MAC, the pod's address,
 /// routes and gateway neighbour); returns the MAC of the pod's `eth0`. The host side's /32 route
 /// and `cali*` sysctls come from felix.

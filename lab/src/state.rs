@@ -64,6 +64,10 @@ pub struct LabState {
     /// The pool's `ipipMode`, as seeded or last set ([`crate::Lab::set_pool_ipip_mode`]).
     #[serde(default)]
     pub pool_ipip_mode: crate::ipip::IpipMode,
+    /// The pool's `natOutgoing`, as seeded (`false`) or last set
+    /// ([`crate::Lab::set_pool_nat_outgoing`]).
+    #[serde(default)]
+    pub pool_nat_outgoing: bool,
 }
 
 impl LabState {
@@ -117,6 +121,7 @@ impl LabState {
             processes: Vec::new(),
             state_dir,
             pool_ipip_mode: crate::ipip::IpipMode::default(),
+            pool_nat_outgoing: false,
         }
     }
 

@@ -25,6 +25,11 @@ pub fn print_summary(st: &LabState) {
         bgp::TOR_AS,
         bgp::tor_files(st).ctl.display()
     );
+    println!(
+        "  outside {} ({}/24 on eth0, no route to the pods)",
+        names::outside_ns(&st.id),
+        names::OUTSIDE_IP
+    );
     for host in &st.hosts {
         println!(
             "  host {} ({}/24 on eth0), block {}, AS {}: birdc -s {}, bird-conf status {}",

@@ -11,6 +11,9 @@
 //! - [`iptables`]: no programs; the kernel routes pod traffic (remote blocks natively) and
 //!   Calico-style iptables chains enforce the policy.
 //!
+//! Both modes masquerade what pods of `natOutgoing` pools send out of the pools with the same
+//! nat rules ([`nat_outgoing`]), synced after each reconcile; they stay when felix exits.
+//!
 //! The data flow, layer by layer (BPF mode):
 //!
 //! ```text
@@ -30,6 +33,7 @@
 
 mod bpf;
 mod iptables;
+mod nat_outgoing;
 
 use std::{
     collections::{BTreeMap, HashMap},
@@ -256,6 +260,7 @@ async fn serve<P: Plane>(
         heartbeat: Heartbeat::default(),
         resolved: config.resolved.clone(),
         restart: false,
+        nat: nat_outgoing::NatOutgoingSync::new(config.mode),
     };
     let pin_dir = maps.as_ref().map(|p| p.pin_dir().display().to_string());
     let telemetry = telemetry::serve(
@@ -317,6 +322,8 @@ struct Agent<P> {
     resolved: Option<crate::config::Resolved>,
     /// Set when FelixConfiguration changed an effective setting.
     restart: bool,
+    /// The pools' `natOutgoing` rules.
+    nat: nat_outgoing::NatOutgoingSync,
 }
 
 impl<P: Plane> Agent<P> {
@@ -488,6 +495,7 @@ impl<P: Plane> Agent<P> {
             self.applied_once = true;
             self.last_sync = Some(SystemTime::now());
         }
+        self.nat.sync(topology).await;
         self.reconcile_routes().await;
         self.report();
     }

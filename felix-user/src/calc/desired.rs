@@ -150,6 +150,7 @@ mod tests {
             pools: vec![Pool {
                 cidr: "192.168.0.0/16".parse().unwrap(),
                 mode: EncapMode::Always,
+                nat_outgoing: false,
             }],
         }
     }
@@ -166,6 +167,7 @@ mod tests {
             .map(|mode| Pool {
                 cidr: "192.168.0.0/16".parse().unwrap(),
                 mode,
+                nat_outgoing: false,
             })
             .into_iter()
             .collect();

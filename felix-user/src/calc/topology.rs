@@ -1,6 +1,7 @@
 //! What forwarding needs from the datastore cache, derived from its typed entries: this node's
 //! workloads (interface, address, MAC, status id), every node's IPv4 address, this node's subnet,
-//! the host each live IPAM block is affine to, and the IPv4 pools with their encapsulation.
+//! the host each live IPAM block is affine to, and the IPv4 pools with their encapsulation and
+//! `natOutgoing`.
 
 pub mod encap;
 
@@ -49,7 +50,7 @@ pub struct Topology {
     pub blocks: Vec<Block>,
     /// This node's `spec.bgp.ipv4Address` with its prefix (`CrossSubnet` compares with it).
     pub local_subnet: Option<Ipv4Net>,
-    /// IPv4 pools and the encapsulation each asks for.
+    /// IPv4 pools, the encapsulation each asks for and whether it masquerades outgoing traffic.
     pub pools: Vec<Pool>,
 }
 
@@ -87,6 +88,7 @@ impl Topology {
                     IpNet::V4(cidr) => Some(Pool {
                         cidr,
                         mode: encap::effective_mode(&pool.spec),
+                        nat_outgoing: pool.spec.nat_outgoing,
                     }),
                     IpNet::V6(_) => None,
                 })
@@ -180,7 +182,8 @@ mod tests {
                 kv(
                     "/calico/resources/v3/projectcalico.org/ippools/p4",
                     json!({"kind": "IPPool", "metadata": {"name": "p4"},
-                           "spec": {"cidr": "192.168.0.0/16", "ipipMode": "CrossSubnet"}}),
+                           "spec": {"cidr": "192.168.0.0/16", "ipipMode": "CrossSubnet",
+                                    "natOutgoing": true}}),
                 ),
                 kv(
                     "/calico/resources/v3/projectcalico.org/ippools/p6",
@@ -241,6 +244,7 @@ mod tests {
             vec![Pool {
                 cidr: "192.168.0.0/16".parse().unwrap(),
                 mode: calico::model::EncapMode::CrossSubnet,
+                nat_outgoing: true,
             }],
             "IPv4 pools only"
         );

@@ -80,9 +80,11 @@
 //!   (Calico's `DefaultEndpointToHostAction: ACCEPT`).
 //! - Dispatch is a linear list of interfaces (Calico builds a tree by name prefix): its cost
 //!   grows with the number of local endpoints.
-//! - IPv4 only; no host endpoints, no failsafe ports, no raw/mangle/nat rules; no per-rule
-//!   counters beyond iptables' own (each policy rule's comment names it).
+//! - IPv4 only; no host endpoints, no failsafe ports, no raw/mangle rules; no per-rule
+//!   counters beyond iptables' own (each policy rule's comment names it). The nat table holds
+//!   only the pools' `natOutgoing` masquerade ([`nat`], both dataplane modes).
 
+pub mod nat;
 mod render;
 pub mod restore;
 #[cfg(test)]

@@ -31,7 +31,7 @@ pub struct Saved {
 }
 
 /// Whether a rule specification jumps (or goes) to one of our chains; the chain if so.
-fn felix_target(spec: &str) -> Option<&str> {
+pub(super) fn felix_target(spec: &str) -> Option<&str> {
     let mut words = spec.split_whitespace();
     while let Some(w) = words.next() {
         if matches!(w, "-j" | "-g" | "--jump" | "--goto") {
@@ -43,22 +43,27 @@ fn felix_target(spec: &str) -> Option<&str> {
 
 /// Reads the `*filter` part of `iptables-save` output (other tables are ignored).
 pub fn parse_save(text: &str) -> Saved {
+    parse_table_save(text, "filter")
+}
+
+/// Reads the `*<table>` part of `iptables-save` output (other tables are ignored).
+pub fn parse_table_save(text: &str, table: &str) -> Saved {
     let mut saved = Saved::default();
-    let mut in_filter = false;
+    let mut in_table = false;
     for line in text.lines() {
         let line = line.trim();
         if line.starts_with('#') || line.is_empty() {
             continue;
         }
-        if let Some(table) = line.strip_prefix('*') {
-            in_filter = table == "filter";
+        if let Some(name) = line.strip_prefix('*') {
+            in_table = name == table;
             continue;
         }
         if line == "COMMIT" {
-            in_filter = false;
+            in_table = false;
             continue;
         }
-        if !in_filter {
+        if !in_table {
             continue;
         }
         if let Some(decl) = line.strip_prefix(':') {
@@ -174,6 +179,11 @@ pub fn plan(rendered: &Rendered, saved: &Saved, previous: Option<&Rendered>) -> 
 /// The transaction removing every chain of ours and every jump to them; `None` when there is
 /// nothing of ours.
 pub fn cleanup_plan(saved: &Saved) -> Option<String> {
+    cleanup_table_plan("filter", saved)
+}
+
+/// [`cleanup_plan`] for `table` (`saved` read from it).
+pub fn cleanup_table_plan(table: &str, saved: &Saved) -> Option<String> {
     let mut decls = String::new();
     let mut body = String::new();
     let mut tail = String::new();
@@ -189,11 +199,15 @@ pub fn cleanup_plan(saved: &Saved) -> Option<String> {
     if decls.is_empty() && body.is_empty() {
         return None;
     }
-    Some(format!("*filter\n{decls}{body}{tail}COMMIT\n"))
+    Some(format!("*{table}\n{decls}{body}{tail}COMMIT\n"))
 }
 
 /// Runs `program args`, feeding `input` on stdin; its stdout.
-fn run(program: &str, args: &[&str], input: Option<&str>) -> Result<String, IptablesError> {
+pub(super) fn run(
+    program: &str,
+    args: &[&str],
+    input: Option<&str>,
+) -> Result<String, IptablesError> {
     let mut child = Command::new(program)
         .args(args)
         .stdin(if input.is_some() {
@@ -255,6 +269,14 @@ pub fn read_table(backend: Backend) -> Result<Saved, IptablesError> {
     Ok(parse_save(&run(backend.save_program(), &[], None)?))
 }
 
+/// `table` of `backend` as it is now (see [`read_table`]).
+pub fn read_named_table(backend: Backend, table: &str) -> Result<Saved, IptablesError> {
+    Ok(parse_table_save(
+        &run(backend.save_program(), &["-t", table], None)?,
+        table,
+    ))
+}
+
 /// An ipset of ours as `ipset list -t` shows it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SetInfo {
@@ -288,11 +310,11 @@ pub fn read_sets() -> Result<Vec<SetInfo>, IptablesError> {
     Ok(parse_set_list(&run("ipset", &["list", "-t"], None)?))
 }
 
-fn ipset_restore(script: &str) -> Result<(), IptablesError> {
+pub(super) fn ipset_restore(script: &str) -> Result<(), IptablesError> {
     run("ipset", &["-exist", "restore"], Some(script)).map(|_| ())
 }
 
-fn iptables_restore(backend: Backend, script: &str) -> Result<(), IptablesError> {
+pub(super) fn iptables_restore(backend: Backend, script: &str) -> Result<(), IptablesError> {
     run(
         backend.restore_program(),
         &["--noflush", "--wait=10"],

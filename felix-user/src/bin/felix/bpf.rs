@@ -21,6 +21,7 @@ use felix_user::dataplane::{
     },
     pins,
 };
+use felix_user::iptables::{Backend, nat};
 use ipnet::Ipv4Net;
 
 use crate::{
@@ -325,6 +326,17 @@ pub(crate) fn uninstall(args: &NodeArgs) -> Result<()> {
         "node {}: links and maps unpinned; its programs are detached",
         paths.node()
     );
+    // The natOutgoing rules outlive felix (a restart keeps pods' outside traffic flowing).
+    for backend in [Backend::Nft, Backend::Legacy] {
+        let removed = nat::cleanup(backend)
+            .with_context(|| format!("removing felix's nat rules ({})", backend.name()))?;
+        if removed > 0 {
+            println!(
+                "removed {removed} natOutgoing chains and jumps ({})",
+                backend.name()
+            );
+        }
+    }
     Ok(())
 }
 

@@ -11,11 +11,13 @@ use calico::model::{EncapMode, IpPoolSpec};
 use felix_common::routes::PoolIpipMode;
 use ipnet::Ipv4Net;
 
-/// An IPv4 pool, as far as routing to its blocks cares.
+/// An IPv4 pool, as far as routing to its blocks and traffic leaving it care.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Pool {
     pub cidr: Ipv4Net,
     pub mode: EncapMode,
+    /// `natOutgoing`: traffic from the pool to addresses outside every pool is masqueraded.
+    pub nat_outgoing: bool,
 }
 
 /// The encapsulation a pool asks for: its `ipipMode`, else its `vxlanMode` (done as IPIP).
@@ -103,10 +105,12 @@ mod tests {
             Pool {
                 cidr: net("192.168.0.0/16"),
                 mode: EncapMode::CrossSubnet,
+                nat_outgoing: false,
             },
             Pool {
                 cidr: net("172.16.0.0/16"),
                 mode: EncapMode::Never,
+                nat_outgoing: true,
             },
         ];
         assert_eq!(

@@ -92,7 +92,8 @@ pub enum Reason {
     DropUnknownTunnelSource = 16,
     /// The TTL ran out while forwarding.
     DropTtlExceeded = 17,
-    /// Too big for the tunnel (uplink MTU minus 20 bytes); no fragmentation in BPF.
+    /// Too big for the path: for the tunnel (uplink MTU minus 20 bytes) or, routed natively,
+    /// for the route's MTU; no fragmentation in BPF.
     DropFragNeeded = 18,
     /// The source is on the uplink's XDP deny list.
     DropXdpDenied = 19,

@@ -144,6 +144,32 @@ fn a_native_remote_block_without_a_kernel_route_is_no_route() {
     );
 }
 
+/// Bigger than the route's MTU (the uplink's 1500 bytes): too big, not "no route".
+#[test]
+fn a_native_packet_too_big_for_the_route_is_frag_needed() {
+    let mut h = Harness::new("native-mtu");
+    add_kernel_route_to_remote_block();
+    seed_remote_block(&mut h, PoolIpipMode::Never, true);
+    let fits = packet::udp_between(POD_IP, REMOTE_POD_IP, 64, &[7u8; 1500 - 28]);
+    h.expect(
+        PROG_FROM_WORKLOAD,
+        FROM_A,
+        &fits,
+        Direction::FromWorkload,
+        Reason::ForwardedNative,
+        TC_ACT_REDIRECT,
+    );
+    let big = packet::udp_between(POD_IP, REMOTE_POD_IP, 64, &[7u8; 1501 - 28]);
+    h.expect(
+        PROG_FROM_WORKLOAD,
+        FROM_A,
+        &big,
+        Direction::FromWorkload,
+        Reason::DropFragNeeded,
+        TC_ACT_SHOT,
+    );
+}
+
 #[test]
 fn host_traffic_to_a_native_block_leaves_the_uplink_unwrapped() {
     let mut h = Harness::new("native-host");

@@ -106,11 +106,16 @@ pub enum Reason {
     /// the flow's packets is judged by policy again). Counted besides the packet's verdict,
     /// under interface 0.
     CtFull = 22,
+    /// Too big for the path with DF set (see [`Reason::DropFragNeeded`]): answered with an ICMP
+    /// "fragmentation needed" carrying the path's MTU, put into the sending pod.
+    IcmpFragNeeded = 23,
+    /// Too big for the path without DF: passed to the host stack, which fragments it.
+    PassFragment = 24,
 }
 
 impl Reason {
     /// Every reason, in numeric order.
-    pub const ALL: [Reason; 23] = [
+    pub const ALL: [Reason; 25] = [
         Reason::Allowed,
         Reason::PassArp,
         Reason::DropTooShort,
@@ -134,6 +139,8 @@ impl Reason {
         Reason::DropNoPolicy,
         Reason::ForwardedNative,
         Reason::CtFull,
+        Reason::IcmpFragNeeded,
+        Reason::PassFragment,
     ];
 
     /// Decodes the value stored in [`CounterKey::reason`].
@@ -162,6 +169,8 @@ impl Reason {
             20 => Some(Reason::DropNoPolicy),
             21 => Some(Reason::ForwardedNative),
             22 => Some(Reason::CtFull),
+            23 => Some(Reason::IcmpFragNeeded),
+            24 => Some(Reason::PassFragment),
             _ => None,
         }
     }
@@ -192,6 +201,8 @@ impl Reason {
             Reason::DropNoPolicy => "drop_no_policy",
             Reason::ForwardedNative => "forwarded_native",
             Reason::CtFull => "ct_full",
+            Reason::IcmpFragNeeded => "icmp_frag_needed",
+            Reason::PassFragment => "pass_fragment",
         }
     }
 
@@ -207,6 +218,8 @@ impl Reason {
                 | Reason::PassHost
                 | Reason::ForwardedNative
                 | Reason::CtFull
+                | Reason::IcmpFragNeeded
+                | Reason::PassFragment
         )
     }
 }

@@ -22,6 +22,7 @@ use felix_user::{
 
 use support::{
     harness::{Harness, On, TC_ACT_OK, TC_ACT_REDIRECT, TC_ACT_SHOT, WORKLOAD_A},
+    icmp,
     net::{HOST_IP, PEER_HOST_IP, PEER_HOST_MAC, UPLINK_MAC},
     packet::{self, IP_OFFSET, POD_IP, REMOTE_POD_IP},
 };
@@ -144,14 +145,21 @@ fn a_native_remote_block_without_a_kernel_route_is_no_route() {
     );
 }
 
-/// Bigger than the route's MTU (the uplink's 1500 bytes): too big, not "no route".
+/// Bigger than the path's MTU as the FIB reports it (the uplink's, 1400 here; like Linux's
+/// forwarding, the FIB takes a route's `mtu` only when locked): with DF the pod gets an ICMP
+/// "fragmentation needed" with that MTU (not "no route"); without, the host stack fragments it.
 #[test]
-fn a_native_packet_too_big_for_the_route_is_frag_needed() {
+fn a_native_packet_too_big_for_the_path_is_answered_with_its_mtu() {
     let mut h = Harness::new("native-mtu");
     add_kernel_route_to_remote_block();
+    let status = Command::new("ip")
+        .args(["link", "set", support::net::UPLINK_NAME, "mtu", "1400"])
+        .status()
+        .expect("run ip link set");
+    assert!(status.success(), "ip link set mtu failed");
     seed_remote_block(&mut h, PoolIpipMode::Never, true);
-    let fits = packet::udp_between(POD_IP, REMOTE_POD_IP, 64, &[7u8; 1500 - 28]);
-    h.expect(
+    let fits = icmp::tcp_of_ip_len(REMOTE_POD_IP, 1400);
+    let out = h.expect(
         PROG_FROM_WORKLOAD,
         FROM_A,
         &fits,
@@ -159,15 +167,27 @@ fn a_native_packet_too_big_for_the_route_is_frag_needed() {
         Reason::ForwardedNative,
         TC_ACT_REDIRECT,
     );
-    let big = packet::udp_between(POD_IP, REMOTE_POD_IP, 64, &[7u8; 1501 - 28]);
-    h.expect(
+    assert_forwarded_natively(&fits, &out.data_out);
+    let big = icmp::tcp_of_ip_len(REMOTE_POD_IP, 1401);
+    let out = h.expect(
         PROG_FROM_WORKLOAD,
         FROM_A,
         &big,
         Direction::FromWorkload,
-        Reason::DropFragNeeded,
-        TC_ACT_SHOT,
+        Reason::IcmpFragNeeded,
+        TC_ACT_REDIRECT,
     );
+    icmp::assert_frag_needed(&big, &out.data_out, 1400);
+    let big = icmp::with_df(big, false);
+    let out = h.expect(
+        PROG_FROM_WORKLOAD,
+        FROM_A,
+        &big,
+        Direction::FromWorkload,
+        Reason::PassFragment,
+        TC_ACT_OK,
+    );
+    assert_eq!(out.data_out, big, "passed on as sent");
 }
 
 #[test]

@@ -14,6 +14,7 @@ mod ipam;
 mod iptables_mode;
 mod lifecycle;
 mod metrics;
+mod mtu;
 mod native;
 mod ops;
 mod pod_traffic;

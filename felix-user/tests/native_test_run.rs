@@ -145,8 +145,8 @@ fn a_native_remote_block_without_a_kernel_route_is_no_route() {
     );
 }
 
-/// Bigger than the path's MTU as the FIB reports it (the uplink's, 1400 here; like Linux's
-/// forwarding, the FIB takes a route's `mtu` only when locked): with DF the pod gets an ICMP
+/// Bigger than the path's MTU as the FIB reports it (the uplink's, 1400 here; the FIB helper
+/// takes a route's `mtu` only when it is locked): with DF the pod gets an ICMP
 /// "fragmentation needed" with that MTU (not "no route"); without, the host stack fragments it.
 #[test]
 fn a_native_packet_too_big_for_the_path_is_answered_with_its_mtu() {

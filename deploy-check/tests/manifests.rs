@@ -573,5 +573,5 @@ fn check_network_config(list: &Value, endpoints: &str, node: &str) {
         endpoints.split(',').collect::<Vec<_>>()
     );
     assert_eq!(parsed.node_name().expect("a node name"), node);
-    assert_eq!(parsed.mtu, 1480);
+    assert_eq!(parsed.mtu, Some(1480));
 }

@@ -17,8 +17,6 @@ use crate::{
     version,
 };
 
-/// Pod MTU when the configuration gives none: room for the IPIP header under a 1500 uplink.
-pub const DEFAULT_MTU: u32 = 1480;
 /// Where Calico's node writes the node name, read when the configuration names none.
 pub const DEFAULT_NODENAME_FILE: &str = "/var/lib/calico/nodename";
 /// IPAM types that mean "felix-cni assigns from Calico IPAM in etcd" (it delegates to none).
@@ -34,7 +32,8 @@ pub struct NetConf {
     pub etcd_endpoints: Vec<String>,
     pub nodename: Option<String>,
     pub nodename_file: PathBuf,
-    pub mtu: u32,
+    /// The configured pod MTU; `None` (absent or 0): chosen by [`crate::mtu`].
+    pub mtu: Option<u32>,
     /// Pools to claim blocks from, by CIDR or IPPool name; empty: every usable pool.
     pub ipv4_pools: Vec<String>,
     /// Copied into the ADD result.
@@ -184,8 +183,8 @@ impl NetConf {
         }
         let etcd_endpoints = parse_endpoints(raw.etcd_endpoints.as_deref().unwrap_or(""))?;
         let mtu = match raw.mtu {
-            None | Some(0) => DEFAULT_MTU,
-            Some(m) if (68..=65535).contains(&m) => m,
+            None | Some(0) => None,
+            Some(m) if (68..=65535).contains(&m) => Some(m),
             Some(m) => {
                 return Err(CniError::config(format!("mtu {m} is outside 68-65535")));
             }
@@ -358,7 +357,7 @@ mod tests {
         assert_eq!(conf.cni_version, "1.0.0");
         assert_eq!(conf.name, "k8s-pod-network");
         assert_eq!(conf.etcd_endpoints, ["http://10.0.0.254:2379"]);
-        assert_eq!(conf.mtu, DEFAULT_MTU);
+        assert_eq!(conf.mtu, None);
         assert_eq!(conf.ipv4_pools, ["192.168.0.0/16"]);
         assert_eq!(conf.labels["app"], "web");
         assert_eq!(conf.node_name().unwrap(), "h1");
@@ -372,7 +371,7 @@ mod tests {
         v["etcd_endpoints"] = json!("http://a:2379, http://b:2379");
         v.as_object_mut().unwrap().remove("ipam");
         let conf = parse(v).unwrap();
-        assert_eq!(conf.mtu, 9000);
+        assert_eq!(conf.mtu, Some(9000));
         assert_eq!(conf.etcd_endpoints, ["http://a:2379", "http://b:2379"]);
         assert!(conf.ipv4_pools.is_empty(), "no ipam: every usable pool");
     }

@@ -15,6 +15,8 @@ use std::{
 use futures::TryStreamExt;
 use ipnet::Ipv4Net;
 use netlink_packet_route::{
+    AddressFamily,
+    address::AddressScope,
     link::{InfoData, InfoKind, InfoVeth, LinkAttribute, LinkFlags, LinkMessage},
     neighbour::{NeighbourAddress, NeighbourAttribute, NeighbourState},
     route::{RouteAddress, RouteAttribute, RouteHeader, RouteMessage, RouteScope},
@@ -100,6 +102,35 @@ impl Netlink {
             Err(e) if is_no_device(&e) => Ok(false),
             Err(e) => Err(failed(format!("delete {name}"))(e)),
         }
+    }
+
+    /// Every interface with a global IPv4 address, as (name, MTU): the uplink candidates.
+    pub async fn addressed_links(&self) -> Result<Vec<(String, u32)>, DataplaneError> {
+        let mut indexes = Vec::new();
+        let mut addresses = self.handle.address().get().execute();
+        while let Some(message) = addresses
+            .try_next()
+            .await
+            .map_err(failed("list addresses"))?
+        {
+            let header = &message.header;
+            if header.family == AddressFamily::Inet && header.scope == AddressScope::Universe {
+                indexes.push(header.index);
+            }
+        }
+        let mut found = Vec::new();
+        let mut links = self.handle.link().get().execute();
+        while let Some(message) = links.try_next().await.map_err(failed("list links"))? {
+            if !indexes.contains(&message.header.index) {
+                continue;
+            }
+            let name = message.attributes.iter().find_map(|a| match a {
+                LinkAttribute::IfName(name) => Some(name.clone()),
+                _ => None,
+            });
+            found.push((name.unwrap_or_default(), link_state(&message).mtu));
+        }
+        Ok(found)
     }
 
     async fn set_up(&self, index: u32, name: &str) -> Result<(), DataplaneError> {

@@ -52,6 +52,8 @@ pub struct Pool {
 pub struct PoolEntry {
     pub pool: Pool,
     pub usable: bool,
+    /// Its `ipipMode` is not `Never`: pods need room for the IPIP header.
+    pub ipip: bool,
 }
 
 /// Whether IPPool `spec` serves workloads on a node with `labels`.
@@ -125,6 +127,7 @@ pub async fn pool_entries(client: &mut Client, node: &str) -> Result<Vec<PoolEnt
         };
         entries.push(PoolEntry {
             usable: usable(&pool.spec, &labels),
+            ipip: pool.spec.ipip() != model::EncapMode::Never,
             pool: Pool {
                 name: pool.metadata.name.clone(),
                 cidr,
@@ -248,6 +251,7 @@ mod tests {
                 block_size: 26,
             },
             usable,
+            ipip: true,
         }
     }
 

@@ -2,8 +2,8 @@
 //!
 //! The runtime runs the binary with `CNI_*` variables ([`env`]) and the network configuration
 //! on stdin ([`config`]). ADD takes an address from Calico IPAM in etcd ([`ipam`]), creates the
-//! veth pair and configures the pod's side ([`dataplane`]) and writes the WorkloadEndpoint felix
-//! programs the host from ([`wep`]); it prints the result ([`result`]). DEL undoes all of it
+//! veth pair with the pod's MTU ([`mtu`]) and configures the pod's side ([`dataplane`]) and
+//! writes the WorkloadEndpoint felix programs the host from ([`wep`]); it prints the result ([`result`]). DEL undoes all of it
 //! and can be repeated; CHECK compares ([`verify`]); VERSION lists [`version::SUPPORTED`].
 //! Failures are CNI error JSON on stdout with the spec's codes ([`error`]).
 
@@ -14,6 +14,7 @@ pub mod env;
 pub mod error;
 pub mod etcd;
 pub mod ipam;
+pub mod mtu;
 pub mod names;
 pub mod netns;
 pub mod result;

@@ -317,6 +317,36 @@ fn add_check_del_as_a_runtime_does() {
 }
 
 #[test]
+fn without_an_mtu_the_pod_gets_the_uplinks_less_ipip() {
+    support::run("mtu", |node| async move {
+        let mut etcd = node.etcd().await;
+        put_pool(&mut etcd, "default-ipv4-ippool", "192.168.0.0/16", 26).await;
+        // The host's uplink: the interface with a global address (the test's host has only lo).
+        for args in [
+            &[
+                "link", "add", "eth0", "mtu", "1450", "type", "veth", "peer", "name", "eth0p",
+            ][..],
+            &["addr", "add", "10.9.0.1/24", "dev", "eth0"],
+            &["link", "set", "eth0", "up"],
+        ] {
+            ip_json(args);
+        }
+        let pod = Pod::new(&node, "web-1", "c0ffee01");
+        let conf = config(json!({}));
+        node.cni(&pod.vars("ADD"), &conf).ok();
+        assert_pod_wired(&pod, Ipv4Addr::new(192, 168, 0, 0), 1430);
+        let host = &ip_json(&["link", "show", "dev", &pod.host_veth()])[0];
+        assert_eq!(host["mtu"], 1430);
+        node.cni(&pod.vars("CHECK"), &conf).ok();
+        // An explicit mtu wins: CHECK compares against it.
+        let msg = node
+            .cni(&pod.vars("CHECK"), &config(json!({"mtu": 1400})))
+            .error(999);
+        assert!(msg.contains("MTU 1430, not 1400"), "{msg}");
+    });
+}
+
+#[test]
 fn pods_fill_a_block_then_the_node_claims_another() {
     support::run("blocks", |node| async move {
         let mut etcd = node.etcd().await;

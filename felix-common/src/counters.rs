@@ -92,7 +92,8 @@ pub enum Reason {
     DropUnknownTunnelSource = 16,
     /// The TTL ran out while forwarding.
     DropTtlExceeded = 17,
-    /// Too big for the tunnel (uplink MTU minus 20 bytes); no fragmentation in BPF.
+    /// Too big for the path: for the tunnel (uplink MTU minus 20 bytes) or, routed natively,
+    /// for the route's MTU; no fragmentation in BPF.
     DropFragNeeded = 18,
     /// The source is on the uplink's XDP deny list.
     DropXdpDenied = 19,
@@ -113,11 +114,16 @@ pub enum Reason {
     /// back to the stack instead of being redirected, so the stack can undo its NAT (decapsulated
     /// first when it came in IPIP).
     ViaHostStack = 24,
+    /// Too big for the path with DF set (see [`Reason::DropFragNeeded`]): answered with an ICMP
+    /// "fragmentation needed" carrying the path's MTU, put into the sending pod.
+    IcmpFragNeeded = 25,
+    /// Too big for the path without DF: passed to the host stack, which fragments it.
+    PassFragment = 26,
 }
 
 impl Reason {
     /// Every reason, in numeric order.
-    pub const ALL: [Reason; 25] = [
+    pub const ALL: [Reason; 27] = [
         Reason::Allowed,
         Reason::PassArp,
         Reason::DropTooShort,
@@ -143,6 +149,8 @@ impl Reason {
         Reason::CtFull,
         Reason::NatPending,
         Reason::ViaHostStack,
+        Reason::IcmpFragNeeded,
+        Reason::PassFragment,
     ];
 
     /// Decodes the value stored in [`CounterKey::reason`].
@@ -173,6 +181,8 @@ impl Reason {
             22 => Some(Reason::CtFull),
             23 => Some(Reason::NatPending),
             24 => Some(Reason::ViaHostStack),
+            25 => Some(Reason::IcmpFragNeeded),
+            26 => Some(Reason::PassFragment),
             _ => None,
         }
     }
@@ -205,6 +215,8 @@ impl Reason {
             Reason::CtFull => "ct_full",
             Reason::NatPending => "nat_pending",
             Reason::ViaHostStack => "via_host_stack",
+            Reason::IcmpFragNeeded => "icmp_frag_needed",
+            Reason::PassFragment => "pass_fragment",
         }
     }
 
@@ -222,6 +234,8 @@ impl Reason {
                 | Reason::CtFull
                 | Reason::NatPending
                 | Reason::ViaHostStack
+                | Reason::IcmpFragNeeded
+                | Reason::PassFragment
         )
     }
 }

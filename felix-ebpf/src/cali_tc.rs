@@ -30,6 +30,7 @@ use crate::{
     encap::{encapsulate, host_config},
     forward::{decrement_ttl, deliver_local, endpoint, largest_segment, redirect_to_uplink, route},
     host_nat,
+    icmp,
     parse::{Ipv4Summary, Parsed, parse},
     policy::{self, At},
     trace,
@@ -42,6 +43,8 @@ pub fn cali_from_wl(ctx: TcContext) -> i32 {
     let len = ctx.len();
     let (verdict, reason) = match from_workload(&ctx, ifindex) {
         Ok(done) => done,
+        // Too big for the path: tell the pod (DF) or let the host fragment it.
+        Err(Reason::DropFragNeeded) => icmp::too_big(&ctx, ifindex),
         Err(reason) => (TC_ACT_SHOT as i32, reason),
     };
     finish(&ctx, ifindex, Direction::FromWorkload, reason, len, verdict)

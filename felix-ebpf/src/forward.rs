@@ -5,8 +5,8 @@ use core::mem::size_of;
 
 use aya_ebpf::{
     bindings::{
-        BPF_FIB_LKUP_RET_NO_NEIGH, BPF_FIB_LKUP_RET_SUCCESS, BPF_FIB_LOOKUP_OUTPUT,
-        TC_ACT_REDIRECT, bpf_fib_lookup,
+        BPF_FIB_LKUP_RET_FRAG_NEEDED, BPF_FIB_LKUP_RET_NO_NEIGH, BPF_FIB_LKUP_RET_SUCCESS,
+        BPF_FIB_LOOKUP_OUTPUT, TC_ACT_REDIRECT, bpf_fib_lookup,
     },
     helpers::{bpf_fib_lookup, bpf_redirect, bpf_redirect_neigh},
     maps::lpm_trie::Key,
@@ -111,7 +111,8 @@ pub fn largest_segment(ctx: &TcContext, packet: &Ipv4Summary) -> usize {
 /// Sends the packet (from `src` to `dst`, as the FIB should route it) out of the uplink: MACs
 /// from the FIB when the neighbour is known, else through `bpf_redirect_neigh`, which resolves
 /// it. `len` is the largest packet on the wire (a GSO packet is segmented later), which the FIB
-/// checks against the route's MTU. No route via the uplink is `drop_no_route`.
+/// checks against the route's MTU: too big is `drop_frag_needed`. No route via the uplink is
+/// `drop_no_route`.
 #[inline(always)]
 pub fn redirect_to_uplink(
     ctx: &TcContext,
@@ -146,6 +147,9 @@ pub fn redirect_to_uplink(
         return Ok(
             unsafe { bpf_redirect_neigh(params.ifindex, core::ptr::null_mut(), 0, 0) } as i32,
         );
+    }
+    if rc == i64::from(BPF_FIB_LKUP_RET_FRAG_NEEDED) {
+        return Err(Reason::DropFragNeeded);
     }
     Err(Reason::DropNoRoute)
 }

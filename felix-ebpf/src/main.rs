@@ -1,7 +1,7 @@
 //! felix's kernel side: programs for the `cali*` workload interfaces and the host's uplink.
 //!
 //! One file per hook (`cali_tc`, `uplink_tc`, `uplink_xdp`), one module per concern (`parse`,
-//! `conntrack`, `forward`, `encap`, `counters`, `maps`).
+//! `conntrack`, `forward`, `encap`, `icmp`, `counters`, `maps`).
 #![no_std]
 #![no_main]
 
@@ -11,6 +11,7 @@ mod counters;
 mod encap;
 mod forward;
 mod host_nat;
+mod icmp;
 mod maps;
 mod parse;
 mod policy;

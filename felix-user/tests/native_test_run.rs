@@ -25,6 +25,7 @@ use felix_user::{
 
 use support::{
     harness::{Harness, On, TC_ACT_OK, TC_ACT_REDIRECT, TC_ACT_SHOT, WORKLOAD_A},
+    icmp,
     net::{HOST_IP, PEER_HOST_IP, PEER_HOST_MAC, UPLINK_MAC},
     packet::{self, IP_OFFSET, POD_IP, REMOTE_POD_IP},
 };
@@ -145,6 +146,51 @@ fn a_native_remote_block_without_a_kernel_route_is_no_route() {
         Reason::DropNoRoute,
         TC_ACT_SHOT,
     );
+}
+
+/// Bigger than the path's MTU as the FIB reports it (the uplink's, 1400 here; the FIB helper
+/// takes a route's `mtu` only when it is locked): with DF the pod gets an ICMP
+/// "fragmentation needed" with that MTU (not "no route"); without, the host stack fragments it.
+#[test]
+fn a_native_packet_too_big_for_the_path_is_answered_with_its_mtu() {
+    let mut h = Harness::new("native-mtu");
+    add_kernel_route_to_remote_block();
+    let status = Command::new("ip")
+        .args(["link", "set", support::net::UPLINK_NAME, "mtu", "1400"])
+        .status()
+        .expect("run ip link set");
+    assert!(status.success(), "ip link set mtu failed");
+    seed_remote_block(&mut h, PoolIpipMode::Never, true);
+    let fits = icmp::tcp_of_ip_len(REMOTE_POD_IP, 1400);
+    let out = h.expect(
+        PROG_FROM_WORKLOAD,
+        FROM_A,
+        &fits,
+        Direction::FromWorkload,
+        Reason::ForwardedNative,
+        TC_ACT_REDIRECT,
+    );
+    assert_forwarded_natively(&fits, &out.data_out);
+    let big = icmp::tcp_of_ip_len(REMOTE_POD_IP, 1401);
+    let out = h.expect(
+        PROG_FROM_WORKLOAD,
+        FROM_A,
+        &big,
+        Direction::FromWorkload,
+        Reason::IcmpFragNeeded,
+        TC_ACT_REDIRECT,
+    );
+    icmp::assert_frag_needed(&big, &out.data_out, 1400);
+    let big = icmp::with_df(big, false);
+    let out = h.expect(
+        PROG_FROM_WORKLOAD,
+        FROM_A,
+        &big,
+        Direction::FromWorkload,
+        Reason::PassFragment,
+        TC_ACT_OK,
+    );
+    assert_eq!(out.data_out, big, "passed on as sent");
 }
 
 #[test]

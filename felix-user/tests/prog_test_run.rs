@@ -10,6 +10,7 @@ use felix_user::{PROG_FROM_UPLINK, PROG_FROM_WORKLOAD, PROG_TO_UPLINK, PROG_TO_W
 
 use support::{
     harness::{Harness, On, TC_ACT_OK, TC_ACT_REDIRECT, TC_ACT_SHOT, WORKLOAD_A},
+    icmp,
     net::{HOST_IP, PEER_HOST_IP, PEER_HOST_MAC, UPLINK_MAC},
     packet::{
         self, CALI_MAC, IP_OFFSET, PEER_IP, PEER_MAC, POD_IP, REMOTE_POD_IP, UNUSED_LOCAL_IP,
@@ -245,19 +246,59 @@ fn remote_block_is_encapsulated_in_ipip_and_sent_to_the_uplink() {
     assert_encapsulated(&frame, &out.data_out, 1);
 }
 
+/// A DF packet too big for the tunnel (uplink MTU 1450: 1430 bytes of inner packet) comes back
+/// to the pod as an ICMP "fragmentation needed" with MTU 1430; one that fits is wrapped.
 #[test]
-fn too_big_for_the_tunnel_is_counted_and_gso_packets_are_judged_by_segment() {
-    let mut h = Harness::new("mtu");
-    // 1490 bytes of IP: 1510 once wrapped, over the 1500-byte uplink MTU.
-    let big = packet::udp_between(POD_IP, REMOTE_POD_IP, 64, &[7u8; 1490 - 28]);
-    h.expect(
+fn too_big_for_the_tunnel_with_df_is_answered_with_the_tunnel_mtu() {
+    let mut h = Harness::new("mtu-df");
+    icmp::set_uplink_mtu(&mut h, 1450);
+    let big = icmp::tcp_of_ip_len(REMOTE_POD_IP, 1500);
+    let out = h.expect(
         PROG_FROM_WORKLOAD,
         FROM_A,
         &big,
         Direction::FromWorkload,
-        Reason::DropFragNeeded,
-        TC_ACT_SHOT,
+        Reason::IcmpFragNeeded,
+        TC_ACT_REDIRECT,
     );
+    icmp::assert_frag_needed(&big, &out.data_out, 1430);
+    assert_eq!(
+        out.data_out.len(),
+        IP_OFFSET + 28 + 40,
+        "the IP and TCP headers quoted, no payload"
+    );
+
+    let fits = icmp::tcp_of_ip_len(REMOTE_POD_IP, 1430);
+    let out = h.expect(
+        PROG_FROM_WORKLOAD,
+        FROM_A,
+        &fits,
+        Direction::FromWorkload,
+        Reason::Encapsulated,
+        TC_ACT_REDIRECT,
+    );
+    assert_encapsulated(&fits, &out.data_out, 1);
+}
+
+/// Without DF the program cannot fragment: the host stack gets the packet as the pod sent it
+/// (TTL too) and fragments it to the route's MTU. GSO packets are judged by segment.
+#[test]
+fn too_big_for_the_tunnel_without_df_goes_to_the_host_and_gso_is_judged_by_segment() {
+    let mut h = Harness::new("mtu");
+    // 1490 bytes of IP: 1510 once wrapped, over the 1500-byte uplink MTU.
+    let big = icmp::with_df(
+        packet::udp_between(POD_IP, REMOTE_POD_IP, 64, &[7u8; 1490 - 28]),
+        false,
+    );
+    let out = h.expect(
+        PROG_FROM_WORKLOAD,
+        FROM_A,
+        &big,
+        Direction::FromWorkload,
+        Reason::PassFragment,
+        TC_ACT_OK,
+    );
+    assert_eq!(out.data_out, big, "passed on as sent");
     // The same bytes as a GSO packet of 1400-byte segments: each segment fits, so the size check
     // lets it through. BPF_PROG_TEST_RUN sets gso_size but no gso_type, and the kernel's
     // adjust_room refuses to grow such a packet, so here it ends as encap_failed; in the lab,

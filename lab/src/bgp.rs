@@ -106,7 +106,7 @@ fn bird_conf_log(state: &LabState, host: &HostState) -> PathBuf {
 /// waited for: see [`crate::bird::wait_up`]).
 pub fn start_tor(state: &LabState) -> Result<ProcRecord> {
     let ns = names::tor_ns(&state.id);
-    net::build_tor(&state.fabric_ns, &ns)?;
+    net::build_tor(&state.fabric_ns, &ns, state.fabric_mtu)?;
     let files = tor_files(state);
     std::fs::write(&files.config, tor_config(state))
         .with_context(|| format!("writing {}", files.config.display()))?;

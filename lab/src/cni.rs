@@ -65,7 +65,8 @@ impl CniCommand {
 }
 
 /// The configuration list of `host`, as felix-cni/README.md's example installs it: felix-cni with the
-/// lab's etcd, the node's name, the pods' MTU and the lab's pool.
+/// lab's etcd, the node's name and the lab's pool; no `mtu`, so felix-cni detects it from the
+/// host's uplink (its MTU less IPIP's 20 bytes).
 pub fn conflist(state: &LabState, host: &HostState) -> Value {
     json!({
         "cniVersion": CNI_VERSION,
@@ -74,7 +75,6 @@ pub fn conflist(state: &LabState, host: &HostState) -> Value {
             "type": "felix-cni",
             "etcd_endpoints": state.etcd_url,
             "nodename": host.node,
-            "mtu": names::POD_MTU,
             "ipam": {"type": "felix-ipam", "ipv4_pools": [names::POOL_CIDR]}
         }]
     })

@@ -1,7 +1,7 @@
 //! The kernel routing table of a lab host (`ip -j route show table main`) and what felix must have
 //! programmed there: per local pod `<ip> dev <cali> scope link proto 80`, its block's
 //! `blackhole <block> proto 80`, and per other host `<block> via <host ip> dev eth0 proto 80
-//! onlink mtu 1480` (without the MTU when the pool's `ipipMode` routes natively).
+//! onlink mtu <fabric MTU - 20>` (without the MTU when the pool's `ipipMode` routes natively).
 
 use std::net::Ipv4Addr;
 
@@ -13,8 +13,6 @@ use crate::state::{HostState, LabState};
 
 /// The route protocol number felix marks its routes with (`ip route` shows `proto 80`).
 pub const FELIX_PROTO: &str = "80";
-/// The MTU of felix's routes to remote blocks: the lab's 1500-byte uplink minus the IPIP header.
-pub const REMOTE_BLOCK_MTU: u64 = 1480;
 
 /// One route of `ip -j route show`.
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -128,7 +126,7 @@ pub fn missing(
     let mtu = state
         .pool_ipip_mode
         .encapsulates_in_lab()
-        .then_some(REMOTE_BLOCK_MTU);
+        .then_some(u64::from(state.tunnel_mtu()));
     let mtu_text = mtu.map_or_else(|| "no mtu".to_owned(), |m| format!("mtu {m}"));
     for other in state.hosts.iter().filter(|o| o.n != host.n) {
         want(

@@ -71,6 +71,8 @@ pub struct LabOptions {
     pub dataplane: felixd::Dataplane,
     /// The IP pool's `ipipMode` (`Always` unless a test or bench asks for native routing).
     pub pool_ipip_mode: calico::IpipMode,
+    /// The fabric's MTU (uplinks, bridge, ToR); pods get it less IPIP's 20 bytes.
+    pub fabric_mtu: u32,
 }
 
 impl Default for LabOptions {
@@ -85,6 +87,7 @@ impl Default for LabOptions {
             bird_timeout: Duration::from_secs(10),
             dataplane: felixd::Dataplane::Bpf,
             pool_ipip_mode: calico::IpipMode::Always,
+            fabric_mtu: names::DEFAULT_FABRIC_MTU,
         }
     }
 }
@@ -121,6 +124,7 @@ impl Lab {
         // Owned by us while building, so a concurrent `lab up` leaves a half-built lab alone.
         let mut state = LabState::plan(&id, Some(Owner::current()?));
         state.pool_ipip_mode = opts.pool_ipip_mode;
+        state.fabric_mtu = opts.fabric_mtu;
         let mut lab = Self {
             state,
             felix: opts.felix.clone(),
@@ -147,9 +151,9 @@ impl Lab {
         for ns in &self.state.namespaces {
             net::add_netns(ns)?;
         }
-        net::build_fabric(&self.state.fabric_ns)?;
+        net::build_fabric(&self.state.fabric_ns, self.state.fabric_mtu)?;
         for host in &self.state.hosts {
-            net::build_host(&self.state.fabric_ns, host)?;
+            net::build_host(&self.state.fabric_ns, host, self.state.fabric_mtu)?;
         }
         net::build_outside(&self.state.fabric_ns, &self.outside_ns())?;
         self.state.save()?;
@@ -226,7 +230,7 @@ impl Lab {
                 self.state.hosts[i].pods[p].ip = ip;
                 self.state.save()?;
                 let host = &self.state.hosts[i];
-                let mac = net::build_pod(host, &host.pods[p])?;
+                let mac = net::build_pod(host, &host.pods[p], self.state.pod_mtu())?;
                 self.state.hosts[i].pods[p].mac = Some(mac);
                 self.state.save()?;
                 let host = &self.state.hosts[i];

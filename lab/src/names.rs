@@ -25,7 +25,10 @@ pub const TOR_IP: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 253);
 pub const OUTSIDE_IP: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 200);
 pub const FABRIC_PREFIX: u8 = 24;
 pub const ETCD_PORT: u16 = 2379;
-pub const POD_MTU: u32 = 1480;
+/// The fabric's MTU (host uplinks, bridge, ToR) unless a test asks for another.
+pub const DEFAULT_FABRIC_MTU: u32 = 1500;
+/// Bytes the outer IPIP header takes from the uplink MTU.
+pub const IPIP_OVERHEAD: u32 = 20;
 /// The pods' (fictitious) default gateway, as in Calico.
 pub const GATEWAY: Ipv4Addr = Ipv4Addr::new(169, 254, 1, 1);
 /// Calico's fixed MAC for the host side of a pod veth.

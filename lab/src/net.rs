@@ -61,21 +61,27 @@ pub fn read_sysctl(ns: &str, key: &str) -> Result<String> {
     Ok(out.trim().to_owned())
 }
 
-/// The fabric: bridge `br0` with the fabric IP; host uplinks attach to it.
-pub fn build_fabric(fabric: &str) -> Result<()> {
+/// The fabric: bridge `br0` with the fabric IP and MTU `mtu`; host uplinks attach to it.
+pub fn build_fabric(fabric: &str, mtu: u32) -> Result<()> {
     let addr = format!("{}/{}", names::FABRIC_IP, names::FABRIC_PREFIX);
-    ip(&["-n", fabric, "link", "add", "br0", "type", "bridge"])?;
+    let mtu = mtu.to_string();
+    ip(&[
+        "-n", fabric, "link", "add", "br0", "mtu", &mtu, "type", "bridge",
+    ])?;
     ip(&["-n", fabric, "addr", "add", &addr, "dev", "br0"])?;
     ip(&["-n", fabric, "link", "set", "br0", "up"]).map(drop)
 }
 
-/// Host uplink: `eth0` in the host with 10.0.0.N/24, peer `hN` on the fabric bridge. No default route.
-pub fn build_host(fabric: &str, host: &HostState) -> Result<()> {
+/// Host uplink: `eth0` in the host with 10.0.0.N/24 and MTU `mtu`, peer `hN` on the fabric
+/// bridge. No default route.
+pub fn build_host(fabric: &str, host: &HostState, mtu: u32) -> Result<()> {
     let ns = host.ns.as_str();
     let port = names::fabric_port(host.n);
     let addr = format!("{}/{}", host.ip, names::FABRIC_PREFIX);
+    let mtu = mtu.to_string();
     ip(&[
-        "-n", ns, "link", "add", "eth0", "type", "veth", "peer", "name", &port, "netns", fabric,
+        "-n", ns, "link", "add", "eth0", "mtu", &mtu, "type", "veth", "peer", "name", &port, "mtu",
+        &mtu, "netns", fabric,
     ])?;
     ip(&["-n", fabric, "link", "set", &port, "master", "br0", "up"])?;
     ip(&["-n", ns, "addr", "add", &addr, "dev", "eth0"])?;
@@ -84,20 +90,25 @@ pub fn build_host(fabric: &str, host: &HostState) -> Result<()> {
 }
 
 /// The ToR router: `eth0` in namespace `tor` with [`names::TOR_IP`]/24, peer [`names::TOR_PORT`]
-/// on the fabric bridge; it forwards, and has no default route.
-pub fn build_tor(fabric: &str, tor: &str) -> Result<()> {
+/// on the fabric bridge, both with MTU `mtu`; it forwards, and has no default route.
+pub fn build_tor(fabric: &str, tor: &str, mtu: u32) -> Result<()> {
     let addr = format!("{}/{}", names::TOR_IP, names::FABRIC_PREFIX);
+    let mtu = mtu.to_string();
     ip(&[
         "-n",
         tor,
         "link",
         "add",
         "eth0",
+        "mtu",
+        &mtu,
         "type",
         "veth",
         "peer",
         "name",
         names::TOR_PORT,
+        "mtu",
+        &mtu,
         "netns",
         fabric,
     ])?;
@@ -150,11 +161,11 @@ pub fn build_outside(fabric: &str, outside: &str) -> Result<()> {
 }
 
 /// A pod the way Calico's CNI plugin makes it (veth, `cali*` with Calico's MAC, the pod's address,
-/// routes and gateway neighbour); returns the MAC of the pod's `eth0`. The host side's /32 route
-/// and `cali*` sysctls come from felix.
-pub fn build_pod(host: &HostState, pod: &PodInfo) -> Result<String> {
+/// routes and gateway neighbour, both ends with MTU `mtu`); returns the MAC of the pod's `eth0`.
+/// The host side's /32 route and `cali*` sysctls come from felix.
+pub fn build_pod(host: &HostState, pod: &PodInfo, mtu: u32) -> Result<String> {
     let (hns, pns, cali) = (host.ns.as_str(), pod.ns.as_str(), pod.cali.as_str());
-    let mtu = names::POD_MTU.to_string();
+    let mtu = mtu.to_string();
     let gw = names::GATEWAY.to_string();
     let ip32 = format!("{}/32", pod.ip);
     ip(&[

@@ -68,9 +68,31 @@ pub struct LabState {
     /// ([`crate::Lab::set_pool_nat_outgoing`]).
     #[serde(default)]
     pub pool_nat_outgoing: bool,
+    /// The MTU of the fabric: every host uplink, the bridge and the ToR.
+    #[serde(default = "default_fabric_mtu")]
+    pub fabric_mtu: u32,
+}
+
+fn default_fabric_mtu() -> u32 {
+    names::DEFAULT_FABRIC_MTU
 }
 
 impl LabState {
+    /// The MTU of felix's routes to remote blocks with IPIP: the uplink's less the outer header.
+    pub fn tunnel_mtu(&self) -> u32 {
+        self.fabric_mtu - names::IPIP_OVERHEAD
+    }
+
+    /// The pods' MTU as Calico's detection picks it: the uplink's, less the IPIP header unless
+    /// the pool never encapsulates.
+    pub fn pod_mtu(&self) -> u32 {
+        if self.pool_ipip_mode == crate::ipip::IpipMode::Never {
+            self.fabric_mtu
+        } else {
+            self.tunnel_mtu()
+        }
+    }
+
     /// The planned lab `id` (nothing created yet; pod addresses and blocks come later, from
     /// `felix ipam`).
     pub fn plan(id: &str, owner: Option<Owner>) -> Self {
@@ -122,6 +144,7 @@ impl LabState {
             state_dir,
             pool_ipip_mode: crate::ipip::IpipMode::default(),
             pool_nat_outgoing: false,
+            fabric_mtu: names::DEFAULT_FABRIC_MTU,
         }
     }
 

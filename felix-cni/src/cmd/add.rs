@@ -7,7 +7,7 @@ use crate::{
     dataplane::{self, Netlink},
     env::CniEnv,
     error::CniError,
-    etcd, ipam, names,
+    etcd, ipam, mtu, names,
     netns::NetNs,
     result::CniResult,
     wep,
@@ -38,7 +38,8 @@ pub async fn add(env: &CniEnv, conf: &NetConf) -> Result<Value, CniError> {
 
     let host_veth = names::host_veth_name(&pod.namespace, &pod.name);
     let wired = async {
-        dataplane::create_veth(&host, &netns, &host_veth, &env.ifname, conf.mtu).await?;
+        let mtu = mtu::pod_mtu(conf.mtu, &host, &entries).await?;
+        dataplane::create_veth(&host, &netns, &host_veth, &env.ifname, mtu).await?;
         let pod_link = Netlink::in_netns(&netns)?;
         let link = dataplane::configure_pod(&pod_link, &env.ifname, ip).await?;
         let mac = names::format_mac(&link.mac);

@@ -11,7 +11,7 @@ use crate::{
     dataplane::{self, Netlink},
     env::CniEnv,
     error::{CniError, Code},
-    etcd, ipam, names,
+    etcd, ipam, mtu, names,
     netns::NetNs,
     result, verify, version, wep,
 };
@@ -70,11 +70,13 @@ pub async fn check(env: &CniEnv, conf: &NetConf) -> Result<(), CniError> {
         }
     }
 
+    let pools = ipam::pool_entries(&mut client, &node).await?;
+    let mtu = mtu::pod_mtu(conf.mtu, &Netlink::host()?, &pools).await?;
     let pod_link = Netlink::in_netns(&netns)?;
     match dataplane::pod_state(&pod_link, &env.ifname).await? {
         None => problems.push(format!("no {} in {}", env.ifname, netns_path.display())),
         Some(state) => {
-            problems.extend(verify::pod_problems(&state, &env.ifname, ip, conf.mtu));
+            problems.extend(verify::pod_problems(&state, &env.ifname, ip, mtu));
             let mac = names::format_mac(&state.link.mac);
             if !spec.mac.eq_ignore_ascii_case(&mac) {
                 problems.push(format!(

@@ -5,5 +5,6 @@
 #![allow(dead_code, unused_imports)]
 
 pub mod harness;
+pub mod icmp;
 pub mod net;
 pub mod packet;

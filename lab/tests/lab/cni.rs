@@ -175,7 +175,7 @@ fn check_added(lab: &Lab, pod: &CniPod, result: &AddResult, app: &str) -> Result
     );
     let veth = ip_in(&host.ns, &["-o", "link", "show", "dev", &cali])?;
     ensure!(
-        veth.contains(names::CALI_MAC) && veth.contains(&format!("mtu {}", names::POD_MTU)),
+        veth.contains(names::CALI_MAC) && veth.contains(&format!("mtu {}", lab.state().pod_mtu())),
         "host veth: {veth}"
     );
 

@@ -14,6 +14,7 @@ mod ipam;
 mod iptables_mode;
 mod lifecycle;
 mod metrics;
+mod mtu;
 mod nat_outgoing;
 mod native;
 mod ops;

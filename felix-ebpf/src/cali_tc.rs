@@ -7,7 +7,8 @@
 //! `ipipMode`), as it is via the FIB out of the uplink; anything else to the host stack.
 //! A first packet to a destination outside the pod network goes to the host stack unjudged, to
 //! be judged after the stack's NAT where it leaves (see `host_nat`); a flow that went through
-//! the stack keeps going through it, both ways.
+//! the stack keeps going through it, both ways. An ICMP error belongs to the flow of the packet
+//! it quotes (as netfilter's RELATED) and travels its way, unjudged.
 //! To the pod: a packet of no known flow (sent by the host stack) is judged by the pod's ingress
 //! policy, after its source pod's egress policy when it was deferred.
 
@@ -79,7 +80,10 @@ fn to_workload(ctx: &TcContext, ifindex: u32) -> Result<(i32, Reason), Reason> {
         return allowed;
     }
     // Redirected here by felix's own programs after policy (their flow exists), or a reply.
-    if conntrack::touch(&packet).is_some() {
+    if conntrack::touch(&packet)
+        .or_else(|| conntrack::related(&packet))
+        .is_some()
+    {
         return allowed;
     }
     let target = endpoint(ifindex).ok_or(Reason::DropNoEndpoint)?;
@@ -147,7 +151,8 @@ fn from_workload(ctx: &TcContext, ifindex: u32) -> Result<(i32, Reason), Reason>
     let route = route(packet.daddr);
     // Whether the flow's packets pass the host stack by (both ways, or the host's conntrack
     // would call the half it sees invalid and kube-proxy's FORWARD rules drop it).
-    let past_stack = match conntrack::refresh(&packet) {
+    let flow = conntrack::refresh(&packet).or_else(|| conntrack::related(&packet));
+    let past_stack = match flow {
         Some(flags) if flags & ct_flags::UNCONFIRMED == 0 => {
             // The stack may have NATed the flow: only it can undo that.
             if flags & ct_flags::VIA_HOST != 0 {

@@ -30,6 +30,26 @@ pub fn touch(packet: &Ipv4Summary) -> Option<u8> {
     update(packet, false)
 }
 
+/// For an ICMP error, the [`ct_flags`] of the live flow whose packet it quotes: the error
+/// belongs to that flow (as netfilter's RELATED) and travels its way. Nothing is recorded.
+#[inline(always)]
+pub fn related(packet: &Ipv4Summary) -> Option<u8> {
+    let quoted = packet.error_for?;
+    let (key, _) = CtKey::for_packet(
+        quoted.saddr,
+        quoted.sport,
+        quoted.daddr,
+        quoted.dport,
+        quoted.proto,
+    );
+    // SAFETY: a copy is taken at once.
+    let entry = unsafe { *CONNTRACK.get_ptr(&key)? };
+    if expired(&entry, quoted.proto, now_ns()) {
+        return None;
+    }
+    Some(entry.flags)
+}
+
 /// The clock of [`felix_common::CtValue`]'s ages.
 #[inline(always)]
 fn now_ns() -> u64 {

@@ -22,8 +22,15 @@ const TCP_FLAGS_OFFSET: usize = 13;
 /// The Don't Fragment bit in the IPv4 flags.
 const IPV4_DF: u8 = 0b010;
 /// Bytes the parser may need in the linear part of the skb: Ethernet, outer IPv4, inner IPv4
-/// with options, TCP with options.
-const MAX_HEADERS_LEN: u32 = (EthHdr::LEN + 20 + 60 + 60) as u32;
+/// with options, then TCP with options, or an ICMP error quoting an IPv4 header with options
+/// and the 8 bytes after it.
+const MAX_HEADERS_LEN: u32 = (EthHdr::LEN + 20 + 60 + 8 + 60 + 8) as u32;
+/// ICMP types whose message quotes the packet it is about.
+const ICMP_DEST_UNREACHABLE: u8 = 3;
+const ICMP_TIME_EXCEEDED: u8 = 11;
+const ICMP_PARAMETER_PROBLEM: u8 = 12;
+/// The ICMP header before the quoted packet.
+const ICMP_HEADER_LEN: usize = 8;
 
 /// What a packet is, as far as the programs need to know.
 pub enum Parsed {
@@ -66,6 +73,18 @@ pub struct Ipv4Summary {
     pub l4_header_len: usize,
     /// ICMP `type << 8 | code`; 0 for other protocols.
     pub icmp_type_code: u16,
+    /// For an ICMP error: the flow of the packet it quotes, as that packet travelled.
+    pub error_for: Option<Quoted>,
+}
+
+/// The addresses, protocol and ports (ICMP echo: the id) of the packet an ICMP error quotes.
+#[derive(Clone, Copy)]
+pub struct Quoted {
+    pub saddr: [u8; 4],
+    pub daddr: [u8; 4],
+    pub proto: u8,
+    pub sport: u16,
+    pub dport: u16,
 }
 
 impl Ipv4Summary {
@@ -182,6 +201,7 @@ pub fn parse_ipv4(ctx: &TcContext, offset: usize) -> Result<Ipv4Summary, Reason>
         tcp_flags: 0,
         l4_header_len: 0,
         icmp_type_code: 0,
+        error_for: None,
     };
     // Later fragments carry no L4 header.
     if frag_offset != 0 {
@@ -229,8 +249,58 @@ pub fn parse_ipv4(ctx: &TcContext, offset: usize) -> Result<Ipv4Summary, Reason>
             summary.sport = id;
             summary.dport = id;
             summary.icmp_type_code = type_code;
+            let icmp_type = (type_code >> 8) as u8;
+            if matches!(
+                icmp_type,
+                ICMP_DEST_UNREACHABLE | ICMP_TIME_EXCEEDED | ICMP_PARAMETER_PROBLEM
+            ) {
+                summary.error_for = quoted(ctx, l4 + ICMP_HEADER_LEN);
+            }
         }
         _ => {}
     }
     Ok(summary)
+}
+
+/// The packet an ICMP error quotes at `offset`: its IPv4 header and the 8 bytes after it (an
+/// error about a later fragment carries no ports and is left alone).
+#[inline(always)]
+fn quoted(ctx: &TcContext, offset: usize) -> Option<Quoted> {
+    let ip: *const Ipv4Hdr = ptr_at(ctx, offset)?;
+    // SAFETY: bounds checked by `ptr_at`; the protocol is read as a byte.
+    let (version, header_len, frag_offset, proto, saddr, daddr) = unsafe {
+        (
+            (*ip).version(),
+            usize::from((*ip).ihl()),
+            (*ip).frag_offset(),
+            *(ip as *const u8).add(IPV4_PROTO_OFFSET),
+            (*ip).src_addr,
+            (*ip).dst_addr,
+        )
+    };
+    if version != 4 || header_len < Ipv4Hdr::LEN || header_len > 60 || frag_offset != 0 {
+        return None;
+    }
+    let l4: *const [u8; 8] = ptr_at(ctx, offset + header_len)?;
+    // SAFETY: bounds checked by `ptr_at`.
+    let l4 = unsafe { *l4 };
+    let (sport, dport) = match proto {
+        proto::TCP | proto::UDP => (
+            u16::from_be_bytes([l4[0], l4[1]]),
+            u16::from_be_bytes([l4[2], l4[3]]),
+        ),
+        // An echo's flow is keyed by its id on both sides.
+        proto::ICMP => {
+            let id = u16::from_be_bytes([l4[4], l4[5]]);
+            (id, id)
+        }
+        _ => (0, 0),
+    };
+    Some(Quoted {
+        saddr,
+        daddr,
+        proto,
+        sport,
+        dport,
+    })
 }

@@ -134,6 +134,7 @@ fn trace_drop(ifindex: u32, len: u32, header: &Header) {
         tcp_flags: 0,
         l4_header_len: 0,
         icmp_type_code: 0,
+        error_for: None,
     };
     trace::emit(
         EVENT_DROP,

@@ -449,3 +449,109 @@ fn a_flow_keeps_to_one_side_of_the_host_stack_both_ways() {
     );
     assert_eq!(out.data_out, answer, "untouched, for the stack");
 }
+
+/// An ICMP error (type 3 code 3, port unreachable) from `src` to `dst` quoting `quoted` (an
+/// Ethernet frame; its IPv4 header and 8 bytes after it are quoted).
+fn port_unreachable(src: [u8; 4], dst: [u8; 4], quoted: &[u8]) -> Vec<u8> {
+    packet::build(|out| {
+        etherparse::PacketBuilder::ethernet2(packet::POD_MAC, packet::CALI_MAC)
+            .ipv4(src, dst, 64)
+            .icmpv4_raw(3, 3, [0; 4])
+            .write(out, &quoted[IP_OFFSET..IP_OFFSET + 28])
+            .expect("write ICMP error");
+    })
+}
+
+/// A UDP datagram `src`:`sport` -> `dst`:`dport` in an Ethernet frame.
+fn udp(src: [u8; 4], sport: u16, dst: [u8; 4], dport: u16) -> Vec<u8> {
+    packet::build(|out| {
+        etherparse::PacketBuilder::ethernet2(packet::POD_MAC, packet::CALI_MAC)
+            .ipv4(src, dst, 64)
+            .udp(sport, dport)
+            .write(out, b"query")
+            .expect("write UDP datagram")
+    })
+}
+
+#[test]
+fn an_icmp_error_follows_the_flow_it_quotes() {
+    let mut h = Harness::new("nat-icmp");
+    let workload_b = h.net.workload_b;
+    // A lets nothing in and B nothing out, unless it belongs to a flow.
+    let allow_all = h.allow_all_slot;
+    h.set_endpoint(WORKLOAD_A, POD_IP, [NO_SLOT, allow_all]);
+    h.set_endpoint(workload_b, PEER_IP, [allow_all, NO_SLOT]);
+
+    // A DNS-like query through a ClusterIP to B on this host, which has no listener.
+    let query = udp(POD_IP, CLIENT_PORT, CLUSTER_IP, 53);
+    let out = h.expect(
+        PROG_FROM_WORKLOAD,
+        FROM_A,
+        &query,
+        Direction::FromWorkload,
+        Reason::NatPending,
+        TC_ACT_OK,
+    );
+    let after_dnat = udp(POD_IP, CLIENT_PORT, PEER_IP, 5353);
+    h.expect(
+        PROG_TO_WORKLOAD,
+        On::iface(workload_b)
+            .marked(out.mark)
+            .entered_by(WORKLOAD_A),
+        &after_dnat,
+        Direction::ToWorkload,
+        Reason::Allowed,
+        TC_ACT_OK,
+    );
+
+    // B's port unreachable goes to the stack (which un-NATs it and its quote)...
+    let error = port_unreachable(PEER_IP, POD_IP, &after_dnat);
+    h.expect(
+        PROG_FROM_WORKLOAD,
+        On::iface(workload_b),
+        &error,
+        Direction::FromWorkload,
+        Reason::ViaHostStack,
+        TC_ACT_OK,
+    );
+    // ...and, un-NATed, gets into A as part of A's flow, though A judges nothing in.
+    let unnatted = port_unreachable(CLUSTER_IP, POD_IP, &query);
+    h.expect(
+        PROG_TO_WORKLOAD,
+        FROM_A,
+        &unnatted,
+        Direction::ToWorkload,
+        Reason::Allowed,
+        TC_ACT_OK,
+    );
+    // An error quoting a flow nobody opened is judged as any packet: dropped here.
+    let stray = port_unreachable(CLUSTER_IP, POD_IP, &udp(POD_IP, 999, CLUSTER_IP, 53));
+    h.expect(
+        PROG_TO_WORKLOAD,
+        FROM_A,
+        &stray,
+        Direction::ToWorkload,
+        Reason::DropNoPolicy,
+        TC_ACT_SHOT,
+    );
+
+    // Pod to pod without NAT: the error follows the flow's redirect.
+    let direct = udp(POD_IP, CLIENT_PORT + 1, PEER_IP, 5353);
+    h.expect(
+        PROG_FROM_WORKLOAD,
+        FROM_A,
+        &direct,
+        Direction::FromWorkload,
+        Reason::ForwardedLocal,
+        TC_ACT_REDIRECT,
+    );
+    let error = port_unreachable(PEER_IP, POD_IP, &direct);
+    h.expect(
+        PROG_FROM_WORKLOAD,
+        On::iface(workload_b),
+        &error,
+        Direction::FromWorkload,
+        Reason::ForwardedLocal,
+        TC_ACT_REDIRECT,
+    );
+}

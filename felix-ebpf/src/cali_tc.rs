@@ -74,9 +74,9 @@ fn to_workload(ctx: &TcContext, ifindex: u32) -> Result<(i32, Reason), Reason> {
     };
     let allowed = Ok((TC_ACT_OK as i32, Reason::Allowed));
     // A local pod's packet that the host stack has NATed (a Service with a backend here).
-    if let Some(target) = endpoint(ifindex)
-        && host_nat::judge_after_nat(ctx, &packet, at, Some(&target))?
-    {
+    if host_nat::pending(ctx) {
+        let target = endpoint(ifindex).ok_or(Reason::DropNoEndpoint)?;
+        host_nat::judge_after_nat(ctx, &packet, at, Some(&target))?;
         return allowed;
     }
     // Redirected here by felix's own programs after policy (their flow exists), or a reply.

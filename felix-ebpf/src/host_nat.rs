@@ -103,24 +103,26 @@ fn origin_key(from: u32, packet: &Ipv4Summary) -> NatOriginKey {
     }
 }
 
-/// Where a packet leaves the host stack (the uplink's TC egress, a local pod's `cali*` egress):
-/// for a packet [`defer`] passed on, judges it by its source pod's egress policy (and by
-/// `target`'s ingress policy when it enters a local pod) as it is now, after NAT; opens the flow
-/// as it is now ([`ct_flags::VIA_HOST`]) and confirms the flow as sent, or forgets that one on a
-/// deny. `Ok(false)` for a packet that was not deferred.
+/// Whether `cali_from_wl` passed this packet on for [`judge_after_nat`] (one read of the mark,
+/// so the programs where packets leave the stack pay nothing more for the others).
+#[inline(always)]
+pub fn pending(ctx: &TcContext) -> bool {
+    mark(ctx) & marks::NAT_PENDING != 0
+}
+
+/// Where a packet leaves the host stack (the uplink's TC egress, a local pod's `cali*` egress),
+/// for a [`pending`] packet: judges it by its source pod's egress policy (and by `target`'s
+/// ingress policy when it enters a local pod) as it is now, after NAT; opens the flow as it is
+/// now ([`ct_flags::VIA_HOST`]) and confirms the flow as sent, or forgets that one on a deny.
 #[inline(always)]
 pub fn judge_after_nat(
     ctx: &TcContext,
     packet: &Ipv4Summary,
     at: policy::At,
     target: Option<&EndpointInfo>,
-) -> Result<bool, Reason> {
-    let mark = mark(ctx);
-    if mark & marks::NAT_PENDING == 0 {
-        return Ok(false);
-    }
+) -> Result<(), Reason> {
     // Judged once, should the stack send it on again.
-    ctx.set_mark(mark & !marks::NAT_PENDING);
+    ctx.set_mark(mark(ctx) & !marks::NAT_PENDING);
     let from = ingress_ifindex(ctx);
     let origin_key = origin_key(from, packet);
     let origin = NAT_ORIGINS.get_ptr(&origin_key).map(|key| {
@@ -159,5 +161,5 @@ pub fn judge_after_nat(
     if let Some(key) = origin {
         conntrack::confirm(&key, 0);
     }
-    Ok(true)
+    Ok(())
 }

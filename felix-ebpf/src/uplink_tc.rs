@@ -2,9 +2,9 @@
 //! deliver plain IP from the fabric (native routing, the ToR) addressed to a local pod, judging
 //! a flow's first packet by the pod's ingress policy (ingress); encapsulate host-originated
 //! traffic to remote pods whose route is not native (egress). Everything else goes to the host
-//! stack. A flow that went through the host stack
-//! (which may have NATed it) is decapsulated into the stack, not redirected past it; a pod's
-//! packet the stack has NATed is judged by the pod's egress policy on its way out (egress).
+//! stack. A flow that went through the host stack (which may have NATed it) is decapsulated into
+//! the stack, not redirected past it; a pod's packet the stack has NATed is judged by the pod's
+//! egress policy on its way out (egress).
 
 use aya_ebpf::{
     bindings::{TC_ACT_OK, TC_ACT_SHOT},
@@ -133,11 +133,13 @@ fn to_fabric(ctx: &TcContext) -> Result<Option<(i32, Reason)>, Reason> {
         _ => return Ok(pass),
     };
     // A pod's packet the stack may have NATed: its egress policy judges it as it leaves.
-    let at = policy::At {
-        ifindex: crate::cali_tc::ifindex(ctx),
-        direction: Direction::ToUplink,
-    };
-    host_nat::judge_after_nat(ctx, &packet, at, None)?;
+    if host_nat::pending(ctx) {
+        let at = policy::At {
+            ifindex: crate::cali_tc::ifindex(ctx),
+            direction: Direction::ToUplink,
+        };
+        host_nat::judge_after_nat(ctx, &packet, at, None)?;
+    }
     let next_hop = match route(packet.daddr) {
         Some((RouteKind::RemoteBlock, target)) if !target.is_native() => target.next_hop,
         // Native (the pool's ipipMode) or not a pod: the kernel's route already says it all.

@@ -2,7 +2,8 @@
 //! real programs. Each check's endpoint policy is calculated and compiled as felix does, written
 //! to the maps, and the check's packet is run with BPF_PROG_TEST_RUN as a flow's first packet:
 //! ingress checks through `cali_to_wl` (traffic the host stack delivers to the pod), egress
-//! checks through `cali_from_wl`. The verdict must be the table's, and the deciding rule's
+//! checks through `cali_from_wl` and, for destinations outside the pod network (judged after the
+//! host stack's NAT), `uplink_out`. The verdict must be the table's, and the deciding rule's
 //! counter must be the one that moved. Needs root and bpffs (`--features privileged-tests`).
 #![cfg(feature = "privileged-tests")]
 
@@ -10,7 +11,7 @@ mod support;
 
 use calico::model::Resource;
 use felix_user::{
-    PROG_FROM_WORKLOAD, PROG_TO_WORKLOAD,
+    PROG_TO_WORKLOAD,
     calc::policy::{PolicyDirection, calc::PolicyCalc, cases},
 };
 
@@ -18,6 +19,15 @@ use support::{
     harness::{Harness, On, TC_ACT_OK, TC_ACT_SHOT, WORKLOAD_A},
     packet,
 };
+
+/// Pod A's verdict on `frame` as a flow's first packet in `direction`.
+fn run(h: &mut Harness, direction: PolicyDirection, frame: &[u8]) -> u32 {
+    let on = On::iface(WORKLOAD_A);
+    match direction {
+        PolicyDirection::Ingress => h.run(PROG_TO_WORKLOAD, on, frame).verdict,
+        PolicyDirection::Egress => h.run_from_workload(on, frame).verdict,
+    }
+}
 
 #[test]
 fn semantics_table_through_the_kernel() {
@@ -33,9 +43,9 @@ fn semantics_table_through_the_kernel() {
             let (group, program) = calc.program_for(&key, check.direction).expect("program");
             let (group, program) = (&group, &program);
             let slot = h.program_policy(group, program);
-            let (program_name, endpoint_ip) = match check.direction {
-                PolicyDirection::Ingress => (PROG_TO_WORKLOAD, check.packet.dst),
-                PolicyDirection::Egress => (PROG_FROM_WORKLOAD, check.packet.src),
+            let endpoint_ip = match check.direction {
+                PolicyDirection::Ingress => check.packet.dst,
+                PolicyDirection::Egress => check.packet.src,
             };
             h.set_endpoint(WORKLOAD_A, endpoint_ip.octets(), [slot, slot]);
             h.flush_conntrack();
@@ -53,13 +63,11 @@ fn semantics_table_through_the_kernel() {
                 .position(|by| by.to_string() == check.by);
             let counter = expected_rule.map(|i| programmed.rule_ids[i]);
             let before = counter.map(|id| h.rule_count(id));
-            let verdict = h
-                .run(
-                    program_name,
-                    On::iface(WORKLOAD_A),
-                    &packet::first_packet(&check.packet),
-                )
-                .verdict;
+            let verdict = run(
+                &mut h,
+                check.direction,
+                &packet::first_packet(&check.packet),
+            );
             let allowed = verdict == TC_ACT_OK;
             checked += 1;
             let moved = match (counter, before) {
@@ -119,10 +127,6 @@ fn random_worlds_through_the_kernel_match_the_reference() {
             let (group, program) = calc.program_for(&key, direction).expect("program");
             let (group, program) = (&group, &program);
             let slot = h.program_policy(group, program);
-            let program_name = match direction {
-                PolicyDirection::Ingress => PROG_TO_WORKLOAD,
-                PolicyDirection::Egress => PROG_FROM_WORKLOAD,
-            };
             h.set_endpoint(WORKLOAD_A, local.addr().octets(), [slot, slot]);
             h.flush_conntrack();
             let ids = h
@@ -139,13 +143,7 @@ fn random_worlds_through_the_kernel_match_the_reference() {
                 .position(|by| *by == expected.by)
                 .expect("the reference's deciding rule is in the program");
             let before = h.rule_count(ids[position]);
-            let verdict = h
-                .run(
-                    program_name,
-                    On::iface(WORKLOAD_A),
-                    &packet::first_packet(&p),
-                )
-                .verdict;
+            let verdict = run(&mut h, direction, &packet::first_packet(&p));
             let want = if expected.allow {
                 TC_ACT_OK
             } else {

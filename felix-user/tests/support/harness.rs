@@ -291,6 +291,21 @@ impl Harness {
         })
     }
 
+    /// Runs `cali_from_wl` on a pod's `frame` entering on `on`; a packet it passes to the host
+    /// stack unjudged (to a destination outside the pod network, judged after NAT) then runs
+    /// through `uplink_out` as the stack hands it on (not NATed, mark kept, entered by the pod's
+    /// interface). The outcome of the program that judged it.
+    pub fn run_from_workload(&mut self, on: On, frame: &[u8]) -> Outcome {
+        let first = self.run(felix_user::PROG_FROM_WORKLOAD, on, frame);
+        if first.mark & felix_common::nat::marks::NAT_PENDING == 0 {
+            return first;
+        }
+        let uplink = On::iface(self.net.uplink)
+            .marked(first.mark)
+            .entered_by(on.ifindex);
+        self.run(felix_user::PROG_TO_UPLINK, uplink, frame)
+    }
+
     /// Runs the XDP program once on `frame` (ingress ifindex 1).
     pub fn run_xdp(&mut self, frame: &[u8]) -> u32 {
         let xdp = self.dataplane().xdp().expect("xdp program");

@@ -22,9 +22,9 @@ const TCP_FLAGS_OFFSET: usize = 13;
 /// The Don't Fragment bit in the IPv4 flags.
 const IPV4_DF: u8 = 0b010;
 /// Bytes the parser may need in the linear part of the skb: Ethernet, outer IPv4, inner IPv4
-/// with options, then TCP with options, or an ICMP error quoting an IPv4 header with options
-/// and the 8 bytes after it.
-const MAX_HEADERS_LEN: u32 = (EthHdr::LEN + 20 + 60 + 8 + 60 + 8) as u32;
+/// with options, TCP with options. An ICMP error's quote fits in it unless both IPv4 headers
+/// carry long options (then the error is judged as any packet).
+const MAX_HEADERS_LEN: u32 = (EthHdr::LEN + 20 + 60 + 60) as u32;
 /// ICMP types whose message quotes the packet it is about.
 const ICMP_DEST_UNREACHABLE: u8 = 3;
 const ICMP_TIME_EXCEEDED: u8 = 11;

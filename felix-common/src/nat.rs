@@ -17,6 +17,10 @@ pub mod marks {
     /// Set by `cali_from_wl` on a pod's packet passed to the host stack unjudged: the program
     /// where it leaves the stack runs the pod's egress policy.
     pub const NAT_PENDING: u32 = 0x0100_0000;
+    /// Set by `cali_from_wl` on a pod's later packet of a flow that goes through the host
+    /// stack: `uplink_out` records it in the flow as it is after NAT, whose entry decides where
+    /// the backend's replies go and would otherwise see only them.
+    pub const VIA_HOST_FLOW: u32 = 0x0200_0000;
 }
 
 /// Key of [`crate::maps::NAT_ORIGINS`]: what identifies a pod's packet on both sides of the
@@ -53,9 +57,11 @@ mod tests {
     fn marks_stay_in_felix_range_and_clear_of_kube_proxy() {
         const FELIX_MASK: u32 = 0xffff_0000;
         const KUBE_PROXY: u32 = 0x4000 | 0x8000;
-        let mark = marks::NAT_PENDING;
-        assert_eq!(mark & !FELIX_MASK, 0);
-        assert_eq!(mark & KUBE_PROXY, 0);
-        assert_eq!(mark.count_ones(), 1);
+        for mark in [marks::NAT_PENDING, marks::VIA_HOST_FLOW] {
+            assert_eq!(mark & !FELIX_MASK, 0);
+            assert_eq!(mark & KUBE_PROXY, 0);
+            assert_eq!(mark.count_ones(), 1);
+        }
+        assert_ne!(marks::NAT_PENDING, marks::VIA_HOST_FLOW);
     }
 }

@@ -156,7 +156,7 @@ fn from_workload(ctx: &TcContext, ifindex: u32) -> Result<(i32, Reason), Reason>
         Some(flags) if flags & ct_flags::UNCONFIRMED == 0 => {
             // The stack may have NATed the flow: only it can undo that.
             if flags & ct_flags::VIA_HOST != 0 {
-                return Ok((TC_ACT_OK as i32, Reason::ViaHostStack));
+                return Ok(host_nat::pass_via_host(ctx));
             }
             true
         }

@@ -103,6 +103,25 @@ fn origin_key(from: u32, packet: &Ipv4Summary) -> NatOriginKey {
     }
 }
 
+/// `cali_from_wl`, for a pod's later packet of a flow through the stack: marks it so that
+/// [`record_after_nat`] keeps the flow after NAT current, and passes it to the stack.
+#[inline(always)]
+pub fn pass_via_host(ctx: &TcContext) -> (i32, Reason) {
+    ctx.set_mark(mark(ctx) | marks::VIA_HOST_FLOW);
+    (TC_ACT_OK as i32, Reason::ViaHostStack)
+}
+
+/// `uplink_out`: records a packet [`pass_via_host`] marked in its flow as it is now, after NAT
+/// (the TCP state and age of the entry that sends the backend's replies into the stack).
+#[inline(always)]
+pub fn record_after_nat(ctx: &TcContext, packet: &Ipv4Summary) {
+    let mark = mark(ctx);
+    if mark & marks::VIA_HOST_FLOW != 0 {
+        ctx.set_mark(mark & !marks::VIA_HOST_FLOW);
+        let _ = conntrack::touch(packet);
+    }
+}
+
 /// Whether `cali_from_wl` passed this packet on for [`judge_after_nat`] (one read of the mark,
 /// so the programs where packets leave the stack pay nothing more for the others).
 #[inline(always)]

@@ -132,13 +132,16 @@ fn to_fabric(ctx: &TcContext) -> Result<Option<(i32, Reason)>, Reason> {
         // ARP, IPv6, or malformed: the host stack sent it, let it go.
         _ => return Ok(pass),
     };
-    // A pod's packet the stack may have NATed: its egress policy judges it as it leaves.
+    // A pod's packet the stack may have NATed: its egress policy judges it as it leaves, and
+    // its flow's later packets are recorded as they are after NAT.
     if host_nat::pending(ctx) {
         let at = policy::At {
             ifindex: crate::cali_tc::ifindex(ctx),
             direction: Direction::ToUplink,
         };
         host_nat::judge_after_nat(ctx, &packet, at, None)?;
+    } else {
+        host_nat::record_after_nat(ctx, &packet);
     }
     let next_hop = match route(packet.daddr) {
         Some((RouteKind::RemoteBlock, target)) if !target.is_native() => target.next_hop,

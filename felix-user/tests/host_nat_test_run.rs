@@ -11,7 +11,7 @@ mod support;
 use std::sync::Arc;
 
 use felix_common::{
-    CtKey, Direction, Reason,
+    CtKey, CtState, Direction, Reason,
     conntrack::{ct_flags, tcp_flags},
     nat::marks,
     policy::NO_SLOT,
@@ -184,7 +184,9 @@ fn service_with_a_remote_backend_goes_through_the_stack_both_ways() {
         Reason::Allowed,
         TC_ACT_OK,
     );
-    // A's next packets to the ClusterIP go to the stack as part of the flow, unmarked.
+    // A's next packets to the ClusterIP go to the stack as part of the flow, marked to be
+    // recorded after NAT: the backend's flow sees the handshake complete (and stays alive past
+    // the 20 s a half-open TCP flow gets), so its replies keep going into the stack.
     let ack = packet::tcp_segment(
         POD_IP,
         CLIENT_PORT,
@@ -201,6 +203,31 @@ fn service_with_a_remote_backend_goes_through_the_stack_both_ways() {
         TC_ACT_OK,
     );
     assert_eq!(out.mark & marks::NAT_PENDING, 0);
+    assert_eq!(out.mark & marks::VIA_HOST_FLOW, marks::VIA_HOST_FLOW);
+    let ack_after_dnat = packet::tcp_segment(
+        POD_IP,
+        CLIENT_PORT,
+        REMOTE_POD_IP,
+        TARGET_PORT,
+        tcp_flags::ACK,
+    );
+    let before = h.conntrack(&backend).expect("backend flow");
+    assert_eq!(before.state, CtState::SynSent as u8);
+    let out = h.expect(
+        PROG_TO_UPLINK,
+        On::iface(uplink).marked(out.mark).entered_by(WORKLOAD_A),
+        &ack_after_dnat,
+        Direction::ToUplink,
+        Reason::Encapsulated,
+        TC_ACT_OK,
+    );
+    assert_eq!(out.mark & marks::VIA_HOST_FLOW, 0);
+    let after = h.conntrack(&backend).expect("backend flow");
+    assert_eq!(
+        after.state,
+        CtState::Established as u8,
+        "handshake seen after NAT"
+    );
 }
 
 #[test]

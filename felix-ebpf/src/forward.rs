@@ -108,6 +108,37 @@ pub fn largest_segment(ctx: &TcContext, packet: &Ipv4Summary) -> usize {
     }
 }
 
+/// The kernel's FIB lookup (`bpf_fib_lookup`) for an IPv4 packet from `src` to `dst` of `len`
+/// bytes (0: no MTU check) on interface `ifindex`, with the helper's `flags`: its return code
+/// and the parameters it filled in (egress interface, MACs, or the MTU on `FRAG_NEEDED`).
+#[inline(always)]
+pub fn fib_lookup(
+    ctx: &TcContext,
+    ifindex: u32,
+    src: [u8; 4],
+    dst: [u8; 4],
+    len: usize,
+    flags: u32,
+) -> (i64, bpf_fib_lookup) {
+    // SAFETY: bpf_fib_lookup is plain data; all-zero is a valid starting value.
+    let mut params: bpf_fib_lookup = unsafe { core::mem::zeroed() };
+    params.family = AF_INET;
+    params.ifindex = ifindex;
+    params.__bindgen_anon_1.tot_len = len as u16;
+    params.__bindgen_anon_3.ipv4_src = u32::from_ne_bytes(src);
+    params.__bindgen_anon_4.ipv4_dst = u32::from_ne_bytes(dst);
+    // SAFETY: `params` is a valid, writable bpf_fib_lookup of the size passed.
+    let rc = unsafe {
+        bpf_fib_lookup(
+            ctx.skb.skb.cast(),
+            &mut params,
+            size_of::<bpf_fib_lookup>() as i32,
+            flags,
+        )
+    };
+    (rc, params)
+}
+
 /// Sends the packet (from `src` to `dst`, as the FIB should route it) out of the uplink: MACs
 /// from the FIB when the neighbour is known, else through `bpf_redirect_neigh`, which resolves
 /// it. `len` is the largest packet on the wire (a GSO packet is segmented later), which the FIB
@@ -121,22 +152,14 @@ pub fn redirect_to_uplink(
     dst: [u8; 4],
     len: usize,
 ) -> Result<i32, Reason> {
-    // SAFETY: bpf_fib_lookup is plain data; all-zero is a valid starting value.
-    let mut params: bpf_fib_lookup = unsafe { core::mem::zeroed() };
-    params.family = AF_INET;
-    params.ifindex = config.uplink_ifindex;
-    params.__bindgen_anon_1.tot_len = len as u16;
-    params.__bindgen_anon_3.ipv4_src = u32::from_ne_bytes(src);
-    params.__bindgen_anon_4.ipv4_dst = u32::from_ne_bytes(dst);
-    // SAFETY: `params` is a valid, writable bpf_fib_lookup of the size passed.
-    let rc = unsafe {
-        bpf_fib_lookup(
-            ctx.skb.skb.cast(),
-            &mut params,
-            size_of::<bpf_fib_lookup>() as i32,
-            BPF_FIB_LOOKUP_OUTPUT,
-        )
-    };
+    let (rc, params) = fib_lookup(
+        ctx,
+        config.uplink_ifindex,
+        src,
+        dst,
+        len,
+        BPF_FIB_LOOKUP_OUTPUT,
+    );
     if rc == i64::from(BPF_FIB_LKUP_RET_SUCCESS) {
         set_macs(ctx, params.dmac, params.smac)?;
         // SAFETY: a helper taking plain values.

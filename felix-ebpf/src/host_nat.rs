@@ -7,13 +7,8 @@
 //! the pod network is passed on unjudged ([`defer`]) and judged where it leaves the stack, after
 //! NAT ([`judge_after_nat`]): the backend's address and target port, not the Service's.
 
-use core::mem::size_of;
-
 use aya_ebpf::{
-    bindings::{
-        BPF_FIB_LKUP_RET_NO_NEIGH, BPF_FIB_LKUP_RET_SUCCESS, TC_ACT_OK, bpf_fib_lookup as FibParams,
-    },
-    helpers::bpf_fib_lookup,
+    bindings::{BPF_FIB_LKUP_RET_NO_NEIGH, BPF_FIB_LKUP_RET_SUCCESS, TC_ACT_OK},
     programs::TcContext,
 };
 use felix_common::{
@@ -23,9 +18,13 @@ use felix_common::{
     policy::{SLOT_EGRESS, SLOT_INGRESS},
 };
 
-use crate::{conntrack, forward::endpoint, maps::NAT_ORIGINS, parse::Ipv4Summary, policy};
-
-const AF_INET: u8 = 2;
+use crate::{
+    conntrack,
+    forward::{endpoint, fib_lookup},
+    maps::NAT_ORIGINS,
+    parse::Ipv4Summary,
+    policy,
+};
 
 /// The skb's mark.
 #[inline(always)]
@@ -52,21 +51,7 @@ pub fn judged_after_nat(
     from: u32,
     config: &HostConfig,
 ) -> bool {
-    // SAFETY: plain data; all-zero is a valid starting value.
-    let mut params: FibParams = unsafe { core::mem::zeroed() };
-    params.family = AF_INET;
-    params.ifindex = from;
-    params.__bindgen_anon_3.ipv4_src = u32::from_ne_bytes(packet.saddr);
-    params.__bindgen_anon_4.ipv4_dst = u32::from_ne_bytes(packet.daddr);
-    // SAFETY: `params` is a valid, writable bpf_fib_lookup of the size passed.
-    let rc = unsafe {
-        bpf_fib_lookup(
-            ctx.skb.skb.cast(),
-            &mut params,
-            size_of::<FibParams>() as i32,
-            0,
-        )
-    };
+    let (rc, params) = fib_lookup(ctx, from, packet.saddr, packet.daddr, 0, 0);
     let routed = rc == i64::from(BPF_FIB_LKUP_RET_SUCCESS)
         || rc == i64::from(BPF_FIB_LKUP_RET_NO_NEIGH);
     !routed || params.ifindex == config.uplink_ifindex

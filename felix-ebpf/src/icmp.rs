@@ -12,16 +12,16 @@
 use aya_ebpf::{
     bindings::{
         BPF_FIB_LKUP_RET_FRAG_NEEDED, BPF_FIB_LOOKUP_OUTPUT, TC_ACT_OK, TC_ACT_SHOT,
-        bpf_adj_room_mode::BPF_ADJ_ROOM_MAC, bpf_fib_lookup,
+        bpf_adj_room_mode::BPF_ADJ_ROOM_MAC,
     },
-    helpers::{bpf_fib_lookup, bpf_redirect_peer, bpf_skb_change_tail},
+    helpers::{bpf_redirect_peer, bpf_skb_change_tail},
     programs::TcContext,
 };
 use felix_common::{HostConfig, Reason, RouteKind, conntrack::proto};
 
 use crate::{
     encap::{OUTER_LEN, host_config},
-    forward::{CALI_MAC, largest_segment, route, set_macs},
+    forward::{CALI_MAC, fib_lookup, largest_segment, route, set_macs},
     parse::{IP_OFFSET, Ipv4Summary, Parsed, parse},
 };
 
@@ -43,7 +43,6 @@ const TTL_OFFSET: usize = 8;
 const CHECKSUM_OFFSET: usize = 10;
 /// Offset of the source MAC in the Ethernet header.
 const ETH_SOURCE_OFFSET: usize = 6;
-const AF_INET: u8 = 2;
 
 /// Answers a packet from the pod behind `ifindex` that `cali_from_wl` found too big for its path
 /// (after its TTL was decremented): the verdict and the reason to count it under. A packet that
@@ -107,22 +106,14 @@ fn path_mtu(ctx: &TcContext, config: &HostConfig, packet: &Ipv4Summary) -> Optio
 /// The route's MTU for `packet`, as the FIB reports it when the packet does not fit.
 #[inline(always)]
 fn route_mtu(ctx: &TcContext, config: &HostConfig, packet: &Ipv4Summary) -> Option<u16> {
-    // SAFETY: bpf_fib_lookup is plain data; all-zero is a valid starting value.
-    let mut params: bpf_fib_lookup = unsafe { core::mem::zeroed() };
-    params.family = AF_INET;
-    params.ifindex = config.uplink_ifindex;
-    params.__bindgen_anon_1.tot_len = largest_segment(ctx, packet) as u16;
-    params.__bindgen_anon_3.ipv4_src = u32::from_ne_bytes(packet.saddr);
-    params.__bindgen_anon_4.ipv4_dst = u32::from_ne_bytes(packet.daddr);
-    // SAFETY: `params` is a valid, writable bpf_fib_lookup of the size passed.
-    let rc = unsafe {
-        bpf_fib_lookup(
-            ctx.skb.skb.cast(),
-            &mut params,
-            size_of::<bpf_fib_lookup>() as i32,
-            BPF_FIB_LOOKUP_OUTPUT,
-        )
-    };
+    let (rc, params) = fib_lookup(
+        ctx,
+        config.uplink_ifindex,
+        packet.saddr,
+        packet.daddr,
+        largest_segment(ctx, packet),
+        BPF_FIB_LOOKUP_OUTPUT,
+    );
     // SAFETY: the kernel wrote `mtu_result` with this result.
     (rc == i64::from(BPF_FIB_LKUP_RET_FRAG_NEEDED))
         .then(|| unsafe { params.__bindgen_anon_1.mtu_result })

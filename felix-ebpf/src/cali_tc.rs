@@ -80,10 +80,7 @@ fn to_workload(ctx: &TcContext, ifindex: u32) -> Result<(i32, Reason), Reason> {
         return allowed;
     }
     // Redirected here by felix's own programs after policy (their flow exists), or a reply.
-    if conntrack::touch(&packet)
-        .or_else(|| conntrack::related(&packet))
-        .is_some()
-    {
+    if conntrack::touch(&packet).is_some() {
         return allowed;
     }
     let target = endpoint(ifindex).ok_or(Reason::DropNoEndpoint)?;
@@ -151,7 +148,7 @@ fn from_workload(ctx: &TcContext, ifindex: u32) -> Result<(i32, Reason), Reason>
     let route = route(packet.daddr);
     // Whether the flow's packets pass the host stack by (both ways, or the host's conntrack
     // would call the half it sees invalid and kube-proxy's FORWARD rules drop it).
-    let flow = conntrack::refresh(&packet).or_else(|| conntrack::related(&packet));
+    let flow = conntrack::refresh(&packet);
     let past_stack = match flow {
         Some(flags) if flags & ct_flags::UNCONFIRMED == 0 => {
             // The stack may have NATed the flow: only it can undo that.

@@ -15,7 +15,8 @@ use felix_common::{
 use crate::{counters::count, maps::CONNTRACK, parse::Ipv4Summary};
 
 /// Finds the live flow of `packet` and records the packet in it: the entry's [`ct_flags`], or
-/// `None` when there is none (a first packet, which policy must judge before [`create`]).
+/// `None` when there is none (a first packet, which policy must judge before [`create`]). An
+/// ICMP error without a flow of its own gets the flags of the flow it quotes ([`related`]).
 #[inline(always)]
 pub fn refresh(packet: &Ipv4Summary) -> Option<u8> {
     update(packet, true)
@@ -33,7 +34,7 @@ pub fn touch(packet: &Ipv4Summary) -> Option<u8> {
 /// For an ICMP error, the [`ct_flags`] of the live flow whose packet it quotes: the error
 /// belongs to that flow (as netfilter's RELATED) and travels its way. Nothing is recorded.
 #[inline(always)]
-pub fn related(packet: &Ipv4Summary) -> Option<u8> {
+fn related(packet: &Ipv4Summary) -> Option<u8> {
     let quoted = packet.error_for?;
     let (key, _) = CtKey::for_packet(
         quoted.saddr,
@@ -61,7 +62,9 @@ fn now_ns() -> u64 {
 fn update(packet: &Ipv4Summary, count: bool) -> Option<u8> {
     let now = now_ns();
     let (key, a_to_b) = key_of(packet);
-    let entry = CONNTRACK.get_ptr_mut(&key)?;
+    let Some(entry) = CONNTRACK.get_ptr_mut(&key) else {
+        return related(packet);
+    };
     // SAFETY: the pointer came from a successful lookup. Concurrent updates from other CPUs
     // can lose a count; the state converges on the next packet.
     let entry = unsafe { &mut *entry };

@@ -74,7 +74,7 @@ fn from_fabric(ctx: &TcContext) -> Result<(i32, Reason), Reason> {
         Some((RouteKind::LocalWorkload, target)) => target,
         _ => return Err(Reason::DropNoRoute),
     };
-    let flags = match conntrack::refresh(&inner).or_else(|| conntrack::related(&inner)) {
+    let flags = match conntrack::refresh(&inner) {
         Some(flags) => flags,
         None => {
             let pod = endpoint(target.ifindex).ok_or(Reason::DropNoRoute)?;
@@ -105,7 +105,7 @@ fn plain_to_pod(ctx: &TcContext, packet: &Ipv4Summary) -> Result<Option<(i32, Re
     let Some((RouteKind::LocalWorkload, target)) = route(packet.daddr) else {
         return Ok(None);
     };
-    match conntrack::refresh(packet).or_else(|| conntrack::related(packet)) {
+    match conntrack::refresh(packet) {
         Some(flags) if flags & ct_flags::VIA_HOST != 0 => {
             return Ok(Some((TC_ACT_OK as i32, Reason::ViaHostStack)));
         }

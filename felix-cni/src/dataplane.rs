@@ -16,7 +16,7 @@ use futures::TryStreamExt;
 use ipnet::Ipv4Net;
 use netlink_packet_route::{
     AddressFamily,
-    address::AddressScope,
+    address::{AddressAttribute, AddressScope},
     link::{InfoData, InfoKind, InfoVeth, LinkAttribute, LinkFlags, LinkMessage},
     neighbour::{NeighbourAddress, NeighbourAttribute, NeighbourState},
     route::{RouteAddress, RouteAttribute, RouteHeader, RouteMessage, RouteScope},
@@ -28,6 +28,14 @@ use crate::{
     netns::{NetNs, NetNsError},
     verify::{LinkState, PodState, RouteState},
 };
+
+/// A host link with global IPv4 addresses.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AddressedLink {
+    pub name: String,
+    pub mtu: u32,
+    pub addresses: Vec<Ipv4Addr>,
+}
 
 /// Errors of netlink operations.
 #[derive(Debug, thiserror::Error)]
@@ -104,31 +112,45 @@ impl Netlink {
         }
     }
 
-    /// Every interface with a global IPv4 address, as (name, MTU): the uplink candidates.
-    pub async fn addressed_links(&self) -> Result<Vec<(String, u32)>, DataplaneError> {
-        let mut indexes = Vec::new();
-        let mut addresses = self.handle.address().get().execute();
-        while let Some(message) = addresses
-            .try_next()
-            .await
-            .map_err(failed("list addresses"))?
-        {
+    /// Every link with a global IPv4 address: its name, MTU and those addresses.
+    pub async fn addressed_links(&self) -> Result<Vec<AddressedLink>, DataplaneError> {
+        let mut addresses: Vec<(u32, Ipv4Addr)> = Vec::new();
+        let mut dump = self.handle.address().get().execute();
+        while let Some(message) = dump.try_next().await.map_err(failed("list addresses"))? {
             let header = &message.header;
-            if header.family == AddressFamily::Inet && header.scope == AddressScope::Universe {
-                indexes.push(header.index);
+            if header.family != AddressFamily::Inet || header.scope != AddressScope::Universe {
+                continue;
+            }
+            let address = message.attributes.iter().find_map(|a| match a {
+                AddressAttribute::Local(IpAddr::V4(v4))
+                | AddressAttribute::Address(IpAddr::V4(v4)) => Some(*v4),
+                _ => None,
+            });
+            if let Some(address) = address {
+                addresses.push((header.index, address));
             }
         }
         let mut found = Vec::new();
         let mut links = self.handle.link().get().execute();
         while let Some(message) = links.try_next().await.map_err(failed("list links"))? {
-            if !indexes.contains(&message.header.index) {
+            let index = message.header.index;
+            let held: Vec<Ipv4Addr> = addresses
+                .iter()
+                .filter(|(i, _)| *i == index)
+                .map(|(_, a)| *a)
+                .collect();
+            if held.is_empty() {
                 continue;
             }
             let name = message.attributes.iter().find_map(|a| match a {
                 LinkAttribute::IfName(name) => Some(name.clone()),
                 _ => None,
             });
-            found.push((name.unwrap_or_default(), link_state(&message).mtu));
+            found.push(AddressedLink {
+                name: name.unwrap_or_default(),
+                mtu: link_state(&message).mtu,
+                addresses: held,
+            });
         }
         Ok(found)
     }

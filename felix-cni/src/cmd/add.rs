@@ -38,7 +38,7 @@ pub async fn add(env: &CniEnv, conf: &NetConf) -> Result<Value, CniError> {
 
     let host_veth = names::host_veth_name(&pod.namespace, &pod.name);
     let wired = async {
-        let mtu = mtu::pod_mtu(conf.mtu, &host, &entries).await?;
+        let mtu = mtu::pod_mtu(conf.mtu, &host, &mut client, &node, &entries).await?;
         dataplane::create_veth(&host, &netns, &host_veth, &env.ifname, mtu).await?;
         let pod_link = Netlink::in_netns(&netns)?;
         let link = dataplane::configure_pod(&pod_link, &env.ifname, ip).await?;

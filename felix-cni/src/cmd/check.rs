@@ -71,7 +71,7 @@ pub async fn check(env: &CniEnv, conf: &NetConf) -> Result<(), CniError> {
     }
 
     let pools = ipam::pool_entries(&mut client, &node).await?;
-    let mtu = mtu::pod_mtu(conf.mtu, &Netlink::host()?, &pools).await?;
+    let mtu = mtu::pod_mtu(conf.mtu, &Netlink::host()?, &mut client, &node, &pools).await?;
     let pod_link = Netlink::in_netns(&netns)?;
     match dataplane::pod_state(&pod_link, &env.ifname).await? {
         None => problems.push(format!("no {} in {}", env.ifname, netns_path.display())),

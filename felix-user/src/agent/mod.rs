@@ -83,8 +83,11 @@ pub struct AgentConfig {
     pub run_root: PathBuf,
     /// Name prefixes of workload interfaces.
     pub workload_prefixes: Vec<String>,
-    /// The host's uplink to the fabric (IPIP goes in and out here).
-    pub uplink: String,
+    /// The host's uplink to the fabric (IPIP goes in and out here); `None`: the interface that
+    /// holds the address `ip_autodetection` finds.
+    pub uplink: Option<String>,
+    /// OpenstackRegion: the region of the status keys (`None`: `no-region`).
+    pub region: Option<String>,
     /// How often expired conntrack entries are removed.
     pub ct_gc_interval: Duration,
     /// How often the kernel routes are checked (they are also fixed when one is deleted).
@@ -130,6 +133,10 @@ pub enum AgentError {
     #[error(transparent)]
     Failsafe(#[from] crate::dataplane::failsafe::FailsafeError),
     /// Another felix already serves this node.
+    #[error(
+        "cannot choose the uplink: {0}; set FELIX_UPLINK to the interface towards the other nodes, or FELIX_IP_AUTODETECTION_METHOD to one that finds this node's address"
+    )]
+    Uplink(autodetect::AutodetectError),
     #[error("felix for node {node:?} is already running as pid {pid}")]
     AlreadyRunning { node: String, pid: u32 },
     /// The link watcher stopped.
@@ -214,6 +221,11 @@ pub async fn run(
             pid: other,
         });
     }
+    let uplink = uplink(&config).await?;
+    let config = AgentConfig {
+        uplink: Some(uplink.clone()),
+        ..config
+    };
     match config.mode {
         Mode::Bpf => {
             let plane = bpf::BpfPlane::start(&paths, &config)?;
@@ -221,7 +233,7 @@ pub async fn run(
             serve(plane, maps, &paths, &config, shutdown).await
         }
         Mode::Iptables(backend) => {
-            let plane = iptables::IptablesPlane::start(&paths, backend, &config.uplink);
+            let plane = iptables::IptablesPlane::start(&paths, backend, &uplink);
             serve(plane, None, &paths, &config, shutdown).await
         }
     }
@@ -251,7 +263,7 @@ async fn serve<P: Plane>(
         .0,
         node: config.node.clone(),
         prefixes: config.workload_prefixes.clone(),
-        uplink: config.uplink.clone(),
+        uplink: config.uplink.clone().unwrap_or_default(),
         links: HashMap::new(),
         store: Store::new(),
         topology: None,
@@ -345,7 +357,7 @@ impl<P: Plane> Agent<P> {
             tokio::spawn(syncer.run()),
             tokio::spawn(status::run(
                 config.etcd_endpoints.clone(),
-                self.node.clone(),
+                status::StatusKeys::new(config.region.as_deref(), &self.node),
                 config.status_ttl,
                 self.status.subscribe(),
             )),
@@ -597,6 +609,34 @@ impl<P: Plane> Agent<P> {
                 self.links.retain(|_, (i, _)| *i != index);
                 self.plane.link_gone(index, &name);
             }
+        }
+    }
+}
+
+/// How long felix looks for the address that names its uplink before it gives up.
+const UPLINK_DETECTION_ATTEMPTS: u32 = 30;
+
+/// The uplink: FELIX_UPLINK when set, else the interface that holds the address
+/// `ip_autodetection` finds (so one DaemonSet serves nodes whose NICs are named differently).
+/// Retries for a while: at boot the address may come after felix.
+async fn uplink(config: &AgentConfig) -> Result<String, AgentError> {
+    if let Some(name) = &config.uplink {
+        info!(uplink = %name, "uplink set by FELIX_UPLINK");
+        return Ok(name.clone());
+    }
+    let mut attempt = 1;
+    loop {
+        match autodetect::detect_standalone(&config.ip_autodetection).await {
+            Ok(found) => {
+                info!(uplink = %found.iface, address = %found.net, "uplink: the interface of the autodetected address");
+                return Ok(found.iface);
+            }
+            Err(error) if attempt < UPLINK_DETECTION_ATTEMPTS => {
+                warn!(%error, attempt, "uplink: no autodetected address yet, retrying in 1s");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                attempt += 1;
+            }
+            Err(error) => return Err(AgentError::Uplink(error)),
         }
     }
 }

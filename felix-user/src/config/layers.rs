@@ -178,10 +178,7 @@ mod tests {
             ..Layers::default()
         };
         let v = value_of(&layers.pick(), "Uplink").clone();
-        assert_eq!(
-            (v.text.as_deref(), v.source),
-            (Some("eth0"), Source::BuiltIn)
-        );
+        assert_eq!((v.text.as_deref(), v.source), (None, Source::BuiltIn));
     }
 
     #[test]

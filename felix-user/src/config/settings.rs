@@ -45,7 +45,10 @@ pub struct Settings {
     pub node: String,
     pub etcd_endpoints: Vec<String>,
     pub mode: Mode,
-    pub uplink: String,
+    /// The uplink named by FELIX_UPLINK; `None`: the interface of the autodetected address.
+    pub uplink: Option<String>,
+    /// OpenstackRegion: names the status keys' region (`region-<name>`; unset: `no-region`).
+    pub region: Option<String>,
     pub workload_prefixes: Vec<String>,
     pub ip_autodetection: autodetect::Method,
     pub as_number: Option<u32>,
@@ -141,7 +144,8 @@ impl Settings {
             } else {
                 Mode::Iptables(backend)
             },
-            uplink: r.required("Uplink", parse_nonempty)?,
+            uplink: r.optional("Uplink", parse_nonempty)?,
+            region: r.optional("OpenstackRegion", parse_region)?,
             workload_prefixes: r.required("InterfacePrefix", |t| {
                 let list = parse_list(t);
                 if list.is_empty() {
@@ -285,6 +289,26 @@ fn parse_nonempty(text: &str) -> Result<String, String> {
     }
 }
 
+/// Longest region Calico accepts: a DNS label (63) less the `openstack-region-` prefix it adds.
+const MAX_REGION: usize = 63 - "openstack-region-".len();
+
+/// A region: a DNS-1123 label (lower-case letters, digits, '-' inside) of at most
+/// [`MAX_REGION`] characters, as Calico's felix checks it.
+fn parse_region(text: &str) -> Result<String, String> {
+    let bytes = text.as_bytes();
+    let inner_ok = bytes
+        .iter()
+        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'-');
+    let ends_ok = |b: Option<&u8>| b.is_some_and(|b| b.is_ascii_lowercase() || b.is_ascii_digit());
+    if text.len() > MAX_REGION {
+        Err(format!("longer than {MAX_REGION} characters"))
+    } else if !inner_ok || !ends_ok(bytes.first()) || !ends_ok(bytes.last()) {
+        Err("not a DNS label (lower-case letters, digits and '-' inside)".into())
+    } else {
+        Ok(text.to_owned())
+    }
+}
+
 fn parse_node(text: &str) -> Result<String, String> {
     let valid = !text.is_empty()
         && text != "."
@@ -342,6 +366,11 @@ mod tests {
         assert_eq!(s.map_sizes, MapSizes::default());
         assert_eq!(s.route_refresh_interval, Duration::from_secs(10));
         assert!(s.xdp_enabled);
+        assert_eq!(
+            s.uplink, None,
+            "unset: the autodetected address's interface"
+        );
+        assert_eq!(s.region, None);
         assert_eq!(s.failsafe_inbound.len(), 9);
         assert!(
             s.failsafe_inbound
@@ -353,6 +382,28 @@ mod tests {
                 .iter()
                 .any(|p| p.port == 53 && p.protocol == 17)
         );
+    }
+
+    #[test]
+    fn region_is_a_dns_label_as_calico_checks_it() {
+        let with = |region: &str| {
+            let mut layers = base();
+            layers
+                .env
+                .push(("FELIX_OPENSTACKREGION".into(), region.into()));
+            settings(&layers).map(|s| s.region)
+        };
+        assert_eq!(with("europe-1").expect("valid"), Some("europe-1".into()));
+        assert_eq!(
+            with(&"a".repeat(46))
+                .expect("46 is the limit")
+                .map(|r| r.len()),
+            Some(46)
+        );
+        for bad in ["Europe", "-eu", "eu-", "eu_1", "eu.1", &"a".repeat(47)] {
+            let err = with(bad).expect_err(bad).to_string();
+            assert!(err.contains("OpenstackRegion"), "{bad}: {err}");
+        }
     }
 
     #[test]

@@ -39,7 +39,7 @@ const fn setting(
 const SIZE: &str = "a number of entries from 1 to 16777216";
 
 /// The settings, in the order `felix run --print-config` prints them.
-pub const SETTINGS: [Setting; 29] = [
+pub const SETTINGS: [Setting; 30] = [
     setting(
         "NodeName",
         "node",
@@ -77,8 +77,8 @@ pub const SETTINGS: [Setting; 29] = [
         "uplink",
         &["FELIX_UPLINK"],
         None,
-        Some("eth0"),
-        "an interface name",
+        None,
+        "an interface name; unset: the interface that holds the node's autodetected address",
     ),
     setting(
         "InterfacePrefix",
@@ -95,6 +95,14 @@ pub const SETTINGS: [Setting; 29] = [
         None,
         Some("first-found"),
         "first-found, interface=REGEX, can-reach=DEST or cidr=CIDR[,CIDR]",
+    ),
+    setting(
+        "OpenstackRegion",
+        "region",
+        &["FELIX_OPENSTACKREGION"],
+        Some("openstackRegion"),
+        None,
+        "a DNS label of at most 46 characters; unset: no region",
     ),
     setting(
         "ASNumber",

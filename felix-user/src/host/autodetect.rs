@@ -35,6 +35,8 @@ pub enum AutodetectError {
     List(rtnetlink::Error),
     #[error("no IPv4 address matches {0}")]
     NotFound(String),
+    #[error("open an rtnetlink socket: {0}")]
+    Socket(std::io::Error),
 }
 
 impl FromStr for Method {
@@ -134,6 +136,38 @@ pub async fn detect(
         _ => None,
     };
     choose(method, &addrs, source).ok_or_else(|| AutodetectError::NotFound(format!("{method:?}")))
+}
+
+/// Detects the host's address with `method` on a netlink socket of its own, naming interfaces
+/// from a link dump: the uplink is the interface that holds it.
+pub async fn detect_standalone(method: &Method) -> Result<HostAddr, AutodetectError> {
+    let (connection, handle, _) = rtnetlink::new_connection().map_err(AutodetectError::Socket)?;
+    let task = tokio::spawn(connection);
+    let names = link_names(&handle).await;
+    let detected = match names {
+        Ok(names) => detect(&handle, method, |index| names.get(&index).cloned()).await,
+        Err(error) => Err(error),
+    };
+    task.abort();
+    detected
+}
+
+/// Every link's name by index.
+async fn link_names(
+    handle: &Handle,
+) -> Result<std::collections::HashMap<u32, String>, AutodetectError> {
+    use netlink_packet_route::link::LinkAttribute;
+    let mut names = std::collections::HashMap::new();
+    let mut stream = handle.link().get().execute();
+    while let Some(message) = stream.try_next().await.map_err(AutodetectError::List)? {
+        if let Some(name) = message.attributes.iter().find_map(|a| match a {
+            LinkAttribute::IfName(name) => Some(name.clone()),
+            _ => None,
+        }) {
+            names.insert(message.header.index, name);
+        }
+    }
+    Ok(names)
 }
 
 #[cfg(test)]

@@ -14,33 +14,58 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 use tracing::{info, warn};
 
-/// Calico's default region.
-pub const REGION: &str = "no-region";
+/// Root of every felix's status keys, in every region.
+pub const STATUS_ROOT: &str = "/calico/felix/v2/";
 
-/// Prefix of every host's status keys.
-pub fn hosts_prefix() -> String {
-    format!("/calico/felix/v2/{REGION}/host/")
+/// Calico's region string of a felix: `no-region`, or `region-<name>` when OpenstackRegion is
+/// set.
+pub fn region_string(region: Option<&str>) -> String {
+    match region {
+        Some(name) if !name.is_empty() => format!("region-{name}"),
+        _ => "no-region".into(),
+    }
 }
 
-/// Key of a felix's own status.
-pub fn felix_key(node: &str) -> String {
-    format!("{}{node}/status", hosts_prefix())
+/// Where one felix writes its status keys.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StatusKeys {
+    /// The region string ([`region_string`]).
+    region: String,
+    node: String,
 }
 
-/// Prefix of a node's endpoint status keys.
-pub fn endpoints_prefix(node: &str) -> String {
-    format!("{}{node}/workload/", hosts_prefix())
-}
+impl StatusKeys {
+    pub fn new(region: Option<&str>, node: &str) -> Self {
+        StatusKeys {
+            region: region_string(region),
+            node: node.to_owned(),
+        }
+    }
 
-/// Key of an endpoint's status; `/` in the workload id is escaped as `%2f`, as Calico does.
-pub fn endpoint_key(node: &str, id: &EndpointId) -> String {
-    format!(
-        "{}{}/{}/endpoint/{}",
-        endpoints_prefix(node),
-        id.orchestrator,
-        id.workload.replace('/', "%2f"),
-        id.endpoint
-    )
+    fn host_prefix(&self) -> String {
+        format!("{STATUS_ROOT}{}/host/{}/", self.region, self.node)
+    }
+
+    /// Key of the felix's own status.
+    pub fn felix(&self) -> String {
+        format!("{}status", self.host_prefix())
+    }
+
+    /// Prefix of the node's endpoint status keys.
+    pub fn endpoints_prefix(&self) -> String {
+        format!("{}workload/", self.host_prefix())
+    }
+
+    /// Key of an endpoint's status; `/` in the workload id is escaped as `%2f`, as Calico does.
+    pub fn endpoint(&self, id: &EndpointId) -> String {
+        format!(
+            "{}{}/{}/endpoint/{}",
+            self.endpoints_prefix(),
+            id.orchestrator,
+            id.workload.replace('/', "%2f"),
+            id.endpoint
+        )
+    }
 }
 
 /// What felix says of itself.
@@ -145,7 +170,7 @@ fn rfc3339(time: SystemTime) -> String {
 /// `ttl / 3` and on every change; reconnects with backoff when etcd is away.
 pub async fn run(
     endpoints: Vec<String>,
-    node: String,
+    keys: StatusKeys,
     ttl: Duration,
     mut reports: watch::Receiver<Report>,
 ) {
@@ -155,7 +180,7 @@ pub async fn run(
     loop {
         match serve(
             &endpoints,
-            &node,
+            &keys,
             ttl,
             &mut reports,
             started,
@@ -175,7 +200,7 @@ pub async fn run(
 
 async fn serve(
     endpoints: &[String],
-    node: &str,
+    keys: &StatusKeys,
     ttl: Duration,
     reports: &mut watch::Receiver<Report>,
     started: Instant,
@@ -190,7 +215,7 @@ async fn serve(
     // What a previous felix of this node left is ours to reconcile.
     let mut written: BTreeMap<String, Option<EndpointStatus>> = client
         .get(
-            endpoints_prefix(node),
+            keys.endpoints_prefix(),
             Some(GetOptions::new().with_prefix().with_keys_only()),
         )
         .await?
@@ -215,7 +240,7 @@ async fn serve(
         let leased = || Some(PutOptions::new().with_lease(lease));
         client
             .put(
-                felix_key(node),
+                keys.felix(),
                 serde_json::to_string(&own).unwrap_or_default(),
                 leased(),
             )
@@ -224,7 +249,7 @@ async fn serve(
         let wanted: BTreeMap<String, EndpointStatus> = report
             .endpoints
             .iter()
-            .map(|(id, status)| (endpoint_key(node, id), status.clone()))
+            .map(|(id, status)| (keys.endpoint(id), status.clone()))
             .collect();
         for (key, status) in &wanted {
             if written.get(key) != Some(&Some(status.clone())) {
@@ -266,6 +291,8 @@ pub struct Overview {
 #[derive(Debug, Serialize)]
 pub struct NodeRow {
     pub node: String,
+    /// Calico's region string (`no-region` unless OpenstackRegion is set).
+    pub region: String,
     #[serde(flatten)]
     pub status: FelixStatus,
 }
@@ -285,26 +312,28 @@ pub fn overview<'a>(
     kvs: impl IntoIterator<Item = (&'a str, &'a [u8])>,
     only: Option<&str>,
 ) -> Overview {
-    let prefix = hosts_prefix();
     let mut out = Overview::default();
     for (key, value) in kvs {
-        let Some(rest) = key.strip_prefix(prefix.as_str()) else {
+        let Some(rest) = key.strip_prefix(STATUS_ROOT) else {
             continue;
         };
         let parts: Vec<&str> = rest.split('/').collect();
-        if only.is_some_and(|node| parts.first() != Some(&node)) {
+        if only.is_some_and(|node| parts.get(2) != Some(&node)) {
             continue;
         }
         match parts.as_slice() {
-            [node, "status"] => {
+            [region, "host", node, "status"] => {
                 if let Ok(status) = serde_json::from_slice(value) {
                     out.nodes.push(NodeRow {
                         node: (*node).into(),
+                        region: (*region).into(),
                         status,
                     });
                 }
             }
             [
+                _region,
+                "host",
                 node,
                 "workload",
                 orchestrator,
@@ -357,7 +386,8 @@ mod tests {
             workload: "default/p1".into(),
             endpoint: "eth0".into(),
         };
-        let key = endpoint_key("h1", &id);
+        let keys = StatusKeys::new(None, "h1");
+        let key = keys.endpoint(&id);
         assert_eq!(
             key,
             "/calico/felix/v2/no-region/host/h1/workload/k8s/default%2fp1/endpoint/eth0"
@@ -379,7 +409,7 @@ mod tests {
         .unwrap();
         let ep =
             serde_json::to_vec(&EndpointStatus::down("interface cali1 missing".into())).unwrap();
-        let felix_key = felix_key("h1");
+        let felix_key = keys.felix();
         let kvs: Vec<(&str, &[u8])> = vec![
             (felix_key.as_str(), &own),
             (key.as_str(), &ep),
@@ -396,5 +426,22 @@ mod tests {
             Some("interface cali1 missing")
         );
         assert!(overview(kvs, Some("h2")).endpoints.is_empty());
+    }
+
+    #[test]
+    fn a_region_names_the_keys_and_reads_back() {
+        let keys = StatusKeys::new(Some("europe"), "h3");
+        assert_eq!(
+            keys.felix(),
+            "/calico/felix/v2/region-europe/host/h3/status"
+        );
+        assert_eq!(StatusKeys::new(Some(""), "h3"), StatusKeys::new(None, "h3"));
+        let own = br#"{"time":"2026-11-27T00:00:00Z","uptime":1.0,"first_update":false,
+            "dataplane":"bpf","programs_loaded":7,"ready":true,"last_sync":null}"#;
+        let felix_key = keys.felix();
+        let kvs: Vec<(&str, &[u8])> = vec![(felix_key.as_str(), own)];
+        let read = overview(kvs, Some("h3"));
+        assert_eq!(read.nodes.len(), 1);
+        assert_eq!(read.nodes[0].region, "region-europe");
     }
 }

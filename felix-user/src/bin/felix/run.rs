@@ -29,9 +29,14 @@ pub(crate) struct RunArgs {
     #[arg(long)]
     pub(crate) workload_prefixes: Option<String>,
     /// The host's uplink to the other hosts: IPIP is decapsulated and sent here, and its XDP
-    /// program drops denied sources. [FELIX_UPLINK; default: eth0]
+    /// program drops denied sources. [FELIX_UPLINK; default: the interface that holds the
+    /// address --ip-autodetection-method finds]
     #[arg(long)]
     pub(crate) uplink: Option<String>,
+    /// OpenStack region: felix's status keys go under `/calico/felix/v2/region-<name>/`
+    /// (unset: `no-region`), as Calico's. [FELIX_OPENSTACKREGION, openstackRegion]
+    #[arg(long)]
+    pub(crate) region: Option<String>,
     /// Seconds (or a Go duration) between conntrack garbage-collection passes.
     /// [FELIX_CONNTRACKGCINTERVAL; default: 10s]
     #[arg(long)]
@@ -200,6 +205,7 @@ pub(crate) fn run(args: RunArgs, matches: &clap::ArgMatches, log_filter: &LogFil
         run_root: args.roots.run_root,
         workload_prefixes: settings.workload_prefixes.clone(),
         uplink: settings.uplink.clone(),
+        region: settings.region.clone(),
         ct_gc_interval: settings.ct_gc_interval,
         route_refresh_interval: settings.route_refresh_interval,
         status_ttl: settings.status_ttl,

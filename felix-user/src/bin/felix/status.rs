@@ -22,7 +22,7 @@ pub(crate) fn show_status(args: &StatusArgs) -> Result<()> {
     let kvs = with_etcd(&args.etcd.etcd_endpoints, async |client| {
         let response = client
             .get(
-                status::hosts_prefix(),
+                status::STATUS_ROOT,
                 Some(etcd_client::GetOptions::new().with_prefix()),
             )
             .await?;
@@ -59,8 +59,13 @@ pub(crate) fn show_status(args: &StatusArgs) -> Result<()> {
         .nodes
         .iter()
         .map(|n| {
+            let node = if n.region == status::region_string(None) {
+                n.node.clone()
+            } else {
+                format!("{} ({})", n.node, n.region)
+            };
             vec![
-                n.node.clone(),
+                node,
                 n.status.ready.to_string(),
                 n.status.dataplane.clone(),
                 n.status.programs_loaded.to_string(),

@@ -347,6 +347,53 @@ fn without_an_mtu_the_pod_gets_the_uplinks_less_ipip() {
 }
 
 #[test]
+fn the_pod_mtu_follows_the_interface_that_holds_the_nodes_address() {
+    support::run("uplinkmtu", |node| async move {
+        let mut etcd = node.etcd().await;
+        put_pool(&mut etcd, "default-ipv4-ippool", "192.168.0.0/16", 26).await;
+        // Two addressed NICs with different MTUs and names other than eth0.
+        for (name, mtu, addr) in [
+            ("ens5", "9000", "10.9.1.1/24"),
+            ("eth1", "1450", "10.9.2.1/24"),
+        ] {
+            let peer = format!("{name}p");
+            for args in [
+                &[
+                    "link", "add", name, "mtu", mtu, "type", "veth", "peer", "name", &peer,
+                ][..],
+                &["addr", "add", addr, "dev", name],
+                &["link", "set", name, "up"],
+            ] {
+                ip_json(args);
+            }
+        }
+        let conf = config(json!({}));
+        // Before felix registers the node's address: the smallest addressed link, less IPIP.
+        let first = Pod::new(&node, "web-1", "c0ffee11");
+        node.cni(&first.vars("ADD"), &conf).ok();
+        assert_pod_wired(&first, Ipv4Addr::new(192, 168, 0, 0), 1430);
+        // felix registered 10.9.1.1 (on ens5): pods follow ens5, the uplink felix also takes.
+        let node_json = json!({
+            "apiVersion": "projectcalico.org/v3",
+            "kind": "Node",
+            "metadata": {"name": NODE},
+            "spec": {"bgp": {"ipv4Address": "10.9.1.1/24"}}
+        });
+        etcd.put(
+            format!("/calico/resources/v3/projectcalico.org/nodes/{NODE}"),
+            node_json.to_string(),
+            None,
+        )
+        .await
+        .expect("put the Node");
+        let second = Pod::new(&node, "web-2", "c0ffee12");
+        node.cni(&second.vars("ADD"), &conf).ok();
+        assert_pod_wired(&second, Ipv4Addr::new(192, 168, 0, 1), 8980);
+        node.cni(&second.vars("CHECK"), &conf).ok();
+    });
+}
+
+#[test]
 fn pods_fill_a_block_then_the_node_claims_another() {
     support::run("blocks", |node| async move {
         let mut etcd = node.etcd().await;

@@ -81,6 +81,7 @@ fn run_tier(tier: Tier) -> Result<()> {
                 "conntrack_full",
                 "config_etcd",
                 "host_nat_test_run",
+                "uplink_netns",
             ];
             for name in TESTS {
                 let test = paths::repo_root().join(format!("felix-user/tests/{name}.rs"));

@@ -95,7 +95,7 @@ fn felix_reads_every_value_kube_controllers_writes() {
     }
     assert_eq!(
         kinds.into_iter().collect::<Vec<_>>(),
-        ["NetworkPolicy", "Profile", "WorkloadEndpoint"]
+        ["NetworkPolicy", "Profile", "Tier", "WorkloadEndpoint"]
     );
 }
 

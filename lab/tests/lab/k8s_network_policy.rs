@@ -228,7 +228,7 @@ fn examples_are_enforced(lab: &mut Lab, bpf: bool) -> Result<()> {
             );
         }
         eprintln!(
-            "{file}: {} checks as documented after {took:?}",
+            "{file}: {} checks as documented (a round of probes took {took:?})",
             example.checks.len()
         );
         for entry in &example.etcd {

@@ -12,6 +12,7 @@ mod felix_restart;
 mod host_integration;
 mod ipam;
 mod iptables_mode;
+mod k8s_network_policy;
 mod lifecycle;
 mod metrics;
 mod mtu;

@@ -71,7 +71,7 @@ fn run_tier(tier: Tier) -> Result<()> {
             Ok(())
         }
         Tier::Bpf => {
-            const TESTS: [&str; 9] = [
+            const TESTS: [&str; 10] = [
                 "prog_test_run",
                 "policy_test_run",
                 "datastore_etcd",

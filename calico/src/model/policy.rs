@@ -1,11 +1,10 @@
 //! NetworkPolicy, GlobalNetworkPolicy and their rules.
 //!
 //! Selectors are kept as strings here; validation checks that each one parses. Fields felix reads
-//! but does not enforce:
-//! `serviceAccountSelector` and `performanceHints` on policies, and rule `metadata` are kept
-//! as given. Rule matches felix cannot enforce (`http`, `serviceAccounts`, `services`) are kept so
-//! they round-trip, but [`Rule::validate`] rejects them: ignoring a match criterion would make an
-//! Allow rule match more than its author meant.
+//! but does not enforce: `performanceHints` on policies and rule `metadata` are kept as given.
+//! Rule matches felix cannot enforce (`http`, `services`) are kept so they round-trip, but
+//! [`Rule::validate`] rejects them: ignoring a match criterion would make an Allow rule match more
+//! than its author meant.
 
 use std::collections::BTreeMap;
 
@@ -38,13 +37,32 @@ pub struct EntityRule {
     pub ports: Vec<Port>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub not_ports: Vec<Port>,
-    /// Kept as given; rejected by validation (not enforced by felix).
+    /// The pods' service accounts, by name and/or by the service account's labels.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub service_accounts: Option<Value>,
+    pub service_accounts: Option<ServiceAccountMatch>,
     /// Kept as given; rejected by validation (not enforced by felix).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub services: Option<Value>,
 }
+
+/// A rule side's `serviceAccounts`: names and selector are ANDed; an empty match is no criterion.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ServiceAccountMatch {
+    /// Service account names (in the policy's namespace for a NetworkPolicy).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub names: Vec<String>,
+    /// A selector over the service accounts' own labels.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub selector: String,
+}
+
+/// Why an `http` match is refused.
+pub const HTTP_UNSUPPORTED: &str = "http (an application-layer match: Calico enforces it only \
+     through its Envoy-based application layer policy, and felix has no L7 proxy)";
+/// Why a `services` match is refused.
+pub const SERVICES_UNSUPPORTED: &str = "services (a match on a Kubernetes Service's endpoints, \
+     which felix does not watch)";
 
 impl EntityRule {
     /// Whether it matches everything (no criteria).
@@ -147,16 +165,18 @@ impl Rule {
                     check_selector(|| format!("{path}.{name}.{field}"), text)?;
                 }
             }
-            if entity.service_accounts.is_some() {
-                return Err(FieldError::new(
-                    format!("{path}.{name}.serviceAccounts"),
-                    Reason::Unsupported("serviceAccounts"),
-                ));
+            if let Some(sa) = &entity.service_accounts
+                && !sa.selector.is_empty()
+            {
+                check_selector(
+                    || format!("{path}.{name}.serviceAccounts.selector"),
+                    &sa.selector,
+                )?;
             }
             if entity.services.is_some() {
                 return Err(FieldError::new(
                     format!("{path}.{name}.services"),
-                    Reason::Unsupported("services"),
+                    Reason::Unsupported(SERVICES_UNSUPPORTED),
                 ));
             }
             for (field, nets) in [("nets", &entity.nets), ("notNets", &entity.not_nets)] {
@@ -210,7 +230,7 @@ impl Rule {
         if self.http.is_some() {
             return Err(FieldError::new(
                 format!("{path}.http"),
-                Reason::Unsupported("http"),
+                Reason::Unsupported(HTTP_UNSUPPORTED),
             ));
         }
         Ok(())
@@ -296,7 +316,8 @@ pub struct NetworkPolicySpec {
     pub ingress: Vec<Rule>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub egress: Vec<Rule>,
-    /// Kept as given; not enforced.
+    /// Narrows the endpoints to those whose service account's labels match (ANDed with
+    /// `selector`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub service_account_selector: Option<String>,
     /// Kept as given; not used.
@@ -326,7 +347,8 @@ pub struct GlobalNetworkPolicySpec {
     pub ingress: Vec<Rule>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub egress: Vec<Rule>,
-    /// Kept as given; not enforced.
+    /// Narrows the endpoints to those whose service account's labels match (ANDed with
+    /// `selector`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub service_account_selector: Option<String>,
     /// Host-endpoint options, kept as given.
@@ -426,5 +448,91 @@ impl GlobalNetworkPolicySpec {
             ));
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{Resource, document::parse_documents};
+
+    fn one(yaml: &str) -> Resource {
+        let mut all = parse_documents(yaml);
+        assert_eq!(all.len(), 1);
+        all.remove(0).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    #[test]
+    fn service_account_matches_are_accepted_and_round_trip() {
+        let r = one("
+kind: NetworkPolicy
+metadata: {name: p, namespace: ns1}
+spec:
+  serviceAccountSelector: role == 'db'
+  ingress:
+    - action: Allow
+      source: {serviceAccounts: {names: [api, web], selector: \"team == 'a'\"}}
+      destination: {serviceAccounts: {names: [db]}}
+");
+        let Resource::NetworkPolicy(o) = &r else {
+            panic!("{r:?}")
+        };
+        assert_eq!(
+            o.spec.service_account_selector.as_deref(),
+            Some("role == 'db'")
+        );
+        let rule = &o.spec.ingress[0];
+        assert_eq!(
+            rule.source.service_accounts,
+            Some(ServiceAccountMatch {
+                names: vec!["api".into(), "web".into()],
+                selector: "team == 'a'".into(),
+            })
+        );
+        assert_eq!(
+            rule.destination
+                .service_accounts
+                .as_ref()
+                .map(|m| m.selector.as_str()),
+            Some("")
+        );
+        let json = r.to_json();
+        assert!(
+            json.contains(r#""serviceAccounts":{"names":["api","web"],"selector":"team == 'a'"}"#),
+            "{json}"
+        );
+        assert!(!json.contains(r#""selector":"""#), "{json}");
+        assert_eq!(one(&json), r);
+    }
+
+    #[test]
+    fn a_bad_service_account_selector_is_refused_with_its_path() {
+        for yaml in [
+            "kind: GlobalNetworkPolicy\nmetadata: {name: p}\nspec: {serviceAccountSelector: 'a =='}",
+            "kind: GlobalNetworkPolicy\nmetadata: {name: p}\nspec: {egress: [{action: Allow, destination: {serviceAccounts: {selector: '!!'}}}]}",
+        ] {
+            let err = parse_documents(yaml).remove(0).expect_err(yaml).to_string();
+            assert!(err.contains("serviceAccount"), "{err}");
+            assert!(err.contains("bad selector"), "{err}");
+        }
+    }
+
+    #[test]
+    fn http_and_services_are_refused_saying_why() {
+        let http = parse_documents(
+            "kind: GlobalNetworkPolicy\nmetadata: {name: p}\nspec: {ingress: [{action: Allow, http: {paths: [{exact: /}]}}]}",
+        )
+        .remove(0)
+        .expect_err("http")
+        .to_string();
+        assert!(http.contains("spec.ingress[0].http"), "{http}");
+        assert!(http.contains("no L7 proxy"), "{http}");
+        let services = parse_documents(
+            "kind: GlobalNetworkPolicy\nmetadata: {name: p}\nspec: {egress: [{action: Allow, destination: {services: {name: dns, namespace: kube-system}}}]}",
+        )
+        .remove(0)
+        .expect_err("services")
+        .to_string();
+        assert!(services.contains("Service's endpoints"), "{services}");
     }
 }

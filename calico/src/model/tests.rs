@@ -802,14 +802,14 @@ const INVALID: &[(&str, &str, &str)] = &[
     ),
     // Unsupported matches.
     (
-        "kind: NetworkPolicy\nmetadata: {name: p}\nspec: {ingress: [{action: Allow, source: {serviceAccounts: {names: [a]}}}]}",
-        "spec.ingress[0].source.serviceAccounts",
-        "not supported",
+        "kind: NetworkPolicy\nmetadata: {name: p}\nspec: {ingress: [{action: Allow, source: {serviceAccounts: {selector: 'a ='}}}]}",
+        "spec.ingress[0].source.serviceAccounts.selector",
+        "bad selector",
     ),
     (
         "kind: NetworkPolicy\nmetadata: {name: p}\nspec: {ingress: [{action: Allow, http: {methods: [GET]}}]}",
         "spec.ingress[0].http",
-        "not supported",
+        "no L7 proxy",
     ),
     (
         "kind: NetworkPolicy\nmetadata: {name: p}\nspec: {egress: [{action: Allow, destination: {services: {name: kube-dns, namespace: kube-system}}}]}",

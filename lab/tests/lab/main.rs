@@ -21,6 +21,7 @@ mod native;
 mod ops;
 mod pod_traffic;
 mod policy;
+mod service_accounts;
 mod service_policy;
 mod services;
 mod support;

@@ -14,7 +14,8 @@ use std::{
 use calico::{
     model::{
         Action, EndpointPort, EntityRule, Icmp, Port, Resource, Rule, TierSpec,
-        WorkloadEndpointSpec, policy::DEFAULT_TIER,
+        WorkloadEndpointSpec,
+        policy::{DEFAULT_TIER, ServiceAccountMatch},
     },
     selector::{Labels, Selector},
 };
@@ -32,6 +33,11 @@ pub const NAMESPACE_LABEL: &str = "projectcalico.org/namespace";
 pub const NAMESPACE_LABEL_PREFIX: &str = "pcns.";
 /// The namespace's own name among its labels.
 pub const NAMESPACE_NAME_LABEL: &str = "projectcalico.org/name";
+/// The label Calico's CNI plugin puts on a pod's workload endpoint: its service account's name.
+pub const SERVICE_ACCOUNT_LABEL: &str = "projectcalico.org/serviceaccount";
+/// Prefix of service account labels as endpoints inherit them (from the `labelsToApply` of
+/// Calico's `ksa.<namespace>.<name>` profiles).
+pub const SERVICE_ACCOUNT_LABEL_PREFIX: &str = "pcsa.";
 /// The order Calico gives the `default` tier when it has no Tier resource.
 pub const DEFAULT_TIER_ORDER: f64 = 1_000_000.0;
 
@@ -130,12 +136,13 @@ fn in_namespace(ns: &str, sel: Selector) -> Selector {
 fn namespace_labels(sel: &Selector) -> Selector {
     match sel {
         Selector::All => Selector::Has(NAMESPACE_LABEL.into()),
-        other => prefixed(other),
+        other => prefixed(other, NAMESPACE_LABEL_PREFIX),
     }
 }
 
-fn prefixed(sel: &Selector) -> Selector {
-    let p = |k: &String| format!("{NAMESPACE_LABEL_PREFIX}{k}");
+/// `sel` with `prefix` in front of every label key (`all()` stays `all()`).
+fn prefixed(sel: &Selector, prefix: &str) -> Selector {
+    let p = |k: &String| format!("{prefix}{k}");
     match sel {
         Selector::All => Selector::All,
         Selector::Global => Selector::Global,
@@ -147,9 +154,23 @@ fn prefixed(sel: &Selector) -> Selector {
         Selector::StartsWith(k, v) => Selector::StartsWith(p(k), v.clone()),
         Selector::EndsWith(k, v) => Selector::EndsWith(p(k), v.clone()),
         Selector::Contains(k, v) => Selector::Contains(p(k), v.clone()),
-        Selector::Not(inner) => Selector::Not(Box::new(prefixed(inner))),
-        Selector::And(ops) => Selector::And(ops.iter().map(prefixed).collect()),
-        Selector::Or(ops) => Selector::Or(ops.iter().map(prefixed).collect()),
+        Selector::Not(inner) => Selector::Not(Box::new(prefixed(inner, prefix))),
+        Selector::And(ops) => Selector::And(ops.iter().map(|o| prefixed(o, prefix)).collect()),
+        Selector::Or(ops) => Selector::Or(ops.iter().map(|o| prefixed(o, prefix)).collect()),
+    }
+}
+
+/// `sel` with every `all()` turned into `has(projectcalico.org/serviceaccount)`: what Calico
+/// does to a GlobalNetworkPolicy's selector once it has a `serviceAccountSelector`.
+fn all_means_has_service_account(sel: &Selector) -> Selector {
+    match sel {
+        Selector::All => Selector::Has(SERVICE_ACCOUNT_LABEL.into()),
+        Selector::Not(inner) => Selector::Not(Box::new(all_means_has_service_account(inner))),
+        Selector::And(ops) => {
+            Selector::And(ops.iter().map(all_means_has_service_account).collect())
+        }
+        Selector::Or(ops) => Selector::Or(ops.iter().map(all_means_has_service_account).collect()),
+        other => other.clone(),
     }
 }
 
@@ -158,6 +179,11 @@ fn and(a: Selector, b: Selector) -> Selector {
         (Selector::All, x) | (x, Selector::All) => x,
         (a, b) => Selector::And(vec![a, b]),
     }
+}
+
+/// A selector field that is present and not blank.
+fn non_blank(text: &Option<String>) -> Option<&str> {
+    text.as_deref().filter(|t| !t.trim().is_empty())
 }
 
 fn v4_nets(nets: impl IntoIterator<Item = IpNet>) -> Vec<Ipv4Net> {
@@ -246,9 +272,19 @@ impl PolicyCalc {
             Resource::NetworkPolicy(o) => {
                 let ns = o.metadata.namespace.clone().unwrap_or_default();
                 let name = format!("{ns}/{}", o.metadata.name);
-                let selector = self
-                    .parse_selector(&o.spec.selector, &format!("NetworkPolicy {name}"))
+                let whose = format!("NetworkPolicy {name}");
+                let mut selector = self
+                    .parse_selector(&o.spec.selector, &whose)
                     .map(|s| in_namespace(&ns, s));
+                if let Some(text) = non_blank(&o.spec.service_account_selector) {
+                    let sa = self.parse_selector(text, &whose);
+                    selector = match (selector, sa) {
+                        (Some(s), Some(sa)) => {
+                            Some(and(s, prefixed(&sa, SERVICE_ACCOUNT_LABEL_PREFIX)))
+                        }
+                        _ => None,
+                    };
+                }
                 let (ingress, egress) =
                     by_type(&o.spec.effective_types(), &o.spec.ingress, &o.spec.egress);
                 let def = PolicyDef {
@@ -270,6 +306,25 @@ impl PolicyCalc {
                     let ns_sel = self.parse_selector(ns, &whose);
                     selector = match (selector, ns_sel) {
                         (Some(s), Some(n)) => Some(and(namespace_labels(&n), s)),
+                        _ => None,
+                    };
+                }
+                if let Some(text) = non_blank(&o.spec.service_account_selector) {
+                    // Calico then rewrites every `all()` left in the selector text (one the
+                    // namespaceSelector step did not already rewrite, none in a blank selector).
+                    let rewrite_own =
+                        o.spec.namespace_selector.is_none() && !o.spec.selector.trim().is_empty();
+                    let sa = self.parse_selector(text, &whose);
+                    selector = match (selector, sa) {
+                        (Some(s), Some(sa)) => {
+                            let s = if rewrite_own {
+                                all_means_has_service_account(&s)
+                            } else {
+                                s
+                            };
+                            let sa = prefixed(&sa, SERVICE_ACCOUNT_LABEL_PREFIX);
+                            Some(and(s, all_means_has_service_account(&sa)))
+                        }
                         _ => None,
                     };
                 }
@@ -462,11 +517,24 @@ impl PolicyCalc {
         namespace: Option<&str>,
         whose: &str,
     ) -> SideSelectors {
+        let selector = entity
+            .selector
+            .as_ref()
+            .map(|t| self.parse_selector(t, &format!("policy {whose}")));
+        // Calico ANDs the service accounts into the rule's selector (and so scopes them).
+        let accounts = entity
+            .service_accounts
+            .as_ref()
+            .and_then(|m| self.service_accounts_selector(m, whose));
+        let selector = match (accounts, selector) {
+            (None, s) | (s, None) => s,
+            (Some(Some(a)), Some(Some(s))) => Some(Some(and(a, s))),
+            _ => Some(None),
+        };
         let mut parse = |text: &Option<String>| -> Option<Option<Selector>> {
             text.as_ref()
                 .map(|t| self.parse_selector(t, &format!("policy {whose}")))
         };
-        let selector = parse(&entity.selector);
         let not_selector = parse(&entity.not_selector);
         let ns_selector = parse(&entity.namespace_selector);
         let any_selector = selector.is_some() || not_selector.is_some() || ns_selector.is_some();
@@ -491,6 +559,29 @@ impl PolicyCalc {
             selector,
             not_selector,
         }
+    }
+
+    /// A rule side's `serviceAccounts` as a selector over endpoint labels, as Calico writes it:
+    /// the names are values of `projectcalico.org/serviceaccount`, the selector's keys get the
+    /// `pcsa.` prefix. `None`: no criterion (an empty match); `Some(None)`: a selector that
+    /// does not parse (selects nothing).
+    fn service_accounts_selector(
+        &mut self,
+        accounts: &ServiceAccountMatch,
+        whose: &str,
+    ) -> Option<Option<Selector>> {
+        let mut parts = Vec::new();
+        if !accounts.selector.trim().is_empty() {
+            match self.parse_selector(&accounts.selector, &format!("policy {whose}")) {
+                Some(s) => parts.push(prefixed(&s, SERVICE_ACCOUNT_LABEL_PREFIX)),
+                None => return Some(None),
+            }
+        }
+        if !accounts.names.is_empty() {
+            let names = accounts.names.iter().cloned().collect();
+            parts.push(Selector::In(SERVICE_ACCOUNT_LABEL.into(), names));
+        }
+        parts.into_iter().reduce(and).map(Some)
     }
 
     /// A calculation holding `resources` (keyed as in etcd).

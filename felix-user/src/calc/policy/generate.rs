@@ -1,5 +1,5 @@
-//! Random Calico worlds (profiles, workload endpoints with named ports, a host endpoint, network
-//! sets, tiers, policies with rules over a small vocabulary) and packets, for randomized tests that compare felix's compiled
+//! Random Calico worlds (profiles, workload endpoints with named ports and service accounts, a
+//! host endpoint, network sets, tiers, policies with rules over a small vocabulary) and packets, for randomized tests that compare felix's compiled
 //! policy with the reference evaluator, in user space and through the kernel.
 
 use std::net::Ipv4Addr;
@@ -38,6 +38,30 @@ const REMOTES: [&str; 5] = [
     "203.0.113.1",
     "10.66.0.1",
 ];
+
+/// Service account names (each namespace has both, as `ksa.<ns>.<name>` profiles).
+const SERVICE_ACCOUNTS: [&str; 2] = ["api", "web"];
+/// Selectors over service account labels (`serviceAccounts.selector`, `serviceAccountSelector`).
+const SA_SELECTORS: [&str; 4] = [
+    "team == 'red'",
+    "projectcalico.org/name == 'web'",
+    "all()",
+    "!has(team)",
+];
+
+/// A rule side's `serviceAccounts`: names, a selector, or both.
+fn service_accounts(rng: &mut StdRng) -> Value {
+    let mut m = serde_json::Map::new();
+    let with_names = rng.random_bool(0.6);
+    if with_names {
+        let n = rng.random_range(1..=2);
+        m.insert("names".into(), json!(SERVICE_ACCOUNTS[..n]));
+    }
+    if !with_names || rng.random_bool(0.4) {
+        m.insert("selector".into(), json!(SA_SELECTORS.choose(rng)));
+    }
+    Value::Object(m)
+}
 
 /// Port names rules use and endpoints declare.
 const PORT_NAMES: [&str; 2] = ["http", "dns"];
@@ -109,6 +133,9 @@ fn entity(rng: &mut StdRng, proto: Option<&str>) -> Value {
     if rng.random_bool(0.15) {
         e.insert("namespaceSelector".into(), json!(NS_SELECTORS.choose(rng)));
     }
+    if rng.random_bool(0.15) {
+        e.insert("serviceAccounts".into(), service_accounts(rng));
+    }
     if matches!(proto, Some("TCP" | "UDP")) {
         if rng.random_bool(0.4) {
             e.insert("ports".into(), ports(rng));
@@ -175,16 +202,36 @@ pub fn world(rng: &mut StdRng) -> Vec<Resource> {
             json!({"kind": "Profile", "metadata": {"name": format!("kns.{ns}")},
             "spec": {"ingress": ingress, "egress": egress, "labelsToApply": apply}}),
         );
+        for sa in SERVICE_ACCOUNTS {
+            let mut apply = serde_json::Map::new();
+            apply.insert("pcsa.projectcalico.org/name".into(), json!(sa));
+            if rng.random_bool(0.5) {
+                apply.insert("pcsa.team".into(), json!(["red", "blue"].choose(rng)));
+            }
+            docs.push(
+                json!({"kind": "Profile", "metadata": {"name": format!("ksa.{ns}.{sa}")},
+                "spec": {"labelsToApply": apply}}),
+            );
+        }
     }
     for i in 0..6u8 {
         let ns = *NAMESPACES.choose(rng).unwrap_or(&"default");
-        let profiles = if rng.random_bool(0.9) {
-            json!([format!("kns.{ns}")])
+        let mut profiles = if rng.random_bool(0.9) {
+            vec![format!("kns.{ns}")]
         } else {
-            json!([])
+            Vec::new()
         };
+        let mut labels = labels(rng);
+        if rng.random_bool(0.7) {
+            // As the CNI plugin writes a pod with a service account.
+            let sa = *SERVICE_ACCOUNTS.choose(rng).unwrap_or(&"api");
+            if let Value::Object(m) = &mut labels {
+                m.insert("projectcalico.org/serviceaccount".into(), json!(sa));
+            }
+            profiles.push(format!("ksa.{ns}.{sa}"));
+        }
         docs.push(json!({"kind": "WorkloadEndpoint",
-            "metadata": {"name": format!("pod-{i}"), "namespace": ns, "labels": labels(rng)},
+            "metadata": {"name": format!("pod-{i}"), "namespace": ns, "labels": labels},
             "spec": {"node": "h1", "interfaceName": format!("cali{i}"),
                      "ipNetworks": [format!("10.65.{}.{}/32", i % 2, i + 1)], "profiles": profiles,
                      "ports": declared_ports(rng)}}));
@@ -220,6 +267,12 @@ pub fn world(rng: &mut StdRng) -> Vec<Resource> {
             spec.insert("order".into(), json!([1, 2, 10].choose(rng)));
         }
         spec.insert("selector".into(), json!(SELECTORS[..8].choose(rng)));
+        if rng.random_bool(0.15) {
+            spec.insert(
+                "serviceAccountSelector".into(),
+                json!(SA_SELECTORS.choose(rng)),
+            );
+        }
         spec.insert("ingress".into(), rules(rng));
         spec.insert("egress".into(), rules(rng));
         if rng.random_bool(0.3) {

@@ -24,6 +24,13 @@
 //!   `namespaceSelector` selects in the policy's namespace only (the `notSelector` then
 //!   excludes from those). The local side is matched against the endpoint itself.
 //!   Ports and `notPorts` hold numbers, ranges and names; ICMP type and code match ICMP.
+//! - Service accounts (as Calico's `pcsa.` labels): a rule side's `serviceAccounts` selects the
+//!   endpoints whose `projectcalico.org/serviceaccount` label is one of `names` and whose
+//!   service account labels (the `pcsa.`-prefixed `labelsToApply` of their `ksa.<ns>.<sa>`
+//!   profile) match `selector`; it is ANDed with the side's `selector` and, like it, scoped to a
+//!   NetworkPolicy's namespace unless a `namespaceSelector` says otherwise. A policy's
+//!   `serviceAccountSelector` is ANDed with its `selector` the same way (in a
+//!   GlobalNetworkPolicy `all()` there means "has a service account", as Calico rewrites it).
 //! - A named port (as Calico's named-port IP sets): on a side of a rule, the name matches when
 //!   that side's (address, protocol, port) is a port of that name, with the rule's protocol,
 //!   declared under `spec.ports` by an endpoint or host endpoint the side's positive selector

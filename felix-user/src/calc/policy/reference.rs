@@ -15,6 +15,13 @@
 //!   as in Calico, a NetworkPolicy rule with a `notSelector` and no `namespaceSelector` also
 //!   requires the remote item to be in the policy's namespace (Calico ANDs the namespace test
 //!   into the rule's positive selector whenever the rule has any selector).
+//! - `serviceAccounts` on a rule side selects, by their labels, the endpoints whose
+//!   `projectcalico.org/serviceaccount` label is one of `names` and whose `pcsa.` labels (from
+//!   their `ksa.` profile) match `selector` (its keys prefixed, `all()` kept); it counts as a
+//!   selector for the namespace scope of a NetworkPolicy. A policy's `serviceAccountSelector`
+//!   likewise narrows the endpoints it applies to; in a GlobalNetworkPolicy, as Calico rewrites
+//!   the selector text, `all()` in it (and in `selector` when there is no namespaceSelector)
+//!   means `has(projectcalico.org/serviceaccount)`.
 //! - The local side's `nets` are matched against the packet's local address, which is the
 //!   endpoint's own address in every case the suite holds.
 
@@ -27,7 +34,8 @@ use std::{
 use calico::{
     model::{
         Action, DEFAULT_NAMESPACE, EndpointPort, EntityRule, Icmp, Object, Port, ProfileSpec,
-        Resource, Rule, WorkloadEndpointSpec, policy::DEFAULT_TIER,
+        Resource, Rule, WorkloadEndpointSpec,
+        policy::{DEFAULT_TIER, ServiceAccountMatch},
         workload_endpoint::LABEL_NAMESPACE,
     },
     selector::Selector,
@@ -42,6 +50,10 @@ pub const DEFAULT_TIER_ORDER: f64 = 1_000_000.0;
 pub const NAMESPACE_LABEL_PREFIX: &str = "pcns.";
 /// The namespace label every workload endpoint has: its namespace's name.
 pub const NAMESPACE_NAME_LABEL: &str = "pcns.projectcalico.org/name";
+/// Prefix of service account labels (as Calico's `ksa.<namespace>.<name>` profiles apply them).
+pub const SERVICE_ACCOUNT_LABEL_PREFIX: &str = "pcsa.";
+/// The workload endpoint label naming the pod's service account.
+pub const SERVICE_ACCOUNT_LABEL: &str = "projectcalico.org/serviceaccount";
 
 type Labels = BTreeMap<String, String>;
 
@@ -230,6 +242,54 @@ fn namespace_selector(selector: Selector) -> Selector {
     }
 }
 
+/// Calico's rewrite of a service account selector: every label key gets the `pcsa.` prefix.
+fn service_account_labels(selector: Selector) -> Selector {
+    let key = |k: String| format!("{SERVICE_ACCOUNT_LABEL_PREFIX}{k}");
+    let all = |v: Vec<Selector>| v.into_iter().map(service_account_labels).collect();
+    match selector {
+        s @ (Selector::All | Selector::Global) => s,
+        Selector::Has(k) => Selector::Has(key(k)),
+        Selector::Eq(k, v) => Selector::Eq(key(k), v),
+        Selector::Ne(k, v) => Selector::Ne(key(k), v),
+        Selector::In(k, v) => Selector::In(key(k), v),
+        Selector::NotIn(k, v) => Selector::NotIn(key(k), v),
+        Selector::StartsWith(k, v) => Selector::StartsWith(key(k), v),
+        Selector::EndsWith(k, v) => Selector::EndsWith(key(k), v),
+        Selector::Contains(k, v) => Selector::Contains(key(k), v),
+        Selector::Not(s) => Selector::Not(Box::new(service_account_labels(*s))),
+        Selector::And(v) => Selector::And(all(v)),
+        Selector::Or(v) => Selector::Or(all(v)),
+    }
+}
+
+/// Calico's text rewrite for a GlobalNetworkPolicy with a `serviceAccountSelector`: every
+/// `all()` becomes `has(projectcalico.org/serviceaccount)`.
+fn all_has_service_account(selector: Selector) -> Selector {
+    let all = |v: Vec<Selector>| v.into_iter().map(all_has_service_account).collect();
+    match selector {
+        Selector::All => Selector::Has(SERVICE_ACCOUNT_LABEL.to_string()),
+        Selector::Not(s) => Selector::Not(Box::new(all_has_service_account(*s))),
+        Selector::And(v) => Selector::And(all(v)),
+        Selector::Or(v) => Selector::Or(all(v)),
+        other => other,
+    }
+}
+
+/// A rule side's `serviceAccounts` as a selector over endpoint labels: `Ok(None)` when it
+/// holds no criterion, `Err(())` when its selector does not parse.
+fn service_accounts(m: Option<&ServiceAccountMatch>) -> Result<Option<Selector>, ()> {
+    let Some(m) = m else { return Ok(None) };
+    let mut all_of = Vec::new();
+    if let Some(s) = parse_field(Some(&m.selector))? {
+        all_of.push(service_account_labels(s));
+    }
+    if !m.names.is_empty() {
+        let names = m.names.iter().cloned().collect();
+        all_of.push(Selector::In(SERVICE_ACCOUNT_LABEL.to_string(), names));
+    }
+    Ok((!all_of.is_empty()).then_some(Selector::And(all_of)))
+}
+
 /// A selector field: absent or blank is `Ok(None)`, unparsable is `Err(())`.
 fn parse_field(text: Option<&str>) -> Result<Option<Selector>, ()> {
     match text.map(str::trim) {
@@ -248,6 +308,7 @@ struct PolicyView<'a> {
     namespace: Option<&'a str>,
     selector: &'a str,
     namespace_selector: Option<&'a str>,
+    service_account_selector: Option<&'a str>,
     types: Vec<PolicyDirection>,
     ingress: &'a [Rule],
     egress: &'a [Rule],
@@ -266,6 +327,7 @@ fn policies(resources: &[Resource]) -> Vec<PolicyView<'_>> {
                     namespace: Some(namespace),
                     selector: &o.spec.selector,
                     namespace_selector: None,
+                    service_account_selector: o.spec.service_account_selector.as_deref(),
                     types: o.spec.effective_types(),
                     ingress: &o.spec.ingress,
                     egress: &o.spec.egress,
@@ -278,6 +340,7 @@ fn policies(resources: &[Resource]) -> Vec<PolicyView<'_>> {
                 namespace: None,
                 selector: &o.spec.selector,
                 namespace_selector: o.spec.namespace_selector.as_deref(),
+                service_account_selector: o.spec.service_account_selector.as_deref(),
                 types: o.spec.effective_types(),
                 ingress: &o.spec.ingress,
                 egress: &o.spec.egress,
@@ -297,16 +360,25 @@ impl PolicyView<'_> {
             return false;
         }
         // The policy selector: blank is all().
-        let Ok(selector) = Selector::parse(self.selector) else {
+        let Ok(mut selector) = Selector::parse(self.selector) else {
             return false;
         };
-        match parse_field(self.namespace_selector) {
-            Err(()) => false,
-            Ok(ns) => {
-                local.matches(&selector)
-                    && ns.is_none_or(|s| local.in_namespaces(&namespace_selector(s)))
+        let (Ok(ns), Ok(sa)) = (
+            parse_field(self.namespace_selector),
+            parse_field(self.service_account_selector),
+        ) else {
+            return false;
+        };
+        let mut sa = sa.map(service_account_labels);
+        if self.namespace.is_none() && sa.is_some() {
+            sa = sa.map(all_has_service_account);
+            if ns.is_none() && !self.selector.trim().is_empty() {
+                selector = all_has_service_account(selector);
             }
         }
+        local.matches(&selector)
+            && ns.is_none_or(|s| local.in_namespaces(&namespace_selector(s)))
+            && sa.is_none_or(|s| local.matches(&s))
     }
 
     fn rules(&self, direction: PolicyDirection) -> &[Rule] {
@@ -527,6 +599,8 @@ fn nets_match(er: &EntityRule, addr: Ipv4Addr) -> bool {
 /// The selectors of one side of a rule, parsed and scoped.
 struct SideSelectors {
     selector: Option<Selector>,
+    /// `serviceAccounts`, as a selector over endpoint labels.
+    accounts: Option<Selector>,
     ns: Option<Selector>,
     not: Option<Selector>,
     /// A NetworkPolicy's namespace when its selectors stay in it.
@@ -539,15 +613,17 @@ impl SideSelectors {
         let selector = parse_field(er.selector.as_deref()).ok()?;
         let ns = parse_field(er.namespace_selector.as_deref()).ok()?;
         let not = parse_field(er.not_selector.as_deref()).ok()?;
+        let accounts = service_accounts(er.service_accounts.as_ref()).ok()?;
         let ns = ns.map(namespace_selector);
         // Without a namespaceSelector, a NetworkPolicy's selectors stay in its namespace.
-        let scope = if ns.is_none() && (selector.is_some() || not.is_some()) {
+        let scope = if ns.is_none() && (selector.is_some() || not.is_some() || accounts.is_some()) {
             scope.map(str::to_string)
         } else {
             None
         };
         Some(SideSelectors {
             selector,
+            accounts,
             ns,
             not,
             scope,
@@ -558,6 +634,7 @@ impl SideSelectors {
     /// `i`; with none of them, everything is selected.
     fn positive_selects(&self, i: &Item) -> bool {
         self.selector.as_ref().is_none_or(|s| i.matches(s))
+            && self.accounts.as_ref().is_none_or(|s| i.matches(s))
             && self.ns.as_ref().is_none_or(|s| i.in_namespaces(s))
             && self
                 .scope
@@ -568,7 +645,10 @@ impl SideSelectors {
     /// `selector` / `namespaceSelector` (some candidate matches both) and `notSelector` (no
     /// candidate matches it).
     fn matches(&self, candidates: &[&Item]) -> bool {
-        let unconstrained = self.selector.is_none() && self.ns.is_none() && self.scope.is_none();
+        let unconstrained = self.selector.is_none()
+            && self.accounts.is_none()
+            && self.ns.is_none()
+            && self.scope.is_none();
         let positive = unconstrained || candidates.iter().any(|i| self.positive_selects(i));
         positive
             && !self

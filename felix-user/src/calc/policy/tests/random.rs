@@ -66,3 +66,22 @@ fn random_worlds_compile_to_the_reference_verdicts() {
         "{denied} of {checked} denied"
     );
 }
+
+/// The generator's service accounts survive validation: some worlds have rules on them and
+/// policies narrowed by a `serviceAccountSelector`.
+#[test]
+fn random_worlds_hold_service_account_matches() {
+    let mut rng = StdRng::seed_from_u64(0x5a5a);
+    let (mut rules, mut policies) = (0, 0);
+    for _ in 0..100 {
+        for r in world(&mut rng) {
+            let json = r.to_json();
+            rules += usize::from(json.contains("\"serviceAccounts\""));
+            policies += usize::from(json.contains("\"serviceAccountSelector\""));
+        }
+    }
+    assert!(
+        rules > 10 && policies > 10,
+        "{rules} rules, {policies} policies"
+    );
+}

@@ -583,8 +583,15 @@ fn describe_value(v: &Value) -> (Option<String>, Option<String>) {
     (kind, name)
 }
 
-fn decode_object<S: DeserializeOwned>(v: &Value) -> Result<Object<S>, FieldError> {
-    serde_path_to_error::deserialize(v).map_err(|e| {
+fn decode_object<S: DeserializeOwned>(
+    v: &mut Value,
+    yaml_scalars: bool,
+) -> Result<Object<S>, FieldError> {
+    let decoder = go_json::GoDecoder {
+        value: v,
+        yaml_scalars,
+    };
+    serde_path_to_error::deserialize(decoder).map_err(|e| {
         let path = e.path().to_string();
         let path = if path == "." { String::new() } else { path };
         FieldError::new(path, Reason::Invalid(e.into_inner().to_string()))
@@ -598,7 +605,18 @@ pub(crate) fn decode(
     kind_hint: Option<Kind>,
     doc: Option<DocRef>,
 ) -> Result<Resource, ModelError> {
-    let (kind_name, name) = describe_value(&value);
+    decode_in_place(&mut value, kind_hint, doc, false)
+}
+
+/// [`decode`], leaving `value` with Calico's field names where the input matched them only
+/// ignoring case (see [`go_json::GoDecoder`], which also explains `yaml_scalars`).
+pub(crate) fn decode_in_place(
+    value: &mut Value,
+    kind_hint: Option<Kind>,
+    doc: Option<DocRef>,
+    yaml_scalars: bool,
+) -> Result<Resource, ModelError> {
+    let (kind_name, name) = describe_value(value);
     let fail = |field: String, reason: Reason| ModelError {
         doc: doc.clone().map(Box::new),
         kind: kind_name
@@ -634,19 +652,29 @@ pub(crate) fn decode(
     }
     let r = (|| -> Result<Resource, FieldError> {
         Ok(match kind {
-            Kind::WorkloadEndpoint => Resource::WorkloadEndpoint(decode_object(&value)?),
-            Kind::NetworkPolicy => Resource::NetworkPolicy(decode_object(&value)?),
-            Kind::GlobalNetworkPolicy => Resource::GlobalNetworkPolicy(decode_object(&value)?),
-            Kind::Profile => Resource::Profile(decode_object(&value)?),
-            Kind::Tier => Resource::Tier(decode_object(&value)?),
-            Kind::IpPool => Resource::IpPool(decode_object(&value)?),
-            Kind::Node => Resource::Node(decode_object(&value)?),
-            Kind::GlobalNetworkSet => Resource::GlobalNetworkSet(decode_object(&value)?),
-            Kind::NetworkSet => Resource::NetworkSet(decode_object(&value)?),
-            Kind::HostEndpoint => Resource::HostEndpoint(decode_object(&value)?),
-            Kind::FelixConfiguration => Resource::FelixConfiguration(decode_object(&value)?),
-            Kind::BgpConfiguration => Resource::BgpConfiguration(decode_object(&value)?),
-            Kind::BgpPeer => Resource::BgpPeer(decode_object(&value)?),
+            Kind::WorkloadEndpoint => {
+                Resource::WorkloadEndpoint(decode_object(value, yaml_scalars)?)
+            }
+            Kind::NetworkPolicy => Resource::NetworkPolicy(decode_object(value, yaml_scalars)?),
+            Kind::GlobalNetworkPolicy => {
+                Resource::GlobalNetworkPolicy(decode_object(value, yaml_scalars)?)
+            }
+            Kind::Profile => Resource::Profile(decode_object(value, yaml_scalars)?),
+            Kind::Tier => Resource::Tier(decode_object(value, yaml_scalars)?),
+            Kind::IpPool => Resource::IpPool(decode_object(value, yaml_scalars)?),
+            Kind::Node => Resource::Node(decode_object(value, yaml_scalars)?),
+            Kind::GlobalNetworkSet => {
+                Resource::GlobalNetworkSet(decode_object(value, yaml_scalars)?)
+            }
+            Kind::NetworkSet => Resource::NetworkSet(decode_object(value, yaml_scalars)?),
+            Kind::HostEndpoint => Resource::HostEndpoint(decode_object(value, yaml_scalars)?),
+            Kind::FelixConfiguration => {
+                Resource::FelixConfiguration(decode_object(value, yaml_scalars)?)
+            }
+            Kind::BgpConfiguration => {
+                Resource::BgpConfiguration(decode_object(value, yaml_scalars)?)
+            }
+            Kind::BgpPeer => Resource::BgpPeer(decode_object(value, yaml_scalars)?),
         })
     })();
     let mut r = r.map_err(|e| fail(e.field, e.reason))?;
@@ -655,6 +683,8 @@ pub(crate) fn decode(
     Ok(r)
 }
 
+#[cfg(test)]
+mod field_name_tests;
 #[cfg(test)]
 mod store_tests;
 #[cfg(test)]

@@ -919,7 +919,7 @@ impl PolicyCalc {
         self.workloads.iter().map(|(k, w)| (k.as_str(), &w.spec))
     }
 
-    /// The full labels of the workload at `key`.
+    /// The full labels of the member (workload, host endpoint or network set) at `key`.
     pub fn labels_of(&self, key: &str) -> Option<&BTreeMap<String, String>> {
         self.members.get(key).map(|m| &m.labels)
     }

@@ -8,7 +8,7 @@
 
 use serde_json::Value;
 
-use super::{DocRef, ModelError, Reason, Resource, decode, error::Format};
+use super::{DocRef, ModelError, Reason, Resource, decode_in_place, error::Format};
 
 /// Parses every document of `input`, in order. Errors name the document (1-based index, item in
 /// a List, starting line for YAML), its kind and name when known, the field and the reason.
@@ -181,8 +181,10 @@ fn expand(value: Value, doc: DocRef, out: &mut Vec<Result<Resource, ModelError>>
     out.push(decode_strict(value, doc));
 }
 
-fn decode_strict(value: Value, doc: DocRef) -> Result<Resource, ModelError> {
-    let r = decode(value.clone(), None, Some(doc.clone()))?;
+fn decode_strict(mut value: Value, doc: DocRef) -> Result<Resource, ModelError> {
+    // Field names are matched as calicoctl's Go decoding matches them (ignoring case), and
+    // `value` is left with the canonical names, so the check below compares like with like.
+    let r = decode_in_place(&mut value, None, Some(doc.clone()), true)?;
     let mut unknown = Vec::new();
     unknown_fields(&value, &r.to_value(), &mut String::new(), &mut unknown);
     match unknown.into_iter().next() {

@@ -37,6 +37,9 @@ pub struct IpPoolSpec {
     /// Which nodes may allocate from it (a selector, kept as a string; validation parses it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub node_selector: Option<String>,
+    /// Which namespaces' pods may allocate from it (a selector; stored, not used by felix).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace_selector: Option<String>,
     /// `Workload`, `Tunnel`, `LoadBalancer`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub allowed_uses: Vec<String>,
@@ -72,6 +75,9 @@ impl IpPoolSpec {
     pub fn validate(&self) -> Result<(), FieldError> {
         if let Some(text) = &self.node_selector {
             check_selector(|| "spec.nodeSelector".into(), text)?;
+        }
+        if let Some(text) = &self.namespace_selector {
+            check_selector(|| "spec.namespaceSelector".into(), text)?;
         }
         if self.ipip() != EncapMode::Never && self.vxlan() != EncapMode::Never {
             return Err(FieldError::new(

@@ -12,9 +12,10 @@
 //!   know is an error too, so a typo is not silently dropped.
 //!
 //! Defaulting ([`Resource::apply_defaults`], done by both): a namespaced kind without a namespace
-//! gets `default` (as calicoctl does); policies get `tier: default` and Calico's default `types`;
-//! workload endpoints get the `projectcalico.org/namespace` and `projectcalico.org/orchestrator`
-//! labels; IP pool CIDRs lose their host bits.
+//! gets `default` (as calicoctl does); policies get Calico's default `types`; workload endpoints
+//! get the `projectcalico.org/namespace` and `projectcalico.org/orchestrator` labels; IP pool
+//! CIDRs lose their host bits. What Calico's client adds on the way into etcd only (IP pool and
+//! tier defaults, the policy tier label, `uid` and `creationTimestamp`) is in [`store`].
 //!
 //! Not modelled (stored and returned as opaque JSON specs): BGPConfiguration and BGPPeer.
 //! Selectors are kept as strings, and validation parses each one with
@@ -25,12 +26,14 @@
 pub mod document;
 pub mod error;
 pub mod felix_configuration;
+pub mod go_json;
 pub mod host_endpoint;
 pub mod ippool;
 pub mod network_set;
 pub mod node;
 pub mod policy;
 pub mod profile;
+pub mod store;
 pub mod tier;
 pub mod values;
 pub mod workload_endpoint;
@@ -44,7 +47,7 @@ pub use error::{DocRef, FieldError, Format, ModelError, Reason};
 pub use felix_configuration::FelixConfigurationSpec;
 pub use host_endpoint::HostEndpointSpec;
 pub use ippool::IpPoolSpec;
-pub use network_set::GlobalNetworkSetSpec;
+pub use network_set::{GlobalNetworkSetSpec, NetworkSetSpec};
 pub use node::NodeSpec;
 pub use policy::{EntityRule, GlobalNetworkPolicySpec, Icmp, NetworkPolicySpec, Rule};
 pub use profile::ProfileSpec;
@@ -70,6 +73,7 @@ pub enum Kind {
     IpPool,
     Node,
     GlobalNetworkSet,
+    NetworkSet,
     HostEndpoint,
     FelixConfiguration,
     BgpConfiguration,
@@ -78,7 +82,7 @@ pub enum Kind {
 
 impl Kind {
     /// Every kind.
-    pub const ALL: [Kind; 12] = [
+    pub const ALL: [Kind; 13] = [
         Kind::WorkloadEndpoint,
         Kind::NetworkPolicy,
         Kind::GlobalNetworkPolicy,
@@ -87,6 +91,7 @@ impl Kind {
         Kind::IpPool,
         Kind::Node,
         Kind::GlobalNetworkSet,
+        Kind::NetworkSet,
         Kind::HostEndpoint,
         Kind::FelixConfiguration,
         Kind::BgpConfiguration,
@@ -104,6 +109,7 @@ impl Kind {
             Kind::IpPool => "IPPool",
             Kind::Node => "Node",
             Kind::GlobalNetworkSet => "GlobalNetworkSet",
+            Kind::NetworkSet => "NetworkSet",
             Kind::HostEndpoint => "HostEndpoint",
             Kind::FelixConfiguration => "FelixConfiguration",
             Kind::BgpConfiguration => "BGPConfiguration",
@@ -122,6 +128,7 @@ impl Kind {
             Kind::IpPool => "ippools",
             Kind::Node => "nodes",
             Kind::GlobalNetworkSet => "globalnetworksets",
+            Kind::NetworkSet => "networksets",
             Kind::HostEndpoint => "hostendpoints",
             Kind::FelixConfiguration => "felixconfigurations",
             Kind::BgpConfiguration => "bgpconfigurations",
@@ -131,7 +138,10 @@ impl Kind {
 
     /// Whether resources of this kind live in a namespace.
     pub fn namespaced(self) -> bool {
-        matches!(self, Kind::WorkloadEndpoint | Kind::NetworkPolicy)
+        matches!(
+            self,
+            Kind::WorkloadEndpoint | Kind::NetworkPolicy | Kind::NetworkSet
+        )
     }
 
     /// The kind named exactly as in a document's `kind` field.
@@ -183,6 +193,57 @@ pub struct Metadata {
     pub generation: Option<i64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub generate_name: Option<String>,
+    /// Deprecated in Kubernetes; accepted (ObjectMeta has it) and dropped on create.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub self_link: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deletion_timestamp: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deletion_grace_period_seconds: Option<i64>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub owner_references: Vec<OwnerReference>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub finalizers: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub managed_fields: Vec<ManagedFieldsEntry>,
+}
+
+/// Kubernetes' `metadata.ownerReferences[]` entry.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct OwnerReference {
+    #[serde(default)]
+    pub api_version: String,
+    #[serde(default)]
+    pub kind: String,
+    #[serde(default)]
+    pub name: String,
+    #[serde(default)]
+    pub uid: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub controller: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub block_owner_deletion: Option<bool>,
+}
+
+/// Kubernetes' `metadata.managedFields[]` entry (`fieldsV1` kept as given).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ManagedFieldsEntry {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub manager: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub operation: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_version: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub time: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fields_type: Option<String>,
+    #[serde(rename = "fieldsV1", default, skip_serializing_if = "Option::is_none")]
+    pub fields_v1: Option<Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subresource: Option<String>,
 }
 
 impl Metadata {
@@ -214,6 +275,8 @@ pub enum Resource {
     IpPool(Object<IpPoolSpec>),
     Node(Object<NodeSpec>),
     GlobalNetworkSet(Object<GlobalNetworkSetSpec>),
+    /// Namespaced; its rule-selector semantics are those of an endpoint in its namespace.
+    NetworkSet(Object<NetworkSetSpec>),
     HostEndpoint(Object<HostEndpointSpec>),
     FelixConfiguration(Object<FelixConfigurationSpec>),
     /// Opaque: the spec is stored and returned as given (must be an object).
@@ -234,6 +297,7 @@ macro_rules! each {
             Resource::IpPool($o) => $e,
             Resource::Node($o) => $e,
             Resource::GlobalNetworkSet($o) => $e,
+            Resource::NetworkSet($o) => $e,
             Resource::HostEndpoint($o) => $e,
             Resource::FelixConfiguration($o) => $e,
             Resource::BgpConfiguration($o) => $e,
@@ -264,6 +328,7 @@ impl Resource {
             Resource::IpPool(_) => Kind::IpPool,
             Resource::Node(_) => Kind::Node,
             Resource::GlobalNetworkSet(_) => Kind::GlobalNetworkSet,
+            Resource::NetworkSet(_) => Kind::NetworkSet,
             Resource::HostEndpoint(_) => Kind::HostEndpoint,
             Resource::FelixConfiguration(_) => Kind::FelixConfiguration,
             Resource::BgpConfiguration(_) => Kind::BgpConfiguration,
@@ -371,6 +436,7 @@ impl Resource {
             Resource::IpPool(o) => o.spec.validate(),
             Resource::Node(o) => o.spec.validate(),
             Resource::GlobalNetworkSet(o) => o.spec.validate(),
+            Resource::NetworkSet(o) => o.spec.validate(),
             Resource::HostEndpoint(o) => o.spec.validate(),
             Resource::FelixConfiguration(o) => o.spec.validate(),
             Resource::BgpConfiguration(o) | Resource::BgpPeer(o) => {
@@ -517,8 +583,15 @@ fn describe_value(v: &Value) -> (Option<String>, Option<String>) {
     (kind, name)
 }
 
-fn decode_object<S: DeserializeOwned>(v: &Value) -> Result<Object<S>, FieldError> {
-    serde_path_to_error::deserialize(v).map_err(|e| {
+fn decode_object<S: DeserializeOwned>(
+    v: &mut Value,
+    yaml_scalars: bool,
+) -> Result<Object<S>, FieldError> {
+    let decoder = go_json::GoDecoder {
+        value: v,
+        yaml_scalars,
+    };
+    serde_path_to_error::deserialize(decoder).map_err(|e| {
         let path = e.path().to_string();
         let path = if path == "." { String::new() } else { path };
         FieldError::new(path, Reason::Invalid(e.into_inner().to_string()))
@@ -532,7 +605,18 @@ pub(crate) fn decode(
     kind_hint: Option<Kind>,
     doc: Option<DocRef>,
 ) -> Result<Resource, ModelError> {
-    let (kind_name, name) = describe_value(&value);
+    decode_in_place(&mut value, kind_hint, doc, false)
+}
+
+/// [`decode`], leaving `value` with Calico's field names where the input matched them only
+/// ignoring case (see [`go_json::GoDecoder`], which also explains `yaml_scalars`).
+pub(crate) fn decode_in_place(
+    value: &mut Value,
+    kind_hint: Option<Kind>,
+    doc: Option<DocRef>,
+    yaml_scalars: bool,
+) -> Result<Resource, ModelError> {
+    let (kind_name, name) = describe_value(value);
     let fail = |field: String, reason: Reason| ModelError {
         doc: doc.clone().map(Box::new),
         kind: kind_name
@@ -568,18 +652,29 @@ pub(crate) fn decode(
     }
     let r = (|| -> Result<Resource, FieldError> {
         Ok(match kind {
-            Kind::WorkloadEndpoint => Resource::WorkloadEndpoint(decode_object(&value)?),
-            Kind::NetworkPolicy => Resource::NetworkPolicy(decode_object(&value)?),
-            Kind::GlobalNetworkPolicy => Resource::GlobalNetworkPolicy(decode_object(&value)?),
-            Kind::Profile => Resource::Profile(decode_object(&value)?),
-            Kind::Tier => Resource::Tier(decode_object(&value)?),
-            Kind::IpPool => Resource::IpPool(decode_object(&value)?),
-            Kind::Node => Resource::Node(decode_object(&value)?),
-            Kind::GlobalNetworkSet => Resource::GlobalNetworkSet(decode_object(&value)?),
-            Kind::HostEndpoint => Resource::HostEndpoint(decode_object(&value)?),
-            Kind::FelixConfiguration => Resource::FelixConfiguration(decode_object(&value)?),
-            Kind::BgpConfiguration => Resource::BgpConfiguration(decode_object(&value)?),
-            Kind::BgpPeer => Resource::BgpPeer(decode_object(&value)?),
+            Kind::WorkloadEndpoint => {
+                Resource::WorkloadEndpoint(decode_object(value, yaml_scalars)?)
+            }
+            Kind::NetworkPolicy => Resource::NetworkPolicy(decode_object(value, yaml_scalars)?),
+            Kind::GlobalNetworkPolicy => {
+                Resource::GlobalNetworkPolicy(decode_object(value, yaml_scalars)?)
+            }
+            Kind::Profile => Resource::Profile(decode_object(value, yaml_scalars)?),
+            Kind::Tier => Resource::Tier(decode_object(value, yaml_scalars)?),
+            Kind::IpPool => Resource::IpPool(decode_object(value, yaml_scalars)?),
+            Kind::Node => Resource::Node(decode_object(value, yaml_scalars)?),
+            Kind::GlobalNetworkSet => {
+                Resource::GlobalNetworkSet(decode_object(value, yaml_scalars)?)
+            }
+            Kind::NetworkSet => Resource::NetworkSet(decode_object(value, yaml_scalars)?),
+            Kind::HostEndpoint => Resource::HostEndpoint(decode_object(value, yaml_scalars)?),
+            Kind::FelixConfiguration => {
+                Resource::FelixConfiguration(decode_object(value, yaml_scalars)?)
+            }
+            Kind::BgpConfiguration => {
+                Resource::BgpConfiguration(decode_object(value, yaml_scalars)?)
+            }
+            Kind::BgpPeer => Resource::BgpPeer(decode_object(value, yaml_scalars)?),
         })
     })();
     let mut r = r.map_err(|e| fail(e.field, e.reason))?;
@@ -588,5 +683,9 @@ pub(crate) fn decode(
     Ok(r)
 }
 
+#[cfg(test)]
+mod field_name_tests;
+#[cfg(test)]
+mod store_tests;
 #[cfg(test)]
 mod tests;

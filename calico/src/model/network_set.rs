@@ -1,4 +1,5 @@
-//! GlobalNetworkSet: a labelled set of CIDRs that rule selectors can match.
+//! GlobalNetworkSet and the namespaced NetworkSet: labelled sets of CIDRs that rule selectors can
+//! match.
 
 use serde::{Deserialize, Serialize};
 
@@ -17,3 +18,9 @@ impl GlobalNetworkSetSpec {
         Ok(())
     }
 }
+
+/// Spec of a namespaced NetworkSet: the same shape as a GlobalNetworkSet's (Calico's
+/// `NetworkSetSpec` has only `nets`). Rule selectors see it with its own labels, the
+/// `projectcalico.org/namespace` label set to its namespace, and the labels of the namespace's
+/// `kns.<namespace>` profile (Calico's `networksetprocessor.go`).
+pub type NetworkSetSpec = GlobalNetworkSetSpec;

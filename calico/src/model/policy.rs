@@ -301,11 +301,15 @@ fn validate_order(order: Option<f64>) -> Result<(), FieldError> {
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct NetworkPolicySpec {
-    /// Tier name; `None` means [`DEFAULT_TIER`] (filled in by defaulting).
+    /// Tier name; `None` means [`DEFAULT_TIER`] (and stays `None`, as Calico stores it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tier: Option<String>,
     /// Lower applies first; `None` sorts after every number.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "super::go_json::serialize_opt_f64"
+    )]
     pub order: Option<f64>,
     /// Endpoint selector (empty: every endpoint in the namespace).
     #[serde(default, skip_serializing_if = "String::is_empty")]
@@ -329,11 +333,15 @@ pub struct NetworkPolicySpec {
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct GlobalNetworkPolicySpec {
-    /// Tier name; `None` means [`DEFAULT_TIER`] (filled in by defaulting).
+    /// Tier name; `None` means [`DEFAULT_TIER`] (and stays `None`, as Calico stores it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tier: Option<String>,
     /// Lower applies first; `None` sorts after every number.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "super::go_json::serialize_opt_f64"
+    )]
     pub order: Option<f64>,
     /// Endpoint selector (empty: every endpoint).
     #[serde(default, skip_serializing_if = "String::is_empty")]
@@ -386,12 +394,11 @@ macro_rules! policy_common {
                     self.types.clone()
                 }
             }
-            /// Fills in `tier` and `types` as Calico's client does before storing.
+            /// Fills in `types` as Calico's client does before storing. `tier` stays as given:
+            /// Calico's defaulting (`api/pkg/defaults`) leaves an empty tier empty and only
+            /// labels the policy (see [`super::store`]).
             pub fn apply_defaults(&mut self) {
                 self.types = self.effective_types();
-                if self.tier.is_none() {
-                    self.tier = Some(DEFAULT_TIER.to_string());
-                }
             }
             fn validate_common(&self) -> Result<(), FieldError> {
                 if let Some(t) = &self.tier

@@ -129,7 +129,10 @@ fn defaults_namespace_tier_and_types() {
         panic!()
     };
     assert_eq!(r.namespace(), Some("default"));
-    assert_eq!(o.spec.tier.as_deref(), Some("default"));
+    // Calico's defaulting (api/pkg/defaults/networkpolicy.go) leaves an empty tier empty: the
+    // stored spec has no `tier`, and readers take it as `default`.
+    assert_eq!(o.spec.tier, None);
+    assert_eq!(o.spec.tier(), "default");
     assert_eq!(o.spec.types, vec![PolicyType::Ingress]);
     assert_eq!(o.spec.order_or_inf(), f64::INFINITY);
     assert_eq!(

@@ -12,7 +12,11 @@ use super::{
 #[serde(rename_all = "camelCase")]
 pub struct TierSpec {
     /// Lower applies first; `None` sorts after every number.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "super::go_json::serialize_opt_f64"
+    )]
     pub order: Option<f64>,
     /// What happens to traffic that policies of this tier select but no rule decides:
     /// `Deny` (Calico's default) or `Pass`.

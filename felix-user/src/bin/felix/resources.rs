@@ -65,6 +65,15 @@ pub(crate) fn apply_file(args: &FileArgs, apply: bool) -> Result<()> {
         for resource in &valid {
             let key = resource.key();
             if apply {
+                let response = client.get(key.as_str(), None).await?;
+                let stored = response
+                    .kvs()
+                    .first()
+                    .and_then(|kv| model::Resource::from_etcd(&key, kv.value()).ok());
+                let resource =
+                    resource
+                        .clone()
+                        .for_store(stored.as_ref(), new_uid, creation_timestamp);
                 client.put(key.as_str(), resource.to_json(), None).await?;
                 done.push(format!(
                     "applied {} {}",
@@ -102,10 +111,31 @@ pub(crate) fn apply_file(args: &FileArgs, apply: bool) -> Result<()> {
     Ok(())
 }
 
+/// A random (version 4) UUID, as clientv3 gives a new resource (`uuid.NewUUID`).
+fn new_uid() -> String {
+    let mut b: [u8; 16] = rand::random();
+    b[6] = (b[6] & 0x0f) | 0x40;
+    b[8] = (b[8] & 0x3f) | 0x80;
+    let h: String = b.iter().map(|x| format!("{x:02x}")).collect();
+    format!(
+        "{}-{}-{}-{}-{}",
+        &h[0..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..32]
+    )
+}
+
+/// Now as Kubernetes writes `creationTimestamp`: RFC 3339, UTC, whole seconds.
+fn creation_timestamp() -> String {
+    humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string()
+}
+
 pub(crate) fn get_resources(args: &GetArgs) -> Result<()> {
     let kind = model::Kind::from_user(&args.kind).with_context(|| {
         format!(
-            "unknown kind {:?}: use e.g. networkpolicy, globalnetworkpolicy, profile, tier, ippool, node, workloadendpoint, globalnetworkset, hostendpoint, felixconfiguration, bgpconfiguration, bgppeer",
+            "unknown kind {:?}: use e.g. networkpolicy, globalnetworkpolicy, profile, tier, ippool, node, workloadendpoint, globalnetworkset, networkset, hostendpoint, felixconfiguration, bgpconfiguration, bgppeer",
             args.kind
         )
     })?;

@@ -40,6 +40,8 @@ pub const SERVICE_ACCOUNT_LABEL: &str = "projectcalico.org/serviceaccount";
 pub const SERVICE_ACCOUNT_LABEL_PREFIX: &str = "pcsa.";
 /// The order Calico gives the `default` tier when it has no Tier resource.
 pub const DEFAULT_TIER_ORDER: f64 = 1_000_000.0;
+/// Prefix of the profile Calico makes for each namespace (`kns.<namespace>`).
+pub const NAMESPACE_PROFILE_PREFIX: &str = "kns.";
 
 /// Something a selector can select by address: a workload endpoint, host endpoint or network set.
 #[derive(Clone, Debug, PartialEq)]
@@ -58,6 +60,21 @@ struct Workload {
     namespace: Option<String>,
     own_labels: BTreeMap<String, String>,
     spec: WorkloadEndpointSpec,
+}
+
+/// A namespaced NetworkSet as the calculation keeps it (its labels depend on its namespace's
+/// `kns.<namespace>` profile, so they are recomputed when that profile changes).
+#[derive(Clone, Debug, PartialEq)]
+struct NamespacedSet {
+    namespace: String,
+    own_labels: BTreeMap<String, String>,
+    nets: Vec<Ipv4Net>,
+}
+
+impl NamespacedSet {
+    fn profile(&self) -> String {
+        format!("{NAMESPACE_PROFILE_PREFIX}{}", self.namespace)
+    }
 }
 
 /// A policy, with its selector already scoped (namespace, namespaceSelector).
@@ -117,6 +134,7 @@ pub struct PolicyCalc {
     policies: HashMap<String, PolicyDef>,
     profiles: HashMap<String, calico::model::ProfileSpec>,
     workloads: HashMap<String, Workload>,
+    network_sets: HashMap<String, NamespacedSet>,
     members: HashMap<String, Member>,
     ipsets: HashMap<String, IpSet>,
     warned: HashSet<String>,
@@ -261,6 +279,15 @@ impl PolicyCalc {
                 let nets = v4_nets(o.spec.nets.iter().map(|c| c.0));
                 self.set_member(key, o.metadata.labels.clone(), true, nets, Vec::new());
             }
+            Resource::NetworkSet(o) => {
+                let set = NamespacedSet {
+                    namespace: o.metadata.namespace.clone().unwrap_or_default(),
+                    own_labels: o.metadata.labels.clone(),
+                    nets: v4_nets(o.spec.nets.iter().map(|c| c.0)),
+                };
+                self.network_sets.insert(key.to_string(), set);
+                self.refresh_network_set(key);
+            }
             Resource::Tier(o) => {
                 self.tiers.insert(o.metadata.name.clone(), o.spec.clone());
             }
@@ -348,7 +375,8 @@ impl PolicyCalc {
     /// Removes whatever was at `key`.
     pub fn remove(&mut self, key: &str) {
         let was_workload = self.workloads.remove(key).is_some();
-        if was_workload || self.members.contains_key(key) {
+        let was_set = self.network_sets.remove(key).is_some();
+        if was_workload || was_set || self.members.contains_key(key) {
             self.drop_member(key);
         } else if let Some(def) = self.policies.remove(key) {
             let selectors = self.rule_selectors(&def);
@@ -399,7 +427,41 @@ impl PolicyCalc {
         self.set_member(key, labels, false, nets, ports);
     }
 
+    /// A namespaced NetworkSet's labels as Calico's syncer gives them (`networksetprocessor.go`):
+    /// its own, `projectcalico.org/namespace` set to its namespace, then its namespace profile's.
+    fn network_set_labels(&self, set: &NamespacedSet) -> BTreeMap<String, String> {
+        let mut labels = set.own_labels.clone();
+        labels.insert(NAMESPACE_LABEL.to_string(), set.namespace.clone());
+        labels
+            .entry(format!("{NAMESPACE_LABEL_PREFIX}{NAMESPACE_NAME_LABEL}"))
+            .or_insert_with(|| set.namespace.clone());
+        if let Some(p) = self.profiles.get(&set.profile()) {
+            for (k, v) in &p.labels_to_apply {
+                labels.entry(k.clone()).or_insert_with(|| v.clone());
+            }
+        }
+        labels
+    }
+
+    fn refresh_network_set(&mut self, key: &str) {
+        let Some(set) = self.network_sets.get(key) else {
+            return;
+        };
+        let labels = self.network_set_labels(set);
+        let nets = set.nets.clone();
+        self.set_member(key, labels, false, nets, Vec::new());
+    }
+
     fn refresh_profile_users(&mut self, profile: &str) {
+        let sets: Vec<String> = self
+            .network_sets
+            .iter()
+            .filter(|(_, s)| s.profile() == profile)
+            .map(|(k, _)| k.clone())
+            .collect();
+        for key in sets {
+            self.refresh_network_set(&key);
+        }
         let users: Vec<String> = self
             .workloads
             .iter()
@@ -948,7 +1010,7 @@ impl PolicyCalc {
         self.workloads.iter().map(|(k, w)| (k.as_str(), &w.spec))
     }
 
-    /// The full labels of the workload at `key`.
+    /// The full labels of the member (workload, host endpoint or network set) at `key`.
     pub fn labels_of(&self, key: &str) -> Option<&BTreeMap<String, String>> {
         self.members.get(key).map(|m| &m.labels)
     }

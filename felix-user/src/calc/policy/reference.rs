@@ -9,8 +9,11 @@
 //! - A blank selector string in a rule (`selector: ""`) is no criterion; an unparsable one (the
 //!   model rejects them, but code can build one) makes the rule, or the policy, never match.
 //! - `namespaceSelector`: label keys get the `pcns.` prefix and `all()` means "in some namespace".
-//!   Endpoints are judged by their namespace labels; host endpoints and network sets by their own
-//!   labels as global objects, so `global()` selects them and `all()` or `team == 'x'` do not.
+//!   Endpoints and namespaced NetworkSets are judged by their namespace labels; host endpoints
+//!   and GlobalNetworkSets by their own labels as global objects, so `global()` selects them and
+//!   `all()` or `team == 'x'` do not.
+//! - A namespaced NetworkSet is selected like an endpoint of its namespace (namespace label,
+//!   `kns.<namespace>` profile labels), never by `global()`.
 //! - `notSelector` itself is never scoped to a namespace: it excludes every item it selects. But,
 //!   as in Calico, a NetworkPolicy rule with a `notSelector` and no `namespaceSelector` also
 //!   requires the remote item to be in the policy's namespace (Calico ANDs the namespace test
@@ -33,8 +36,8 @@ use std::{
 
 use calico::{
     model::{
-        Action, DEFAULT_NAMESPACE, EndpointPort, EntityRule, Icmp, Object, Port, ProfileSpec,
-        Resource, Rule, WorkloadEndpointSpec,
+        Action, DEFAULT_NAMESPACE, EndpointPort, EntityRule, Icmp, NetworkSetSpec, Object, Port,
+        ProfileSpec, Resource, Rule, WorkloadEndpointSpec,
         policy::{DEFAULT_TIER, ServiceAccountMatch},
         workload_endpoint::LABEL_NAMESPACE,
     },
@@ -54,6 +57,8 @@ pub const NAMESPACE_NAME_LABEL: &str = "pcns.projectcalico.org/name";
 pub const SERVICE_ACCOUNT_LABEL_PREFIX: &str = "pcsa.";
 /// The workload endpoint label naming the pod's service account.
 pub const SERVICE_ACCOUNT_LABEL: &str = "projectcalico.org/serviceaccount";
+/// Prefix of the profile Calico makes for each namespace (`kns.<namespace>`).
+pub const NAMESPACE_PROFILE_PREFIX: &str = "kns.";
 
 type Labels = BTreeMap<String, String>;
 
@@ -162,6 +167,7 @@ fn items(resources: &[Resource]) -> Vec<Item> {
                 nets: o.spec.nets.iter().map(|c| c.network()).collect(),
                 ports: Vec::new(),
             }),
+            Resource::NetworkSet(o) => Some(network_set_item(resources, o)),
             _ => None,
         })
         .collect()
@@ -217,6 +223,38 @@ fn workload_item(resources: &[Resource], wep: &Object<WorkloadEndpointSpec>) -> 
         namespace_labels,
         nets: wep.spec.ip_networks.iter().map(|c| c.network()).collect(),
         ports: wep.spec.ports.clone(),
+    }
+}
+
+/// A namespaced NetworkSet as Calico's syncer gives it to felix (`networksetprocessor.go`): its
+/// labels with `projectcalico.org/namespace` set to its namespace, and the labels of the
+/// `kns.<namespace>` profile (its namespace's labels) inherited like an endpoint's.
+fn network_set_item(resources: &[Resource], set: &Object<NetworkSetSpec>) -> Item {
+    let namespace = set
+        .metadata
+        .namespace
+        .clone()
+        .unwrap_or_else(|| DEFAULT_NAMESPACE.to_string());
+    let mut labels = set.metadata.labels.clone();
+    labels.insert(LABEL_NAMESPACE.to_string(), namespace.clone());
+    let mut namespace_labels = Labels::new();
+    if let Some(p) = profile(resources, &format!("{NAMESPACE_PROFILE_PREFIX}{namespace}")) {
+        for (k, v) in &p.labels_to_apply {
+            labels.entry(k.clone()).or_insert_with(|| v.clone());
+            if k.starts_with(NAMESPACE_LABEL_PREFIX) {
+                namespace_labels
+                    .entry(k.clone())
+                    .or_insert_with(|| v.clone());
+            }
+        }
+    }
+    namespace_labels.insert(NAMESPACE_NAME_LABEL.to_string(), namespace.clone());
+    Item {
+        labels,
+        namespace: Some(namespace),
+        namespace_labels,
+        nets: set.spec.nets.iter().map(|c| c.network()).collect(),
+        ports: Vec::new(),
     }
 }
 

@@ -4,6 +4,8 @@
 mod compile;
 /// Named ports: resolution per side, protocol and endpoint, and the compiled verdicts.
 mod named_ports;
+/// Namespaced NetworkSets: labels from their namespace profile, incrementally.
+mod network_sets;
 /// Random Calico worlds: calculation + compiled tables against the reference evaluator.
 mod random;
 /// The semantics table (`tests/policy-cases/`) through the calculation and the compiled tables.

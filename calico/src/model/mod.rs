@@ -32,6 +32,7 @@ pub mod node;
 pub mod policy;
 pub mod profile;
 pub mod tier;
+pub mod validate;
 pub mod values;
 pub mod workload_endpoint;
 
@@ -362,6 +363,12 @@ impl Resource {
             }
             _ => {}
         }
+        self.validate_spec()?;
+        validate::check(self)
+    }
+
+    /// Each spec's own checks.
+    fn validate_spec(&self) -> Result<(), FieldError> {
         match self {
             Resource::WorkloadEndpoint(o) => o.spec.validate(),
             Resource::NetworkPolicy(o) => o.spec.validate(),

@@ -18,9 +18,9 @@
 //!
 //! Not modelled (stored and returned as opaque JSON specs): BGPConfiguration and BGPPeer.
 //! Selectors are kept as strings, and validation parses each one with
-//! [`crate::selector::Selector::parse`] (a bad one names its field). Not validated here: Go
-//! duration strings, and names beyond what a key needs (1-253 characters, no `/`, whitespace or
-//! control characters).
+//! [`crate::selector::Selector::parse`] (a bad one names its field). Calico's own validation
+//! rules (names, labels, rules, tiers, pools, endpoints) are in [`validate`]; see
+//! `docs/validation.md`. Not validated here: Go duration strings.
 
 pub mod document;
 pub mod error;

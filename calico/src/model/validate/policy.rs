@@ -14,6 +14,9 @@ pub const GLOBAL_SELECTOR: &str = "global()";
 /// The only value of `performanceHints` Calico knows.
 pub const PERFORMANCE_HINT: &str = "AssumeNeededOnEveryNode";
 
+/// The order Calico's client gives a tier without one (the `default` tier's).
+pub const DEFAULT_TIER_ORDER: f64 = 1_000_000.0;
+
 /// Tiers whose order and default action Calico fixes: (name, order, default action).
 pub const FIXED_TIERS: [(&str, f64, Action); 3] = [
     ("kube-admin", 1_000.0, Action::Pass),
@@ -192,12 +195,13 @@ pub fn check_global_network_policy(spec: &GlobalNetworkPolicySpec) -> Result<(),
 }
 
 /// The tiers Calico fixes (`default`, `kube-admin`, `kube-baseline`) must keep their order
-/// and default action (an absent `defaultAction` is Calico's default, Deny).
+/// and default action; absent ones take Calico's defaults first (order 1000000, Deny).
 pub fn check_tier(name: &str, spec: &TierSpec) -> Result<(), FieldError> {
     let Some((_, order, action)) = FIXED_TIERS.iter().find(|(n, _, _)| *n == name) else {
         return Ok(());
     };
-    if spec.order != Some(*order) {
+    // Calico's client gives a tier without `order` the default tier's (1000000).
+    if spec.order.unwrap_or(DEFAULT_TIER_ORDER) != *order {
         return Err(FieldError::new(
             "spec.order",
             Reason::Invalid(format!("the {name} tier's order must be {order}")),

@@ -112,6 +112,8 @@ fn cases() -> Vec<(&'static str, String, Option<&'static str>)> {
         ("Tier: disallow default tier with an invalid default action", tier("default", "order: 1000000, defaultAction: Pass"), Some("spec.defaultAction")),
         ("Tier: allow default tier with the predefined order and default action", tier("default", "order: 1000000, defaultAction: Deny"), None),
         ("default tier: absent defaultAction defaults to Deny", tier("default", "order: 1000000"), None),
+        ("default tier: absent order defaults to 1000000 (DefaultTierFields)", tier("default", ""), None),
+        ("kube-admin: absent order defaults to 1000000", tier("kube-admin", "defaultAction: Pass"), Some("spec.order")),
         ("Tier: disallow kube-admin tier with an invalid order", tier("kube-admin", "order: 100, defaultAction: Pass"), Some("spec.order")),
         ("should reject kube-admin with wrong default action", tier("kube-admin", "order: 1000, defaultAction: Deny"), Some("spec.defaultAction")),
         ("kube-admin: absent defaultAction defaults to Deny", tier("kube-admin", "order: 1000"), Some("spec.defaultAction")),

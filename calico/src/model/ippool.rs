@@ -107,7 +107,8 @@ impl IpPoolSpec {
                 },
             ));
         }
-        if self.cidr.0.prefix_len() > bs {
+        // Calico's IPAM needs at least one block, but a disabled pool may be smaller.
+        if !self.disabled && self.cidr.0.prefix_len() > bs {
             return Err(FieldError::new(
                 "spec.cidr",
                 Reason::Conflict(format!(

@@ -19,9 +19,9 @@
 //!
 //! Not modelled (stored and returned as opaque JSON specs): BGPConfiguration and BGPPeer.
 //! Selectors are kept as strings, and validation parses each one with
-//! [`crate::selector::Selector::parse`] (a bad one names its field). Not validated here: Go
-//! duration strings, and names beyond what a key needs (1-253 characters, no `/`, whitespace or
-//! control characters).
+//! [`crate::selector::Selector::parse`] (a bad one names its field). Calico's own validation
+//! rules (names, labels, rules, tiers, pools, endpoints) are in [`validate`]; see
+//! `docs/validation.md`. Not validated here: Go duration strings.
 
 pub mod document;
 pub mod error;
@@ -35,6 +35,7 @@ pub mod policy;
 pub mod profile;
 pub mod store;
 pub mod tier;
+pub mod validate;
 pub mod values;
 pub mod workload_endpoint;
 
@@ -427,6 +428,12 @@ impl Resource {
             }
             _ => {}
         }
+        self.validate_spec()?;
+        validate::check(self)
+    }
+
+    /// Each spec's own checks.
+    fn validate_spec(&self) -> Result<(), FieldError> {
         match self {
             Resource::WorkloadEndpoint(o) => o.spec.validate(),
             Resource::NetworkPolicy(o) => o.spec.validate(),

@@ -498,9 +498,9 @@ spec:
   bpfEnabled: true
   defaultEndpointToHostAction: Accept
   failsafeInboundHostPorts:
-    - protocol: tcp
+    - protocol: TCP
       port: 22
-    - protocol: udp
+    - protocol: UDP
       port: 68
   chainInsertMode: Insert
   iptablesRefreshInterval: 90s
@@ -1027,7 +1027,7 @@ const INVALID: &[(&str, &str, &str)] = &[
         "not Drop, Accept or Return",
     ),
     (
-        "kind: FelixConfiguration\nmetadata: {name: default}\nspec: {failsafeInboundHostPorts: [{protocol: tcp, port: 22}, {protocol: icmp, port: 1}]}",
+        "kind: FelixConfiguration\nmetadata: {name: default}\nspec: {failsafeInboundHostPorts: [{protocol: TCP, port: 22}, {protocol: ICMP, port: 1}]}",
         "spec.failsafeInboundHostPorts[1].protocol",
         "ports need protocol",
     ),
@@ -1259,13 +1259,21 @@ fn values_parse_and_print() {
     assert_eq!("64512".parse::<AsNumber>(), Ok(AsNumber(64512)));
     assert!(values::is_mac("ee:ee:ee:ee:ee:ee"));
     assert!(!values::is_mac("ee:ee:ee:ee:ee"));
-    // Lowercase names are accepted and written back in Calico's spelling.
+    // In a resource, names take Calico's exact spelling (its validator refuses `allow`, `tcp`).
+    for (doc, field) in [
+        ("{action: allow}", "spec.ingress[0].action"),
+        ("{action: Allow, protocol: tcp}", "spec.ingress[0].protocol"),
+    ] {
+        let text =
+            format!("kind: NetworkPolicy\nmetadata: {{name: p}}\nspec: {{ingress: [{doc}]}}");
+        let err = parse_documents(&text).remove(0).unwrap_err();
+        assert_eq!(err.field, field, "{err}");
+        assert!(err.to_string().contains("case-sensitive"), "{err}");
+    }
     let r = one(
-        "kind: NetworkPolicy\nmetadata: {name: p}\nspec: {ingress: [{action: allow, protocol: tcp, destination: {ports: [80]}}]}",
+        "kind: NetworkPolicy\nmetadata: {name: p}\nspec: {ingress: [{action: Allow, protocol: \"6\"}]}",
     );
-    let v = r.to_value();
-    assert_eq!(v["spec"]["ingress"][0]["action"], "Allow");
-    assert_eq!(v["spec"]["ingress"][0]["protocol"], "TCP");
+    assert_eq!(r.to_value()["spec"]["ingress"][0]["protocol"], 6);
 }
 
 #[test]

@@ -2,7 +2,9 @@
 //! case-insensitive string enums Calico uses (`Allow`, `Ingress`, `CrossSubnet`, ...).
 //!
 //! Each type checks its own value while deserializing, so a bad value is reported with the exact
-//! field path by [`super::Resource`]'s decoder.
+//! field path by [`super::Resource`]'s decoder. Deserializing takes Calico's exact spelling only
+//! (`Allow`, `TCP`: its validator refuses `allow` and `tcp`); [`std::str::FromStr`] is
+//! case-insensitive, for command-line words.
 
 use std::{fmt, net::IpAddr, str::FromStr};
 
@@ -52,10 +54,17 @@ macro_rules! string_enum {
             }
         }
 
+        /// Exact spelling only, as Calico's validator (`calicoctl` refuses `allow`).
         impl<'de> serde::Deserialize<'de> for $name {
             fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
                 let s = String::deserialize(d)?;
-                s.parse().map_err(serde::de::Error::custom)
+                $(if s == $s { return Ok($name::$v); })+
+                Err(serde::de::Error::custom(format!(
+                    "unknown {} {:?} (expected one of: {}; names are case-sensitive)",
+                    $what,
+                    s,
+                    [$($s),+].join(", ")
+                )))
             }
         }
     };
@@ -253,7 +262,23 @@ impl de::Visitor<'_> for ProtocolVisitor {
         Protocol::from_number(v.into()).map_err(E::custom)
     }
     fn visit_str<E: de::Error>(self, v: &str) -> Result<Protocol, E> {
-        v.parse().map_err(E::custom)
+        Protocol::from_calico_str(v).map_err(E::custom)
+    }
+}
+
+impl Protocol {
+    /// A protocol as Calico's validator accepts it in a resource: a name in Calico's exact
+    /// spelling, or a number 1-255 (as a number or a string of digits).
+    pub fn from_calico_str(s: &str) -> Result<Protocol, String> {
+        if let Some((_, p)) = Self::NAMES.iter().find(|(n, _)| *n == s) {
+            return Ok(*p);
+        }
+        if Self::NAMES.iter().any(|(n, _)| n.eq_ignore_ascii_case(s)) {
+            return Err(format!(
+                "protocol {s:?} must be spelled TCP, UDP, ICMP, ICMPv6, SCTP or UDPLite (case-sensitive)"
+            ));
+        }
+        s.parse()
     }
 }
 

@@ -1113,7 +1113,7 @@ spec: {interfaceName: caliw, ipNetworks: [10.65.0.2/32], ports: [{name: http, pr
 apiVersion: projectcalico.org/v3
 kind: WorkloadEndpoint
 metadata: {name: web-2, namespace: default, labels: {app: web}}
-spec: {ipNetworks: [10.65.0.3/32, 10.65.0.4/32], ports: [{name: http, protocol: TCP, port: 8080}]}
+spec: {interfaceName: calix1, ipNetworks: [10.65.0.3/32, 10.65.0.4/32], ports: [{name: http, protocol: TCP, port: 8080}]}
 ---
 apiVersion: projectcalico.org/v3
 kind: GlobalNetworkPolicy

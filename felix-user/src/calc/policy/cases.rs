@@ -248,10 +248,19 @@ struct RawScenario {
     checks: Vec<RawCheck>,
 }
 
+/// A check's direction in any case (`ingress`): the check format is felix's own, unlike the
+/// resources, where Calico takes only `Ingress` / `Egress`.
+fn direction_any_case<'de, D: serde::Deserializer<'de>>(d: D) -> Result<PolicyDirection, D::Error> {
+    String::deserialize(d)?
+        .parse()
+        .map_err(serde::de::Error::custom)
+}
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawCheck {
     endpoint: String,
+    #[serde(deserialize_with = "direction_any_case")]
     direction: PolicyDirection,
     packet: RawPacket,
     expect: Verdict,
@@ -399,7 +408,7 @@ resources:
   - apiVersion: projectcalico.org/v3
     kind: WorkloadEndpoint
     metadata: {name: pod-a, namespace: default}
-    spec: {ipNetworks: [10.65.0.1/32]}
+    spec: {interfaceName: calix1, ipNetworks: [10.65.0.1/32]}
 checks:
 ";
 

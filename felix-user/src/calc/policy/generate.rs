@@ -122,10 +122,18 @@ fn entity(rng: &mut StdRng, proto: Option<&str>) -> Value {
         e.insert("nets".into(), json!(pick(rng)));
     }
     if rng.random_bool(0.15) {
-        e.insert("notNets".into(), json!(pick(rng)));
+        // Calico refuses a catch-all notNets (the rule would match nothing).
+        let nets: Vec<&str> = pick(rng)
+            .into_iter()
+            .filter(|n| *n != "0.0.0.0/0")
+            .collect();
+        if !nets.is_empty() {
+            e.insert("notNets".into(), json!(nets));
+        }
     }
     if rng.random_bool(0.3) {
-        e.insert("selector".into(), json!(SELECTORS.choose(rng)));
+        // global() only in namespaceSelector, as Calico allows it.
+        e.insert("selector".into(), json!(SELECTORS[..8].choose(rng)));
     }
     if rng.random_bool(0.12) {
         e.insert("notSelector".into(), json!(SELECTORS.choose(rng)));

@@ -733,7 +733,7 @@ mod tests {
 apiVersion: projectcalico.org/v3
 kind: WorkloadEndpoint
 metadata: {name: pod-a, namespace: default, labels: {app: web}}
-spec: {ipNetworks: [10.65.0.1/32], profiles: [kns.default]}
+spec: {interfaceName: calix1, ipNetworks: [10.65.0.1/32], profiles: [kns.default]}
 ---
 apiVersion: projectcalico.org/v3
 kind: Profile
@@ -894,6 +894,7 @@ spec:
 kind: WorkloadEndpoint
 metadata: {name: pod-b, namespace: default, labels: {app: db}}
 spec:
+  interfaceName: calix2
   ipNetworks: [10.65.0.2/32]
   ports: [{name: http, protocol: TCP, port: 40000}, {name: dns, protocol: UDP, port: 40000}]
 ---
@@ -973,7 +974,7 @@ spec:
         let extra = "
 kind: WorkloadEndpoint
 metadata: {name: pod-x, namespace: other, labels: {app: web}}
-spec: {ipNetworks: [10.65.1.1/32]}
+spec: {interfaceName: calix3, ipNetworks: [10.65.1.1/32]}
 ---
 kind: NetworkPolicy
 metadata: {name: p, namespace: default}

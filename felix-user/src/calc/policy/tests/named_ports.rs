@@ -16,17 +16,18 @@ const PODS: &str = "
 apiVersion: projectcalico.org/v3
 kind: WorkloadEndpoint
 metadata: {name: client, namespace: default, labels: {app: client}}
-spec: {ipNetworks: [10.65.0.1/32]}
+spec: {interfaceName: calix1, ipNetworks: [10.65.0.1/32]}
 ---
 apiVersion: projectcalico.org/v3
 kind: WorkloadEndpoint
 metadata: {name: web-1, namespace: default, labels: {app: web}}
-spec: {ipNetworks: [10.65.0.2/32], ports: [{name: http, protocol: TCP, port: 80}]}
+spec: {interfaceName: calix2, ipNetworks: [10.65.0.2/32], ports: [{name: http, protocol: TCP, port: 80}]}
 ---
 apiVersion: projectcalico.org/v3
 kind: WorkloadEndpoint
 metadata: {name: web-2, namespace: default, labels: {app: web}}
 spec:
+  interfaceName: calix3
   ipNetworks: [10.65.0.3/32]
   ports: [{name: http, protocol: TCP, port: 8080}, {name: http, protocol: UDP, port: 8081}]
 ";
@@ -216,7 +217,7 @@ fn the_sets_follow_endpoints_that_change_their_ports() {
 apiVersion: projectcalico.org/v3
 kind: WorkloadEndpoint
 metadata: {name: web-1, namespace: default, labels: {app: web}}
-spec: {ipNetworks: [10.65.0.2/32], ports: [{name: http, protocol: TCP, port: 81}]}
+spec: {interfaceName: calix4, ipNetworks: [10.65.0.2/32], ports: [{name: http, protocol: TCP, port: 81}]}
 ",
     )
     .remove(0)

@@ -31,6 +31,7 @@ pub fn check(r: &Resource) -> Result<(), FieldError> {
         Resource::Tier(o) => policy::check_tier(&md.name, &o.spec),
         Resource::IpPool(o) => ippool::check(&o.spec),
         Resource::GlobalNetworkSet(o) => network_set::check(&md.labels, &o.spec.nets),
+        Resource::NetworkSet(o) => network_set::check(&md.labels, &o.spec.nets),
         Resource::Node(o) => node_config::check_node(&o.spec),
         Resource::FelixConfiguration(o) => node_config::check_felix_configuration(&o.spec),
         Resource::BgpConfiguration(_) | Resource::BgpPeer(_) => Ok(()),

@@ -24,8 +24,8 @@ fn upsert(calc: &mut PolicyCalc, yaml: &str) -> String {
     key
 }
 
-const POD: &str = "kind: WorkloadEndpoint\nmetadata: {name: db, namespace: prod}\nspec: {ipNetworks: [10.65.0.1/32]}";
-const SET: &str = "kind: NetworkSet\nmetadata: {name: clients, namespace: dev, labels: {role: client, projectcalico.org/namespace: prod}}\nspec: {nets: [10.101.0.0/16]}";
+const POD: &str = "kind: WorkloadEndpoint\nmetadata: {name: db, namespace: prod}\nspec: {interfaceName: calia, ipNetworks: [10.65.0.1/32]}";
+const SET: &str = "kind: NetworkSet\nmetadata: {name: clients, namespace: dev, labels: {role: client}}\nspec: {nets: [10.101.0.0/16]}";
 const RED_DEV: &str =
     "kind: Profile\nmetadata: {name: kns.dev}\nspec: {labelsToApply: {pcns.team: red}}";
 const BLUE_DEV: &str =
@@ -54,7 +54,7 @@ fn a_network_set_takes_its_namespace_label_and_profile_labels() {
     let labels = calc.labels_of(&set).expect("member").clone();
     assert_eq!(
         labels["projectcalico.org/namespace"], "dev",
-        "forced to its namespace"
+        "its namespace"
     );
     assert_eq!(labels["role"], "client");
     assert!(!labels.contains_key("pcns.team"), "no profile yet");

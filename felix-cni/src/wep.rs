@@ -40,6 +40,8 @@ pub struct Endpoint<'a> {
     pub profiles: &'a [String],
     pub service_account_name: &'a str,
     pub ports: &'a [EndpointPort],
+    /// The pod's `generateName` (empty: none).
+    pub generate_name: &'a str,
 }
 
 /// The key of `pod`'s endpoint `ifname` on `node`.
@@ -67,6 +69,7 @@ pub fn build(e: &Endpoint<'_>) -> Result<Resource, WepError> {
         metadata: Metadata {
             namespace: Some(e.pod.namespace.clone()),
             labels,
+            generate_name: Some(e.generate_name.to_string()).filter(|g| !g.is_empty()),
             ..Metadata::named(&name)
         },
         spec: WorkloadEndpointSpec {
@@ -191,6 +194,7 @@ mod tests {
             profiles: &["kns.default".to_string()],
             service_account_name: "",
             ports: &[],
+            generate_name: "",
         };
         let r = build(&e).unwrap();
         assert_eq!(
@@ -253,6 +257,7 @@ mod tests {
             profiles: &["kns.prod".to_string()],
             service_account_name: "",
             ports: &[],
+            generate_name: "",
         };
         let r = build(&e).unwrap();
         assert_eq!(r.metadata().labels["projectcalico.org/namespace"], "prod");

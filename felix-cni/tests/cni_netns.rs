@@ -651,6 +651,7 @@ fn api_pod(name: &str, annotations: Value) -> Value {
         "kind": "Pod",
         "metadata": {
             "name": name,
+            "generateName": "web-5d4f8b7c9-",
             "namespace": "default",
             "uid": "0b7c2c3e-54a5-4bb1-9a0e-1c7d2f1f6a11",
             "resourceVersion": "123456",
@@ -726,6 +727,7 @@ fn with_policy_k8s_the_endpoint_comes_from_the_pod_in_the_api() {
                 "projectcalico.org/serviceaccount": "web-sa"
             })
         );
+        assert_eq!(wep["metadata"]["generateName"], "web-5d4f8b7c9-");
         let spec = &wep["spec"];
         assert_eq!(
             spec["profiles"],

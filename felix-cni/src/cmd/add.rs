@@ -68,6 +68,7 @@ pub async fn add(env: &CniEnv, conf: &NetConf) -> Result<Value, CniError> {
             profiles: &from_api.profiles,
             service_account_name: &from_api.service_account_name,
             ports: &from_api.ports,
+            generate_name: &from_api.generate_name,
         })?;
         wep::put(&mut client, &endpoint).await?;
         Ok::<_, CniError>(mac)

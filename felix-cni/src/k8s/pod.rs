@@ -1,6 +1,6 @@
 //! A pod as the API server returns it (the fields Calico's plugin reads), and what its
 //! WorkloadEndpoint takes from it, as Calico's `podToDefaultWorkloadEndpoint` and `CmdAddK8s`
-//! (v3.32.1) take it: labels, profiles, service account and named ports, and the pod's
+//! (v3.32.1) take it: labels, profiles, service account, named ports and `generateName`, and the pod's
 //! `cni.projectcalico.org/ipv4pools` annotation.
 
 use std::collections::BTreeMap;
@@ -33,9 +33,12 @@ pub struct ApiPod {
 }
 
 #[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
 pub struct PodMeta {
     #[serde(default)]
     pub name: String,
+    #[serde(default)]
+    pub generate_name: String,
     #[serde(default)]
     pub namespace: String,
     #[serde(default)]
@@ -83,6 +86,7 @@ pub struct PodEndpoint {
     pub profiles: Vec<String>,
     pub service_account_name: String,
     pub ports: Vec<EndpointPort>,
+    pub generate_name: String,
     /// From the `ipv4pools` annotation; empty: the network configuration's.
     pub ipv4_pools: Vec<String>,
 }
@@ -142,6 +146,7 @@ pub fn endpoint_of(pod: &ApiPod) -> Result<PodEndpoint, PodError> {
         profiles,
         service_account_name: sa.clone(),
         ports,
+        generate_name: pod.metadata.generate_name.clone(),
         ipv4_pools,
     })
 }
@@ -200,6 +205,7 @@ mod tests {
             "kind": "Pod",
             "metadata": {
                 "name": "podA",
+                "generateName": "pod",
                 "namespace": "default",
                 "uid": "1a2b",
                 "labels": {"labelA": "valueA", "labelB": "valueB"},
@@ -243,6 +249,7 @@ mod tests {
         );
         assert_eq!(e.profiles, ["kns.default", "ksa.default.sa-test"]);
         assert_eq!(e.service_account_name, "sa-test");
+        assert_eq!(e.generate_name, "pod");
         assert_eq!(
             e.ports,
             [

@@ -28,10 +28,13 @@ fn every_manifest_decodes_and_lives_in_the_namespace() {
         "{kinds:?}"
     );
     // etcd mode: felix never calls the Kubernetes API; RBAC is kube-controllers' (checked in
-    // tests/kube_controllers.rs).
+    // tests/kube_controllers.rs) and felix-cni's (get pods, with `policy.type: k8s`).
     for (path, m) in &d.manifests {
+        let path_text = path.to_string_lossy();
         assert!(
-            !m.is_rbac() || path.to_string_lossy().contains("kube-controllers"),
+            !m.is_rbac()
+                || path_text.contains("kube-controllers")
+                || path_text.contains("felix-cni-rbac"),
             "{}: felix in etcd mode needs no RBAC",
             path.display()
         );
@@ -499,6 +502,8 @@ fn install_cni_installs_the_plugin_and_the_network_config() {
     let tmp =
         TempDir(std::env::temp_dir().join(format!("deploy-check-cni-{}", std::process::id())));
     let (src, bin, conf) = (tmp.0.join("src"), tmp.0.join("bin"), tmp.0.join("net.d"));
+    // Absent until the last run: install-cni writes a kubeconfig only with a token.
+    let sa = tmp.0.join("serviceaccount");
     for dir in [&src, &bin, &conf] {
         fs::create_dir_all(dir).unwrap();
     }
@@ -509,6 +514,10 @@ fn install_cni_installs_the_plugin_and_the_network_config() {
         ("src=/opt/cni/bin/felix-cni", src.join("felix-cni")),
         ("bin=/host/opt/cni/bin", bin.clone()),
         ("conf=/host/etc/cni/net.d", conf.clone()),
+        (
+            "sa=/var/run/secrets/kubernetes.io/serviceaccount",
+            sa.clone(),
+        ),
     ] {
         assert!(script.contains(line), "install-cni sets {line}");
         let (name, _) = line.split_once('=').unwrap();
@@ -517,7 +526,13 @@ fn install_cni_installs_the_plugin_and_the_network_config() {
 
     let node = "node-1.example";
     let two = "http://192.0.2.10:2379,http://192.0.2.11:2379";
-    for endpoints in [None, Some(two)] {
+    for (run_index, endpoints) in [None, Some(two), None].into_iter().enumerate() {
+        let with_token = run_index == 2;
+        if with_token {
+            fs::create_dir_all(&sa).unwrap();
+            fs::write(sa.join("token"), "tok-123").unwrap();
+            fs::write(sa.join("ca.crt"), "-----BEGIN CERTIFICATE-----\n").unwrap();
+        }
         let mut run = Command::new("sh");
         run.arg("-c")
             .arg(&script)
@@ -532,6 +547,8 @@ fn install_cni_installs_the_plugin_and_the_network_config() {
             }
             run.env(&var.name, value);
         }
+        run.env("KUBERNETES_SERVICE_HOST", "10.96.0.1")
+            .env("KUBERNETES_SERVICE_PORT", "443");
         let out = run.output().unwrap();
         assert!(
             out.status.success(),
@@ -553,11 +570,22 @@ fn install_cni_installs_the_plugin_and_the_network_config() {
             .chain(fs::read_dir(&bin).unwrap())
             .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
             .collect();
-        assert_eq!(
-            names,
-            BTreeSet::from(["10-felix.conflist".into(), "felix-cni".into()]),
-            "no temporary file is left"
-        );
+        let mut want = BTreeSet::from(["10-felix.conflist".into(), "felix-cni".into()]);
+        if with_token {
+            want.insert("felix-kubeconfig".to_string());
+            let kubeconfig = conf.join("felix-kubeconfig");
+            assert_eq!(
+                fs::metadata(&kubeconfig).unwrap().permissions().mode() & 0o777,
+                0o600
+            );
+            // What felix-cni reads from it.
+            let access = felix_cni::k8s::kubeconfig::from_file(&kubeconfig)
+                .unwrap_or_else(|e| panic!("felix-cni refuses the kubeconfig: {e}"));
+            assert_eq!(access.server, "https://10.96.0.1:443");
+            assert_eq!(access.token.as_deref(), Some("tok-123"));
+            assert_eq!(access.ca_pem, b"-----BEGIN CERTIFICATE-----\n");
+        }
+        assert_eq!(names, want, "no temporary file is left");
 
         let text = fs::read_to_string(conf.join("10-felix.conflist")).unwrap();
         assert!(!text.contains("__"), "a placeholder is left: {text}");
@@ -585,4 +613,9 @@ fn check_network_config(list: &Value, endpoints: &str, node: &str) {
     );
     assert_eq!(parsed.node_name().expect("a node name"), node);
     assert_eq!(parsed.mtu, Some(1480));
+    assert!(parsed.policy_k8s, "the endpoint is built from the pod");
+    assert_eq!(
+        parsed.kubeconfig.as_deref(),
+        Some(Path::new("/etc/cni/net.d/felix-kubeconfig"))
+    );
 }

@@ -42,6 +42,10 @@ pub struct NetConf {
     pub prev_result: Option<Value>,
     /// `args.cni.labels`, put on the WorkloadEndpoint.
     pub labels: BTreeMap<String, String>,
+    /// `policy.type == "k8s"`: the endpoint is built from the pod read from the Kubernetes API.
+    pub policy_k8s: bool,
+    /// `kubernetes.kubeconfig`; `None`: the in-cluster service account (see [`crate::k8s`]).
+    pub kubeconfig: Option<PathBuf>,
 }
 
 #[derive(Deserialize)]
@@ -69,6 +73,22 @@ struct Raw {
     ipam: Option<RawIpam>,
     #[serde(default, rename = "datastore_type")]
     datastore_type: Option<String>,
+    #[serde(default)]
+    policy: Option<RawPolicy>,
+    #[serde(default)]
+    kubernetes: Option<RawKubernetes>,
+}
+
+#[derive(Deserialize)]
+struct RawPolicy {
+    #[serde(default, rename = "type")]
+    policy_type: String,
+}
+
+#[derive(Deserialize)]
+struct RawKubernetes {
+    #[serde(default)]
+    kubeconfig: String,
 }
 
 #[derive(Deserialize)]
@@ -244,6 +264,12 @@ impl NetConf {
             dns: raw.dns,
             prev_result: raw.prev_result,
             labels,
+            policy_k8s: raw.policy.is_some_and(|p| p.policy_type == "k8s"),
+            kubeconfig: raw
+                .kubernetes
+                .map(|k| k.kubeconfig)
+                .filter(|k| !k.is_empty())
+                .map(PathBuf::from),
         })
     }
 
@@ -374,6 +400,25 @@ mod tests {
         assert_eq!(conf.mtu, Some(9000));
         assert_eq!(conf.etcd_endpoints, ["http://a:2379", "http://b:2379"]);
         assert!(conf.ipv4_pools.is_empty(), "no ipam: every usable pool");
+        assert!(!conf.policy_k8s && conf.kubeconfig.is_none());
+    }
+
+    #[test]
+    fn kubernetes_policy_and_kubeconfig() {
+        let mut v = good();
+        v["policy"] = json!({"type": "k8s"});
+        v["kubernetes"] = json!({"kubeconfig": "/etc/cni/net.d/felix-kubeconfig"});
+        let conf = parse(v).unwrap();
+        assert!(conf.policy_k8s);
+        assert_eq!(
+            conf.kubeconfig,
+            Some(PathBuf::from("/etc/cni/net.d/felix-kubeconfig"))
+        );
+        let mut v = good();
+        v["policy"] = json!({"type": "none"});
+        v["kubernetes"] = json!({"kubeconfig": ""});
+        let conf = parse(v).unwrap();
+        assert!(!conf.policy_k8s && conf.kubeconfig.is_none());
     }
 
     #[test]

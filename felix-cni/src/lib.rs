@@ -14,6 +14,7 @@ pub mod env;
 pub mod error;
 pub mod etcd;
 pub mod ipam;
+pub mod k8s;
 pub mod mtu;
 pub mod names;
 pub mod netns;

@@ -1,13 +1,16 @@
 //! The pod's WorkloadEndpoint, as Calico's CNI plugin writes it in etcd mode: key
 //! `/calico/resources/v3/projectcalico.org/workloadendpoints/<namespace>/<node>-k8s-<pod>-<ifname>`
 //! (dashes doubled in each part), labels `projectcalico.org/namespace` and
-//! `projectcalico.org/orchestrator` plus `args.cni.labels`, profile `kns.<namespace>`, and the
+//! `projectcalico.org/orchestrator` plus the given labels (`args.cni.labels`, or the pod's with
+//! `policy.type: k8s`), the given profiles, service account and named ports, and the
 //! container id, so that a DEL for an older sandbox of the same pod leaves the newer one alone.
 //! Built with felix's own model, so it passes felix's validation.
 
 use std::{collections::BTreeMap, net::Ipv4Addr};
 
-use calico::model::{self, Cidr, Kind, Metadata, Object, Resource, WorkloadEndpointSpec};
+use calico::model::{
+    self, Cidr, EndpointPort, Kind, Metadata, Object, Resource, WorkloadEndpointSpec,
+};
 use etcd_client::{Client, Compare, CompareOp, Txn, TxnOp};
 use ipnet::{IpNet, Ipv4Net};
 
@@ -33,6 +36,12 @@ pub struct Endpoint<'a> {
     pub mac: &'a str,
     pub ip: Ipv4Addr,
     pub labels: &'a BTreeMap<String, String>,
+    /// `kns.<namespace>` (and `ksa.<namespace>.<account>` from the API).
+    pub profiles: &'a [String],
+    pub service_account_name: &'a str,
+    pub ports: &'a [EndpointPort],
+    /// The pod's `generateName` (empty: none).
+    pub generate_name: &'a str,
 }
 
 /// The key of `pod`'s endpoint `ifname` on `node`.
@@ -60,6 +69,7 @@ pub fn build(e: &Endpoint<'_>) -> Result<Resource, WepError> {
         metadata: Metadata {
             namespace: Some(e.pod.namespace.clone()),
             labels,
+            generate_name: Some(e.generate_name.to_string()).filter(|g| !g.is_empty()),
             ..Metadata::named(&name)
         },
         spec: WorkloadEndpointSpec {
@@ -69,7 +79,9 @@ pub fn build(e: &Endpoint<'_>) -> Result<Resource, WepError> {
             pod: e.pod.name.clone(),
             endpoint: e.ifname.into(),
             ip_networks: vec![Cidr(IpNet::from(Ipv4Net::from(e.ip)))],
-            profiles: vec![names::namespace_profile(&e.pod.namespace)],
+            profiles: e.profiles.to_vec(),
+            service_account_name: e.service_account_name.into(),
+            ports: e.ports.to_vec(),
             interface_name: e.host_veth.into(),
             mac: e.mac.into(),
             ..WorkloadEndpointSpec::default()
@@ -179,6 +191,10 @@ mod tests {
             mac: "02:00:00:00:00:01",
             ip: Ipv4Addr::new(192, 168, 0, 5),
             labels: &labels,
+            profiles: &["kns.default".to_string()],
+            service_account_name: "",
+            ports: &[],
+            generate_name: "",
         };
         let r = build(&e).unwrap();
         assert_eq!(
@@ -238,6 +254,10 @@ mod tests {
             mac: "02:00:00:00:00:01",
             ip: Ipv4Addr::new(10, 0, 0, 1),
             labels: &labels,
+            profiles: &["kns.prod".to_string()],
+            service_account_name: "",
+            ports: &[],
+            generate_name: "",
         };
         let r = build(&e).unwrap();
         assert_eq!(r.metadata().labels["projectcalico.org/namespace"], "prod");

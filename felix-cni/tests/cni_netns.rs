@@ -14,7 +14,7 @@ use etcd_client::{Client, GetOptions};
 use felix_cni::names;
 use serde_json::{Value, json};
 
-use support::{Node, ip_json};
+use support::{Node, api::ApiServer, ip_json};
 
 const NETWORK: &str = "k8s-pod-network";
 const NODE: &str = "node-1";
@@ -641,5 +641,163 @@ fn failed_adds_are_error_json_and_leave_nothing_behind() {
             "address released"
         );
         assert_eq!(count(&mut etcd, WEPS).await, 0);
+    });
+}
+
+/// A pod as the API server returns it (`kubectl get pod -o json`, trimmed of status details).
+fn api_pod(name: &str, annotations: Value) -> Value {
+    json!({
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {
+            "name": name,
+            "generateName": "web-5d4f8b7c9-",
+            "namespace": "default",
+            "uid": "0b7c2c3e-54a5-4bb1-9a0e-1c7d2f1f6a11",
+            "resourceVersion": "123456",
+            "creationTimestamp": "2026-12-07T10:00:00Z",
+            "labels": {"app": "web", "pod-template-hash": "5d4f8b7c9"},
+            "annotations": annotations,
+            "ownerReferences": [{"apiVersion": "apps/v1", "kind": "ReplicaSet",
+                                 "name": "web-5d4f8b7c9", "uid": "9f1e", "controller": true}]
+        },
+        "spec": {
+            "nodeName": NODE,
+            "serviceAccountName": "web-sa",
+            "serviceAccount": "web-sa",
+            "restartPolicy": "Always",
+            "containers": [{
+                "name": "web",
+                "image": "nginx:1.27",
+                "imagePullPolicy": "IfNotPresent",
+                "ports": [
+                    {"name": "http", "containerPort": 80, "protocol": "TCP"},
+                    {"name": "dns", "containerPort": 53, "protocol": "UDP"},
+                    {"name": "metrics", "containerPort": 9090, "hostPort": 19090,
+                     "protocol": "TCP"},
+                    {"containerPort": 8443, "protocol": "TCP"}
+                ],
+                "resources": {},
+                "terminationMessagePath": "/dev/termination-log"
+            }]
+        },
+        "status": {"phase": "Pending", "qosClass": "BestEffort"}
+    })
+}
+
+#[test]
+fn with_policy_k8s_the_endpoint_comes_from_the_pod_in_the_api() {
+    support::run("k8s", |node| async move {
+        let mut etcd = node.etcd().await;
+        put_pool(&mut etcd, "default-ipv4-ippool", "192.168.0.0/16", 26).await;
+        put_pool(&mut etcd, "pool-b", "10.70.0.0/24", 28).await;
+        let api = ApiServer::start(
+            "s3cret",
+            vec![
+                api_pod(
+                    "web-1",
+                    json!({"cni.projectcalico.org/ipv4pools": "[\"pool-b\"]"}),
+                ),
+                api_pod("web-2", json!({})),
+            ],
+        );
+        let k8s_conf = |kubeconfig: &std::path::Path| {
+            config(json!({
+                "policy": {"type": "k8s"},
+                "kubernetes": {"kubeconfig": kubeconfig},
+                // Not used with policy k8s: the pod's labels are.
+                "args": {"cni": {"labels": [{"key": "from-args", "value": "x"}]}}
+            }))
+        };
+        let good = node.write_file("kubeconfig", &api.kubeconfig("s3cret"));
+
+        let pod = Pod::new(&node, "web-1", "c0ffee11");
+        let result = node.cni(&pod.vars("ADD"), &k8s_conf(&good)).ok();
+        assert_eq!(result["ips"][0]["address"], "10.70.0.0/32", "from pool-b");
+        let wep = get_json(&mut etcd, &pod.wep_key())
+            .await
+            .expect("the WorkloadEndpoint");
+        assert_eq!(
+            wep["metadata"]["labels"],
+            json!({
+                "app": "web",
+                "pod-template-hash": "5d4f8b7c9",
+                "projectcalico.org/namespace": "default",
+                "projectcalico.org/orchestrator": "k8s",
+                "projectcalico.org/serviceaccount": "web-sa"
+            })
+        );
+        assert_eq!(wep["metadata"]["generateName"], "web-5d4f8b7c9-");
+        let spec = &wep["spec"];
+        assert_eq!(
+            spec["profiles"],
+            json!(["kns.default", "ksa.default.web-sa"])
+        );
+        assert_eq!(spec["serviceAccountName"], "web-sa");
+        assert_eq!(
+            spec["ports"],
+            json!([
+                {"name": "http", "protocol": "TCP", "port": 80},
+                {"name": "dns", "protocol": "UDP", "port": 53},
+                {"name": "metrics", "protocol": "TCP", "port": 9090, "hostPort": 19090}
+            ])
+        );
+        assert_eq!(spec["containerID"], "c0ffee11");
+
+        // A wrong token, an unreachable server, a pod the API does not know: ADD fails with
+        // the URL and the reason, and leaves no address, interface or endpoint behind.
+        let closed = std::net::TcpListener::bind("127.0.0.1:0")
+            .expect("bind")
+            .local_addr()
+            .expect("address")
+            .port();
+        let wrong_token = node.write_file("wrong-token", &api.kubeconfig("nope"));
+        let unreachable = node.write_file(
+            "unreachable",
+            &api.kubeconfig("s3cret")
+                .replace(&format!(":{}", api.port), &format!(":{closed}")),
+        );
+        let server = format!("https://127.0.0.1:{}", api.port);
+        let cases = [
+            (
+                "web-2",
+                &wrong_token,
+                server.clone(),
+                "401 Unauthorized: Unauthorized",
+            ),
+            (
+                "web-2",
+                &unreachable,
+                format!("https://127.0.0.1:{closed}"),
+                "connect",
+            ),
+            (
+                "web-3",
+                &good,
+                server.clone(),
+                "404 Not Found: pods \"web-3\" not found",
+            ),
+        ];
+        for (i, (name, kubeconfig, url, reason)) in cases.into_iter().enumerate() {
+            let pod = Pod::new(&node, name, &format!("bad{i}"));
+            let msg = node.cni(&pod.vars("ADD"), &k8s_conf(kubeconfig)).error(999);
+            assert!(
+                msg.starts_with(&format!(
+                    "GET \"{url}/api/v1/namespaces/default/pods/{name}\": "
+                )) && msg.contains(reason),
+                "{msg}"
+            );
+            assert_eq!(get_json(&mut etcd, &pod.wep_key()).await, None, "{msg}");
+            assert!(
+                addresses_of(&mut etcd, &pod.handle()).await.is_empty(),
+                "{msg}"
+            );
+            assert!(!links(None).contains(&pod.host_veth()), "{msg}");
+        }
+        assert_eq!(count(&mut etcd, WEPS).await, 1, "only web-1's");
+
+        node.cni(&pod.vars("DEL"), &k8s_conf(&good)).ok();
+        assert_eq!(count(&mut etcd, WEPS).await, 0);
+        assert!(addresses_of(&mut etcd, &pod.handle()).await.is_empty());
     });
 }

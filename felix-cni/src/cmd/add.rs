@@ -7,7 +7,7 @@ use crate::{
     dataplane::{self, Netlink},
     env::CniEnv,
     error::CniError,
-    etcd, ipam, mtu, names,
+    etcd, ipam, k8s, mtu, names,
     netns::NetNs,
     result::CniResult,
     wep,
@@ -23,9 +23,22 @@ pub async fn add(env: &CniEnv, conf: &NetConf) -> Result<Value, CniError> {
         .ok_or_else(|| CniError::env("CNI_NETNS is missing"))?;
     let netns = NetNs::open(netns_path).map_err(|e| CniError::env(format!("CNI_NETNS: {e}")))?;
     let host = Netlink::host()?;
+    // As Calico's plugin: with `policy.type: k8s` the pod is read before anything is made.
+    let from_api = match conf.policy_k8s {
+        true => k8s::pod_endpoint(conf.kubeconfig.as_deref(), pod).await?,
+        false => k8s::pod::PodEndpoint {
+            labels: conf.labels.clone(),
+            profiles: vec![names::namespace_profile(&pod.namespace)],
+            ..Default::default()
+        },
+    };
+    let wanted_pools = match from_api.ipv4_pools.is_empty() {
+        true => &conf.ipv4_pools,
+        false => &from_api.ipv4_pools,
+    };
     let mut client = etcd::connect(&conf.etcd_endpoints).await?;
     let entries = ipam::pool_entries(&mut client, &node).await?;
-    let pools = ipam::choose_pools(&node, &entries, &conf.ipv4_pools)?;
+    let pools = ipam::choose_pools(&node, &entries, wanted_pools)?;
     let handle = names::handle_id(&conf.name, &env.container_id);
     let ip = ipam::assign(
         &mut client,
@@ -51,7 +64,11 @@ pub async fn add(env: &CniEnv, conf: &NetConf) -> Result<Value, CniError> {
             host_veth: &host_veth,
             mac: &mac,
             ip,
-            labels: &conf.labels,
+            labels: &from_api.labels,
+            profiles: &from_api.profiles,
+            service_account_name: &from_api.service_account_name,
+            ports: &from_api.ports,
+            generate_name: &from_api.generate_name,
         })?;
         wep::put(&mut client, &endpoint).await?;
         Ok::<_, CniError>(mac)

@@ -7,6 +7,8 @@
 //! takes the veths with them) and the temporary directory, also when the test fails. The
 //! namespaces and etcd come from the test kit (`testkit::netns`, `testkit::etcd`).
 
+pub mod api;
+
 use std::{
     fs,
     future::Future,
@@ -163,6 +165,13 @@ impl Node {
         Client::connect([ETCD_URL], None)
             .await
             .expect("connect to etcd")
+    }
+
+    /// Writes `text` to file `name` in the node's temporary directory; returns its path.
+    pub fn write_file(&self, name: &str, text: &str) -> PathBuf {
+        let path = self.dir.join(name);
+        fs::write(&path, text).expect("write a file");
+        path
     }
 
     /// A new pod namespace `<id>-<name>` with `lo` up; returns its full name.

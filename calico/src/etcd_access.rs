@@ -103,8 +103,6 @@ pub enum AccessError {
         "etcd endpoint {0} is https:// but no CA file is given (the CA that signed etcd's server certificate)"
     )]
     HttpsWithoutCa(String),
-    #[error("etcd TLS files are given but endpoint {0} is plain http:// (use https://)")]
-    TlsOverHttp(String),
     #[error("etcd client certificate {0} is given without its key file")]
     CertWithoutKey(PathBuf),
     #[error("etcd client key {0} is given without its certificate file")]
@@ -197,12 +195,8 @@ impl EtcdAccess {
             return Err(AccessError::MixedSchemes(self.joined()));
         }
         match &self.endpoints[..] {
-            [first, ..] if first.starts_with("http://") => {
-                if self.tls.any() {
-                    return Err(AccessError::TlsOverHttp(first.clone()));
-                }
-                return Ok(());
-            }
+            // Plain endpoints ignore the TLS files, as Calico's etcd client does.
+            [first, ..] if first.starts_with("http://") => return Ok(()),
             [first, ..] if self.tls.ca.is_none() => {
                 return Err(AccessError::HttpsWithoutCa(first.clone()));
             }
@@ -564,10 +558,7 @@ mod tests {
             ca: Some("/nonexistent/ca.pem".into()),
             ..TlsFiles::default()
         };
-        assert!(matches!(
-            access(&["http://a:2379"], ca.clone()).check(),
-            Err(AccessError::TlsOverHttp(_))
-        ));
+        assert!(access(&["http://a:2379"], ca.clone()).check().is_ok());
         assert!(matches!(
             access(&["https://a:2379"], TlsFiles::default()).check(),
             Err(AccessError::HttpsWithoutCa(_))

@@ -23,7 +23,7 @@ pub async fn add(env: &CniEnv, conf: &NetConf) -> Result<Value, CniError> {
         .ok_or_else(|| CniError::env("CNI_NETNS is missing"))?;
     let netns = NetNs::open(netns_path).map_err(|e| CniError::env(format!("CNI_NETNS: {e}")))?;
     let host = Netlink::host()?;
-    let mut client = etcd::connect(&conf.etcd_endpoints).await?;
+    let mut client = etcd::connect(&conf.etcd_access()).await?;
     let entries = ipam::pool_entries(&mut client, &node).await?;
     let pools = ipam::choose_pools(&node, &entries, &conf.ipv4_pools)?;
     let handle = names::handle_id(&conf.name, &env.container_id);

@@ -15,6 +15,7 @@ use std::{
 
 use calico::{
     datastore::{SyncStatus, Syncer, SyncerConfig},
+    etcd_access::TlsFiles,
     store::Store,
 };
 use serde::Serialize;
@@ -36,6 +37,8 @@ const MAX_RETRY: Duration = Duration::from_secs(30);
 pub struct Options {
     pub node: String,
     pub endpoints: Vec<String>,
+    /// TLS files for `https://` endpoints.
+    pub etcd_tls: TlsFiles,
     pub installer: Installer,
     pub templates: Templates,
     /// Where to write [`Status`] as JSON after every change.
@@ -77,8 +80,9 @@ pub async fn run(
     mut options: Options,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), DaemonError> {
-    let (syncer, mut updates, sync_status) =
-        Syncer::new(SyncerConfig::new(options.endpoints.clone()));
+    let (syncer, mut updates, sync_status) = Syncer::new(
+        SyncerConfig::new(options.endpoints.clone()).with_tls(options.etcd_tls.clone()),
+    );
     let mut sync_changes = sync_status.clone();
     let syncer = tokio::spawn(syncer.run());
     let mut state = Loop {

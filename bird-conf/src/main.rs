@@ -11,6 +11,7 @@ use bird_conf::{
     install::Installer,
     render::Templates,
 };
+use calico::etcd_access::TlsFiles;
 use clap::Parser;
 use tracing::info;
 use tracing_subscriber::EnvFilter;
@@ -31,6 +32,15 @@ struct Cli {
     /// etcd client URLs, comma-separated.
     #[arg(long, env = "ETCD_ENDPOINTS", value_delimiter = ',', required = true)]
     etcd_endpoints: Vec<String>,
+    /// The CA that signed etcd's server certificate (PEM; needed for https://).
+    #[arg(long, env = "ETCD_CA_CERT_FILE")]
+    etcd_ca_cert_file: Option<PathBuf>,
+    /// The client certificate for etcd's --client-cert-auth (PEM).
+    #[arg(long, env = "ETCD_CERT_FILE")]
+    etcd_cert_file: Option<PathBuf>,
+    /// The client certificate's key (PEM).
+    #[arg(long, env = "ETCD_KEY_FILE")]
+    etcd_key_file: Option<PathBuf>,
     /// BIRD's configuration file (written atomically; BIRD must be started with it).
     #[arg(long)]
     config: PathBuf,
@@ -80,6 +90,11 @@ async fn main() -> Result<()> {
     let options = Options {
         node: cli.node.clone(),
         endpoints: cli.etcd_endpoints,
+        etcd_tls: TlsFiles {
+            ca: cli.etcd_ca_cert_file.filter(|p| !p.as_os_str().is_empty()),
+            cert: cli.etcd_cert_file.filter(|p| !p.as_os_str().is_empty()),
+            key: cli.etcd_key_file.filter(|p| !p.as_os_str().is_empty()),
+        },
         installer: Installer::new(&cli.config, bird),
         templates,
         status_file: cli.status_file,

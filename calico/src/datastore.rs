@@ -10,6 +10,8 @@
 use std::{future::Future, time::Duration};
 
 use etcd_client::{Client, ConnectOptions, EventType, GetOptions, WatchOptions, WatchResponse};
+
+use crate::etcd_access::{AccessError, EtcdAccess, TlsFiles};
 use serde::{Deserialize, Serialize};
 use tokio::{
     sync::{mpsc, watch},
@@ -83,6 +85,8 @@ pub struct SyncStatus {
 pub struct SyncerConfig {
     /// etcd client URLs.
     pub endpoints: Vec<String>,
+    /// TLS files for `https://` endpoints.
+    pub tls: TlsFiles,
     /// Key prefix to list and watch.
     pub prefix: String,
     /// Events arriving within this window after a first one are delivered as one batch.
@@ -103,6 +107,7 @@ impl SyncerConfig {
     pub fn new(endpoints: Vec<String>) -> Self {
         Self {
             endpoints,
+            tls: TlsFiles::default(),
             prefix: CALICO_PREFIX.into(),
             debounce: Duration::from_millis(100),
             max_batch: 10_000,
@@ -112,11 +117,25 @@ impl SyncerConfig {
             request_timeout: Duration::from_secs(10),
         }
     }
+
+    /// With the TLS files `tls`.
+    pub fn with_tls(mut self, tls: TlsFiles) -> Self {
+        self.tls = tls;
+        self
+    }
+
+    /// The endpoints and TLS files.
+    pub fn access(&self) -> EtcdAccess {
+        EtcdAccess::new(self.endpoints.clone()).with_tls(self.tls.clone())
+    }
 }
 
 /// Why a sync session ended.
 #[derive(Debug, thiserror::Error)]
 pub enum DatastoreError {
+    /// Connecting failed (unreachable, refused TLS, bad TLS files).
+    #[error(transparent)]
+    Access(#[from] AccessError),
     /// Connecting, listing or watching failed.
     #[error("etcd at {endpoints}: {source}")]
     Etcd {
@@ -222,10 +241,9 @@ impl Syncer {
             .with_keep_alive_while_idle(true)
             .with_require_leader(true);
         let mut client = self
-            .timed(
-                "connect",
-                Client::connect(&self.config.endpoints, Some(options)),
-            )
+            .config
+            .access()
+            .connect(options, self.config.request_timeout)
             .await?;
         loop {
             let from = match self.revision {
@@ -519,13 +537,16 @@ fn prefix_end(prefix: &[u8]) -> Vec<u8> {
 }
 
 /// Connects to etcd, retrying with capped backoff until it answers.
-pub async fn connect(endpoints: &[String]) -> Client {
+pub async fn connect(access: &EtcdAccess) -> Client {
     let mut delay = Duration::from_millis(200);
     loop {
-        match Client::connect(endpoints, None).await {
+        match access
+            .connect(ConnectOptions::new(), Duration::from_secs(10))
+            .await
+        {
             Ok(client) => return client,
             Err(error) => {
-                warn!(endpoints = endpoints.join(","), %error, retry_in = ?delay, "etcd unreachable");
+                warn!(endpoints = access.joined(), %error, retry_in = ?delay, "etcd unreachable");
                 tokio::time::sleep(delay).await;
                 delay = (delay * 2).min(Duration::from_secs(5));
             }

@@ -6,6 +6,7 @@
 //! No eBPF here: depending on this crate does not build the dataplane or link aya.
 
 pub mod datastore;
+pub mod etcd_access;
 pub mod ipam;
 pub mod model;
 pub mod selector;

@@ -12,7 +12,7 @@ use k8s_openapi::{
     Resource,
     api::{
         apps::v1::{DaemonSet, Deployment},
-        core::v1::{ConfigMap, Namespace, ServiceAccount},
+        core::v1::{ConfigMap, Container, Namespace, Secret, ServiceAccount},
         rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding},
     },
     apimachinery::pkg::apis::meta::v1::ObjectMeta,
@@ -77,6 +77,7 @@ pub enum Manifest {
     Namespace(Box<Namespace>),
     ServiceAccount(Box<ServiceAccount>),
     ConfigMap(Box<ConfigMap>),
+    Secret(Box<Secret>),
     DaemonSet(Box<DaemonSet>),
     Deployment(Box<Deployment>),
     ClusterRole(Box<ClusterRole>),
@@ -92,6 +93,7 @@ impl Manifest {
             Manifest::Namespace(_) => Namespace::KIND,
             Manifest::ServiceAccount(_) => ServiceAccount::KIND,
             Manifest::ConfigMap(_) => ConfigMap::KIND,
+            Manifest::Secret(_) => Secret::KIND,
             Manifest::DaemonSet(_) => DaemonSet::KIND,
             Manifest::Deployment(_) => Deployment::KIND,
             Manifest::ClusterRole(_) => ClusterRole::KIND,
@@ -107,6 +109,7 @@ impl Manifest {
             Manifest::Namespace(o) => &o.metadata,
             Manifest::ServiceAccount(o) => &o.metadata,
             Manifest::ConfigMap(o) => &o.metadata,
+            Manifest::Secret(o) => &o.metadata,
             Manifest::DaemonSet(o) => &o.metadata,
             Manifest::Deployment(o) => &o.metadata,
             Manifest::ClusterRole(o) => &o.metadata,
@@ -191,6 +194,7 @@ fn decode(doc: usize, value: Value) -> Result<Manifest, ManifestError> {
         Namespace,
         ServiceAccount,
         ConfigMap,
+        Secret,
         DaemonSet,
         Deployment,
         ClusterRole,
@@ -252,6 +256,65 @@ fn first_loss(given: &Value, again: &Value, path: &str) -> Option<String> {
             path.to_owned()
         }),
     }
+}
+
+/// The Secret with etcd's TLS files, named and keyed as in Calico's manifest.
+pub const ETCD_SECRET: &str = "calico-etcd-secrets";
+/// Its keys: CA, client certificate, client key.
+pub const ETCD_SECRET_KEYS: [&str; 3] = ["etcd-ca", "etcd-cert", "etcd-key"];
+/// Where the containers mount it.
+pub const ETCD_SECRET_MOUNT: &str = "/calico-secrets";
+
+/// Why a container does not get etcd's TLS files: the Secret is not mounted read-only at
+/// [`ETCD_SECRET_MOUNT`] from a volume of `volume_secret` (the volume's Secret name per volume
+/// name), or `env` (variable name -> ConfigMap key) is not wired.
+pub fn etcd_tls_problems(
+    container: &Container,
+    volume_secret: impl Fn(&str) -> Option<String>,
+    env: &[(&str, &str)],
+) -> Vec<String> {
+    let mut problems = Vec::new();
+    let mount = container
+        .volume_mounts
+        .iter()
+        .flatten()
+        .find(|m| m.mount_path == ETCD_SECRET_MOUNT);
+    match mount {
+        None => problems.push(format!(
+            "{}: {ETCD_SECRET_MOUNT} is not mounted",
+            container.name
+        )),
+        Some(m) => {
+            if volume_secret(&m.name).as_deref() != Some(ETCD_SECRET) {
+                problems.push(format!(
+                    "{}: volume {} is not Secret {ETCD_SECRET}",
+                    container.name, m.name
+                ));
+            }
+            if m.read_only != Some(true) {
+                problems.push(format!(
+                    "{}: {ETCD_SECRET_MOUNT} is writable",
+                    container.name
+                ));
+            }
+        }
+    }
+    for (name, key) in env {
+        let wired = container.env.iter().flatten().any(|e| {
+            e.name == *name
+                && e.value_from
+                    .as_ref()
+                    .and_then(|v| v.config_map_key_ref.as_ref())
+                    .is_some_and(|r| r.key == *key)
+        });
+        if !wired {
+            problems.push(format!(
+                "{}: {name} is not ConfigMap key {key}",
+                container.name
+            ));
+        }
+    }
+    problems
 }
 
 #[cfg(test)]

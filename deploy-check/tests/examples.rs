@@ -82,7 +82,7 @@ fn the_examples_agree_with_the_manifests() {
                     assert_eq!(
                         o.spec.ipip_mtu.map(u64::from),
                         cni["plugins"][0]["mtu"].as_u64(),
-                        "{file}: ipipMTU is the pods' MTU"
+                        "{file}: ipipMTU is the pods' MTU (both unset: detected per node)"
                     );
                 }
                 Resource::IpPool(o) => {

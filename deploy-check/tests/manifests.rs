@@ -23,6 +23,7 @@ fn every_manifest_decodes_and_lives_in_the_namespace() {
             "Namespace",
             "ServiceAccount",
             "ConfigMap",
+            "Secret",
             "DaemonSet"
         ])),
         "{kinds:?}"
@@ -504,7 +505,8 @@ fn install_cni_installs_the_plugin_and_the_network_config() {
     let (src, bin, conf) = (tmp.0.join("src"), tmp.0.join("bin"), tmp.0.join("net.d"));
     // Absent until the last run: install-cni writes a kubeconfig only with a token.
     let sa = tmp.0.join("serviceaccount");
-    for dir in [&src, &bin, &conf] {
+    let secrets = tmp.0.join("secrets");
+    for dir in [&src, &bin, &conf, &secrets] {
         fs::create_dir_all(dir).unwrap();
     }
     fs::write(src.join("felix-cni"), "#!/bin/sh\necho plugin\n").unwrap();
@@ -518,6 +520,7 @@ fn install_cni_installs_the_plugin_and_the_network_config() {
             "sa=/var/run/secrets/kubernetes.io/serviceaccount",
             sa.clone(),
         ),
+        ("secrets=/calico-secrets", secrets.clone()),
     ] {
         assert!(script.contains(line), "install-cni sets {line}");
         let (name, _) = line.split_once('=').unwrap();
@@ -592,6 +595,122 @@ fn install_cni_installs_the_plugin_and_the_network_config() {
         let list: Value = serde_json::from_str(&text).unwrap();
         let want_endpoints = endpoints.unwrap_or(d.config("FELIX_ETCDENDPOINTS"));
         check_network_config(&list, want_endpoints, node);
+        for key in ["etcd_ca_cert_file", "etcd_cert_file", "etcd_key_file"] {
+            assert_eq!(list["plugins"][0][key], "", "{key} without TLS files");
+        }
+    }
+
+    // With the Secret filled: the files are copied for felix-cni on the host, and the CNI
+    // config names them where the host has them.
+    for key in deploy_check::manifests::ETCD_SECRET_KEYS {
+        fs::write(secrets.join(key), format!("{key} pem\n")).unwrap();
+    }
+    let mut run = Command::new("sh");
+    run.arg("-c")
+        .arg(&script)
+        .env_clear()
+        .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin");
+    for var in init.env.iter().flatten() {
+        run.env(&var.name, d.resolve(var, node));
+    }
+    let out = run.output().unwrap();
+    assert!(
+        out.status.success(),
+        "install-cni: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let list: Value =
+        serde_json::from_str(&fs::read_to_string(conf.join("10-felix.conflist")).unwrap()).unwrap();
+    for (key, file) in [
+        ("etcd_ca_cert_file", "etcd-ca"),
+        ("etcd_cert_file", "etcd-cert"),
+        ("etcd_key_file", "etcd-key"),
+    ] {
+        assert_eq!(
+            list["plugins"][0][key],
+            format!("/etc/cni/net.d/calico-tls/{file}"),
+            "{key}"
+        );
+        let copied = conf.join("calico-tls").join(file);
+        assert_eq!(
+            fs::read_to_string(&copied).unwrap(),
+            format!("{file} pem\n")
+        );
+        assert_eq!(
+            fs::metadata(&copied).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+    }
+}
+
+#[test]
+fn etcd_secret_is_mounted_and_its_files_are_wired() {
+    use deploy_check::manifests::{ETCD_SECRET, ETCD_SECRET_KEYS, Manifest, etcd_tls_problems};
+    let d = Deployment::load();
+    let secret = d
+        .manifests
+        .iter()
+        .find_map(|(_, m)| match m {
+            Manifest::Secret(s) if s.metadata.name.as_deref() == Some(ETCD_SECRET) => Some(s),
+            _ => None,
+        })
+        .expect("Secret calico-etcd-secrets");
+    let keys: BTreeSet<&str> = secret
+        .data
+        .iter()
+        .flatten()
+        .map(|(k, _)| k.as_str())
+        .collect();
+    assert_eq!(keys, BTreeSet::from(ETCD_SECRET_KEYS));
+    let pod = d.pod();
+    let volume_secret = |name: &str| {
+        pod.volumes
+            .iter()
+            .flatten()
+            .find(|v| v.name == name)
+            .and_then(|v| v.secret.as_ref())
+            .filter(|s| s.default_mode == Some(0o400))
+            .and_then(|s| s.secret_name.clone())
+    };
+    for (name, file) in [
+        ("FELIX_ETCDCAFILE", "etcd-ca"),
+        ("FELIX_ETCDCERTFILE", "etcd-cert"),
+        ("FELIX_ETCDKEYFILE", "etcd-key"),
+    ] {
+        assert_eq!(d.config(name), format!("/calico-secrets/{file}"), "{name}");
+    }
+    let felix_env = [
+        ("FELIX_ETCDCAFILE", "FELIX_ETCDCAFILE"),
+        ("FELIX_ETCDCERTFILE", "FELIX_ETCDCERTFILE"),
+        ("FELIX_ETCDKEYFILE", "FELIX_ETCDKEYFILE"),
+    ];
+    let bird_conf_env = [
+        ("ETCD_CA_CERT_FILE", "FELIX_ETCDCAFILE"),
+        ("ETCD_CERT_FILE", "FELIX_ETCDCERTFILE"),
+        ("ETCD_KEY_FILE", "FELIX_ETCDKEYFILE"),
+    ];
+    let mut problems = etcd_tls_problems(d.container("felix"), volume_secret, &felix_env);
+    problems.extend(etcd_tls_problems(
+        d.container("bird-conf"),
+        volume_secret,
+        &bird_conf_env,
+    ));
+    problems.extend(etcd_tls_problems(
+        d.init_container("install-cni"),
+        volume_secret,
+        &[],
+    ));
+    assert!(problems.is_empty(), "{problems:#?}");
+    let template = d.config("cni_network_config");
+    for placeholder in [
+        "__ETCD_CA_CERT_FILE__",
+        "__ETCD_CERT_FILE__",
+        "__ETCD_KEY_FILE__",
+    ] {
+        assert!(
+            template.contains(placeholder),
+            "the CNI config has no {placeholder}"
+        );
     }
 }
 
@@ -612,7 +731,10 @@ fn check_network_config(list: &Value, endpoints: &str, node: &str) {
         endpoints.split(',').collect::<Vec<_>>()
     );
     assert_eq!(parsed.node_name().expect("a node name"), node);
-    assert_eq!(parsed.mtu, Some(1480));
+    assert_eq!(
+        parsed.mtu, None,
+        "no fixed MTU: each node's pods follow its uplink"
+    );
     assert!(parsed.policy_k8s, "the endpoint is built from the pod");
     assert_eq!(
         parsed.kubeconfig.as_deref(),

@@ -6,6 +6,7 @@
 //! Not JSON, or not an object: code 6. An unsupported `cniVersion`: code 1 (checked first).
 //! Any other invalid value: code 7.
 
+use calico::etcd_access::{EtcdAccess, TlsFiles};
 use std::{collections::BTreeMap, path::PathBuf};
 
 use calico::model::valid_name;
@@ -30,6 +31,8 @@ pub struct NetConf {
     pub name: String,
     pub plugin_type: String,
     pub etcd_endpoints: Vec<String>,
+    /// `etcd_ca_cert_file`, `etcd_cert_file`, `etcd_key_file` (for `https://` endpoints).
+    pub etcd_tls: TlsFiles,
     pub nodename: Option<String>,
     pub nodename_file: PathBuf,
     /// The configured pod MTU; `None` (absent or 0): chosen by [`crate::mtu`].
@@ -63,6 +66,12 @@ struct Raw {
     args: Option<RawArgs>,
     #[serde(default, rename = "etcd_endpoints")]
     etcd_endpoints: Option<String>,
+    #[serde(default, rename = "etcd_ca_cert_file")]
+    etcd_ca_cert_file: Option<String>,
+    #[serde(default, rename = "etcd_cert_file")]
+    etcd_cert_file: Option<String>,
+    #[serde(default, rename = "etcd_key_file")]
+    etcd_key_file: Option<String>,
     #[serde(default, rename = "nodename")]
     nodename: Option<String>,
     #[serde(default, rename = "nodename_file")]
@@ -120,12 +129,7 @@ struct RawLabel {
 }
 
 /// Calico settings felix-cni cannot honour: present and non-empty means code 2.
-const UNSUPPORTED: [&str; 4] = [
-    "etcd_key_file",
-    "etcd_cert_file",
-    "etcd_ca_cert_file",
-    "etcd_authority",
-];
+const UNSUPPORTED: [&str; 1] = ["etcd_authority"];
 
 /// The `cniVersion` the caller asked for, to answer in (CURRENT when stdin has none).
 pub fn requested_version(stdin: &[u8]) -> String {
@@ -167,7 +171,7 @@ impl NetConf {
                     return Err(unsupported(
                         key,
                         v,
-                        "felix-cni talks plain http to etcd_endpoints",
+                        "felix-cni reaches etcd at etcd_endpoints only",
                     ));
                 }
             }
@@ -202,6 +206,16 @@ impl NetConf {
             ));
         }
         let etcd_endpoints = parse_endpoints(raw.etcd_endpoints.as_deref().unwrap_or(""))?;
+        let file = |f: Option<String>| f.filter(|f| !f.is_empty()).map(PathBuf::from);
+        let etcd_tls = TlsFiles {
+            ca: file(raw.etcd_ca_cert_file),
+            cert: file(raw.etcd_cert_file),
+            key: file(raw.etcd_key_file),
+        };
+        EtcdAccess::new(etcd_endpoints.clone())
+            .with_tls(etcd_tls.clone())
+            .check()
+            .map_err(|e| CniError::config(e.to_string()))?;
         let mtu = match raw.mtu {
             None | Some(0) => None,
             Some(m) if (68..=65535).contains(&m) => Some(m),
@@ -253,6 +267,7 @@ impl NetConf {
             name: raw.name,
             plugin_type: raw.plugin_type,
             etcd_endpoints,
+            etcd_tls,
             nodename,
             nodename_file: PathBuf::from(
                 raw.nodename_file
@@ -273,6 +288,11 @@ impl NetConf {
         })
     }
 
+    /// etcd's endpoints and TLS files.
+    pub fn etcd_access(&self) -> EtcdAccess {
+        EtcdAccess::new(self.etcd_endpoints.clone()).with_tls(self.etcd_tls.clone())
+    }
+
     /// The node name: `nodename`, else the content of `nodename_file`, else the host name
     /// (Calico's order); trimmed and lower-cased as Calico does with host names.
     pub fn node_name(&self) -> Result<String, CniError> {
@@ -281,7 +301,7 @@ impl NetConf {
     }
 }
 
-/// `etcd_endpoints` as Calico writes it: comma-separated `http://host:port` URLs.
+/// `etcd_endpoints` as Calico writes it: comma-separated `http(s)://host:port` URLs.
 fn parse_endpoints(s: &str) -> Result<Vec<String>, CniError> {
     let endpoints: Vec<String> = s
         .split(',')
@@ -295,17 +315,13 @@ fn parse_endpoints(s: &str) -> Result<Vec<String>, CniError> {
         ));
     }
     for e in &endpoints {
-        if e.starts_with("https://") {
-            return Err(unsupported(
-                "etcd_endpoints",
-                e,
-                "felix-cni talks plain http to etcd",
-            ));
-        }
-        let authority = e.strip_prefix("http://").unwrap_or("");
+        let authority = e
+            .strip_prefix("http://")
+            .or_else(|| e.strip_prefix("https://"))
+            .unwrap_or("");
         if authority.is_empty() || (authority.contains('/') && !authority.ends_with('/')) {
             return Err(CniError::config(format!(
-                "etcd_endpoints: {e:?} is not an http://host:port URL"
+                "etcd_endpoints: {e:?} is not an http(s)://host:port URL"
             )));
         }
     }
@@ -464,12 +480,7 @@ mod tests {
                 7,
                 "etcd_endpoints",
             ),
-            (
-                "etcd_endpoints",
-                json!("https://e:2379"),
-                2,
-                "etcd_endpoints",
-            ),
+            ("etcd_endpoints", json!("https://e:2379"), 7, "no CA file"),
             ("ipam", json!({"type": "host-local"}), 7, "ipam.type"),
             (
                 "ipam",
@@ -478,7 +489,7 @@ mod tests {
                 "assign_ipv6",
             ),
             ("datastore_type", json!("kubernetes"), 2, "datastore_type"),
-            ("etcd_cert_file", json!("/x.pem"), 2, "etcd_cert_file"),
+            ("etcd_authority", json!("e:2379"), 2, "etcd_authority"),
             ("nodename", json!("a b"), 7, "nodename"),
             (
                 "args",

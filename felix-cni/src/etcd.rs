@@ -3,7 +3,8 @@
 
 use std::time::Duration;
 
-use etcd_client::{Client, ConnectOptions, GetOptions};
+use calico::etcd_access::{AccessError, EtcdAccess};
+use etcd_client::{Client, ConnectOptions};
 
 /// How long connecting may take.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -13,44 +14,24 @@ pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 /// Errors connecting to etcd.
 #[derive(Debug, thiserror::Error)]
 pub enum EtcdError {
-    #[error("etcd_endpoints {endpoints}: {source}")]
-    BadEndpoint {
-        endpoints: String,
-        source: etcd_client::Error,
-    },
-    #[error("etcd at {endpoints} is unreachable: {reason}")]
-    Unreachable { endpoints: String, reason: String },
+    /// The endpoints or TLS files are wrong, or etcd refused the TLS handshake.
+    #[error("{0}")]
+    Config(AccessError),
+    #[error("etcd is unreachable: {0}")]
+    Unreachable(AccessError),
 }
 
-/// Connects and makes one read, so that an unreachable etcd shows before anything is changed.
-pub async fn connect(endpoints: &[String]) -> Result<Client, EtcdError> {
-    let joined = endpoints.join(",");
-    let unreachable = |reason: String| EtcdError::Unreachable {
-        endpoints: joined.clone(),
-        reason,
-    };
+/// Connects and makes one read, so that an unreachable etcd (or a refused client certificate)
+/// shows before anything is changed.
+pub async fn connect(access: &EtcdAccess) -> Result<Client, EtcdError> {
     let options = ConnectOptions::new()
         .with_connect_timeout(CONNECT_TIMEOUT)
         .with_timeout(REQUEST_TIMEOUT);
-    let attempt = async {
-        let mut client = Client::connect(endpoints, Some(options))
-            .await
-            .map_err(|source| match source {
-                etcd_client::Error::InvalidUri(_) | etcd_client::Error::InvalidArgs(_) => {
-                    EtcdError::BadEndpoint {
-                        endpoints: joined.clone(),
-                        source,
-                    }
-                }
-                other => unreachable(other.to_string()),
-            })?;
-        client
-            .get("/calico/", Some(GetOptions::new().with_count_only()))
-            .await
-            .map_err(|e| unreachable(e.to_string()))?;
-        Ok(client)
-    };
-    tokio::time::timeout(CONNECT_TIMEOUT + REQUEST_TIMEOUT, attempt)
+    access
+        .connect(options, CONNECT_TIMEOUT + REQUEST_TIMEOUT)
         .await
-        .map_err(|_| unreachable("no answer in time".into()))?
+        .map_err(|e| match e {
+            AccessError::Etcd { .. } | AccessError::Timeout { .. } => EtcdError::Unreachable(e),
+            other => EtcdError::Config(other),
+        })
 }

@@ -129,6 +129,9 @@ fn bird_conf_argv(bin: &Path, state: &LabState, host: &HostState, once: bool) ->
         "--status-file".into(),
         status_file(state, host).to_string_lossy().into_owned(),
     ];
+    if let Some(pki) = crate::etcd_tls::for_url(&state.fabric_ns, &state.etcd_url) {
+        argv.extend(crate::etcd_tls::flags(&pki));
+    }
     if once {
         argv.push("--once".into());
     }

@@ -68,15 +68,21 @@ impl CniCommand {
 /// lab's etcd, the node's name and the lab's pool; no `mtu`, so felix-cni detects it from the
 /// host's uplink (its MTU less IPIP's 20 bytes).
 pub fn conflist(state: &LabState, host: &HostState) -> Value {
+    let mut plugin = json!({
+        "type": "felix-cni",
+        "etcd_endpoints": state.etcd_url,
+        "nodename": host.node,
+        "ipam": {"type": "felix-ipam", "ipv4_pools": [names::POOL_CIDR]}
+    });
+    if let Some(pki) = crate::etcd_tls::for_url(&state.fabric_ns, &state.etcd_url) {
+        plugin["etcd_ca_cert_file"] = json!(pki.ca);
+        plugin["etcd_cert_file"] = json!(pki.client.cert);
+        plugin["etcd_key_file"] = json!(pki.client.key);
+    }
     json!({
         "cniVersion": CNI_VERSION,
         "name": NETWORK,
-        "plugins": [{
-            "type": "felix-cni",
-            "etcd_endpoints": state.etcd_url,
-            "nodename": host.node,
-            "ipam": {"type": "felix-ipam", "ipv4_pools": [names::POOL_CIDR]}
-        }]
+        "plugins": [plugin]
     })
 }
 
@@ -487,7 +493,13 @@ mod tests {
         assert_eq!(conf["cniVersion"], CNI_VERSION);
         assert_eq!(conf["name"], NETWORK);
         assert_eq!(conf["nodename"], "fx0001-h1");
-        assert_eq!(conf["etcd_endpoints"], "http://10.0.0.254:2379");
+        assert_eq!(conf["etcd_endpoints"], "https://10.0.0.254:2379");
+        assert!(
+            conf["etcd_cert_file"]
+                .as_str()
+                .is_some_and(|f| f.ends_with("etcd-pki/client.pem")),
+            "{conf}"
+        );
         assert_eq!(
             conf["args"]["cni"]["labels"],
             json!([{"key": "app", "value": "cni-h1"}])

@@ -10,7 +10,7 @@ use testkit::etcd::EtcdArgs;
 use crate::cmd;
 use crate::proc::{self, ProcRecord};
 use crate::state::LabState;
-use crate::{calico, names};
+use crate::{calico, etcd_tls, names};
 
 /// How long a restarted etcd may take to answer its health check.
 pub(crate) const RESTART_TIMEOUT: Duration = Duration::from_secs(10);
@@ -19,8 +19,10 @@ const CUT_COMMENT: &str = "felix-lab-etcd-cut";
 
 /// Starts etcd in the fabric namespace (foreground daemon, log in the state folder).
 pub fn start(state: &LabState) -> Result<ProcRecord> {
+    let pki = etcd_tls::for_url(&state.fabric_ns, &state.etcd_url);
     let argv = EtcdArgs {
         client_url: &state.etcd_url,
+        tls: pki.as_ref(),
         ..EtcdArgs::loopback(&state.etcd_data_dir)
     }
     .argv();
@@ -38,6 +40,9 @@ fn etcdctl(fabric: &str, url: &str) -> Command {
     let mut cmd = Command::new("ip");
     cmd.args(["netns", "exec", fabric, "etcdctl", "--endpoints", url])
         .env("ETCDCTL_API", "3");
+    if let Some(pki) = etcd_tls::for_url(fabric, url) {
+        cmd.args(testkit::etcd::etcdctl_tls_flags(&pki));
+    }
     cmd
 }
 

@@ -257,6 +257,9 @@ pub fn etcd_command(felix: &Path, ns: &str, etcd_url: &str, args: &[&str]) -> Co
         .arg(felix)
         .args(args)
         .args(["--etcd-endpoints", etcd_url]);
+    if let Some(pki) = crate::etcd_tls::for_url(ns, etcd_url) {
+        cmd.envs(crate::etcd_tls::cli_env(&pki));
+    }
     cmd
 }
 

@@ -66,13 +66,21 @@ pub fn start(
         STATUS_TTL_S.to_string(),
     ];
     argv.extend(dataplane.args());
+    let tls: Vec<(&str, String)> = crate::etcd_tls::for_url(&host.ns, &state.etcd_url)
+        .map(|pki| crate::etcd_tls::felix_env(&pki).to_vec())
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(name, path)| (name, path.to_string_lossy().into_owned()))
+        .collect();
+    let mut envs = vec![("RUST_LOG", "info")];
+    envs.extend(tls.iter().map(|(name, path)| (*name, path.as_str())));
     // Not `ip netns exec`: its private /sys hides bpffs, and felix pins under /sys/fs/bpf/felix.
     proc::spawn_in_ns(
         proc::Enter::NsenterNet,
         &host.ns,
         &format!("felix h{}", host.n),
         &argv,
-        &[("RUST_LOG", "info")],
+        &envs,
         &host.felix_log,
     )
 }

@@ -13,6 +13,7 @@ pub mod calico;
 pub mod cmd;
 pub mod cni;
 pub mod etcd;
+pub mod etcd_tls;
 pub mod felix;
 pub mod felixd;
 pub mod ipam;
@@ -73,6 +74,8 @@ pub struct LabOptions {
     pub pool_ipip_mode: calico::IpipMode,
     /// The fabric's MTU (uplinks, bridge, ToR); pods get it less IPIP's 20 bytes.
     pub fabric_mtu: u32,
+    /// etcd over plain HTTP instead of TLS with client certificates ([`etcd_tls`]).
+    pub etcd_plain_http: bool,
 }
 
 impl Default for LabOptions {
@@ -88,6 +91,7 @@ impl Default for LabOptions {
             dataplane: felixd::Dataplane::Bpf,
             pool_ipip_mode: calico::IpipMode::Always,
             fabric_mtu: names::DEFAULT_FABRIC_MTU,
+            etcd_plain_http: false,
         }
     }
 }
@@ -125,6 +129,9 @@ impl Lab {
         let mut state = LabState::plan(&id, Some(Owner::current()?));
         state.pool_ipip_mode = opts.pool_ipip_mode;
         state.fabric_mtu = opts.fabric_mtu;
+        if opts.etcd_plain_http {
+            state.etcd_url = names::etcd_plain_url();
+        }
         let mut lab = Self {
             state,
             felix: opts.felix.clone(),
@@ -163,6 +170,9 @@ impl Lab {
 
         std::fs::create_dir_all(&self.state.etcd_data_dir)
             .with_context(|| format!("creating {}", self.state.etcd_data_dir.display()))?;
+        if etcd_tls::for_url(&self.state.fabric_ns, &self.state.etcd_url).is_some() {
+            etcd_tls::create(&self.state.id)?;
+        }
         let etcd = etcd::start(&self.state)?;
         self.track(etcd.clone())?;
         etcd::wait_healthy(&self.state, &etcd, opts.etcd_timeout)?;
@@ -477,6 +487,14 @@ impl Lab {
             node,
             false,
         )
+    }
+
+    /// The environment the felix CLI reaches the lab's etcd with (`ETCD_CA_CERT_FILE`,
+    /// `ETCD_CERT_FILE`, `ETCD_KEY_FILE`; empty for a plain-HTTP lab).
+    pub fn etcd_cli_env(&self) -> Vec<(&'static str, PathBuf)> {
+        etcd_tls::for_url(&self.state.fabric_ns, &self.state.etcd_url)
+            .map(|pki| etcd_tls::cli_env(&pki).to_vec())
+            .unwrap_or_default()
     }
 
     /// The value of `key` in the lab's etcd (`None` when absent).

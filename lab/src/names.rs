@@ -132,8 +132,13 @@ pub fn cidr_key(cidr: &str) -> String {
     cidr.replace('/', "-")
 }
 
-/// The etcd URL hosts use (reachable over the fabric).
+/// The etcd URL hosts use (reachable over the fabric): TLS with client certificates.
 pub fn etcd_url() -> String {
+    format!("https://{FABRIC_IP}:{ETCD_PORT}")
+}
+
+/// The etcd URL of a lab run with plain HTTP ([`crate::LabOptions::etcd_plain_http`]).
+pub fn etcd_plain_url() -> String {
     format!("http://{FABRIC_IP}:{ETCD_PORT}")
 }
 

@@ -17,9 +17,12 @@ use std::time::{Duration, Instant};
 use etcd_client::Client;
 
 use crate::log::tail as log_tail;
+use crate::pki::EtcdPki;
 
 /// etcd's client URL on loopback.
 pub const LOOPBACK_URL: &str = "http://127.0.0.1:2379";
+/// etcd's client URL on loopback, with TLS.
+pub const LOOPBACK_TLS_URL: &str = "https://127.0.0.1:2379";
 /// etcd's peer URL on loopback.
 pub const LOOPBACK_PEER_URL: &str = "http://127.0.0.1:2380";
 /// Lines of etcd's log that errors carry.
@@ -54,6 +57,9 @@ pub struct EtcdArgs<'a> {
     pub client_url: &'a str,
     /// Listened on, advertised and the cluster's only member.
     pub peer_url: &'a str,
+    /// Client-certificate authentication with these certificates (`client_url` must then be
+    /// `https://`).
+    pub tls: Option<&'a EtcdPki>,
 }
 
 impl<'a> EtcdArgs<'a> {
@@ -64,6 +70,17 @@ impl<'a> EtcdArgs<'a> {
             data_dir,
             client_url: LOOPBACK_URL,
             peer_url: LOOPBACK_PEER_URL,
+            tls: None,
+        }
+    }
+
+    /// Member `default` on loopback with client-certificate authentication
+    /// ([`LOOPBACK_TLS_URL`]).
+    pub fn loopback_tls(data_dir: &'a Path, pki: &'a EtcdPki) -> Self {
+        Self {
+            client_url: LOOPBACK_TLS_URL,
+            tls: Some(pki),
+            ..Self::loopback(data_dir)
         }
     }
 
@@ -88,7 +105,9 @@ impl<'a> EtcdArgs<'a> {
             &format!("{}={peer}", self.name),
         ]
         .map(String::from)
-        .to_vec()
+        .into_iter()
+        .chain(self.tls.map(EtcdPki::etcd_flags).unwrap_or_default())
+        .collect()
     }
 
     /// The command: `ip netns exec <netns> etcd ...`, or `etcd ...` in the calling thread's
@@ -130,6 +149,8 @@ pub struct Etcd {
     netns: Option<String>,
     url: String,
     log: PathBuf,
+    /// The certificates clients (probes) connect with.
+    tls: Option<EtcdPki>,
 }
 
 impl Etcd {
@@ -145,7 +166,7 @@ impl Etcd {
         let file = open_log(log, mode)?;
         redirect(&mut cmd, file, log)?;
         let child = cmd.spawn().map_err(EtcdError::Spawn)?;
-        Ok(Self::from_child(child, args.client_url, netns, log))
+        Ok(Self::from_child(child, args.client_url, netns, log).with_tls(args.tls.cloned()))
     }
 
     /// Adopts an etcd the caller spawned itself (from [`EtcdArgs::command`] with
@@ -156,7 +177,19 @@ impl Etcd {
             netns: netns.map(str::to_owned),
             url: url.to_owned(),
             log: log.to_path_buf(),
+            tls: None,
         }
+    }
+
+    /// Probes connect with the client certificate of `tls`.
+    pub fn with_tls(mut self, tls: Option<EtcdPki>) -> Self {
+        self.tls = tls;
+        self
+    }
+
+    /// The certificates etcd was started with.
+    pub fn tls(&self) -> Option<&EtcdPki> {
+        self.tls.as_ref()
     }
 
     /// Sets `cmd`'s stdin to null and its stdout and stderr to `log`.
@@ -203,7 +236,8 @@ impl Etcd {
     ) -> Result<Client, EtcdError> {
         let child = &mut self.child;
         let exited = || !matches!(child.try_wait(), Ok(None));
-        wait_ready_at(&self.url, &self.log, timeout, exited, stop).await
+        let tls = self.tls.as_ref();
+        wait_ready_tls_at(&self.url, tls, &self.log, timeout, exited, stop).await
     }
 
     /// Polls `etcdctl endpoint health` inside etcd's namespace until it answers; fails when
@@ -221,16 +255,17 @@ impl Etcd {
 
     /// One `etcdctl endpoint health` inside etcd's namespace.
     pub fn healthy(&self) -> bool {
-        let argv = [
+        let mut argv = [
             "etcdctl",
             "--endpoints",
             &self.url,
             "--dial-timeout=1s",
             "--command-timeout=2s",
-            "endpoint",
-            "health",
         ]
-        .map(String::from);
+        .map(String::from)
+        .to_vec();
+        argv.extend(self.tls.as_ref().map(etcdctl_tls_flags).unwrap_or_default());
+        argv.extend(["endpoint", "health"].map(String::from));
         in_netns(self.netns.as_deref(), &argv)
             .env("ETCDCTL_API", "3")
             .stdin(Stdio::null())
@@ -262,13 +297,27 @@ pub async fn wait_ready_at(
     url: &str,
     log: &Path,
     timeout: Duration,
+    exited: impl FnMut() -> bool,
+    stop: impl FnMut() -> Option<String>,
+) -> Result<Client, EtcdError> {
+    wait_ready_tls_at(url, None, log, timeout, exited, stop).await
+}
+
+#[cfg(feature = "etcd-client")]
+/// [`wait_ready_at`], connecting with the client certificate of `tls` when given.
+pub async fn wait_ready_tls_at(
+    url: &str,
+    tls: Option<&EtcdPki>,
+    log: &Path,
+    timeout: Duration,
     mut exited: impl FnMut() -> bool,
     mut stop: impl FnMut() -> Option<String>,
 ) -> Result<Client, EtcdError> {
+    let options = tls.map(client_options).transpose()?;
     let deadline = Instant::now() + timeout;
     loop {
         let attempt = tokio::time::timeout(PROBE_TIMEOUT, async {
-            let mut client = Client::connect([url], None).await?;
+            let mut client = Client::connect([url], options.clone()).await?;
             client.get("/health-probe", None).await?;
             Ok::<_, etcd_client::Error>(client)
         })
@@ -282,6 +331,31 @@ pub async fn wait_ready_at(
         }
         tokio::time::sleep(POLL_GAP).await;
     }
+}
+
+#[cfg(feature = "etcd-client")]
+/// Connect options with `pki`'s CA and client certificate.
+pub fn client_options(pki: &EtcdPki) -> Result<etcd_client::ConnectOptions, EtcdError> {
+    use etcd_client::{Certificate, ConnectOptions, Identity, TlsOptions};
+    let read = |path: &Path| {
+        std::fs::read(path).map_err(|e| EtcdError::Stopped(format!("read {}: {e}", path.display())))
+    };
+    let tls = TlsOptions::new()
+        .ca_certificate(Certificate::from_pem(read(&pki.ca)?))
+        .identity(Identity::from_pem(
+            read(&pki.client.cert)?,
+            read(&pki.client.key)?,
+        ));
+    Ok(ConnectOptions::new().with_tls(tls))
+}
+
+/// `etcdctl`'s flags for `pki`'s CA and client certificate.
+pub fn etcdctl_tls_flags(pki: &EtcdPki) -> Vec<String> {
+    vec![
+        format!("--cacert={}", pki.ca.display()),
+        format!("--cert={}", pki.client.cert.display()),
+        format!("--key={}", pki.client.key.display()),
+    ]
 }
 
 /// An error if etcd has `exited` or `deadline` passed.

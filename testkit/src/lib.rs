@@ -16,5 +16,6 @@ pub mod imports;
 pub mod log;
 pub mod netns;
 pub mod packet;
+pub mod pki;
 #[cfg(feature = "bpf")]
 pub mod prog_run;

@@ -31,6 +31,7 @@ impl Etcd {
             data_dir: &data,
             client_url: &url,
             peer_url: kit::LOOPBACK_PEER_URL,
+            tls: None,
         };
         let mut command = args.command(Some(&lab.fabric));
         kit::Etcd::redirect_to_log(&mut command, &log, LogMode::Truncate)?;

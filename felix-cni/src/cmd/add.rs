@@ -36,7 +36,7 @@ pub async fn add(env: &CniEnv, conf: &NetConf) -> Result<Value, CniError> {
         true => &conf.ipv4_pools,
         false => &from_api.ipv4_pools,
     };
-    let mut client = etcd::connect(&conf.etcd_endpoints).await?;
+    let mut client = etcd::connect(&conf.etcd_access()).await?;
     let entries = ipam::pool_entries(&mut client, &node).await?;
     let pools = ipam::choose_pools(&node, &entries, wanted_pools)?;
     let handle = names::handle_id(&conf.name, &env.container_id);

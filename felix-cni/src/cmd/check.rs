@@ -34,7 +34,7 @@ pub async fn check(env: &CniEnv, conf: &NetConf) -> Result<(), CniError> {
         .as_deref()
         .ok_or_else(|| CniError::env("CNI_NETNS is missing"))?;
     let netns = NetNs::open(netns_path)?;
-    let mut client = etcd::connect(&conf.etcd_endpoints).await?;
+    let mut client = etcd::connect(&conf.etcd_access()).await?;
     let key = wep::key(&node, pod, &env.ifname);
     let Some((endpoint, _)) = wep::get(&mut client, &key).await? else {
         return Err(CniError::plugin(format!(

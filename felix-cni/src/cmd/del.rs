@@ -23,7 +23,7 @@ pub async fn del(env: &CniEnv, conf: &NetConf) -> Result<(), CniError> {
             Err(e) => return Err(e.into()),
         }
     }
-    let mut client = etcd::connect(&conf.etcd_endpoints).await?;
+    let mut client = etcd::connect(&conf.etcd_access()).await?;
     if let Some(pod) = &env.pod {
         let node = conf.node_name()?;
         let key = wep::key(&node, pod, &env.ifname);

@@ -23,8 +23,8 @@ use crate::{
 impl From<EtcdError> for CniError {
     fn from(e: EtcdError) -> Self {
         let code = match e {
-            EtcdError::BadEndpoint { .. } => Code::InvalidConfig,
-            EtcdError::Unreachable { .. } => Code::TryAgainLater,
+            EtcdError::Config(_) => Code::InvalidConfig,
+            EtcdError::Unreachable(_) => Code::TryAgainLater,
         };
         CniError::new(code, e.to_string())
     }

@@ -77,6 +77,8 @@ pub struct AgentConfig {
     pub mode: Mode,
     /// etcd client URLs.
     pub etcd_endpoints: Vec<String>,
+    /// TLS files for `https://` etcd endpoints.
+    pub etcd_tls: calico::etcd_access::TlsFiles,
     /// Root of the pin trees.
     pub pin_root: PathBuf,
     /// Root of the run files.
@@ -117,6 +119,14 @@ pub struct AgentConfig {
         Vec<crate::dataplane::failsafe::FailsafePort>,
         Vec<crate::dataplane::failsafe::FailsafePort>,
     ),
+}
+
+impl AgentConfig {
+    /// etcd's endpoints and TLS files.
+    pub fn etcd_access(&self) -> calico::etcd_access::EtcdAccess {
+        calico::etcd_access::EtcdAccess::new(self.etcd_endpoints.clone())
+            .with_tls(self.etcd_tls.clone())
+    }
 }
 
 /// Errors that stop the agent.
@@ -249,8 +259,9 @@ async fn serve<P: Plane>(
 ) -> Result<Stopped, AgentError> {
     let (connection, netlink, _) = rtnetlink::new_connection().map_err(AgentError::Netlink)?;
     tokio::spawn(connection);
-    let (syncer, updates, sync_status) =
-        Syncer::new(SyncerConfig::new(config.etcd_endpoints.clone()));
+    let (syncer, updates, sync_status) = Syncer::new(
+        SyncerConfig::new(config.etcd_endpoints.clone()).with_tls(config.etcd_tls.clone()),
+    );
     let mut agent = Agent {
         plane,
         mode: config.mode.name(),
@@ -356,7 +367,7 @@ impl<P: Plane> Agent<P> {
         let tasks = [
             tokio::spawn(syncer.run()),
             tokio::spawn(status::run(
-                config.etcd_endpoints.clone(),
+                config.etcd_access(),
                 status::StatusKeys::new(config.region.as_deref(), &self.node),
                 config.status_ttl,
                 self.status.subscribe(),
@@ -663,7 +674,7 @@ async fn register_node(config: AgentConfig, names: HashMap<u32, String>) {
         .await;
         let result = match detected {
             Ok(address) => {
-                let mut client = datastore::connect(&config.etcd_endpoints).await;
+                let mut client = datastore::connect(&config.etcd_access()).await;
                 node_register::register(
                     &mut client,
                     &config.node,

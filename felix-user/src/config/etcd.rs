@@ -2,7 +2,10 @@
 
 use std::time::Duration;
 
-use calico::model::{FelixConfigurationSpec, Resource};
+use calico::{
+    etcd_access::EtcdAccess,
+    model::{FelixConfigurationSpec, Resource},
+};
 use serde_json::Value;
 use tracing::warn;
 
@@ -41,16 +44,17 @@ pub fn spec_value(spec: &FelixConfigurationSpec) -> Result<Spec, String> {
 /// The specs of `node.<node>` and `default` (each `None` when absent). Gives up after
 /// `timeout` when etcd does not answer; a stored value that is not JSON is an error.
 pub async fn read_specs(
-    endpoints: &[String],
+    access: &EtcdAccess,
     node: &str,
     timeout: Duration,
 ) -> Result<(Option<Spec>, Option<Spec>), ConfigError> {
     let fail = |reason: String| ConfigError::Etcd {
-        endpoints: endpoints.join(","),
+        endpoints: access.joined(),
         reason,
     };
     let read = async {
-        let mut client = etcd_client::Client::connect(endpoints, None)
+        let mut client = access
+            .connect(etcd_client::ConnectOptions::new(), timeout)
             .await
             .map_err(|e| e.to_string())?;
         let mut specs = Vec::new();
@@ -78,7 +82,7 @@ pub async fn read_specs(
         Ok(result) => result.map_err(fail),
         Err(_) => {
             warn!(
-                endpoints = endpoints.join(","),
+                endpoints = access.joined(),
                 ?timeout,
                 "etcd did not answer: starting without FelixConfiguration"
             );

@@ -63,7 +63,7 @@ pub fn resolve(layers: Layers) -> Result<Resolved, ConfigError> {
 pub async fn load(mut layers: Layers) -> Result<Resolved, ConfigError> {
     let local = resolve(layers.clone())?;
     match etcd::read_specs(
-        &local.settings.etcd_endpoints,
+        &local.settings.etcd_access(),
         &local.settings.node,
         ETCD_TIMEOUT,
     )

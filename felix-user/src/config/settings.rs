@@ -5,6 +5,8 @@ use std::{
     time::Duration,
 };
 
+use calico::etcd_access::{EtcdAccess, TlsFiles};
+
 use super::{duration, layers::RawValue, source::Source};
 use crate::{
     config::Mode,
@@ -44,6 +46,8 @@ pub enum ConfigError {
 pub struct Settings {
     pub node: String,
     pub etcd_endpoints: Vec<String>,
+    /// TLS files for `https://` etcd endpoints.
+    pub etcd_tls: TlsFiles,
     pub mode: Mode,
     /// The uplink named by FELIX_UPLINK; `None`: the interface of the autodetected address.
     pub uplink: Option<String>,
@@ -123,6 +127,11 @@ impl Reader<'_> {
 }
 
 impl Settings {
+    /// etcd's endpoints and TLS files.
+    pub fn etcd_access(&self) -> EtcdAccess {
+        EtcdAccess::new(self.etcd_endpoints.clone()).with_tls(self.etcd_tls.clone())
+    }
+
     /// Parses and checks every value.
     pub fn from_values(values: &[RawValue]) -> Result<Self, ConfigError> {
         let r = Reader { values };
@@ -139,6 +148,11 @@ impl Settings {
         Ok(Settings {
             node: r.required("NodeName", parse_node)?,
             etcd_endpoints: r.required("EtcdEndpoints", |t| Ok(parse_list(t)))?,
+            etcd_tls: TlsFiles {
+                ca: r.optional("EtcdCaFile", parse_path)?.flatten(),
+                cert: r.optional("EtcdCertFile", parse_path)?.flatten(),
+                key: r.optional("EtcdKeyFile", parse_path)?.flatten(),
+            },
             mode: if mode {
                 Mode::Bpf
             } else {
@@ -524,4 +538,9 @@ mod tests {
             "{error}"
         );
     }
+}
+
+/// A file path; empty is unset, as in Calico.
+fn parse_path(text: &str) -> Result<Option<std::path::PathBuf>, String> {
+    Ok((!text.is_empty()).then(|| text.into()))
 }

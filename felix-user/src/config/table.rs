@@ -39,7 +39,7 @@ const fn setting(
 const SIZE: &str = "a number of entries from 1 to 16777216";
 
 /// The settings, in the order `felix run --print-config` prints them.
-pub const SETTINGS: [Setting; 30] = [
+pub const SETTINGS: [Setting; 33] = [
     setting(
         "NodeName",
         "node",
@@ -55,6 +55,30 @@ pub const SETTINGS: [Setting; 30] = [
         None,
         None,
         "comma-separated etcd client URLs",
+    ),
+    setting(
+        "EtcdCaFile",
+        "etcd-ca-cert-file",
+        &["FELIX_ETCDCAFILE"],
+        None,
+        None,
+        "a PEM file: the CA that signed etcd's server certificate (needed for https://)",
+    ),
+    setting(
+        "EtcdCertFile",
+        "etcd-cert-file",
+        &["FELIX_ETCDCERTFILE"],
+        None,
+        None,
+        "a PEM file: the client certificate etcd's --client-cert-auth asks for",
+    ),
+    setting(
+        "EtcdKeyFile",
+        "etcd-key-file",
+        &["FELIX_ETCDKEYFILE"],
+        None,
+        None,
+        "a PEM file: the client certificate's private key",
     ),
     setting(
         "BPFEnabled",

@@ -8,8 +8,21 @@ use std::{
 };
 
 use calico::datastore::SyncStatus;
+use calico::etcd_access::{AccessError, EtcdAccess};
 use calico::model::workload_endpoint::EndpointId;
-use etcd_client::{Client, GetOptions, PutOptions};
+use etcd_client::{GetOptions, PutOptions};
+
+/// How long connecting to etcd may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Why a status session ended.
+#[derive(Debug, thiserror::Error)]
+enum ServeError {
+    #[error(transparent)]
+    Access(#[from] AccessError),
+    #[error(transparent)]
+    Etcd(#[from] etcd_client::Error),
+}
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 use tracing::{info, warn};
@@ -169,7 +182,7 @@ fn rfc3339(time: SystemTime) -> String {
 /// Runs until `reports` closes: writes the status under a lease of `ttl`, refreshed every
 /// `ttl / 3` and on every change; reconnects with backoff when etcd is away.
 pub async fn run(
-    endpoints: Vec<String>,
+    access: EtcdAccess,
     keys: StatusKeys,
     ttl: Duration,
     mut reports: watch::Receiver<Report>,
@@ -179,7 +192,7 @@ pub async fn run(
     let mut delay = Duration::from_millis(200);
     loop {
         match serve(
-            &endpoints,
+            &access,
             &keys,
             ttl,
             &mut reports,
@@ -199,14 +212,16 @@ pub async fn run(
 }
 
 async fn serve(
-    endpoints: &[String],
+    access: &EtcdAccess,
     keys: &StatusKeys,
     ttl: Duration,
     reports: &mut watch::Receiver<Report>,
     started: Instant,
     first_update: &mut bool,
-) -> Result<(), etcd_client::Error> {
-    let mut client = Client::connect(endpoints, None).await?;
+) -> Result<(), ServeError> {
+    let mut client = access
+        .connect(etcd_client::ConnectOptions::new(), CONNECT_TIMEOUT)
+        .await?;
     let lease = client
         .lease_grant(ttl.as_secs().max(2) as i64, None)
         .await?

@@ -85,6 +85,7 @@ pub(crate) fn felix_in_h1(lab: &Lab, args: &[&str]) -> Result<std::process::Outp
         .arg(lab.felix_bin())
         .args(args)
         .args(["--etcd-endpoints", &lab.state().etcd_url])
+        .envs(lab.etcd_cli_env())
         .output()
         .context("run felix")
 }

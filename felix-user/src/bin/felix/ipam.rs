@@ -65,7 +65,7 @@ pub(crate) fn run_ipam(command: IpamCommand) -> Result<()> {
             block_size,
             etcd,
         } => {
-            let block = with_etcd(&etcd.etcd_endpoints, async |client| {
+            let block = with_etcd(&etcd, async |client| {
                 Ok(ipam::claim(client, &node, pool, block_size).await?)
             })?;
             println!("{block}");
@@ -76,21 +76,17 @@ pub(crate) fn run_ipam(command: IpamCommand) -> Result<()> {
             attrs,
             etcd,
         } => {
-            let ip = with_etcd(&etcd.etcd_endpoints, async |client| {
+            let ip = with_etcd(&etcd, async |client| {
                 Ok(ipam::assign(client, &node, &handle, attrs.into_iter().collect()).await?)
             })?;
             println!("{ip}");
         }
         IpamCommand::Release { ip, etcd } => {
-            with_etcd(&etcd.etcd_endpoints, async |client| {
-                Ok(ipam::release(client, ip).await?)
-            })?;
+            with_etcd(&etcd, async |client| Ok(ipam::release(client, ip).await?))?;
             println!("released {ip}");
         }
         IpamCommand::Show { json, etcd } => {
-            let blocks = with_etcd(&etcd.etcd_endpoints, async |client| {
-                Ok(ipam::all_blocks(client).await?)
-            })?;
+            let blocks = with_etcd(&etcd, async |client| Ok(ipam::all_blocks(client).await?))?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&blocks)?);
             } else {

@@ -56,7 +56,7 @@ pub(crate) fn parse_protocol(text: &str) -> Result<u8, String> {
 pub(crate) fn explain_policy(args: &ExplainArgs) -> Result<()> {
     use felix_user::calc::policy::{L4, Packet, calc::PolicyCalc, explain};
     let prefix = "/calico/resources/v3/projectcalico.org/";
-    let kvs = with_etcd(&args.etcd.etcd_endpoints, async |client| {
+    let kvs = with_etcd(&args.etcd, async |client| {
         let options = etcd_client::GetOptions::new().with_prefix();
         let response = client.get(prefix, Some(options)).await?;
         Ok(response

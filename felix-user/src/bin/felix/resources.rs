@@ -60,7 +60,7 @@ pub(crate) fn apply_file(args: &FileArgs, apply: bool) -> Result<()> {
             }
         }
     }
-    let done = with_etcd(&args.etcd.etcd_endpoints, async |client| {
+    let done = with_etcd(&args.etcd, async |client| {
         let mut done = Vec::new();
         for resource in &valid {
             let key = resource.key();
@@ -151,7 +151,7 @@ pub(crate) fn get_resources(args: &GetArgs) -> Result<()> {
         ),
         None => (model::prefix_of(kind, namespace), true),
     };
-    let kvs = with_etcd(&args.etcd.etcd_endpoints, async |client| {
+    let kvs = with_etcd(&args.etcd, async |client| {
         let options = prefix.then(|| etcd_client::GetOptions::new().with_prefix());
         let response = client.get(key.as_str(), options).await?;
         Ok(response

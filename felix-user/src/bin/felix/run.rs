@@ -201,6 +201,7 @@ pub(crate) fn run(args: RunArgs, matches: &clap::ArgMatches, log_filter: &LogFil
         node: settings.node.clone(),
         mode: settings.mode,
         etcd_endpoints: settings.etcd_endpoints.clone(),
+        etcd_tls: settings.etcd_tls.clone(),
         pin_root: args.roots.pin_root,
         run_root: args.roots.run_root,
         workload_prefixes: settings.workload_prefixes.clone(),

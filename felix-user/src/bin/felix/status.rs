@@ -19,7 +19,7 @@ pub(crate) struct StatusArgs {
 }
 
 pub(crate) fn show_status(args: &StatusArgs) -> Result<()> {
-    let kvs = with_etcd(&args.etcd.etcd_endpoints, async |client| {
+    let kvs = with_etcd(&args.etcd, async |client| {
         let response = client
             .get(
                 status::STATUS_ROOT,

@@ -343,6 +343,11 @@ fn parse_failsafe(text: &str) -> Result<Vec<FailsafePort>, String> {
         .map_err(|e| e.to_string())
 }
 
+/// A file path; empty is unset, as in Calico.
+fn parse_path(text: &str) -> Result<Option<std::path::PathBuf>, String> {
+    Ok((!text.is_empty()).then(|| text.into()))
+}
+
 #[cfg(test)]
 mod tests {
     use serde_json::json;
@@ -538,9 +543,4 @@ mod tests {
             "{error}"
         );
     }
-}
-
-/// A file path; empty is unset, as in Calico.
-fn parse_path(text: &str) -> Result<Option<std::path::PathBuf>, String> {
-    Ok((!text.is_empty()).then(|| text.into()))
 }

@@ -407,16 +407,18 @@ impl EtcdAccess {
 }
 
 /// Attempts after a TLS connection closed without a reason.
-const CLOSED_RETRIES: usize = 4;
+const CLOSED_RETRIES: usize = 8;
 
 /// Whether an error chain says the connection closed (rather than why).
 fn closed(detail: &str) -> bool {
+    let detail = detail.to_ascii_lowercase();
     [
         "connection closed",
-        "Canceled",
+        "canceled",
         "reset by peer",
-        "Broken pipe",
-        "unexpected EOF",
+        "broken pipe",
+        "brokenpipe",
+        "unexpected eof",
     ]
     .iter()
     .any(|text| detail.contains(text))
@@ -545,6 +547,19 @@ fn check_validity(path: &Path, der: &[u8], now: SystemTime) -> Result<(), Access
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_connection_closed_without_a_reason_is_recognised_in_any_spelling() {
+        for detail in [
+            "transport error: hyper::Error(Io, Custom { kind: BrokenPipe, error: \"stream closed because of a broken pipe\" })",
+            "connection reset by peer",
+            "h2 protocol error: connection closed",
+            "operation was Canceled",
+        ] {
+            assert!(closed(detail), "{detail}");
+        }
+        assert!(!closed("received fatal alert: BadCertificate"));
+    }
 
     fn access(endpoints: &[&str], tls: TlsFiles) -> EtcdAccess {
         EtcdAccess::new(endpoints.iter().map(|e| (*e).to_owned()).collect()).with_tls(tls)

@@ -70,19 +70,27 @@ pub(crate) fn apply_file(args: &FileArgs, apply: bool) -> Result<()> {
                     .kvs()
                     .first()
                     .and_then(|kv| model::Resource::from_etcd(&key, kv.value()).ok());
+                let pools = match (resource, &stored) {
+                    (model::Resource::IpPool(_), None) => stored_pools(client).await?,
+                    _ => Vec::new(),
+                };
+                if let Err(refusal) = client_checks(resource, &pools) {
+                    done.push(Err(refusal));
+                    continue;
+                }
                 let resource =
                     resource
                         .clone()
                         .for_store(stored.as_ref(), new_uid, creation_timestamp);
                 client.put(key.as_str(), resource.to_json(), None).await?;
-                done.push(format!(
+                done.push(Ok(format!(
                     "applied {} {}",
                     resource.kind().as_str(),
                     resource.qualified_name()
-                ));
+                )));
             } else {
                 let deleted = client.delete(key.as_str(), None).await?.deleted();
-                done.push(if deleted > 0 {
+                done.push(Ok(if deleted > 0 {
                     format!(
                         "deleted {} {}",
                         resource.kind().as_str(),
@@ -94,13 +102,19 @@ pub(crate) fn apply_file(args: &FileArgs, apply: bool) -> Result<()> {
                         resource.kind().as_str(),
                         resource.qualified_name()
                     )
-                });
+                }));
             }
         }
         Ok(done)
     })?;
     for line in done {
-        println!("{line}");
+        match line {
+            Ok(line) => println!("{line}"),
+            Err(refusal) => {
+                eprintln!("error: {refusal} (not written)");
+                failed += 1;
+            }
+        }
     }
     if failed > 0 {
         anyhow::bail!(
@@ -109,6 +123,65 @@ pub(crate) fn apply_file(args: &FileArgs, apply: bool) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// Every IPPool stored in etcd (values that do not read are left out).
+async fn stored_pools(
+    client: &mut etcd_client::Client,
+) -> Result<Vec<model::Object<model::IpPoolSpec>>> {
+    let prefix = model::prefix_of(model::Kind::IpPool, None);
+    let response = client
+        .get(
+            prefix.as_str(),
+            Some(etcd_client::GetOptions::new().with_prefix()),
+        )
+        .await?;
+    Ok(response
+        .kvs()
+        .iter()
+        .filter_map(
+            |kv| match model::Resource::from_etcd(kv.key_str().ok()?, kv.value()).ok()? {
+                model::Resource::IpPool(pool) => Some(pool),
+                _ => None,
+            },
+        )
+        .collect())
+}
+
+/// What Calico's client checks against the datastore before it writes, beyond the validator:
+/// a WorkloadEndpoint's name must be the one its identifiers give, and a new IPPool must not
+/// overlap a stored one (`pools`).
+fn client_checks(
+    resource: &model::Resource,
+    pools: &[model::Object<model::IpPoolSpec>],
+) -> Result<(), String> {
+    let refused = |e: model::FieldError| {
+        format!(
+            "{} {}: {}: {}",
+            resource.kind().as_str(),
+            resource.qualified_name(),
+            e.field,
+            e.reason
+        )
+    };
+    match resource {
+        model::Resource::WorkloadEndpoint(o) => {
+            model::validate::endpoint::check_workload_endpoint_name(&o.metadata.name, &o.spec)
+                .map_err(refused)
+        }
+        model::Resource::IpPool(o) => {
+            let others = pools.iter().map(|p| (p.metadata.name.as_str(), &p.spec));
+            match model::validate::ippool::overlapping_pool(&o.metadata.name, &o.spec, others) {
+                Some(other) => Err(format!(
+                    "IPPool {}: spec.cidr: {} overlaps IPPool {other}'s CIDR (Calico refuses overlapping pools)",
+                    o.metadata.name,
+                    o.spec.cidr.network()
+                )),
+                None => Ok(()),
+            }
+        }
+        _ => Ok(()),
+    }
 }
 
 /// A random (version 4) UUID, as clientv3 gives a new resource (`uuid.NewUUID`).
@@ -181,4 +254,46 @@ pub(crate) fn get_resources(args: &GetArgs) -> Result<()> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn one(yaml: &str) -> model::Resource {
+        model::document::parse_one(yaml).expect("valid document")
+    }
+
+    #[test]
+    fn client_checks_refuse_what_calicos_client_refuses() {
+        let named = |name: &str| {
+            one(&format!(
+                "kind: WorkloadEndpoint\nmetadata: {{name: {name}, namespace: prod}}\nspec: {{node: h1, orchestrator: k8s, pod: db, endpoint: eth0, interfaceName: calia, ipNetworks: [10.65.0.1/32]}}"
+            ))
+        };
+        assert_eq!(client_checks(&named("h1-k8s-db-eth0"), &[]), Ok(()));
+        let wrong = client_checks(&named("db"), &[]).expect_err("name from other identifiers");
+        assert!(wrong.contains("h1-k8s-db-eth0"), "{wrong}");
+
+        let pool = |name: &str, cidr: &str| {
+            one(&format!(
+                "kind: IPPool\nmetadata: {{name: {name}}}\nspec: {{cidr: {cidr}}}"
+            ))
+        };
+        let stored: Vec<_> = [pool("a", "10.65.0.0/16")]
+            .into_iter()
+            .filter_map(|r| match r {
+                model::Resource::IpPool(p) => Some(p),
+                _ => None,
+            })
+            .collect();
+        let overlap = client_checks(&pool("b", "10.65.128.0/17"), &stored).expect_err("overlap");
+        assert!(overlap.contains("overlaps IPPool a"), "{overlap}");
+        assert_eq!(client_checks(&pool("b", "10.66.0.0/16"), &stored), Ok(()));
+        assert_eq!(
+            client_checks(&pool("a", "10.65.0.0/16"), &stored),
+            Ok(()),
+            "a pool does not overlap itself"
+        );
+    }
 }

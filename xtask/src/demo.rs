@@ -155,8 +155,15 @@ fn host_integration(lab: &Lab) -> Result<()> {
         let node = lab.node_resource(n)?;
         println!("{}: {}", lab.node(n), node["spec"]["bgp"]);
     }
+    // The lab's etcd requires a client certificate: the CLI takes calicoctl's variables.
+    let tls: Vec<String> = lab
+        .etcd_cli_env()
+        .iter()
+        .map(|(name, path)| format!("{name}={}", path.display()))
+        .collect();
     header(&format!(
-        "nsenter --net=/run/netns/{h1} felix status --etcd-endpoints {}",
+        "{} nsenter --net=/run/netns/{h1} felix status --etcd-endpoints {}",
+        tls.join(" "),
         lab.state().etcd_url
     ));
     print!("{}", lab.felix_status_table(None)?);

@@ -580,10 +580,14 @@ fn failed_adds_are_error_json_and_leave_nothing_behind() {
                 "etcd_endpoints",
             ),
             (
-                "tls",
-                config(json!({"etcd_cert_file": "/c.pem"})),
-                2,
-                "etcd_cert_file",
+                "tls certificate without key",
+                config(json!({
+                    "etcd_endpoints": "https://127.0.0.1:1",
+                    "etcd_ca_cert_file": "/nonexistent/ca.pem",
+                    "etcd_cert_file": "/nonexistent/c.pem"
+                })),
+                7,
+                "key",
             ),
             (
                 "unknown pool",

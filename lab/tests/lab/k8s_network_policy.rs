@@ -172,12 +172,55 @@ fn policy_names(example: &Example) -> Result<Vec<String>> {
         .collect()
 }
 
+/// The example's policies that have rules: iptables mode names them in its rules' comments.
+fn policies_with_rules(example: &Example) -> Result<Vec<String>> {
+    let mut names = Vec::new();
+    for entry in &example.etcd {
+        let value: Value = serde_json::from_str(&entry.value)?;
+        let has_rules = ["ingress", "egress"]
+            .iter()
+            .any(|d| value["spec"][d].as_array().is_some_and(|r| !r.is_empty()));
+        if has_rules {
+            names.push(
+                value["metadata"]["name"]
+                    .as_str()
+                    .context("name")?
+                    .to_owned(),
+            );
+        }
+    }
+    Ok(names)
+}
+
+/// Waits until a host's `backend` filter table names each policy of `names` in a rule's comment
+/// (the hosts of the pods it selects render it; which those are, the example does not say).
+fn wait_rendered(lab: &Lab, backend: Backend, names: &[String]) -> Result<()> {
+    poll_until(ENFORCE_DEADLINE, "iptables rules name the policies", || {
+        let saves = [1, 2]
+            .into_iter()
+            .map(|n| lab::iptables::save(&lab.host(n)?.ns, backend))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(
+            match names
+                .iter()
+                .find(|name| !saves.iter().any(|save| save.contains(name.as_str())))
+            {
+                Some(missing) => Err(format!("no host has a rule of {missing}")),
+                None => Ok(()),
+            },
+        )
+    })
+    .map(|_| ())
+}
+
 /// Every example, one at a time on the open cluster: put, enforced as documented (also when
-/// checked again), deleted, open again. With `bpf`, felix's policy dump must also show every
-/// policy of the example applied on h1 (every example selects prod/db, which lives there)
-/// before the checks count, and none after the delete: an example whose checks all allow
+/// checked again), deleted, open again. felix must also show every policy of the example
+/// applied before the checks count (BPF: its policy dump on h1, where prod/db lives, which
+/// every example selects; iptables mode, `backend`: a rule naming each policy that has rules),
+/// and, in BPF mode, none after the delete: an example whose checks all allow
 /// proves nothing if it is judged before felix has it.
-fn examples_are_enforced(lab: &mut Lab, bpf: bool) -> Result<()> {
+fn examples_are_enforced(lab: &mut Lab, iptables: Option<Backend>) -> Result<()> {
+    let bpf = iptables.is_none();
     let (cluster_fixture, examples) = fixtures()?;
     let cluster = install_cluster(lab, &cluster_fixture)?;
     // An echo server on every port some check connects to, and on the baseline port.
@@ -203,14 +246,22 @@ fn examples_are_enforced(lab: &mut Lab, bpf: bool) -> Result<()> {
         let file = path
             .file_name()
             .map_or_else(String::new, |f| f.to_string_lossy().into_owned());
-        for entry in &example.etcd {
+        // Each policy is a put of its own, as kube-controllers writes them, and felix applies
+        // each as it comes: the fixtures list a default deny before the policy that opens it
+        // again, so put them last first (no moment denies what the example allows) and delete
+        // them first first.
+        for entry in example.etcd.iter().rev() {
             put(lab, &entry.key, &localized(lab, &entry.value)?)?;
         }
         let policies = policy_names(example)?;
         let policies: Vec<&str> = policies.iter().map(String::as_str).collect();
-        if bpf {
-            lab.wait_programmed(1, &policies, true, ENFORCE_DEADLINE)
-                .with_context(|| format!("{file}: felix applies it"))?;
+        match iptables {
+            None => {
+                lab.wait_programmed(1, &policies, true, ENFORCE_DEADLINE)
+                    .with_context(|| format!("{file}: felix applies it"))?;
+            }
+            Some(backend) => wait_rendered(lab, backend, &policies_with_rules(example)?)
+                .with_context(|| format!("{file}: felix renders it"))?,
         }
         let (_, took) = poll_until(ENFORCE_DEADLINE, &file, || {
             let wrong = cluster.wrong(example)?;
@@ -247,7 +298,7 @@ fn examples_are_enforced(lab: &mut Lab, bpf: bool) -> Result<()> {
 #[test]
 fn kubernetes_network_policy_examples_bpf() -> Result<()> {
     with_lab_options(LabOptions::default(), |lab| {
-        examples_are_enforced(lab, true)
+        examples_are_enforced(lab, None)
     })
 }
 
@@ -257,5 +308,7 @@ fn kubernetes_network_policy_examples_iptables() -> Result<()> {
         dataplane: Dataplane::Iptables(Backend::Legacy),
         ..LabOptions::default()
     };
-    with_lab_options(opts, |lab| examples_are_enforced(lab, false))
+    with_lab_options(opts, |lab| {
+        examples_are_enforced(lab, Some(Backend::Legacy))
+    })
 }

@@ -307,19 +307,47 @@ impl EtcdAccess {
 
     /// One read through a client of this access's endpoints, within `timeout`. With TLS 1.3
     /// the server judges the client certificate after the client finished its side of the
-    /// handshake, so its alert may lose the race against the connection closing: a closed
-    /// connection is tried again a few times to learn the reason.
+    /// handshake, so its alert may lose the race against the connection closing: after a
+    /// closed connection a bare handshake that sends nothing reads the server's verdict
+    /// ([`crate::tls_verdict`]), and without one the read is tried again a few times.
     async fn probe(&self, options: ConnectOptions, timeout: Duration) -> Result<(), AccessError> {
         let mut result = self.probe_once(options.clone(), timeout).await;
         for _ in 0..CLOSED_RETRIES {
             match &result {
                 Err(AccessError::Etcd { detail, .. }) if self.is_tls() && closed(detail) => {
+                    if let Some(refused) = self.handshake_verdict(timeout).await {
+                        return Err(refused);
+                    }
                     result = self.probe_once(options.clone(), timeout).await;
                 }
                 _ => break,
             }
         }
         result
+    }
+
+    /// The server's verdict from a bare handshake with this access's (one) endpoint, as a
+    /// refusal; `None` when it names none.
+    async fn handshake_verdict(&self, timeout: Duration) -> Option<AccessError> {
+        let endpoint = self.endpoints.first()?;
+        let ca = read(self.tls.ca.as_ref()?).ok()?;
+        let identity = match (&self.tls.cert, &self.tls.key) {
+            (Some(cert), Some(key)) => Some((read(cert).ok()?, read(key).ok()?)),
+            _ => None,
+        };
+        let pem = crate::tls_verdict::ClientPem {
+            ca: &ca,
+            identity: identity.as_ref().map(|(c, k)| (c.as_slice(), k.as_slice())),
+        };
+        // A refusing server answers within milliseconds; silence means it accepted.
+        let wait = timeout.min(Duration::from_secs(2));
+        let detail = crate::tls_verdict::verdict(endpoint, &pem, wait).await?;
+        let refusal = classify(&detail)?;
+        Some(AccessError::Tls {
+            endpoints: self.joined(),
+            refusal: self.refine(refusal),
+            detail,
+        })
     }
 
     async fn probe_once(

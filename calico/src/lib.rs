@@ -11,3 +11,4 @@ pub mod ipam;
 pub mod model;
 pub mod selector;
 pub mod store;
+pub mod tls_verdict;

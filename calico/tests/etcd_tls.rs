@@ -167,6 +167,60 @@ async fn mutual_tls_refusals_say_which() {
     );
 }
 
+/// The bare handshake that sends nothing reads etcd's verdict every time (the path a client
+/// takes when its first request lost the race against the server's alert): an alert for no
+/// certificate and for a foreign one, nothing for the trusted one.
+#[tokio::test]
+async fn a_bare_handshake_reads_etcds_verdict() {
+    use calico::tls_verdict::{ClientPem, verdict};
+    let etcd = TlsEtcd::start("verdict").await;
+    let read = |p: &Path| std::fs::read(p).expect("read");
+    let ca = read(&etcd.pki.ca);
+    let other = Ca::new("other-ca").expect("ca");
+    let foreign = other.client(&etcd.dir, "foreign", "calico").expect("cert");
+    // etcd sends nothing to an accepted client that sends nothing: a short wait tells.
+    let silence = Duration::from_secs(1);
+    for _ in 0..3 {
+        let good = (read(&etcd.pki.client.cert), read(&etcd.pki.client.key));
+        let accepted = verdict(
+            &etcd.url,
+            &ClientPem {
+                ca: &ca,
+                identity: Some((&good.0, &good.1)),
+            },
+            silence,
+        )
+        .await;
+        assert_eq!(accepted, None, "the trusted certificate");
+        let none = verdict(
+            &etcd.url,
+            &ClientPem {
+                ca: &ca,
+                identity: None,
+            },
+            ANSWER,
+        )
+        .await;
+        let none = none.expect("no certificate: an alert");
+        assert!(calico::etcd_access::classify(&none).is_some(), "{none}");
+        let bad = (read(&foreign.cert), read(&foreign.key));
+        let refused = verdict(
+            &etcd.url,
+            &ClientPem {
+                ca: &ca,
+                identity: Some((&bad.0, &bad.1)),
+            },
+            ANSWER,
+        )
+        .await
+        .expect("a foreign certificate: an alert");
+        assert!(
+            calico::etcd_access::classify(&refused).is_some(),
+            "{refused}"
+        );
+    }
+}
+
 /// Connects with `expired` bypassing the local validity check, as a client that does not
 /// check would.
 async fn etcd_refuses_expired(etcd: &TlsEtcd, expired: &CertFiles) -> AccessError {

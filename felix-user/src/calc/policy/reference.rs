@@ -261,10 +261,24 @@ fn network_set_item(resources: &[Resource], set: &Object<NetworkSetSpec>) -> Ite
 /// Rewrites a namespace selector to act on namespace labels: keys get the `pcns.` prefix and
 /// `all()` becomes "has a namespace".
 fn namespace_selector(selector: Selector) -> Selector {
-    let key = |k: String| format!("{NAMESPACE_LABEL_PREFIX}{k}");
-    let all = |v: Vec<Selector>| v.into_iter().map(namespace_selector).collect();
+    prefix_keys(selector, NAMESPACE_LABEL_PREFIX, Some(NAMESPACE_NAME_LABEL))
+}
+
+/// Calico's rewrite of a service account selector: every label key gets the `pcsa.` prefix.
+fn service_account_labels(selector: Selector) -> Selector {
+    prefix_keys(selector, SERVICE_ACCOUNT_LABEL_PREFIX, None)
+}
+
+/// `selector` with `prefix` before every label key; `all()` becomes `has(all_label)` when given.
+fn prefix_keys(selector: Selector, prefix: &str, all_label: Option<&str>) -> Selector {
+    let key = |k: String| format!("{prefix}{k}");
+    let all = |v: Vec<Selector>| {
+        v.into_iter()
+            .map(|s| prefix_keys(s, prefix, all_label))
+            .collect()
+    };
     match selector {
-        Selector::All => Selector::Has(NAMESPACE_NAME_LABEL.to_string()),
+        Selector::All => all_label.map_or(Selector::All, |l| Selector::Has(l.to_string())),
         Selector::Global => Selector::Global,
         Selector::Has(k) => Selector::Has(key(k)),
         Selector::Eq(k, v) => Selector::Eq(key(k), v),
@@ -274,27 +288,7 @@ fn namespace_selector(selector: Selector) -> Selector {
         Selector::StartsWith(k, v) => Selector::StartsWith(key(k), v),
         Selector::EndsWith(k, v) => Selector::EndsWith(key(k), v),
         Selector::Contains(k, v) => Selector::Contains(key(k), v),
-        Selector::Not(s) => Selector::Not(Box::new(namespace_selector(*s))),
-        Selector::And(v) => Selector::And(all(v)),
-        Selector::Or(v) => Selector::Or(all(v)),
-    }
-}
-
-/// Calico's rewrite of a service account selector: every label key gets the `pcsa.` prefix.
-fn service_account_labels(selector: Selector) -> Selector {
-    let key = |k: String| format!("{SERVICE_ACCOUNT_LABEL_PREFIX}{k}");
-    let all = |v: Vec<Selector>| v.into_iter().map(service_account_labels).collect();
-    match selector {
-        s @ (Selector::All | Selector::Global) => s,
-        Selector::Has(k) => Selector::Has(key(k)),
-        Selector::Eq(k, v) => Selector::Eq(key(k), v),
-        Selector::Ne(k, v) => Selector::Ne(key(k), v),
-        Selector::In(k, v) => Selector::In(key(k), v),
-        Selector::NotIn(k, v) => Selector::NotIn(key(k), v),
-        Selector::StartsWith(k, v) => Selector::StartsWith(key(k), v),
-        Selector::EndsWith(k, v) => Selector::EndsWith(key(k), v),
-        Selector::Contains(k, v) => Selector::Contains(key(k), v),
-        Selector::Not(s) => Selector::Not(Box::new(service_account_labels(*s))),
+        Selector::Not(s) => Selector::Not(Box::new(prefix_keys(*s, prefix, all_label))),
         Selector::And(v) => Selector::And(all(v)),
         Selector::Or(v) => Selector::Or(all(v)),
     }

@@ -1,5 +1,7 @@
-//! Connection tracking: one LRU entry per flow under a normalised key, so both directions of a
-//! flow find the same entry. Timeouts follow Calico's eBPF mode.
+//! Connection tracking: one entry per flow under a normalised key, so both directions of a
+//! flow find the same entry, in a plain hash (not an LRU: nothing is evicted on insert; the
+//! cleaner removes expired entries, and closing ones under pressure, see [`crate::ct_clean`]).
+//! Timeouts follow Calico's eBPF mode.
 
 /// Key of the conntrack map: the flow's endpoints ordered so that (`addr_a`, `port_a`) is the
 /// smaller of the two.
@@ -69,8 +71,9 @@ pub struct CtValue {
     pub tcp_flags_a: u8,
     /// Union of TCP flags sent by B.
     pub tcp_flags_b: u8,
-    /// Reserved, zero.
-    pub _reserved: [u8; 4],
+    /// The ifindex of the local endpoint the entry is charged to (the pod that opened the
+    /// flow; for a flow into a pod from elsewhere, that pod); 0: none (host flows).
+    pub owner_ifindex: u32,
 }
 
 /// Bits of [`CtValue::flags`].
@@ -236,7 +239,7 @@ mod tests {
         assert_eq!(offset_of!(CtValue, packets_b_to_a), 24);
         assert_eq!(offset_of!(CtValue, state), 32);
         assert_eq!(offset_of!(CtValue, tcp_flags_b), 35);
-        assert_eq!(offset_of!(CtValue, _reserved), 36);
+        assert_eq!(offset_of!(CtValue, owner_ifindex), 36);
     }
 
     #[test]

@@ -119,11 +119,14 @@ pub enum Reason {
     IcmpFragNeeded = 25,
     /// Too big for the path without DF: passed to the host stack, which fragments it.
     PassFragment = 26,
+    /// A new flow of an endpoint that holds its share of the conntrack table
+    /// (`BPFConntrackEndpointSharePercent`): dropped, counted on the interface it came by.
+    DropCtEndpointShare = 27,
 }
 
 impl Reason {
     /// Every reason, in numeric order.
-    pub const ALL: [Reason; 27] = [
+    pub const ALL: [Reason; 28] = [
         Reason::Allowed,
         Reason::PassArp,
         Reason::DropTooShort,
@@ -151,6 +154,7 @@ impl Reason {
         Reason::ViaHostStack,
         Reason::IcmpFragNeeded,
         Reason::PassFragment,
+        Reason::DropCtEndpointShare,
     ];
 
     /// Decodes the value stored in [`CounterKey::reason`].
@@ -183,6 +187,7 @@ impl Reason {
             24 => Some(Reason::ViaHostStack),
             25 => Some(Reason::IcmpFragNeeded),
             26 => Some(Reason::PassFragment),
+            27 => Some(Reason::DropCtEndpointShare),
             _ => None,
         }
     }
@@ -217,6 +222,7 @@ impl Reason {
             Reason::ViaHostStack => "via_host_stack",
             Reason::IcmpFragNeeded => "icmp_frag_needed",
             Reason::PassFragment => "pass_fragment",
+            Reason::DropCtEndpointShare => "drop_ct_endpoint_share",
         }
     }
 

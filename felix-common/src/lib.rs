@@ -8,6 +8,7 @@
 pub mod config;
 pub mod conntrack;
 pub mod counters;
+pub mod ct_clean;
 pub mod endpoints;
 pub mod failsafe;
 pub mod ifaces;

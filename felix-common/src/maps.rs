@@ -16,8 +16,15 @@ pub const IFACES: &str = "felix_ifaces_v1";
 pub const ENDPOINTS: &str = "felix_ep_v2";
 /// LPM trie: CIDR -> local workload, remote block (IPIP), host, local block.
 pub const ROUTES: &str = "felix_routes_v1";
-/// LRU conntrack table.
+/// Conntrack table: a plain hash (not an LRU: a full table refuses new flows rather than
+/// evicting live ones), cleaned by `felix_ct_clean`.
 pub const CONNTRACK: &str = "felix_ct_v1";
+/// Array of one: the conntrack cleaner's state ([`crate::ct_clean::CtCleanerState`]): the
+/// per-endpoint share `create` enforces, the last pass, totals.
+pub const CT_CLEANER: &str = "felix_ctcln_v1";
+/// Hash: endpoint ifindex -> conntrack entries charged to it
+/// ([`crate::ct_clean::CtEndpointCount`]).
+pub const CT_ENDPOINTS: &str = "felix_ctep_v1";
 /// LRU hash: (source `cali*` ifindex, IP ID, protocol) of a pod's first packet the host stack
 /// may NAT -> the conntrack key of its flow before NAT (see [`crate::nat`]).
 pub const NAT_ORIGINS: &str = "felix_natorg_v1";
@@ -45,7 +52,7 @@ pub const TRACE_CONTROL: &str = "felix_trctl_v1";
 pub const TRACE_BUCKETS: &str = "felix_trbkt_v1";
 
 /// Every map felix pins under `/sys/fs/bpf/felix/<node>/`.
-pub const PINNED: [&str; 18] = [
+pub const PINNED: [&str; 20] = [
     COUNTERS,
     COUNTER_CACHE,
     IFACES,
@@ -64,6 +71,8 @@ pub const PINNED: [&str; 18] = [
     TRACE_EVENTS,
     TRACE_CONTROL,
     TRACE_BUCKETS,
+    CT_CLEANER,
+    CT_ENDPOINTS,
 ];
 
 /// Capacity of [`NAT_ORIGINS`]: first packets in flight through the host stack; an entry is
@@ -75,6 +84,8 @@ pub const ENDPOINTS_MAX_ENTRIES: u32 = 4_096;
 pub const ROUTES_MAX_ENTRIES: u32 = 65_536;
 /// Default capacity of [`CONNTRACK`].
 pub const CONNTRACK_MAX_ENTRIES: u32 = 262_144;
+/// Capacity of [`CT_ENDPOINTS`]: as many as there can be endpoints.
+pub const CT_ENDPOINTS_MAX_ENTRIES: u32 = ENDPOINTS_MAX_ENTRIES;
 /// Capacity of [`XDP_DENY`].
 pub const XDP_DENY_MAX_ENTRIES: u32 = 16_384;
 /// Capacity of [`FAILSAFE`].

@@ -30,8 +30,7 @@ use crate::{
     counters::count,
     encap::{encapsulate, host_config},
     forward::{decrement_ttl, deliver_local, endpoint, largest_segment, redirect_to_uplink, route},
-    host_nat,
-    icmp,
+    host_nat, icmp,
     parse::{Ipv4Summary, Parsed, parse},
     policy::{self, At},
     trace,
@@ -86,7 +85,7 @@ fn to_workload(ctx: &TcContext, ifindex: u32) -> Result<(i32, Reason), Reason> {
     let target = endpoint(ifindex).ok_or(Reason::DropNoEndpoint)?;
     policy::check(at, &target, SLOT_INGRESS, packet.saddr, &packet)?;
     // Sent by the host stack, which may have NATed it: its replies go back through the stack.
-    conntrack::create(&packet, ct_flags::VIA_HOST)?;
+    conntrack::create(&packet, ct_flags::VIA_HOST, ifindex)?;
     allowed
 }
 
@@ -178,7 +177,7 @@ fn from_workload(ctx: &TcContext, ifindex: u32) -> Result<(i32, Reason), Reason>
                 Some((RouteKind::LocalWorkload | RouteKind::RemoteBlock, _))
             );
             let flags = if redirected { 0 } else { ct_flags::VIA_HOST };
-            conntrack::create(&packet, flags)?;
+            conntrack::create(&packet, flags, ifindex)?;
             false
         }
     };

@@ -12,7 +12,7 @@ use felix_common::{
     conntrack::{ct_flags, expired, proto, tcp_state},
 };
 
-use crate::{counters::count, maps::CONNTRACK, parse::Ipv4Summary};
+use crate::{counters::count, ct_share, maps::CONNTRACK, parse::Ipv4Summary};
 
 /// Finds the live flow of `packet` and records the packet in it: the entry's [`ct_flags`], or
 /// `None` when there is none (a first packet, which policy must judge before [`create`]). An
@@ -109,12 +109,16 @@ pub fn key_of(packet: &Ipv4Summary) -> (CtKey, bool) {
 }
 
 /// Opens a flow with `packet` as its first packet (after policy allowed it), with the extra
-/// [`ct_flags`] in `flags` (how its packets travel). When the table is
+/// [`ct_flags`] in `flags` (how its packets travel), charged to the local endpoint `owner`
+/// (its ifindex; 0: none). An endpoint at its share of the table
+/// ([`felix_common::ct_clean`]) opens no more flows: the packet is dropped
+/// ([`Reason::DropCtEndpointShare`]). When the table is
 /// full the packet still goes on (policy allowed it; host traffic keeps working) without an
 /// entry, and a `ct_full` counter (interface 0) records it: the flow's later packets are judged
 /// by policy again until there is room.
 #[inline(always)]
-pub fn create(packet: &Ipv4Summary, flags: u8) -> Result<(), Reason> {
+pub fn create(packet: &Ipv4Summary, flags: u8, owner: u32) -> Result<(), Reason> {
+    let charge = ct_share::admit(owner)?;
     let now = now_ns();
     let (key, a_to_b) = key_of(packet);
     let (tcp_flags_a, tcp_flags_b) = if a_to_b {
@@ -136,10 +140,12 @@ pub fn create(packet: &Ipv4Summary, flags: u8) -> Result<(), Reason> {
         flags: flags | if a_to_b { ct_flags::A_IS_INITIATOR } else { 0 },
         tcp_flags_a,
         tcp_flags_b,
-        _reserved: [0; 4],
+        owner_ifindex: owner,
     };
     if CONNTRACK.insert(&key, &entry, 0).is_err() {
         count(0, Direction::FromWorkload, Reason::CtFull, 0);
+    } else {
+        ct_share::charge(owner, charge);
     }
     Ok(())
 }

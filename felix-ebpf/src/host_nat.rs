@@ -52,8 +52,8 @@ pub fn judged_after_nat(
     config: &HostConfig,
 ) -> bool {
     let (rc, params) = fib_lookup(ctx, from, packet.saddr, packet.daddr, 0, 0);
-    let routed = rc == i64::from(BPF_FIB_LKUP_RET_SUCCESS)
-        || rc == i64::from(BPF_FIB_LKUP_RET_NO_NEIGH);
+    let routed =
+        rc == i64::from(BPF_FIB_LKUP_RET_SUCCESS) || rc == i64::from(BPF_FIB_LKUP_RET_NO_NEIGH);
     !routed || params.ifindex == config.uplink_ifindex
 }
 
@@ -68,7 +68,7 @@ pub fn defer(
     flow: Option<u8>,
 ) -> Result<(i32, Reason), Reason> {
     if flow.is_none() {
-        conntrack::create(packet, ct_flags::VIA_HOST | ct_flags::UNCONFIRMED)?;
+        conntrack::create(packet, ct_flags::VIA_HOST | ct_flags::UNCONFIRMED, from)?;
     }
     let (key, _) = conntrack::key_of(packet);
     // A full map evicts its oldest entry: a first packet queued that long is judged without
@@ -139,14 +139,15 @@ pub fn judge_after_nat(
         Some(flags) if flags & ct_flags::UNCONFIRMED == 0 => {}
         flow => {
             let source = endpoint(from).ok_or(Reason::DropNoEndpoint)?;
-            let verdict = policy::check(at, &source, SLOT_EGRESS, packet.daddr, packet).and_then(
-                |()| match target {
-                    Some(target) => {
-                        policy::check(at, target, SLOT_INGRESS, packet.saddr, packet)
+            let verdict =
+                policy::check(at, &source, SLOT_EGRESS, packet.daddr, packet).and_then(|()| {
+                    match target {
+                        Some(target) => {
+                            policy::check(at, target, SLOT_INGRESS, packet.saddr, packet)
+                        }
+                        None => Ok(()),
                     }
-                    None => Ok(()),
-                },
-            );
+                });
             if let Err(reason) = verdict {
                 if let Some(key) = origin {
                     conntrack::forget_unconfirmed(&key);
@@ -158,7 +159,7 @@ pub fn judge_after_nat(
                 let (key, _) = conntrack::key_of(packet);
                 conntrack::confirm(&key, ct_flags::VIA_HOST);
             } else {
-                conntrack::create(packet, ct_flags::VIA_HOST)?;
+                conntrack::create(packet, ct_flags::VIA_HOST, from)?;
             }
         }
     }

@@ -4,10 +4,14 @@
 //! `conntrack`, `forward`, `encap`, `icmp`, `counters`, `maps`).
 #![no_std]
 #![no_main]
+// `asm!` on BPF (the atomic add in `ct_share`); Debian's rustc is built with RUSTC_BOOTSTRAP.
+#![feature(asm_experimental_arch)]
 
 mod cali_tc;
 mod conntrack;
 mod counters;
+mod ct_clean;
+mod ct_share;
 mod encap;
 mod forward;
 mod host_nat;

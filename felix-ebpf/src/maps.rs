@@ -11,14 +11,16 @@ use felix_common::{
     CounterCacheLine, CounterKey, CounterValue, CtKey, CtValue, EndpointInfo, HostConfig,
     IfaceInfo, RouteValue,
     counters::COUNTER_CACHE_LINES,
+    ct_clean::{CtCleanerState, CtEndpointCount},
     failsafe::FailsafeKey,
-    nat::NatOriginKey,
     maps::{
-        CONNTRACK_MAX_ENTRIES, COUNTERS_MAX_ENTRIES, ENDPOINTS_MAX_ENTRIES, FAILSAFE_MAX_ENTRIES,
-        IFACES_MAX_ENTRIES, NAT_ORIGINS_MAX_ENTRIES, POLICY_IPS_MAX_ENTRIES, POLICY_PORTS_MAX_ENTRIES,
-        POLICY_SLOTS_MAX_ENTRIES, POLICY_VERDICTS_MAX_ENTRIES, ROUTES_MAX_ENTRIES,
-        RULE_COUNTERS_MAX_ENTRIES, XDP_DENY_MAX_ENTRIES,
+        CONNTRACK_MAX_ENTRIES, COUNTERS_MAX_ENTRIES, CT_ENDPOINTS_MAX_ENTRIES,
+        ENDPOINTS_MAX_ENTRIES, FAILSAFE_MAX_ENTRIES, IFACES_MAX_ENTRIES, NAT_ORIGINS_MAX_ENTRIES,
+        POLICY_IPS_MAX_ENTRIES, POLICY_PORTS_MAX_ENTRIES, POLICY_SLOTS_MAX_ENTRIES,
+        POLICY_VERDICTS_MAX_ENTRIES, ROUTES_MAX_ENTRIES, RULE_COUNTERS_MAX_ENTRIES,
+        XDP_DENY_MAX_ENTRIES,
     },
+    nat::NatOriginKey,
     policy::{PolicyIpKey, PolicyPortKey, PolicyVerdict, PolicyVerdictKey},
     trace::{TRACE_RING_BYTES, TraceBucket, TraceControl, TraceEvent},
 };
@@ -51,9 +53,18 @@ pub static ROUTES: LpmTrie<[u8; 4], RouteValue, { ROUTES_MAX_ENTRIES as usize }>
 /// Conntrack ([`felix_common::maps::CONNTRACK`]).
 #[btf_map(name = "felix_ct_v1")]
 /// A plain hash, not an LRU: a full table refuses new flows (which then pass untracked, see
-/// `conntrack::create`) instead of evicting established ones; user space collects expired
-/// entries. Its size is set at load (`BPFMapSizeConntrack`).
+/// `conntrack::create`) instead of evicting established ones; `felix_ct_clean` removes expired
+/// entries (and closing ones under pressure). Its size is set at load (`BPFMapSizeConntrack`).
 pub static CONNTRACK: HashMap<CtKey, CtValue, { CONNTRACK_MAX_ENTRIES as usize }> = HashMap::new();
+
+/// The conntrack cleaner's state ([`felix_common::maps::CT_CLEANER`]), at index 0.
+#[btf_map(name = "felix_ctcln_v1")]
+pub static CT_CLEANER: Array<CtCleanerState, 1> = Array::new();
+
+/// Conntrack entries per endpoint ([`felix_common::maps::CT_ENDPOINTS`]).
+#[btf_map(name = "felix_ctep_v1")]
+pub static CT_ENDPOINTS: HashMap<u32, CtEndpointCount, { CT_ENDPOINTS_MAX_ENTRIES as usize }> =
+    HashMap::new();
 
 /// First packets in flight through the host stack ([`felix_common::maps::NAT_ORIGINS`]).
 #[btf_map(name = "felix_natorg_v1")]

@@ -57,7 +57,9 @@ fn from_fabric(ctx: &TcContext) -> Result<(i32, Reason), Reason> {
     let pass = (TC_ACT_OK as i32, Reason::PassHost);
     let outer = match parse(ctx) {
         Ok(Parsed::Ipv4(outer)) if outer.proto == proto::IPIP => outer,
-        Ok(Parsed::Ipv4(plain)) => return plain_to_pod(ctx, &plain).map(|done| done.unwrap_or(pass)),
+        Ok(Parsed::Ipv4(plain)) => {
+            return plain_to_pod(ctx, &plain).map(|done| done.unwrap_or(pass));
+        }
         // Not ours: the host stack handles (and judges) everything else on its uplink.
         Ok(_) | Err(Reason::DropUnsupportedL3) => return Ok(pass),
         Err(reason) => return Err(reason),
@@ -83,7 +85,7 @@ fn from_fabric(ctx: &TcContext) -> Result<(i32, Reason), Reason> {
                 direction: Direction::FromUplink,
             };
             policy::check(at, &pod, SLOT_INGRESS, inner.saddr, &inner)?;
-            conntrack::create(&inner, 0)?;
+            conntrack::create(&inner, 0, target.ifindex)?;
             0
         }
     };
@@ -117,7 +119,7 @@ fn plain_to_pod(ctx: &TcContext, packet: &Ipv4Summary) -> Result<Option<(i32, Re
                 direction: Direction::FromUplink,
             };
             policy::check(at, &pod, SLOT_INGRESS, packet.saddr, packet)?;
-            conntrack::create(packet, 0)?;
+            conntrack::create(packet, 0, target.ifindex)?;
         }
     }
     deliver_local(ctx, packet, target.ifindex).map(|v| Some((v, Reason::ForwardedLocal)))

@@ -602,7 +602,7 @@ fn conntrack_ages_by_the_monotonic_clock_and_expires_idle_flows() {
         flags: ct_flags::A_IS_INITIATOR,
         tcp_flags_a: 0x12,
         tcp_flags_b: 0x12,
-        _reserved: [0; 4],
+        owner_ifindex: 0,
     };
     h.dataplane()
         .conntrack()

@@ -71,7 +71,7 @@ fn run_tier(tier: Tier) -> Result<()> {
             Ok(())
         }
         Tier::Bpf => {
-            const TESTS: [&str; 10] = [
+            const TESTS: [&str; 11] = [
                 "prog_test_run",
                 "policy_test_run",
                 "datastore_etcd",
@@ -79,6 +79,7 @@ fn run_tier(tier: Tier) -> Result<()> {
                 "failsafe_test_run",
                 "native_test_run",
                 "conntrack_full",
+                "ct_cleaner_test_run",
                 "config_etcd",
                 "host_nat_test_run",
                 "uplink_netns",

@@ -14,6 +14,7 @@ use crate::{
     EBPF_OBJECT, PROG_FROM_UPLINK, PROG_FROM_WORKLOAD, PROG_TO_UPLINK, PROG_TO_WORKLOAD,
     calc::desired,
     dataplane::attach::{self, Attached, Holder, LinkId, attach_tc, attach_xdp},
+    dataplane::ct_cleaner::{self, CleanError, CleanerPolicy},
     dataplane::failsafe::FailsafePorts,
     dataplane::kernel_log,
     dataplane::loader::{Dataplane, LoadError},
@@ -56,6 +57,10 @@ pub(super) struct BpfPlane {
     iptables_cleaned: bool,
     /// Warns when conntrack is near full.
     ct_fill: conntrack::NearFullWatch,
+    /// The conntrack cleaner's share limit and pressure threshold.
+    ct_cleaner: CleanerPolicy,
+    /// Whether the fallback to user-space collection was logged.
+    warned_ct_cleaner: bool,
     /// XDPEnabled: the uplink's prefilter may be attached (while the deny list has entries).
     xdp_enabled: bool,
     /// The uplink's XDP state, for the status.
@@ -87,6 +92,11 @@ impl BpfPlane {
             warned_no_host_ip: false,
             iptables_cleaned: false,
             ct_fill: conntrack::NearFullWatch::new(config.conntrack_near_full_percent),
+            ct_cleaner: CleanerPolicy {
+                endpoint_share_percent: config.conntrack_endpoint_share_percent,
+                pressure_percent: config.conntrack_near_full_percent,
+            },
+            warned_ct_cleaner: false,
             xdp_enabled: config.xdp_enabled,
             xdp_state: XdpState::Unknown,
             warned_deny_unreadable: false,
@@ -257,12 +267,29 @@ impl Plane for BpfPlane {
     }
 
     fn housekeeping(&mut self) {
-        match self.dataplane.conntrack() {
-            Ok(mut map) => {
-                conntrack::collect(&mut map);
-                self.ct_fill.check(&map);
+        let capacity = match self.dataplane.map(felix_common::maps::CONNTRACK) {
+            Ok(map) => conntrack::capacity(map),
+            Err(error) => {
+                warn!(%error, "conntrack cleaning skipped");
+                return;
             }
-            Err(error) => warn!(%error, "conntrack GC skipped"),
+        };
+        match ct_cleaner::clean(&mut self.dataplane, &self.ct_cleaner, capacity) {
+            Ok(stats) => {
+                self.ct_fill
+                    .observe(stats.live, u64::from(capacity), std::time::Instant::now());
+            }
+            Err(CleanError::Unavailable(reason)) => {
+                if !self.warned_ct_cleaner {
+                    warn!(%reason, "conntrack cleaner skipped: collecting in user space");
+                    self.warned_ct_cleaner = true;
+                }
+                if let Ok(mut map) = self.dataplane.conntrack() {
+                    conntrack::collect(&mut map);
+                    self.ct_fill.check(&map);
+                }
+            }
+            Err(error) => warn!(%error, "conntrack cleaning failed"),
         }
     }
 

@@ -90,7 +90,7 @@ pub struct AgentConfig {
     pub uplink: Option<String>,
     /// OpenstackRegion: the region of the status keys (`None`: `no-region`).
     pub region: Option<String>,
-    /// How often expired conntrack entries are removed.
+    /// How often the conntrack cleaner runs.
     pub ct_gc_interval: Duration,
     /// How often the kernel routes are checked (they are also fixed when one is deleted).
     pub route_refresh_interval: Duration,
@@ -108,6 +108,8 @@ pub struct AgentConfig {
     pub map_sizes: crate::dataplane::loader::MapSizes,
     /// Conntrack fill level (percent) from which felix warns and counts near-full events.
     pub conntrack_near_full_percent: u8,
+    /// Share (percent) of the conntrack table one endpoint may hold; 100: no limit.
+    pub conntrack_endpoint_share_percent: u8,
     /// The configuration this agent runs with, to restart when FelixConfiguration changes it;
     /// `None`: FelixConfiguration changes are ignored.
     pub resolved: Option<crate::config::Resolved>,

@@ -68,6 +68,8 @@ pub struct Settings {
     pub map_sizes: MapSizes,
     /// Conntrack fill level (percent) from which felix warns and counts near-full events.
     pub conntrack_near_full_percent: u8,
+    /// Share (percent) of the conntrack table one endpoint may hold; 100: no limit.
+    pub conntrack_endpoint_share_percent: u8,
     /// XDPEnabled: the uplink's XDP prefilter may be attached (while the deny list has entries).
     pub xdp_enabled: bool,
     pub failsafe_inbound: Vec<FailsafePort>,
@@ -193,17 +195,22 @@ impl Settings {
                 policy_verdicts: size("BPFMapSizePolicyVerdicts")?,
                 xdp_deny: size("BPFMapSizeXDPDeny")?,
             },
-            conntrack_near_full_percent: r.required("ConntrackNearFullPercent", |t| {
-                t.parse::<u8>()
-                    .ok()
-                    .filter(|p| (1..=100).contains(p))
-                    .ok_or_else(|| "not a whole percentage from 1 to 100".into())
-            })?,
+            conntrack_near_full_percent: r.required("ConntrackNearFullPercent", parse_percent)?,
+            conntrack_endpoint_share_percent: r
+                .required("BPFConntrackEndpointSharePercent", parse_percent)?,
             xdp_enabled: r.required("XDPEnabled", parse_bool)?,
             failsafe_inbound: r.required("FailsafeInboundHostPorts", parse_failsafe)?,
             failsafe_outbound: r.required("FailsafeOutboundHostPorts", parse_failsafe)?,
         })
     }
+}
+
+/// A whole percentage from 1 to 100.
+fn parse_percent(text: &str) -> Result<u8, String> {
+    text.parse::<u8>()
+        .ok()
+        .filter(|p| (1..=100).contains(p))
+        .ok_or_else(|| "not a whole percentage from 1 to 100".into())
 }
 
 /// An address to serve on from (enabled, host, port) settings; `None` when disabled.
@@ -502,6 +509,11 @@ mod tests {
                 "FELIX_CONNTRACKNEARFULLPERCENT",
                 "101",
                 "ConntrackNearFullPercent",
+            ),
+            (
+                "FELIX_BPFCONNTRACKENDPOINTSHAREPERCENT",
+                "0",
+                "BPFConntrackEndpointSharePercent",
             ),
             (
                 "FELIX_IP_AUTODETECTION_METHOD",

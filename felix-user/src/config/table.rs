@@ -39,7 +39,7 @@ const fn setting(
 const SIZE: &str = "a number of entries from 1 to 16777216";
 
 /// The settings, in the order `felix run --print-config` prints them.
-pub const SETTINGS: [Setting; 33] = [
+pub const SETTINGS: [Setting; 34] = [
     setting(
         "NodeName",
         "node",
@@ -213,7 +213,7 @@ pub const SETTINGS: [Setting; 33] = [
         "ct-gc-interval",
         &["FELIX_CONNTRACKGCINTERVAL"],
         None,
-        Some("10s"),
+        Some("1s"),
         "1s to 1h: seconds (10) or a Go duration (10s, 1m)",
     ),
     setting(
@@ -279,6 +279,14 @@ pub const SETTINGS: [Setting; 33] = [
         None,
         Some("90"),
         "a percentage from 1 to 100",
+    ),
+    setting(
+        "BPFConntrackEndpointSharePercent",
+        "conntrack-endpoint-share-percent",
+        &["FELIX_BPFCONNTRACKENDPOINTSHAREPERCENT"],
+        None,
+        Some("25"),
+        "a percentage from 1 to 100 (100: no limit)",
     ),
     setting(
         "XDPEnabled",

@@ -19,7 +19,7 @@ use super::{
     },
     resize::{self, SetAside, SetAsideError},
 };
-use crate::{EBPF_OBJECT, PROG_UPLINK_XDP, TC_PROGRAMS, dataplane::pins::NodePaths};
+use crate::{EBPF_OBJECT, PROG_CT_CLEAN, PROG_UPLINK_XDP, TC_PROGRAMS, dataplane::pins::NodePaths};
 
 /// Errors loading the dataplane.
 #[derive(Debug, thiserror::Error)]
@@ -64,6 +64,9 @@ pub struct Dataplane {
     /// Pinned maps of another size or type that were replaced at load; their pins are removed
     /// once this felix's programs are attached ([`Dataplane::finish_resize`]).
     replaced: Vec<SetAside>,
+    /// Why the conntrack cleaner program could not be loaded (a kernel without
+    /// `bpf_for_each_map_elem`, 5.13); `None`: it is loaded.
+    ct_clean_unavailable: Option<String>,
 }
 
 impl Dataplane {
@@ -104,6 +107,7 @@ impl Dataplane {
         let mut dataplane = Self {
             ebpf: loader.load(object)?,
             replaced,
+            ct_clean_unavailable: None,
         };
         dataplane.copy_replaced();
         for name in TC_PROGRAMS {
@@ -119,6 +123,15 @@ impl Dataplane {
                 name: PROG_UPLINK_XDP,
                 source,
             })?;
+        // Optional: without it felix falls back to collecting in user space.
+        if let Err(error) = dataplane.classifier(PROG_CT_CLEAN).and_then(|p| {
+            p.load().map_err(|source| LoadError::Program {
+                name: PROG_CT_CLEAN,
+                source,
+            })
+        }) {
+            dataplane.ct_clean_unavailable = Some(error.to_string());
+        }
         Ok(dataplane)
     }
 
@@ -143,6 +156,11 @@ impl Dataplane {
         for aside in std::mem::take(&mut self.replaced) {
             aside.remove();
         }
+    }
+
+    /// Why the conntrack cleaner is not loaded; `None` when it is.
+    pub fn ct_clean_unavailable(&self) -> Option<&str> {
+        self.ct_clean_unavailable.as_deref()
     }
 
     /// The XDP program.

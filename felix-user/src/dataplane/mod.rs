@@ -4,6 +4,7 @@
 
 pub mod attach;
 pub mod attached;
+pub mod ct_cleaner;
 pub mod failsafe;
 pub mod kernel_log;
 pub mod loader;

@@ -15,7 +15,11 @@ pub const PROG_TO_UPLINK: &str = "uplink_out";
 /// XDP program on the uplink (deny-list prefilter).
 pub const PROG_UPLINK_XDP: &str = "uplink_xdp";
 
-/// Every TC program in the object.
+/// The conntrack cleaner: a TC program felix runs with BPF_PROG_TEST_RUN, never attached
+/// (see [`crate::dataplane::ct_cleaner`]).
+pub const PROG_CT_CLEAN: &str = "felix_ct_clean";
+
+/// Every TC program in the object that is attached to interfaces.
 pub const TC_PROGRAMS: [&str; 4] = [
     PROG_FROM_WORKLOAD,
     PROG_TO_WORKLOAD,

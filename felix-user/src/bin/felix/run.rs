@@ -37,8 +37,9 @@ pub(crate) struct RunArgs {
     /// (unset: `no-region`), as Calico's. [FELIX_OPENSTACKREGION, openstackRegion]
     #[arg(long)]
     pub(crate) region: Option<String>,
-    /// Seconds (or a Go duration) between conntrack garbage-collection passes.
-    /// [FELIX_CONNTRACKGCINTERVAL; default: 10s]
+    /// Seconds (or a Go duration) between passes of the conntrack cleaner (in the kernel;
+    /// in user space where the kernel lacks `bpf_for_each_map_elem`).
+    /// [FELIX_CONNTRACKGCINTERVAL; default: 1s]
     #[arg(long)]
     pub(crate) ct_gc_interval: Option<String>,
     /// Seconds (or a Go duration) between checks of felix's kernel routes (a deleted one is
@@ -116,6 +117,11 @@ pub(crate) struct RunArgs {
     /// [FELIX_CONNTRACKNEARFULLPERCENT; default: 90]
     #[arg(long)]
     pub(crate) conntrack_near_full_percent: Option<String>,
+    /// Share (percent) of the conntrack table one endpoint may hold: a new flow of a pod
+    /// charged with it is dropped (`drop_ct_endpoint_share`); 100: no limit.
+    /// [FELIX_BPFCONNTRACKENDPOINTSHAREPERCENT; default: 25]
+    #[arg(long)]
+    pub(crate) conntrack_endpoint_share_percent: Option<String>,
     /// Attach the uplink's XDP prefilter while the deny list (`felix bpf xdp-deny`) has
     /// entries; false: never (the deny list is then not enforced).
     /// [FELIX_XDPENABLED, xdpEnabled; default: true]
@@ -220,6 +226,7 @@ pub(crate) fn run(args: RunArgs, matches: &clap::ArgMatches, log_filter: &LogFil
         ),
         map_sizes: settings.map_sizes,
         conntrack_near_full_percent: settings.conntrack_near_full_percent,
+        conntrack_endpoint_share_percent: settings.conntrack_endpoint_share_percent,
         xdp_enabled: settings.xdp_enabled,
         resolved: Some(resolved.clone()),
     };

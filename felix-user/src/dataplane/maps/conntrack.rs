@@ -187,6 +187,15 @@ pub fn collect<T: BorrowMut<MapData>>(map: &mut ConntrackMap<T>) -> usize {
     removed
 }
 
+/// The table's capacity as the kernel reports it (0 when it cannot be read).
+pub fn capacity(map: &aya::maps::Map) -> u32 {
+    let data = match map {
+        aya::maps::Map::HashMap(data) => data,
+        _ => return 0,
+    };
+    data.info().map_or(0, |i| i.max_entries())
+}
+
 /// Removes every entry; returns how many.
 pub fn flush<T: BorrowMut<MapData>>(map: &mut ConntrackMap<T>) -> usize {
     let keys: Vec<CtKey> = map.keys().flatten().collect();

@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 
 use aya::maps::{Array, HashMap, IterableMap, LpmTrie, MapData, MapInfo, PerCpuArray};
 use felix_common::{
+    ct_clean::CtEndpointCount,
     failsafe::FailsafeKey,
     maps,
     policy::{PolicyIpKey, PolicyPortKey, PolicyVerdict, PolicyVerdictKey},
@@ -19,9 +20,9 @@ use prometheus_client::{
 };
 
 use crate::{
+    dataplane::ct_cleaner,
     dataplane::maps::{
         InspectError,
-        conntrack::ConntrackMap,
         counter_cache::{self, CounterCacheMap},
         counters::{CountersMap, read_counters},
         endpoints::EndpointsMap,
@@ -66,7 +67,8 @@ fn count<K, E>(keys: impl Iterator<Item = Result<K, E>>) -> u64 {
     keys.filter(Result::is_ok).count() as u64
 }
 
-/// How full each pinned map is. Keyed maps count their keys; arrays count their used slots
+/// How full each pinned map is. The conntrack table's entries are those its cleaner's last
+/// pass left (it is never walked here); other keyed maps count their keys; arrays count their used slots
 /// (policy slots, the counter cache's claimed lines) or are full by construction (config, rule
 /// counters). The trace ring buffer has
 /// no entries to count and is left out.
@@ -91,10 +93,16 @@ pub fn map_fill(paths: &NodePaths) -> Result<BTreeMap<&'static str, Fill>, Inspe
             maps::IFACES => keyed!(IfacesMap<MapData>),
             maps::ENDPOINTS => keyed!(EndpointsMap<MapData>),
             maps::ROUTES => keyed!(RoutesMap<MapData>),
-            maps::CONNTRACK => keyed!(ConntrackMap<MapData>),
+            // Never walked at scrape: the cleaner counted its entries on its last pass.
+            maps::CONNTRACK => {
+                let capacity = MapInfo::from_pin(paths.map(name)).map_or(0, |i| i.max_entries());
+                let live = ct_cleaner::read_state(paths)?.last.live;
+                (live.min(u64::from(capacity)), capacity)
+            }
             maps::NAT_ORIGINS => keyed!(NatOriginsMap<MapData>),
             maps::XDP_DENY => keyed!(XdpDenyMap<MapData>),
             maps::FAILSAFE => keyed!(HashMap<MapData, FailsafeKey, u32>),
+            maps::CT_ENDPOINTS => keyed!(HashMap<MapData, u32, CtEndpointCount>),
             maps::POLICY_IPS => keyed!(LpmTrie<MapData, PolicyIpKey, u32>),
             maps::POLICY_PORTS => keyed!(LpmTrie<MapData, PolicyPortKey, u16>),
             maps::POLICY_VERDICTS => keyed!(HashMap<MapData, PolicyVerdictKey, PolicyVerdict>),
@@ -169,7 +177,11 @@ fn register_maps(registry: &mut Registry, paths: &NodePaths) -> Result<(), Metri
     let packets = Family::<Labels, Counter>::default();
     let bytes = Family::<Labels, Counter>::default();
     let drops = Family::<Labels, Counter>::default();
+    let share_drops = Counter::<u64>::default();
     for row in read_counters(paths)? {
+        if row.reason == felix_common::Reason::DropCtEndpointShare.name() {
+            share_drops.inc_by(row.packets);
+        }
         let l = labels(&[
             ("interface", &row.interface),
             ("direction", &row.direction),
@@ -251,7 +263,7 @@ fn register_maps(registry: &mut Registry, paths: &NodePaths) -> Result<(), Metri
     registry.register("map_capacity", "Capacity of each BPF map", capacity);
     registry.register(
         "conntrack_entries",
-        "Flows in the conntrack table",
+        "Flows in the conntrack table after the cleaner's last pass",
         conntrack,
     );
     let ratio = Gauge::<f64, std::sync::atomic::AtomicU64>::default();
@@ -263,6 +275,12 @@ fn register_maps(registry: &mut Registry, paths: &NodePaths) -> Result<(), Metri
         "Conntrack entries over the table's capacity",
         ratio,
     );
+    registry.register(
+        "conntrack_endpoint_share_drops",
+        "New flows dropped because their endpoint held its share of the conntrack table",
+        share_drops,
+    );
+    register_cleaner(registry, &ct_cleaner::read_state(paths)?);
     let events = Counter::<u64>::default();
     events.inc_by(crate::dataplane::maps::conntrack::near_full_events());
     registry.register(
@@ -271,6 +289,53 @@ fn register_maps(registry: &mut Registry, paths: &NodePaths) -> Result<(), Metri
         events,
     );
     Ok(())
+}
+
+/// The conntrack cleaner's families, from its state map.
+fn register_cleaner(registry: &mut Registry, state: &felix_common::ct_clean::CtCleanerState) {
+    let passes = Counter::<u64>::default();
+    passes.inc_by(state.passes);
+    registry.register(
+        "conntrack_cleaner_passes",
+        "Passes of the in-kernel conntrack cleaner",
+        passes,
+    );
+    let removed = Family::<Labels, Counter>::default();
+    for (cause, count) in [
+        ("expired", state.removed_expired),
+        ("closing", state.removed_closing),
+        ("unanswered", state.removed_unanswered),
+    ] {
+        removed
+            .get_or_create(&labels(&[("cause", cause)]))
+            .inc_by(count);
+    }
+    registry.register(
+        "conntrack_cleaner_removed",
+        "Conntrack entries the cleaner removed: expired, or evicted under pressure (closing, stale unanswered)",
+        removed,
+    );
+    let scanned = Gauge::<i64>::default();
+    scanned.set(state.last.scanned as i64);
+    registry.register(
+        "conntrack_cleaner_last_scanned",
+        "Entries the cleaner's last pass visited",
+        scanned,
+    );
+    let endpoints = Gauge::<i64>::default();
+    endpoints.set(i64::from(state.last.endpoints));
+    registry.register(
+        "conntrack_endpoints",
+        "Endpoints charged with conntrack entries at the cleaner's last pass",
+        endpoints,
+    );
+    let share = Gauge::<i64>::default();
+    share.set(i64::from(state.endpoint_max));
+    registry.register(
+        "conntrack_endpoint_max_entries",
+        "Conntrack entries one endpoint may hold (BPFConntrackEndpointSharePercent; 0: no limit)",
+        share,
+    );
 }
 
 /// The families from the agent's report: mode, datastore, endpoints, readiness.

@@ -67,6 +67,10 @@ pub struct ConntrackRow {
     /// `unconfirmed` (opened by a pod before the stack's NAT, not yet judged after it).
     #[serde(default)]
     pub flags: Vec<String>,
+    /// The ifindex of the local endpoint the entry is charged to (its share of the table);
+    /// 0: none.
+    #[serde(default)]
+    pub owner_ifindex: u32,
 }
 
 /// One line of `felix bpf nat-origins dump`: a pod's first packet in flight through the host

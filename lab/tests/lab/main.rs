@@ -7,6 +7,7 @@ mod apply;
 mod bgp;
 mod cni;
 mod config;
+mod conntrack;
 mod dataplane_bench;
 mod etcd_tls;
 mod felix_restart;

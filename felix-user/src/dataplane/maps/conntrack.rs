@@ -1,7 +1,8 @@
 //! The conntrack table ([`maps::CONNTRACK`]): its dump (`felix bpf conntrack dump`), its
-//! garbage collection in user space (entries past their timeout, a bounded number per pass so
-//! one pass never stalls the agent; `felix bpf conntrack flush` removes all) and the near-full
-//! watch: checked after every collection pass, at or above the threshold felix logs a warning
+//! garbage collection in user space (the fallback where the kernel cannot run the in-kernel
+//! cleaner, [`crate::dataplane::ct_cleaner`]: entries past their timeout, a bounded number per
+//! pass so one pass never stalls the agent; `felix bpf conntrack flush` removes all) and the
+//! near-full watch: checked after every pass, at or above the threshold felix logs a warning
 //! (at most once a minute while it stays there) and counts an event each time the table
 //! crosses the threshold from below; `/metrics` serves the count.
 
@@ -94,6 +95,7 @@ pub fn conntrack_row(key: &CtKey, value: &CtValue, now_ns: u64) -> ConntrackRow 
         age_s: seconds(now_ns.saturating_sub(value.created_ns)),
         idle_s: seconds(now_ns.saturating_sub(value.last_seen_ns)),
         flags: flag_names(value.flags),
+        owner_ifindex: value.owner_ifindex,
     }
 }
 
@@ -137,6 +139,10 @@ pub fn conntrack_table(rows: &[ConntrackRow]) -> String {
                 } else {
                     r.flags.join(",")
                 },
+                match r.owner_ifindex {
+                    0 => "-".into(),
+                    ifindex => ifindex.to_string(),
+                },
             ]
         })
         .collect();
@@ -150,6 +156,7 @@ pub fn conntrack_table(rows: &[ConntrackRow]) -> String {
             "AGE S",
             "IDLE S",
             "FLAGS",
+            "OWNER",
         ],
         &cells,
     )
@@ -291,9 +298,11 @@ mod tests {
             packets_b_to_a: 5,
             state: CtState::Established as u8,
             flags: 0,
+            owner_ifindex: 12,
             ..CtValue::default()
         };
         let row = conntrack_row(&key, &value, 4_000_000_000);
+        assert_eq!(row.owner_ifindex, 12);
         assert_eq!((row.src, row.sport), (Ipv4Addr::new(192, 168, 3, 1), 80));
         assert_eq!((row.packets_forward, row.packets_reverse), (5, 4));
         assert_eq!(row.state, "established");

@@ -96,7 +96,8 @@ pub fn map_fill(paths: &NodePaths) -> Result<BTreeMap<&'static str, Fill>, Inspe
             // Never walked at scrape: the cleaner counted its entries on its last pass.
             maps::CONNTRACK => {
                 let capacity = MapInfo::from_pin(paths.map(name)).map_or(0, |i| i.max_entries());
-                let live = ct_cleaner::read_state(paths)?.last.live;
+                // No cleaner state (pins of an older felix): nothing counted yet.
+                let live = ct_cleaner::read_state(paths).map_or(0, |s| s.last.live);
                 (live.min(u64::from(capacity)), capacity)
             }
             maps::NAT_ORIGINS => keyed!(NatOriginsMap<MapData>),
@@ -280,7 +281,7 @@ fn register_maps(registry: &mut Registry, paths: &NodePaths) -> Result<(), Metri
         "New flows dropped because their endpoint held its share of the conntrack table",
         share_drops,
     );
-    register_cleaner(registry, &ct_cleaner::read_state(paths)?);
+    register_cleaner(registry, &ct_cleaner::read_state(paths).unwrap_or_default());
     let events = Counter::<u64>::default();
     events.inc_by(crate::dataplane::maps::conntrack::near_full_events());
     registry.register(

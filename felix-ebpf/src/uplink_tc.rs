@@ -12,17 +12,18 @@ use aya_ebpf::{
     programs::TcContext,
 };
 use felix_common::{
-    Direction, Reason, RouteKind,
+    Direction, EndpointInfo, Reason, RouteKind,
     conntrack::{ct_flags, proto},
-    policy::SLOT_INGRESS,
+    policy::{SLOT_EGRESS, SLOT_INGRESS},
 };
 
 use crate::{
     cali_tc::{finish, ifindex},
-    conntrack,
+    conntrack::{self, Initiator},
     encap::{OUTER_LEN, decapsulate, encapsulate, host_config},
     forward::{deliver_local, endpoint, route},
     host_nat,
+    mid_stream::{self, Check},
     parse::{IP_OFFSET, Ipv4Summary, Parsed, parse, parse_ipv4},
     policy,
 };
@@ -57,7 +58,9 @@ fn from_fabric(ctx: &TcContext) -> Result<(i32, Reason), Reason> {
     let pass = (TC_ACT_OK as i32, Reason::PassHost);
     let outer = match parse(ctx) {
         Ok(Parsed::Ipv4(outer)) if outer.proto == proto::IPIP => outer,
-        Ok(Parsed::Ipv4(plain)) => return plain_to_pod(ctx, &plain).map(|done| done.unwrap_or(pass)),
+        Ok(Parsed::Ipv4(plain)) => {
+            return plain_to_pod(ctx, &plain).map(|done| done.unwrap_or(pass));
+        }
         // Not ours: the host stack handles (and judges) everything else on its uplink.
         Ok(_) | Err(Reason::DropUnsupportedL3) => return Ok(pass),
         Err(reason) => return Err(reason),
@@ -82,8 +85,8 @@ fn from_fabric(ctx: &TcContext) -> Result<(i32, Reason), Reason> {
                 ifindex: crate::cali_tc::ifindex(ctx),
                 direction: Direction::FromUplink,
             };
-            policy::check(at, &pod, SLOT_INGRESS, inner.saddr, &inner)?;
-            conntrack::create(&inner, 0)?;
+            let initiator = judge_to_pod(at, &pod, &inner)?;
+            mid_stream::track(&inner, 0, initiator)?;
             0
         }
     };
@@ -94,6 +97,22 @@ fn from_fabric(ctx: &TcContext) -> Result<(i32, Reason), Reason> {
     }
     let inner = parse_ipv4(ctx, IP_OFFSET)?;
     deliver_local(ctx, &inner, target.ifindex).map(|v| (v, Reason::Decapsulated))
+}
+
+/// Judges a packet from the fabric to `pod` that has no flow: by the pod's ingress policy, or
+/// (a mid-stream reply of the pod's own flow) its egress policy.
+#[inline(always)]
+fn judge_to_pod(
+    at: policy::At,
+    pod: &EndpointInfo,
+    packet: &Ipv4Summary,
+) -> Result<Initiator, Reason> {
+    mid_stream::judge(
+        at,
+        packet,
+        &[Some(Check::new(pod, SLOT_INGRESS)), None],
+        &[Some(Check::new(pod, SLOT_EGRESS)), None],
+    )
 }
 
 /// Plain IP from the fabric (native routing, the ToR) addressed to a local pod: judged by the
@@ -116,8 +135,8 @@ fn plain_to_pod(ctx: &TcContext, packet: &Ipv4Summary) -> Result<Option<(i32, Re
                 ifindex: crate::cali_tc::ifindex(ctx),
                 direction: Direction::FromUplink,
             };
-            policy::check(at, &pod, SLOT_INGRESS, packet.saddr, packet)?;
-            conntrack::create(packet, 0)?;
+            let initiator = judge_to_pod(at, &pod, packet)?;
+            mid_stream::track(packet, 0, initiator)?;
         }
     }
     deliver_local(ctx, packet, target.ifindex).map(|v| Some((v, Reason::ForwardedLocal)))

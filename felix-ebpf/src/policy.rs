@@ -83,7 +83,10 @@ pub fn allows(
     } else {
         endpoint.policy_slots[1]
     };
-    lookup(slot, remote, packet).is_some_and(|verdict| verdict.allow != 0)
+    let Some(verdict) = lookup(slot, remote, packet) else {
+        return false;
+    };
+    verdict.allow != 0
 }
 
 #[inline(always)]

@@ -189,6 +189,42 @@ pub const fn tcp_state(flags_a: u8, flags_b: u8) -> CtState {
     }
 }
 
+/// Whether a TCP packet with `flags` can open a flow: a SYN without ACK. Any other TCP packet
+/// is mid-stream (it belongs to a flow that was opened before).
+pub const fn tcp_opens_flow(flags: u8) -> bool {
+    flags & (tcp_flags::SYN | tcp_flags::ACK) == tcp_flags::SYN
+}
+
+/// Whether a packet of protocol `proto` with TCP `flags` starts a new connection on an entry in
+/// `state` instead of continuing it: a SYN without ACK on a flow that is over (reset by either
+/// side, or FINs seen from both). As netfilter's TCP tracker does in CLOSE and TIME_WAIT (and
+/// Calico's eBPF `tcp_recycled`, which asks for FIN or RST from both sides: a RST aborts the
+/// connection for both, so one is enough here). The old entry must go and the packet be judged
+/// by policy as a first packet.
+pub const fn tcp_recycles(proto: u8, state: u8, flags: u8) -> bool {
+    proto == proto::TCP
+        && tcp_opens_flow(flags)
+        && matches!(
+            CtState::from_u8(state),
+            Some(CtState::Reset | CtState::FinsSeen)
+        )
+}
+
+/// The TCP flags to record for a flow re-opened by a mid-stream packet with `flags` (its entry
+/// was evicted or flushed): (the sender's, the receiver's). The handshake happened before the
+/// entry was lost, so both sides get SYN and ACK (a SYN+ACK reply: the receiver sent its SYN,
+/// and its ACK is still to come), plus what the packet itself carries, so that the entry has the
+/// state the flow is in and moves on from there.
+pub const fn resumed_tcp_flags(flags: u8) -> (u8, u8) {
+    let sender = flags | tcp_flags::SYN | tcp_flags::ACK;
+    let receiver = if flags & tcp_flags::SYN != 0 {
+        tcp_flags::SYN
+    } else {
+        tcp_flags::SYN | tcp_flags::ACK
+    };
+    (sender, receiver)
+}
+
 /// How long a flow in `state` of protocol `proto` lives without packets.
 pub const fn timeout_ns(proto: u8, state: u8) -> u64 {
     match proto {
@@ -281,6 +317,58 @@ mod tests {
             CtState::FinsSeen
         );
         assert_eq!(tcp_state(SYN, RST | ACK), CtState::Reset);
+    }
+
+    #[test]
+    fn only_a_bare_syn_opens_a_flow() {
+        use tcp_flags::*;
+        assert!(tcp_opens_flow(SYN));
+        assert!(!tcp_opens_flow(SYN | ACK));
+        assert!(!tcp_opens_flow(ACK));
+        assert!(!tcp_opens_flow(FIN | ACK));
+        assert!(!tcp_opens_flow(RST));
+        assert!(!tcp_opens_flow(0));
+    }
+
+    #[test]
+    fn a_syn_recycles_a_flow_that_is_over_and_nothing_else_does() {
+        use tcp_flags::*;
+        let reset = tcp_state(SYN | ACK | RST, SYN | ACK) as u8;
+        let fins = tcp_state(SYN | ACK | FIN, SYN | ACK | FIN) as u8;
+        let established = tcp_state(SYN | ACK, SYN | ACK) as u8;
+        let half_closed = tcp_state(SYN | ACK | FIN, SYN | ACK) as u8;
+        let syn_sent = tcp_state(SYN, 0) as u8;
+        for over in [reset, fins] {
+            assert!(tcp_recycles(proto::TCP, over, SYN), "state {over}");
+            assert!(!tcp_recycles(proto::TCP, over, SYN | ACK), "state {over}");
+            assert!(!tcp_recycles(proto::TCP, over, ACK), "state {over}");
+            assert!(!tcp_recycles(proto::TCP, over, RST), "state {over}");
+            assert!(!tcp_recycles(proto::UDP, over, SYN), "UDP has no SYN");
+        }
+        for open in [established, half_closed, syn_sent] {
+            assert!(!tcp_recycles(proto::TCP, open, SYN), "state {open}");
+        }
+    }
+
+    #[test]
+    fn a_resumed_flow_has_the_state_its_packet_implies() {
+        use tcp_flags::*;
+        let state = |flags: u8| {
+            let (sender, receiver) = resumed_tcp_flags(flags);
+            tcp_state(sender, receiver)
+        };
+        assert_eq!(state(ACK), CtState::Established);
+        assert_eq!(state(ACK | 0x08), CtState::Established, "PSH");
+        assert_eq!(state(FIN | ACK), CtState::Established, "one FIN");
+        assert_eq!(state(RST), CtState::Reset);
+        assert_eq!(state(RST | ACK), CtState::Reset);
+        // A SYN+ACK whose SYN went unseen: established once the initiator ACKs.
+        let (responder, initiator) = resumed_tcp_flags(SYN | ACK);
+        assert_eq!(tcp_state(initiator, responder), CtState::SynSent);
+        assert_eq!(tcp_state(initiator | ACK, responder), CtState::Established);
+        // The other side's FIN after a resumed one: both FINs seen.
+        let (sender, receiver) = resumed_tcp_flags(FIN | ACK);
+        assert_eq!(tcp_state(sender, receiver | FIN), CtState::FinsSeen);
     }
 
     #[test]

@@ -11,6 +11,8 @@
 //! it quotes (as netfilter's RELATED) and travels its way, unjudged.
 //! To the pod: a packet of no known flow (sent by the host stack) is judged by the pod's ingress
 //! policy, after its source pod's egress policy when it was deferred.
+//! A mid-stream TCP packet of no known flow (its entry lost) is judged as its flow either way
+//! (see `mid_stream`).
 
 use aya_ebpf::{
     bindings::{TC_ACT_OK, TC_ACT_SHOT},
@@ -27,12 +29,14 @@ use felix_common::{
 
 use crate::{
     conntrack,
+    conntrack::Initiator,
     counters::count,
     encap::{encapsulate, host_config},
     forward::{decrement_ttl, deliver_local, endpoint, largest_segment, redirect_to_uplink, route},
     host_nat, icmp,
+    mid_stream::{self, Check},
     parse::{Ipv4Summary, Parsed, parse},
-    policy::{self, At},
+    policy::At,
     trace,
 };
 
@@ -83,9 +87,15 @@ fn to_workload(ctx: &TcContext, ifindex: u32) -> Result<(i32, Reason), Reason> {
         return allowed;
     }
     let target = endpoint(ifindex).ok_or(Reason::DropNoEndpoint)?;
-    policy::check(at, &target, SLOT_INGRESS, packet.saddr, &packet)?;
+    // A mid-stream packet may be the reply of the pod's own flow (the pod's egress judges it).
+    let initiator = mid_stream::judge(
+        at,
+        &packet,
+        &[Some(Check::new(&target, SLOT_INGRESS)), None],
+        &[Some(Check::new(&target, SLOT_EGRESS)), None],
+    )?;
     // Sent by the host stack, which may have NATed it: its replies go back through the stack.
-    conntrack::create(&packet, ct_flags::VIA_HOST, ifindex)?;
+    mid_stream::track(&packet, ct_flags::VIA_HOST, ifindex, initiator)?;
     allowed
 }
 
@@ -157,27 +167,47 @@ fn from_workload(ctx: &TcContext, ifindex: u32) -> Result<(i32, Reason), Reason>
             true
         }
         flow => {
-            if route.is_none()
-                && let Some(config) = host_config()
-                && host_nat::judged_after_nat(ctx, &packet, ifindex, &config)
-            {
-                return host_nat::defer(ctx, &packet, ifindex, flow);
-            }
             let at = At {
                 ifindex,
                 direction: Direction::FromWorkload,
             };
-            policy::check(at, &source, SLOT_EGRESS, packet.daddr, &packet)?;
-            if let Some((RouteKind::LocalWorkload, target)) = route {
-                let target = endpoint(target.ifindex).ok_or(Reason::DropNoRoute)?;
-                policy::check(at, &target, SLOT_INGRESS, packet.saddr, &packet)?;
+            if route.is_none()
+                && let Some(config) = host_config()
+                && host_nat::judged_after_nat(ctx, &packet, ifindex, &config)
+            {
+                // The pod's reply to a flow opened from outside, whose entry was lost: judged
+                // by the pod's ingress policy now, through the stack as such flows go.
+                let reply_to = [Some(Check::new(&source, SLOT_INGRESS)), None];
+                if flow.is_none() && mid_stream::allowed_as_reply(at, &packet, &reply_to) {
+                    mid_stream::track(&packet, ct_flags::VIA_HOST, ifindex, Initiator::Receiver)?;
+                    return Ok((TC_ACT_OK as i32, Reason::Allowed));
+                }
+                return host_nat::defer(ctx, &packet, ifindex, flow);
             }
+            let target = match route {
+                Some((RouteKind::LocalWorkload, target)) => {
+                    Some(endpoint(target.ifindex).ok_or(Reason::DropNoRoute)?)
+                }
+                _ => None,
+            };
+            let initiator = mid_stream::judge(
+                at,
+                &packet,
+                &[
+                    Some(Check::new(&source, SLOT_EGRESS)),
+                    target.as_ref().map(|t| Check::new(t, SLOT_INGRESS)),
+                ],
+                &[
+                    target.as_ref().map(|t| Check::new(t, SLOT_EGRESS)),
+                    Some(Check::new(&source, SLOT_INGRESS)),
+                ],
+            )?;
             let redirected = matches!(
                 route,
                 Some((RouteKind::LocalWorkload | RouteKind::RemoteBlock, _))
             );
             let flags = if redirected { 0 } else { ct_flags::VIA_HOST };
-            conntrack::create(&packet, flags, ifindex)?;
+            mid_stream::track(&packet, flags, ifindex, initiator)?;
             false
         }
     };

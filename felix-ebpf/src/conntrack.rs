@@ -9,7 +9,7 @@
 use aya_ebpf::helpers::bpf_ktime_get_coarse_ns;
 use felix_common::{
     CtKey, CtState, CtValue, Direction, Reason,
-    conntrack::{ct_flags, expired, proto, tcp_state},
+    conntrack::{ct_flags, expired, proto, resumed_tcp_flags, tcp_recycles, tcp_state},
 };
 
 use crate::{counters::count, ct_share, maps::CONNTRACK, parse::Ipv4Summary};
@@ -17,6 +17,8 @@ use crate::{counters::count, ct_share, maps::CONNTRACK, parse::Ipv4Summary};
 /// Finds the live flow of `packet` and records the packet in it: the entry's [`ct_flags`], or
 /// `None` when there is none (a first packet, which policy must judge before [`create`]). An
 /// ICMP error without a flow of its own gets the flags of the flow it quotes ([`related`]).
+/// A SYN that reopens a flow that is over ([`tcp_recycles`]) removes its entry and is a first
+/// packet too: a client that reuses its ports is judged on every new connection.
 #[inline(always)]
 pub fn refresh(packet: &Ipv4Summary) -> Option<u8> {
     update(packet, true)
@@ -69,6 +71,10 @@ fn update(packet: &Ipv4Summary, count: bool) -> Option<u8> {
     // can lose a count; the state converges on the next packet.
     let entry = unsafe { &mut *entry };
     if expired(entry, packet.proto, now) {
+        return None;
+    }
+    if tcp_recycles(packet.proto, entry.state, packet.tcp_flags) {
+        let _ = CONNTRACK.remove(&key);
         return None;
     }
     if entry.last_seen_ns != now {
@@ -148,6 +154,43 @@ pub fn create(packet: &Ipv4Summary, flags: u8, owner: u32) -> Result<(), Reason>
         ct_share::charge(owner, charge);
     }
     Ok(())
+}
+
+/// Which side of a flow opened it, as seen from one of its packets.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Initiator {
+    /// The packet's sender.
+    Sender,
+    /// The packet's receiver: the packet is a reply.
+    Receiver,
+}
+
+/// After [`create`] for a mid-stream TCP packet (its flow's entry was evicted or flushed):
+/// records the flow as it stands, with `initiator` as the side that opened it and the handshake
+/// done ([`resumed_tcp_flags`]), so that its later packets find an entry in the right state.
+#[inline(always)]
+pub fn resume(packet: &Ipv4Summary, initiator: Initiator) {
+    let (key, a_to_b) = key_of(packet);
+    let Some(entry) = CONNTRACK.get_ptr_mut(&key) else {
+        return;
+    };
+    // SAFETY: the pointer came from a successful lookup.
+    let entry = unsafe { &mut *entry };
+    let (sender, receiver) = resumed_tcp_flags(packet.tcp_flags);
+    let (flags_a, flags_b) = if a_to_b {
+        (sender, receiver)
+    } else {
+        (receiver, sender)
+    };
+    entry.tcp_flags_a = flags_a;
+    entry.tcp_flags_b = flags_b;
+    entry.state = tcp_state(flags_a, flags_b) as u8;
+    let a_initiated = a_to_b == (initiator == Initiator::Sender);
+    entry.flags = if a_initiated {
+        entry.flags | ct_flags::A_IS_INITIATOR
+    } else {
+        entry.flags & !ct_flags::A_IS_INITIATOR
+    };
 }
 
 /// Marks the flow under `key` as judged: clears [`ct_flags::UNCONFIRMED`], sets `flags`.

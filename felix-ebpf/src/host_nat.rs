@@ -19,9 +19,10 @@ use felix_common::{
 };
 
 use crate::{
-    conntrack,
+    conntrack::{self, Initiator},
     forward::{endpoint, fib_lookup},
     maps::NAT_ORIGINS,
+    mid_stream::{self, Check},
     parse::Ipv4Summary,
     policy,
 };
@@ -68,7 +69,12 @@ pub fn defer(
     flow: Option<u8>,
 ) -> Result<(i32, Reason), Reason> {
     if flow.is_none() {
-        conntrack::create(packet, ct_flags::VIA_HOST | ct_flags::UNCONFIRMED, from)?;
+        mid_stream::track(
+            packet,
+            ct_flags::VIA_HOST | ct_flags::UNCONFIRMED,
+            from,
+            Initiator::Sender,
+        )?;
     }
     let (key, _) = conntrack::key_of(packet);
     // A full map evicts its oldest entry: a first packet queued that long is judged without
@@ -139,27 +145,37 @@ pub fn judge_after_nat(
         Some(flags) if flags & ct_flags::UNCONFIRMED == 0 => {}
         flow => {
             let source = endpoint(from).ok_or(Reason::DropNoEndpoint)?;
-            let verdict =
-                policy::check(at, &source, SLOT_EGRESS, packet.daddr, packet).and_then(|()| {
-                    match target {
-                        Some(target) => {
-                            policy::check(at, target, SLOT_INGRESS, packet.saddr, packet)
-                        }
-                        None => Ok(()),
+            // A mid-stream packet may also be the reply of a flow opened towards the pod.
+            let verdict = mid_stream::judge(
+                at,
+                packet,
+                &[
+                    Some(Check::new(&source, SLOT_EGRESS)),
+                    target.map(|t| Check::new(t, SLOT_INGRESS)),
+                ],
+                &[
+                    target.map(|t| Check::new(t, SLOT_EGRESS)),
+                    Some(Check::new(&source, SLOT_INGRESS)),
+                ],
+            );
+            let initiator = match verdict {
+                Ok(initiator) => initiator,
+                Err(reason) => {
+                    if let Some(key) = origin {
+                        conntrack::forget_unconfirmed(&key);
                     }
-                });
-            if let Err(reason) = verdict {
-                if let Some(key) = origin {
-                    conntrack::forget_unconfirmed(&key);
+                    return Err(reason);
                 }
-                return Err(reason);
-            }
+            };
             if flow.is_some() {
                 // Not NATed: the flow as sent is this one.
                 let (key, _) = conntrack::key_of(packet);
                 conntrack::confirm(&key, ct_flags::VIA_HOST);
+                if mid_stream::is_mid_stream(packet) {
+                    conntrack::resume(packet, initiator);
+                }
             } else {
-                conntrack::create(packet, ct_flags::VIA_HOST, from)?;
+                mid_stream::track(packet, ct_flags::VIA_HOST, from, initiator)?;
             }
         }
     }

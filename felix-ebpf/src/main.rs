@@ -17,6 +17,7 @@ mod forward;
 mod host_nat;
 mod icmp;
 mod maps;
+mod mid_stream;
 mod parse;
 mod policy;
 mod trace;

@@ -68,6 +68,27 @@ pub fn check(
     }
 }
 
+/// Whether `endpoint`'s policy in direction `slot_index` allows `packet`, as [`check`] would
+/// judge it, but without counting or tracing anything (the verdict may not be the one that
+/// decides).
+#[inline(always)]
+pub fn allows(
+    endpoint: &EndpointInfo,
+    slot_index: usize,
+    remote: [u8; 4],
+    packet: &Ipv4Summary,
+) -> bool {
+    let slot = if slot_index == 0 {
+        endpoint.policy_slots[0]
+    } else {
+        endpoint.policy_slots[1]
+    };
+    let Some(verdict) = lookup(slot, remote, packet) else {
+        return false;
+    };
+    verdict.allow != 0
+}
+
 #[inline(always)]
 fn lookup(slot: u32, remote: [u8; 4], packet: &Ipv4Summary) -> Option<PolicyVerdict> {
     if slot == NO_SLOT {

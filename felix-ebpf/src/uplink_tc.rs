@@ -12,17 +12,18 @@ use aya_ebpf::{
     programs::TcContext,
 };
 use felix_common::{
-    Direction, Reason, RouteKind,
+    Direction, EndpointInfo, Reason, RouteKind,
     conntrack::{ct_flags, proto},
-    policy::SLOT_INGRESS,
+    policy::{SLOT_EGRESS, SLOT_INGRESS},
 };
 
 use crate::{
     cali_tc::{finish, ifindex},
-    conntrack,
+    conntrack::{self, Initiator},
     encap::{OUTER_LEN, decapsulate, encapsulate, host_config},
     forward::{deliver_local, endpoint, route},
     host_nat,
+    mid_stream::{self, Check},
     parse::{IP_OFFSET, Ipv4Summary, Parsed, parse, parse_ipv4},
     policy,
 };
@@ -84,8 +85,8 @@ fn from_fabric(ctx: &TcContext) -> Result<(i32, Reason), Reason> {
                 ifindex: crate::cali_tc::ifindex(ctx),
                 direction: Direction::FromUplink,
             };
-            policy::check(at, &pod, SLOT_INGRESS, inner.saddr, &inner)?;
-            conntrack::create(&inner, 0, target.ifindex)?;
+            let initiator = judge_to_pod(at, &pod, &inner)?;
+            mid_stream::track(&inner, 0, target.ifindex, initiator)?;
             0
         }
     };
@@ -96,6 +97,22 @@ fn from_fabric(ctx: &TcContext) -> Result<(i32, Reason), Reason> {
     }
     let inner = parse_ipv4(ctx, IP_OFFSET)?;
     deliver_local(ctx, &inner, target.ifindex).map(|v| (v, Reason::Decapsulated))
+}
+
+/// Judges a packet from the fabric to `pod` that has no flow: by the pod's ingress policy, or
+/// (a mid-stream reply of the pod's own flow) its egress policy.
+#[inline(always)]
+fn judge_to_pod(
+    at: policy::At,
+    pod: &EndpointInfo,
+    packet: &Ipv4Summary,
+) -> Result<Initiator, Reason> {
+    mid_stream::judge(
+        at,
+        packet,
+        &[Some(Check::new(pod, SLOT_INGRESS)), None],
+        &[Some(Check::new(pod, SLOT_EGRESS)), None],
+    )
 }
 
 /// Plain IP from the fabric (native routing, the ToR) addressed to a local pod: judged by the
@@ -118,8 +135,8 @@ fn plain_to_pod(ctx: &TcContext, packet: &Ipv4Summary) -> Result<Option<(i32, Re
                 ifindex: crate::cali_tc::ifindex(ctx),
                 direction: Direction::FromUplink,
             };
-            policy::check(at, &pod, SLOT_INGRESS, packet.saddr, packet)?;
-            conntrack::create(packet, 0, target.ifindex)?;
+            let initiator = judge_to_pod(at, &pod, packet)?;
+            mid_stream::track(packet, 0, target.ifindex, initiator)?;
         }
     }
     deliver_local(ctx, packet, target.ifindex).map(|v| Some((v, Reason::ForwardedLocal)))

@@ -83,6 +83,7 @@ fn run_tier(tier: Tier) -> Result<()> {
                 "config_etcd",
                 "host_nat_test_run",
                 "uplink_netns",
+                "ct_flow_test_run",
             ];
             for name in TESTS {
                 let test = paths::repo_root().join(format!("felix-user/tests/{name}.rs"));

@@ -23,6 +23,7 @@ mod native;
 mod ops;
 mod pod_traffic;
 mod policy;
+mod port_reuse;
 mod service_accounts;
 mod service_policy;
 mod services;

@@ -66,6 +66,7 @@ pub fn cali_to_wl(ctx: TcContext) -> i32 {
     finish(&ctx, ifindex, Direction::ToWorkload, reason, len, verdict)
 }
 
+#[inline(always)]
 fn to_workload(ctx: &TcContext, ifindex: u32) -> Result<(i32, Reason), Reason> {
     let packet = match parse(ctx)? {
         Parsed::Arp => return Ok((TC_ACT_OK as i32, Reason::PassArp)),
@@ -145,6 +146,7 @@ pub fn finish(
     }
 }
 
+#[inline(always)]
 fn from_workload(ctx: &TcContext, ifindex: u32) -> Result<(i32, Reason), Reason> {
     let packet = match parse(ctx)? {
         Parsed::Arp => return Ok((TC_ACT_OK as i32, Reason::PassArp)),

@@ -119,11 +119,20 @@ pub enum Reason {
     IcmpFragNeeded = 25,
     /// Too big for the path without DF: passed to the host stack, which fragments it.
     PassFragment = 26,
+    /// An 802.1Q or 802.1ad (QinQ) tagged frame from a pod: the tag the kernel took out of the
+    /// frame (`vlan_present`), or one still in it. Pods send untagged frames only.
+    DropVlanTagged = 27,
+    /// A later IPv4 fragment whose first fragment this host has not seen (out of order, or
+    /// never sent): it carries no ports to judge it by.
+    DropFragOrphan = 28,
+    /// The TTL ran out while forwarding a pod's packet: answered with an ICMP time exceeded
+    /// from the host, put into the sending pod.
+    IcmpTtlExceeded = 29,
 }
 
 impl Reason {
     /// Every reason, in numeric order.
-    pub const ALL: [Reason; 27] = [
+    pub const ALL: [Reason; 30] = [
         Reason::Allowed,
         Reason::PassArp,
         Reason::DropTooShort,
@@ -151,6 +160,9 @@ impl Reason {
         Reason::ViaHostStack,
         Reason::IcmpFragNeeded,
         Reason::PassFragment,
+        Reason::DropVlanTagged,
+        Reason::DropFragOrphan,
+        Reason::IcmpTtlExceeded,
     ];
 
     /// Decodes the value stored in [`CounterKey::reason`].
@@ -183,6 +195,9 @@ impl Reason {
             24 => Some(Reason::ViaHostStack),
             25 => Some(Reason::IcmpFragNeeded),
             26 => Some(Reason::PassFragment),
+            27 => Some(Reason::DropVlanTagged),
+            28 => Some(Reason::DropFragOrphan),
+            29 => Some(Reason::IcmpTtlExceeded),
             _ => None,
         }
     }
@@ -217,6 +232,9 @@ impl Reason {
             Reason::ViaHostStack => "via_host_stack",
             Reason::IcmpFragNeeded => "icmp_frag_needed",
             Reason::PassFragment => "pass_fragment",
+            Reason::DropVlanTagged => "drop_vlan_tagged",
+            Reason::DropFragOrphan => "drop_frag_orphan",
+            Reason::IcmpTtlExceeded => "icmp_ttl_exceeded",
         }
     }
 
@@ -236,6 +254,7 @@ impl Reason {
                 | Reason::ViaHostStack
                 | Reason::IcmpFragNeeded
                 | Reason::PassFragment
+                | Reason::IcmpTtlExceeded
         )
     }
 }

@@ -10,6 +10,7 @@ pub mod conntrack;
 pub mod counters;
 pub mod endpoints;
 pub mod failsafe;
+pub mod frags;
 pub mod ifaces;
 pub mod maps;
 pub mod nat;

@@ -1,7 +1,7 @@
 //! felix's kernel side: programs for the `cali*` workload interfaces and the host's uplink.
 //!
 //! One file per hook (`cali_tc`, `uplink_tc`, `uplink_xdp`), one module per concern (`parse`,
-//! `conntrack`, `forward`, `encap`, `icmp`, `counters`, `maps`).
+//! `conntrack`, `frags`, `forward`, `encap`, `icmp`, `counters`, `maps`).
 #![no_std]
 #![no_main]
 
@@ -10,6 +10,7 @@ mod conntrack;
 mod counters;
 mod encap;
 mod forward;
+mod frags;
 mod host_nat;
 mod icmp;
 mod maps;

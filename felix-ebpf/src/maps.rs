@@ -12,13 +12,14 @@ use felix_common::{
     IfaceInfo, RouteValue,
     counters::COUNTER_CACHE_LINES,
     failsafe::FailsafeKey,
-    nat::NatOriginKey,
+    frags::{FragKey, FragValue},
     maps::{
         CONNTRACK_MAX_ENTRIES, COUNTERS_MAX_ENTRIES, ENDPOINTS_MAX_ENTRIES, FAILSAFE_MAX_ENTRIES,
-        IFACES_MAX_ENTRIES, NAT_ORIGINS_MAX_ENTRIES, POLICY_IPS_MAX_ENTRIES, POLICY_PORTS_MAX_ENTRIES,
-        POLICY_SLOTS_MAX_ENTRIES, POLICY_VERDICTS_MAX_ENTRIES, ROUTES_MAX_ENTRIES,
-        RULE_COUNTERS_MAX_ENTRIES, XDP_DENY_MAX_ENTRIES,
+        FRAGMENTS_MAX_ENTRIES, IFACES_MAX_ENTRIES, NAT_ORIGINS_MAX_ENTRIES, POLICY_IPS_MAX_ENTRIES,
+        POLICY_PORTS_MAX_ENTRIES, POLICY_SLOTS_MAX_ENTRIES, POLICY_VERDICTS_MAX_ENTRIES,
+        ROUTES_MAX_ENTRIES, RULE_COUNTERS_MAX_ENTRIES, XDP_DENY_MAX_ENTRIES,
     },
+    nat::NatOriginKey,
     policy::{PolicyIpKey, PolicyPortKey, PolicyVerdict, PolicyVerdictKey},
     trace::{TRACE_RING_BYTES, TraceBucket, TraceControl, TraceEvent},
 };
@@ -58,6 +59,12 @@ pub static CONNTRACK: HashMap<CtKey, CtValue, { CONNTRACK_MAX_ENTRIES as usize }
 /// First packets in flight through the host stack ([`felix_common::maps::NAT_ORIGINS`]).
 #[btf_map(name = "felix_natorg_v1")]
 pub static NAT_ORIGINS: LruHashMap<NatOriginKey, CtKey, { NAT_ORIGINS_MAX_ENTRIES as usize }> =
+    LruHashMap::new();
+
+/// First fragments' ports for their datagrams' later fragments
+/// ([`felix_common::maps::FRAGMENTS`]).
+#[btf_map(name = "felix_frags_v1")]
+pub static FRAGMENTS: LruHashMap<FragKey, FragValue, { FRAGMENTS_MAX_ENTRIES as usize }> =
     LruHashMap::new();
 
 /// This host ([`felix_common::maps::CONFIG`]), at index 0.

@@ -71,7 +71,7 @@ fn run_tier(tier: Tier) -> Result<()> {
             Ok(())
         }
         Tier::Bpf => {
-            const TESTS: [&str; 10] = [
+            const TESTS: [&str; 11] = [
                 "prog_test_run",
                 "policy_test_run",
                 "datastore_etcd",
@@ -82,6 +82,7 @@ fn run_tier(tier: Tier) -> Result<()> {
                 "config_etcd",
                 "host_nat_test_run",
                 "uplink_netns",
+                "frames_test_run",
             ];
             for name in TESTS {
                 let test = paths::repo_root().join(format!("felix-user/tests/{name}.rs"));

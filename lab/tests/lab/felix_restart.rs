@@ -74,11 +74,11 @@ fn felix_restart_keeps_flows_and_adopts_pinned_maps_and_links() -> Result<()> {
         lab.xdp_deny(1, "10.99.0.1/32", true)?;
         lab.wait_uplink_xdp(1, true, XDP_BOUND)?;
         let (maps_before, links_before) = pinned_ids(&pin_dir)?;
-        // felix-common's maps::PINNED: 9 forwarding (counters, counter cache, NAT origins), 1
-        // failsafe, 5 policy and 3 trace maps.
+        // felix-common's maps::PINNED: 10 forwarding (counters, counter cache, NAT origins,
+        // fragments), 1 failsafe, 5 policy and 3 trace maps.
         ensure!(
-            maps_before.len() == 18,
-            "expected 18 pinned maps: {maps_before:?}"
+            maps_before.len() == 19,
+            "expected 19 pinned maps: {maps_before:?}"
         );
         ensure!(
             links_before.len() == 2 * 2 + 3,

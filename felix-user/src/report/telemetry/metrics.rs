@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 use aya::maps::{Array, HashMap, IterableMap, LpmTrie, MapData, MapInfo, PerCpuArray};
 use felix_common::{
     failsafe::FailsafeKey,
+    frags::{FragKey, FragValue},
     maps,
     policy::{PolicyIpKey, PolicyPortKey, PolicyVerdict, PolicyVerdictKey},
 };
@@ -93,6 +94,7 @@ pub fn map_fill(paths: &NodePaths) -> Result<BTreeMap<&'static str, Fill>, Inspe
             maps::ROUTES => keyed!(RoutesMap<MapData>),
             maps::CONNTRACK => keyed!(ConntrackMap<MapData>),
             maps::NAT_ORIGINS => keyed!(NatOriginsMap<MapData>),
+            maps::FRAGMENTS => keyed!(HashMap<MapData, FragKey, FragValue>),
             maps::XDP_DENY => keyed!(XdpDenyMap<MapData>),
             maps::FAILSAFE => keyed!(HashMap<MapData, FailsafeKey, u32>),
             maps::POLICY_IPS => keyed!(LpmTrie<MapData, PolicyIpKey, u32>),

@@ -128,11 +128,15 @@ pub enum Reason {
     /// The TTL ran out while forwarding a pod's packet: answered with an ICMP time exceeded
     /// from the host, put into the sending pod.
     IcmpTtlExceeded = 29,
+    /// The TTL of a packet from the fabric ran out on its way into a local pod: passed to the
+    /// host stack (decapsulated first when it came in IPIP), whose forwarding answers it with
+    /// an ICMP time exceeded, as the next hop of a traceroute.
+    PassTtlExceeded = 30,
 }
 
 impl Reason {
     /// Every reason, in numeric order.
-    pub const ALL: [Reason; 30] = [
+    pub const ALL: [Reason; 31] = [
         Reason::Allowed,
         Reason::PassArp,
         Reason::DropTooShort,
@@ -163,6 +167,7 @@ impl Reason {
         Reason::DropVlanTagged,
         Reason::DropFragOrphan,
         Reason::IcmpTtlExceeded,
+        Reason::PassTtlExceeded,
     ];
 
     /// Decodes the value stored in [`CounterKey::reason`].
@@ -198,6 +203,7 @@ impl Reason {
             27 => Some(Reason::DropVlanTagged),
             28 => Some(Reason::DropFragOrphan),
             29 => Some(Reason::IcmpTtlExceeded),
+            30 => Some(Reason::PassTtlExceeded),
             _ => None,
         }
     }
@@ -235,6 +241,7 @@ impl Reason {
             Reason::DropVlanTagged => "drop_vlan_tagged",
             Reason::DropFragOrphan => "drop_frag_orphan",
             Reason::IcmpTtlExceeded => "icmp_ttl_exceeded",
+            Reason::PassTtlExceeded => "pass_ttl_exceeded",
         }
     }
 
@@ -255,6 +262,7 @@ impl Reason {
                 | Reason::IcmpFragNeeded
                 | Reason::PassFragment
                 | Reason::IcmpTtlExceeded
+                | Reason::PassTtlExceeded
         )
     }
 }

@@ -35,6 +35,9 @@ pub fn uplink_in(ctx: TcContext) -> i32 {
     let len = ctx.len();
     let (verdict, reason) = match from_fabric(&ctx) {
         Ok(done) => done,
+        // Its TTL ran out on the way into a pod (the packet is plain IP by then): the stack's
+        // forwarding answers it with an ICMP time exceeded, as a router on the path does.
+        Err(Reason::DropTtlExceeded) => (TC_ACT_OK as i32, Reason::PassTtlExceeded),
         Err(reason) => (TC_ACT_SHOT as i32, reason),
     };
     finish(&ctx, ifindex, Direction::FromUplink, reason, len, verdict)

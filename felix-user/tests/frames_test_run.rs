@@ -1,7 +1,8 @@
 //! Tier 2: hostile and unusual frames through the real programs with BPF_PROG_TEST_RUN: 802.1Q
 //! and 802.1ad tags, IPv4 fragments under a port policy (later fragments are judged and
 //! forwarded as their first fragment), and the ICMP time exceeded a pod gets when its packet's
-//! TTL runs out. Needs root and bpffs; built with `--features privileged-tests`.
+//! TTL runs out (from this host, or from the host stack for a packet from the fabric). Needs
+//! root and bpffs; built with `--features privileged-tests`.
 #![cfg(feature = "privileged-tests")]
 
 mod support;
@@ -449,6 +450,39 @@ fn a_pods_packet_whose_ttl_runs_out_is_answered_with_time_exceeded() {
             TC_ACT_SHOT,
         );
     }
+}
+
+/// A packet from another host whose TTL runs out on its way into a pod goes to the host stack
+/// as plain IP (decapsulated from IPIP), whose forwarding sends the time exceeded.
+#[test]
+fn a_packet_from_the_fabric_whose_ttl_runs_out_is_left_to_the_host_stack() {
+    let mut h = Harness::new("ttl-fabric");
+    let uplink = On::iface(h.net.uplink);
+    let inner = datagram(REMOTE_POD_IP, CLIENT_PORT, POD_IP, 33434, 1, 32);
+    let out = h.expect(
+        PROG_FROM_UPLINK,
+        uplink,
+        &packet::ipip(PEER_HOST_IP, HOST_IP, &inner),
+        Direction::FromUplink,
+        Reason::PassTtlExceeded,
+        TC_ACT_OK,
+    );
+    assert_eq!(&out.data_out[12..14], &[0x08, 0x00]);
+    assert_eq!(
+        &out.data_out[IP_OFFSET..],
+        &inner[..],
+        "decapsulated, TTL as sent"
+    );
+    let plain = framed(CALI_MAC, &inner);
+    let out = h.expect(
+        PROG_FROM_UPLINK,
+        uplink,
+        &plain,
+        Direction::FromUplink,
+        Reason::PassTtlExceeded,
+        TC_ACT_OK,
+    );
+    assert_eq!(out.data_out, plain, "untouched");
 }
 
 /// `frame` with a tag (`tpid`, VLAN 100) after the MAC addresses, as a VLAN interface sends it

@@ -10,6 +10,7 @@ mod config;
 mod dataplane_bench;
 mod etcd_tls;
 mod felix_restart;
+mod frames;
 mod host_integration;
 mod ipam;
 mod iptables_mode;

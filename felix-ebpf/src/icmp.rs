@@ -178,7 +178,8 @@ fn route_mtu(ctx: &TcContext, config: &HostConfig, packet: &Ipv4Summary) -> Opti
 }
 
 /// How much of `packet` the reply quotes: its IP header and L4 header, at least 8 bytes of
-/// what follows the IP header (a too-big packet always has them).
+/// what follows the IP header (a too-big packet always has them; a shorter packet is quoted
+/// whole, to its last full 32-bit word).
 #[inline(always)]
 fn quote_len(packet: &Ipv4Summary) -> usize {
     let l4 = if packet.proto == proto::TCP || packet.proto == proto::UDP {

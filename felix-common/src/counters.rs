@@ -122,11 +122,24 @@ pub enum Reason {
     /// A new flow of an endpoint that holds its share of the conntrack table
     /// (`BPFConntrackEndpointSharePercent`): dropped, counted on the interface it came by.
     DropCtEndpointShare = 27,
+    /// An 802.1Q or 802.1ad (QinQ) tagged frame from a pod: the tag the kernel took out of the
+    /// frame (`vlan_present`), or one still in it. Pods send untagged frames only.
+    DropVlanTagged = 28,
+    /// A later IPv4 fragment whose first fragment this host has not seen (out of order, or
+    /// never sent): it carries no ports to judge it by.
+    DropFragOrphan = 29,
+    /// The TTL ran out while forwarding a pod's packet: answered with an ICMP time exceeded
+    /// from the host, put into the sending pod.
+    IcmpTtlExceeded = 30,
+    /// The TTL of a packet from the fabric ran out on its way into a local pod: passed to the
+    /// host stack (decapsulated first when it came in IPIP), whose forwarding answers it with
+    /// an ICMP time exceeded, as the next hop of a traceroute.
+    PassTtlExceeded = 31,
 }
 
 impl Reason {
     /// Every reason, in numeric order.
-    pub const ALL: [Reason; 28] = [
+    pub const ALL: [Reason; 32] = [
         Reason::Allowed,
         Reason::PassArp,
         Reason::DropTooShort,
@@ -155,6 +168,10 @@ impl Reason {
         Reason::IcmpFragNeeded,
         Reason::PassFragment,
         Reason::DropCtEndpointShare,
+        Reason::DropVlanTagged,
+        Reason::DropFragOrphan,
+        Reason::IcmpTtlExceeded,
+        Reason::PassTtlExceeded,
     ];
 
     /// Decodes the value stored in [`CounterKey::reason`].
@@ -188,6 +205,10 @@ impl Reason {
             25 => Some(Reason::IcmpFragNeeded),
             26 => Some(Reason::PassFragment),
             27 => Some(Reason::DropCtEndpointShare),
+            28 => Some(Reason::DropVlanTagged),
+            29 => Some(Reason::DropFragOrphan),
+            30 => Some(Reason::IcmpTtlExceeded),
+            31 => Some(Reason::PassTtlExceeded),
             _ => None,
         }
     }
@@ -223,6 +244,10 @@ impl Reason {
             Reason::IcmpFragNeeded => "icmp_frag_needed",
             Reason::PassFragment => "pass_fragment",
             Reason::DropCtEndpointShare => "drop_ct_endpoint_share",
+            Reason::DropVlanTagged => "drop_vlan_tagged",
+            Reason::DropFragOrphan => "drop_frag_orphan",
+            Reason::IcmpTtlExceeded => "icmp_ttl_exceeded",
+            Reason::PassTtlExceeded => "pass_ttl_exceeded",
         }
     }
 
@@ -242,6 +267,8 @@ impl Reason {
                 | Reason::ViaHostStack
                 | Reason::IcmpFragNeeded
                 | Reason::PassFragment
+                | Reason::IcmpTtlExceeded
+                | Reason::PassTtlExceeded
         )
     }
 }

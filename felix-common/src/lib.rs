@@ -11,6 +11,7 @@ pub mod counters;
 pub mod ct_clean;
 pub mod endpoints;
 pub mod failsafe;
+pub mod frags;
 pub mod ifaces;
 pub mod maps;
 pub mod nat;

@@ -28,6 +28,9 @@ pub const CT_ENDPOINTS: &str = "felix_ctep_v1";
 /// LRU hash: (source `cali*` ifindex, IP ID, protocol) of a pod's first packet the host stack
 /// may NAT -> the conntrack key of its flow before NAT (see [`crate::nat`]).
 pub const NAT_ORIGINS: &str = "felix_natorg_v1";
+/// LRU hash: (source, destination, protocol, IP ID) of a fragmented datagram -> the ports its
+/// first fragment carried, for its later fragments (see [`crate::frags`]).
+pub const FRAGMENTS: &str = "felix_frags_v1";
 /// This host: address, uplink ifindex and MTU (array of one).
 pub const CONFIG: &str = "felix_cfg_v1";
 /// LPM trie of source CIDRs the uplink's XDP program drops.
@@ -52,7 +55,7 @@ pub const TRACE_CONTROL: &str = "felix_trctl_v1";
 pub const TRACE_BUCKETS: &str = "felix_trbkt_v1";
 
 /// Every map felix pins under `/sys/fs/bpf/felix/<node>/`.
-pub const PINNED: [&str; 20] = [
+pub const PINNED: [&str; 21] = [
     COUNTERS,
     COUNTER_CACHE,
     IFACES,
@@ -60,6 +63,7 @@ pub const PINNED: [&str; 20] = [
     ROUTES,
     CONNTRACK,
     NAT_ORIGINS,
+    FRAGMENTS,
     CONFIG,
     XDP_DENY,
     FAILSAFE,
@@ -78,6 +82,9 @@ pub const PINNED: [&str; 20] = [
 /// Capacity of [`NAT_ORIGINS`]: first packets in flight through the host stack; an entry is
 /// used within microseconds (longer only while the stack resolves a neighbour).
 pub const NAT_ORIGINS_MAX_ENTRIES: u32 = 16_384;
+/// Capacity of [`FRAGMENTS`]: datagrams in flight in fragments (Calico's holds 10,000); the
+/// least recently used record goes first.
+pub const FRAGMENTS_MAX_ENTRIES: u32 = 16_384;
 /// Capacity of [`ENDPOINTS`].
 pub const ENDPOINTS_MAX_ENTRIES: u32 = 4_096;
 /// Capacity of [`ROUTES`].

@@ -8,7 +8,9 @@
 //! A first packet to a destination outside the pod network goes to the host stack unjudged, to
 //! be judged after the stack's NAT where it leaves (see `host_nat`); a flow that went through
 //! the stack keeps going through it, both ways. An ICMP error belongs to the flow of the packet
-//! it quotes (as netfilter's RELATED) and travels its way, unjudged.
+//! it quotes (as netfilter's RELATED) and travels its way, unjudged. A tagged frame is dropped;
+//! a later fragment is judged and forwarded as its first fragment (`frags`); a packet whose TTL
+//! runs out is answered with an ICMP time exceeded (`icmp`).
 //! To the pod: a packet of no known flow (sent by the host stack) is judged by the pod's ingress
 //! policy, after its source pod's egress policy when it was deferred.
 //! A mid-stream TCP packet of no known flow (its entry lost) is judged as its flow either way
@@ -33,9 +35,9 @@ use crate::{
     counters::count,
     encap::{encapsulate, host_config},
     forward::{decrement_ttl, deliver_local, endpoint, largest_segment, redirect_to_uplink, route},
-    host_nat, icmp,
+    frags, host_nat, icmp,
     mid_stream::{self, Check},
-    parse::{Ipv4Summary, Parsed, parse},
+    parse::{Ipv4Summary, Parsed, parse, vlan_tagged},
     policy::At,
     trace,
 };
@@ -49,6 +51,8 @@ pub fn cali_from_wl(ctx: TcContext) -> i32 {
         Ok(done) => done,
         // Too big for the path: tell the pod (DF) or let the host fragment it.
         Err(Reason::DropFragNeeded) => icmp::too_big(&ctx, ifindex),
+        // As a router: tell the pod (traceroute's first hop).
+        Err(Reason::DropTtlExceeded) => icmp::ttl_exceeded(&ctx, ifindex),
         Err(reason) => (TC_ACT_SHOT as i32, reason),
     };
     finish(&ctx, ifindex, Direction::FromWorkload, reason, len, verdict)
@@ -68,10 +72,11 @@ pub fn cali_to_wl(ctx: TcContext) -> i32 {
 
 #[inline(always)]
 fn to_workload(ctx: &TcContext, ifindex: u32) -> Result<(i32, Reason), Reason> {
-    let packet = match parse(ctx)? {
+    let mut packet = match parse(ctx)? {
         Parsed::Arp => return Ok((TC_ACT_OK as i32, Reason::PassArp)),
         Parsed::Ipv4(packet) => packet,
     };
+    frags::follow_datagram(&mut packet)?;
     let at = At {
         ifindex,
         direction: Direction::ToWorkload,
@@ -148,7 +153,11 @@ pub fn finish(
 
 #[inline(always)]
 fn from_workload(ctx: &TcContext, ifindex: u32) -> Result<(i32, Reason), Reason> {
-    let packet = match parse(ctx)? {
+    // Pods send untagged frames; the kernel may have moved a tag out of this one.
+    if vlan_tagged(ctx) {
+        return Err(Reason::DropVlanTagged);
+    }
+    let mut packet = match parse(ctx)? {
         Parsed::Arp => return Ok((TC_ACT_OK as i32, Reason::PassArp)),
         Parsed::Ipv4(packet) => packet,
     };
@@ -156,6 +165,7 @@ fn from_workload(ctx: &TcContext, ifindex: u32) -> Result<(i32, Reason), Reason>
     if packet.saddr != source.ip {
         return Err(Reason::DropSpoofed);
     }
+    frags::follow_datagram(&mut packet)?;
     let route = route(packet.daddr);
     // Whether the flow's packets pass the host stack by (both ways, or the host's conntrack
     // would call the half it sees invalid and kube-proxy's FORWARD rules drop it).

@@ -1,4 +1,8 @@
-//! Path MTU for pods: a packet from a pod too big for its path (the IPIP tunnel, or the native
+//! ICMP errors for pods, as a router sends them: "fragmentation needed" for path MTU, and "time
+//! exceeded" when a pod's packet's TTL runs out here (as Linux's forwarding and Calico's BPF
+//! dataplane send it: from the host, type 11 code 0, not for a later fragment or an ICMP error).
+//!
+//! Path MTU: a packet from a pod too big for its path (the IPIP tunnel, or the native
 //! route) is not just dropped. With DF set the program turns it, in place, into an ICMP
 //! "fragmentation needed" (type 3, code 4) that carries the path's MTU, from this host to the
 //! pod, and puts it straight into the pod (its veth peer's ingress), so the sender learns the
@@ -22,13 +26,20 @@ use felix_common::{HostConfig, Reason, RouteKind, conntrack::proto};
 use crate::{
     encap::{OUTER_LEN, host_config},
     forward::{CALI_MAC, fib_lookup, largest_segment, route, set_macs},
-    parse::{IP_OFFSET, Ipv4Summary, Parsed, parse},
+    parse::{Fragment, IP_OFFSET, Ipv4Summary, Parsed, parse},
 };
 
 /// ICMP "destination unreachable".
 const ICMP_DEST_UNREACH: u8 = 3;
 /// Its code "fragmentation needed and DF set".
 const ICMP_FRAG_NEEDED: u8 = 4;
+/// ICMP "time exceeded".
+const ICMP_TIME_EXCEEDED: u8 = 11;
+/// Its code "TTL exceeded in transit".
+const ICMP_EXC_TTL: u8 = 0;
+/// ICMP types that are errors, which are never answered with an error (RFC 1122 3.2.2):
+/// destination unreachable, source quench, redirect, time exceeded, parameter problem.
+const ICMP_ERROR_TYPES: [u8; 5] = [3, 4, 5, 11, 12];
 /// New IPv4 header plus ICMP header.
 const REPLY_HEADERS_LEN: usize = 20 + 8;
 /// The most of the original packet the reply quotes: IPv4 and TCP headers with full options.
@@ -68,10 +79,57 @@ fn answer(ctx: &TcContext, ifindex: u32) -> Result<(i32, Reason), Reason> {
     }
     let config = host_config().ok_or(Reason::DropFragNeeded)?;
     let mtu = path_mtu(ctx, &config, &packet).ok_or(Reason::DropFragNeeded)?;
-    build_reply(ctx, &packet, &config, mtu).map_err(|_| Reason::DropFragNeeded)?;
+    let [mtu_high, mtu_low] = mtu.to_be_bytes();
+    // Bytes 4..6 of the ICMP header are unused, 6..8 the next hop's MTU (RFC 1191).
+    let kind = (
+        ICMP_DEST_UNREACH,
+        ICMP_FRAG_NEEDED,
+        [0, 0, mtu_high, mtu_low],
+    );
+    build_reply(ctx, &packet, &config, kind).map_err(|_| Reason::DropFragNeeded)?;
+    Ok((into_pod(ifindex), Reason::IcmpFragNeeded))
+}
+
+/// Answers a packet from the pod behind `ifindex` whose TTL `cali_from_wl` found running out
+/// (not yet decremented) with an ICMP time exceeded: the verdict and the reason to count it
+/// under. A later fragment, an ICMP error, or a packet that cannot be answered stays
+/// `drop_ttl_exceeded`.
+#[inline(always)]
+pub fn ttl_exceeded(ctx: &TcContext, ifindex: u32) -> (i32, Reason) {
+    match answer_ttl_exceeded(ctx, ifindex) {
+        Ok(done) => done,
+        Err(reason) => (TC_ACT_SHOT as i32, reason),
+    }
+}
+
+#[inline(always)]
+fn answer_ttl_exceeded(ctx: &TcContext, ifindex: u32) -> Result<(i32, Reason), Reason> {
+    let packet = match parse(ctx) {
+        Ok(Parsed::Ipv4(packet)) => packet,
+        _ => return Err(Reason::DropTtlExceeded),
+    };
+    if packet.fragment == Fragment::Later || is_icmp_error(&packet) {
+        return Err(Reason::DropTtlExceeded);
+    }
+    let config = host_config().ok_or(Reason::DropTtlExceeded)?;
+    let kind = (ICMP_TIME_EXCEEDED, ICMP_EXC_TTL, [0; 4]);
+    build_reply(ctx, &packet, &config, kind).map_err(|_| Reason::DropTtlExceeded)?;
+    Ok((into_pod(ifindex), Reason::IcmpTtlExceeded))
+}
+
+/// Whether `packet` is itself an ICMP error.
+#[inline(always)]
+fn is_icmp_error(packet: &Ipv4Summary) -> bool {
+    let icmp_type = (packet.icmp_type_code >> 8) as u8;
+    packet.proto == proto::ICMP && ICMP_ERROR_TYPES.contains(&icmp_type)
+}
+
+/// Puts the reply into the pod: its veth peer's ingress. `cali_to_wl` and the pod's ingress
+/// policy do not see it, an ICMP error about the pod's own flow.
+#[inline(always)]
+fn into_pod(ifindex: u32) -> i32 {
     // SAFETY: a helper taking plain values; valid in TC ingress, where `cali_from_wl` runs.
-    let verdict = unsafe { bpf_redirect_peer(ifindex, 0) } as i32;
-    Ok((verdict, Reason::IcmpFragNeeded))
+    unsafe { bpf_redirect_peer(ifindex, 0) as i32 }
 }
 
 /// Undoes the forwarding path's TTL decrement (checksum included).
@@ -120,7 +178,8 @@ fn route_mtu(ctx: &TcContext, config: &HostConfig, packet: &Ipv4Summary) -> Opti
 }
 
 /// How much of `packet` the reply quotes: its IP header and L4 header, at least 8 bytes of
-/// what follows the IP header (a too-big packet always has them).
+/// what follows the IP header (a too-big packet always has them; a shorter packet is quoted
+/// whole, to its last full 32-bit word).
 #[inline(always)]
 fn quote_len(packet: &Ipv4Summary) -> usize {
     let l4 = if packet.proto == proto::TCP || packet.proto == proto::UDP {
@@ -163,16 +222,20 @@ fn fold(mut sum: u32) -> u16 {
     !(sum as u16)
 }
 
-/// The new IPv4 and ICMP headers for a reply quoting `quoted` bytes whose word sum is
-/// `quote_sum`.
+/// An ICMP error's type, code and the 4 bytes after its checksum.
+type ErrorKind = (u8, u8, [u8; 4]);
+
+/// The new IPv4 and ICMP headers for a reply of `kind` quoting `quoted` bytes whose word sum
+/// is `quote_sum`.
 #[inline(always)]
 fn reply_headers(
     src: [u8; 4],
     dst: [u8; 4],
-    mtu: u16,
+    kind: ErrorKind,
     quoted: usize,
     quote_sum: u32,
 ) -> [u8; REPLY_HEADERS_LEN] {
+    let (icmp_type, code, rest) = kind;
     let mut h = [0u8; REPLY_HEADERS_LEN];
     h[0] = 0x45;
     h[1] = REPLY_TOS;
@@ -188,11 +251,13 @@ fn reply_headers(
         i += 2;
     }
     h[10..12].copy_from_slice(&fold(ip_sum).to_be_bytes());
-    h[20] = ICMP_DEST_UNREACH;
-    h[21] = ICMP_FRAG_NEEDED;
-    // Bytes 24..26 are unused, 26..28 the next hop's MTU (RFC 1191).
-    h[26..28].copy_from_slice(&mtu.to_be_bytes());
-    let icmp_sum = quote_sum + u32::from(u16::from_be_bytes([h[20], h[21]])) + u32::from(mtu);
+    h[20] = icmp_type;
+    h[21] = code;
+    h[24..28].copy_from_slice(&rest);
+    let icmp_sum = quote_sum
+        + u32::from(u16::from_be_bytes([icmp_type, code]))
+        + u32::from(u16::from_be_bytes([rest[0], rest[1]]))
+        + u32::from(u16::from_be_bytes([rest[2], rest[3]]));
     h[22..24].copy_from_slice(&fold(icmp_sum).to_be_bytes());
     h
 }
@@ -204,12 +269,12 @@ fn build_reply(
     ctx: &TcContext,
     packet: &Ipv4Summary,
     config: &HostConfig,
-    mtu: u16,
+    kind: ErrorKind,
 ) -> Result<(), i64> {
     let quoted = quote_len(packet);
     let quote_sum = add_words(ctx, IP_OFFSET, quoted, 0)?;
     let pod_mac: [u8; 6] = ctx.load(ETH_SOURCE_OFFSET)?;
-    let headers = reply_headers(config.host_ip, packet.saddr, mtu, quoted, quote_sum);
+    let headers = reply_headers(config.host_ip, packet.saddr, kind, quoted, quote_sum);
     // SAFETY: a helper on the context the kernel passed in; the length is checked by it.
     let rc = unsafe { bpf_skb_change_tail(ctx.skb.skb, (IP_OFFSET + quoted) as u32, 0) };
     if rc != 0 {

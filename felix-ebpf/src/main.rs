@@ -1,7 +1,7 @@
 //! felix's kernel side: programs for the `cali*` workload interfaces and the host's uplink.
 //!
 //! One file per hook (`cali_tc`, `uplink_tc`, `uplink_xdp`), one module per concern (`parse`,
-//! `conntrack`, `forward`, `encap`, `icmp`, `counters`, `maps`).
+//! `conntrack`, `frags`, `forward`, `encap`, `icmp`, `counters`, `maps`).
 #![no_std]
 #![no_main]
 // `asm!` on BPF (the atomic add in `ct_share`); Debian's rustc is built with RUSTC_BOOTSTRAP.
@@ -14,6 +14,7 @@ mod ct_clean;
 mod ct_share;
 mod encap;
 mod forward;
+mod frags;
 mod host_nat;
 mod icmp;
 mod maps;

@@ -13,12 +13,13 @@ use felix_common::{
     counters::COUNTER_CACHE_LINES,
     ct_clean::{CtCleanerState, CtEndpointCount},
     failsafe::FailsafeKey,
+    frags::{FragKey, FragValue},
     maps::{
         CONNTRACK_MAX_ENTRIES, COUNTERS_MAX_ENTRIES, CT_ENDPOINTS_MAX_ENTRIES,
-        ENDPOINTS_MAX_ENTRIES, FAILSAFE_MAX_ENTRIES, IFACES_MAX_ENTRIES, NAT_ORIGINS_MAX_ENTRIES,
-        POLICY_IPS_MAX_ENTRIES, POLICY_PORTS_MAX_ENTRIES, POLICY_SLOTS_MAX_ENTRIES,
-        POLICY_VERDICTS_MAX_ENTRIES, ROUTES_MAX_ENTRIES, RULE_COUNTERS_MAX_ENTRIES,
-        XDP_DENY_MAX_ENTRIES,
+        ENDPOINTS_MAX_ENTRIES, FAILSAFE_MAX_ENTRIES, FRAGMENTS_MAX_ENTRIES, IFACES_MAX_ENTRIES,
+        NAT_ORIGINS_MAX_ENTRIES, POLICY_IPS_MAX_ENTRIES, POLICY_PORTS_MAX_ENTRIES,
+        POLICY_SLOTS_MAX_ENTRIES, POLICY_VERDICTS_MAX_ENTRIES, ROUTES_MAX_ENTRIES,
+        RULE_COUNTERS_MAX_ENTRIES, XDP_DENY_MAX_ENTRIES,
     },
     nat::NatOriginKey,
     policy::{PolicyIpKey, PolicyPortKey, PolicyVerdict, PolicyVerdictKey},
@@ -69,6 +70,12 @@ pub static CT_ENDPOINTS: HashMap<u32, CtEndpointCount, { CT_ENDPOINTS_MAX_ENTRIE
 /// First packets in flight through the host stack ([`felix_common::maps::NAT_ORIGINS`]).
 #[btf_map(name = "felix_natorg_v1")]
 pub static NAT_ORIGINS: LruHashMap<NatOriginKey, CtKey, { NAT_ORIGINS_MAX_ENTRIES as usize }> =
+    LruHashMap::new();
+
+/// First fragments' ports for their datagrams' later fragments
+/// ([`felix_common::maps::FRAGMENTS`]).
+#[btf_map(name = "felix_frags_v1")]
+pub static FRAGMENTS: LruHashMap<FragKey, FragValue, { FRAGMENTS_MAX_ENTRIES as usize }> =
     LruHashMap::new();
 
 /// This host ([`felix_common::maps::CONFIG`]), at index 0.

@@ -21,6 +21,11 @@ const IPV4_PROTO_OFFSET: usize = 9;
 const TCP_FLAGS_OFFSET: usize = 13;
 /// The Don't Fragment bit in the IPv4 flags.
 const IPV4_DF: u8 = 0b010;
+/// The More Fragments bit in the IPv4 flags.
+const IPV4_MF: u8 = 0b001;
+/// Ethertypes of a tag in the frame: 802.1Q and 802.1ad (QinQ), network byte order as read.
+const ETH_P_8021Q: u16 = 0x8100u16.to_be();
+const ETH_P_8021AD: u16 = 0x88a8u16.to_be();
 /// Bytes the parser may need in the linear part of the skb: Ethernet, outer IPv4, inner IPv4
 /// with options, TCP with options. An ICMP error's quote fits in it unless both IPv4 headers
 /// carry long options (then the error is judged as any packet).
@@ -63,6 +68,8 @@ pub struct Ipv4Summary {
     pub dont_fragment: bool,
     /// The identification field, as on the wire (NAT leaves it alone).
     pub ip_id: u16,
+    /// Which part of a datagram this is.
+    pub fragment: Fragment,
     /// Source port (TCP/UDP), ICMP echo id, else 0; host order.
     pub sport: u16,
     /// Destination port (TCP/UDP), ICMP echo id, else 0; host order.
@@ -75,6 +82,17 @@ pub struct Ipv4Summary {
     pub icmp_type_code: u16,
     /// For an ICMP error: the flow of the packet it quotes, as that packet travelled.
     pub error_for: Option<Quoted>,
+}
+
+/// Which part of an IPv4 datagram a packet is.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Fragment {
+    /// Not fragmented.
+    Whole,
+    /// The first fragment (offset 0, more to come): it carries the L4 header.
+    First,
+    /// A later fragment: no L4 header; its ports are the first fragment's (see `frags`).
+    Later,
 }
 
 /// The addresses, protocol and ports (ICMP echo: the id) of the packet an ICMP error quotes.
@@ -120,6 +138,14 @@ pub fn ptr_at<T>(ctx: &TcContext, offset: usize) -> Option<*const T> {
     Some((start + offset) as *const T)
 }
 
+/// Whether the kernel took an 802.1Q/802.1ad tag out of the frame (`skb->vlan_tci`) before the
+/// program ran: the frame as received was tagged.
+#[inline(always)]
+pub fn vlan_tagged(ctx: &TcContext) -> bool {
+    // SAFETY: `skb` points to the context the kernel passed in.
+    unsafe { (*ctx.skb.skb).vlan_present != 0 }
+}
+
 /// Makes sure the headers sit in the linear part of the skb, so direct access sees them.
 #[inline(always)]
 fn pull_headers(ctx: &TcContext) {
@@ -144,6 +170,9 @@ pub fn parse(ctx: &TcContext) -> Result<Parsed, Reason> {
     let ether_type = unsafe { (*eth).ether_type };
     if ether_type == EtherType::Arp as u16 {
         return Ok(Parsed::Arp);
+    }
+    if ether_type == ETH_P_8021Q || ether_type == ETH_P_8021AD {
+        return Err(Reason::DropVlanTagged);
     }
     if ether_type != EtherType::Ipv4 as u16 {
         return Err(Reason::DropUnsupportedL3);
@@ -196,6 +225,13 @@ pub fn parse_ipv4(ctx: &TcContext, offset: usize) -> Result<Ipv4Summary, Reason>
         tos,
         dont_fragment: flags & IPV4_DF != 0,
         ip_id: u16::from_ne_bytes(id),
+        fragment: if frag_offset != 0 {
+            Fragment::Later
+        } else if flags & IPV4_MF != 0 {
+            Fragment::First
+        } else {
+            Fragment::Whole
+        },
         sport: 0,
         dport: 0,
         tcp_flags: 0,

@@ -4,7 +4,8 @@
 //! traffic to remote pods whose route is not native (egress). Everything else goes to the host
 //! stack. A flow that went through the host stack (which may have NATed it) is decapsulated into
 //! the stack, not redirected past it; a pod's packet the stack has NATed is judged by the pod's
-//! egress policy on its way out (egress).
+//! egress policy on its way out (egress). A later fragment is judged and forwarded as its first
+//! fragment (`frags`); tagged frames belong to the VLAN's interface, and go to the stack.
 
 use aya_ebpf::{
     bindings::{TC_ACT_OK, TC_ACT_SHOT},
@@ -22,9 +23,9 @@ use crate::{
     conntrack::{self, Initiator},
     encap::{OUTER_LEN, decapsulate, encapsulate, host_config},
     forward::{deliver_local, endpoint, route},
-    host_nat,
+    frags, host_nat,
     mid_stream::{self, Check},
-    parse::{IP_OFFSET, Ipv4Summary, Parsed, parse, parse_ipv4},
+    parse::{IP_OFFSET, Ipv4Summary, Parsed, parse, parse_ipv4, vlan_tagged},
     policy,
 };
 
@@ -35,6 +36,9 @@ pub fn uplink_in(ctx: TcContext) -> i32 {
     let len = ctx.len();
     let (verdict, reason) = match from_fabric(&ctx) {
         Ok(done) => done,
+        // Its TTL ran out on the way into a pod (the packet is plain IP by then): the stack's
+        // forwarding answers it with an ICMP time exceeded, as a router on the path does.
+        Err(Reason::DropTtlExceeded) => (TC_ACT_OK as i32, Reason::PassTtlExceeded),
         Err(reason) => (TC_ACT_SHOT as i32, reason),
     };
     finish(&ctx, ifindex, Direction::FromUplink, reason, len, verdict)
@@ -56,13 +60,17 @@ pub fn uplink_out(ctx: TcContext) -> i32 {
 
 fn from_fabric(ctx: &TcContext) -> Result<(i32, Reason), Reason> {
     let pass = (TC_ACT_OK as i32, Reason::PassHost);
+    // A VLAN's traffic belongs to the VLAN's interface on top of the uplink, not to us.
+    if vlan_tagged(ctx) {
+        return Ok(pass);
+    }
     let outer = match parse(ctx) {
         Ok(Parsed::Ipv4(outer)) if outer.proto == proto::IPIP => outer,
         Ok(Parsed::Ipv4(plain)) => {
-            return plain_to_pod(ctx, &plain).map(|done| done.unwrap_or(pass));
+            return plain_to_pod(ctx, plain).map(|done| done.unwrap_or(pass));
         }
         // Not ours: the host stack handles (and judges) everything else on its uplink.
-        Ok(_) | Err(Reason::DropUnsupportedL3) => return Ok(pass),
+        Ok(_) | Err(Reason::DropUnsupportedL3 | Reason::DropVlanTagged) => return Ok(pass),
         Err(reason) => return Err(reason),
     };
     match route(outer.saddr) {
@@ -72,7 +80,8 @@ fn from_fabric(ctx: &TcContext) -> Result<(i32, Reason), Reason> {
     if outer.header_len != OUTER_LEN {
         return Err(Reason::DropDecapFailed);
     }
-    let inner = parse_ipv4(ctx, IP_OFFSET + OUTER_LEN)?;
+    let mut inner = parse_ipv4(ctx, IP_OFFSET + OUTER_LEN)?;
+    frags::follow_datagram(&mut inner)?;
     let target = match route(inner.daddr) {
         Some((RouteKind::LocalWorkload, target)) => target,
         _ => return Err(Reason::DropNoRoute),
@@ -120,10 +129,12 @@ fn judge_to_pod(
 /// the host stack (the pod's replies leave the same way), unless the flow already goes through
 /// the stack (a reply the stack must un-NAT). `None` for packets the stack handles.
 #[inline(always)]
-fn plain_to_pod(ctx: &TcContext, packet: &Ipv4Summary) -> Result<Option<(i32, Reason)>, Reason> {
+fn plain_to_pod(ctx: &TcContext, mut packet: Ipv4Summary) -> Result<Option<(i32, Reason)>, Reason> {
     let Some((RouteKind::LocalWorkload, target)) = route(packet.daddr) else {
         return Ok(None);
     };
+    frags::follow_datagram(&mut packet)?;
+    let packet = &packet;
     match conntrack::refresh(packet) {
         Some(flags) if flags & ct_flags::VIA_HOST != 0 => {
             return Ok(Some((TC_ACT_OK as i32, Reason::ViaHostStack)));
@@ -145,15 +156,18 @@ fn plain_to_pod(ctx: &TcContext, packet: &Ipv4Summary) -> Result<Option<(i32, Re
 /// `None` for a packet that is already IPIP (counted where it was wrapped).
 fn to_fabric(ctx: &TcContext) -> Result<Option<(i32, Reason)>, Reason> {
     let pass = Some((TC_ACT_OK as i32, Reason::PassHost));
-    let packet = match parse(ctx) {
+    let mut packet = match parse(ctx) {
         Ok(Parsed::Ipv4(packet)) if packet.proto == proto::IPIP => return Ok(None),
         Ok(Parsed::Ipv4(packet)) => packet,
         // ARP, IPv6, or malformed: the host stack sent it, let it go.
         _ => return Ok(pass),
     };
+    // The stack's own fragments need no ports unless they are judged.
+    let followed = frags::follow_datagram(&mut packet);
     // A pod's packet the stack may have NATed: its egress policy judges it as it leaves, and
     // its flow's later packets are recorded as they are after NAT.
     if host_nat::pending(ctx) {
+        followed?;
         let at = policy::At {
             ifindex: crate::cali_tc::ifindex(ctx),
             direction: Direction::ToUplink,

@@ -13,7 +13,7 @@ use network_types::eth::{EthHdr, EtherType};
 use crate::{
     counters::count,
     maps::{FAILSAFE, XDP_DENY},
-    parse::Ipv4Summary,
+    parse::{Fragment, Ipv4Summary},
     trace,
 };
 
@@ -129,6 +129,7 @@ fn trace_drop(ifindex: u32, len: u32, header: &Header) {
         tos: 0,
         dont_fragment: false,
         ip_id: 0,
+        fragment: Fragment::Whole,
         sport,
         dport,
         tcp_flags: 0,

@@ -165,8 +165,9 @@ fn unused_address_in_a_local_block_has_no_route() {
     );
 }
 
+/// Answered with an ICMP time exceeded (see frames_test_run.rs), never forwarded.
 #[test]
-fn ttl_running_out_is_dropped() {
+fn ttl_running_out_is_not_forwarded() {
     let mut h = Harness::new("ttl");
     let frame = packet::udp_between(POD_IP, PEER_IP, 1, b"x");
     h.expect(
@@ -174,8 +175,8 @@ fn ttl_running_out_is_dropped() {
         FROM_A,
         &frame,
         Direction::FromWorkload,
-        Reason::DropTtlExceeded,
-        TC_ACT_SHOT,
+        Reason::IcmpTtlExceeded,
+        TC_ACT_REDIRECT,
     );
 }
 
@@ -720,18 +721,24 @@ fn ip_options_and_fragments_are_parsed_not_dropped() {
         Reason::ForwardedLocal,
         TC_ACT_REDIRECT,
     );
-    // A later fragment (offset 8 bytes) carries no UDP header: forwarded without reading one.
+    // A later fragment (offset 8 bytes) carries no UDP header: forwarded without reading one,
+    // as its first fragment (MF, offset 0) was (see frames_test_run.rs).
+    let mut first = packet::udp_between(POD_IP, PEER_IP, 64, b"01234567");
+    first[IP_OFFSET + 6..IP_OFFSET + 8].copy_from_slice(&0x2000u16.to_be_bytes());
+    packet::fix_ip_checksum(&mut first);
     let mut fragment = packet::udp_between(POD_IP, PEER_IP, 64, b"0123456789abcdef");
     fragment[IP_OFFSET + 6..IP_OFFSET + 8].copy_from_slice(&1u16.to_be_bytes());
     packet::fix_ip_checksum(&mut fragment);
-    h.expect(
-        PROG_FROM_WORKLOAD,
-        FROM_A,
-        &fragment,
-        Direction::FromWorkload,
-        Reason::ForwardedLocal,
-        TC_ACT_REDIRECT,
-    );
+    for frame in [first, fragment] {
+        h.expect(
+            PROG_FROM_WORKLOAD,
+            FROM_A,
+            &frame,
+            Direction::FromWorkload,
+            Reason::ForwardedLocal,
+            TC_ACT_REDIRECT,
+        );
+    }
 }
 
 #[test]

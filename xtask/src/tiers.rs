@@ -71,7 +71,7 @@ fn run_tier(tier: Tier) -> Result<()> {
             Ok(())
         }
         Tier::Bpf => {
-            const TESTS: [&str; 11] = [
+            const TESTS: [&str; 13] = [
                 "prog_test_run",
                 "policy_test_run",
                 "datastore_etcd",
@@ -84,6 +84,7 @@ fn run_tier(tier: Tier) -> Result<()> {
                 "host_nat_test_run",
                 "uplink_netns",
                 "ct_flow_test_run",
+                "frames_test_run",
             ];
             for name in TESTS {
                 let test = paths::repo_root().join(format!("felix-user/tests/{name}.rs"));

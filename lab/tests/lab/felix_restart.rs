@@ -74,11 +74,12 @@ fn felix_restart_keeps_flows_and_adopts_pinned_maps_and_links() -> Result<()> {
         lab.xdp_deny(1, "10.99.0.1/32", true)?;
         lab.wait_uplink_xdp(1, true, XDP_BOUND)?;
         let (maps_before, links_before) = pinned_ids(&pin_dir)?;
-        // felix-common's maps::PINNED: 9 forwarding (counters, counter cache, NAT origins), 1
-        // failsafe, 5 policy and 3 trace maps.
+        // felix-common's maps::PINNED: 12 forwarding (counters, counter cache, NAT origins,
+        // fragments, conntrack cleaner state and per-endpoint counts), 1 failsafe, 5 policy and
+        // 3 trace maps.
         ensure!(
-            maps_before.len() == 18,
-            "expected 18 pinned maps: {maps_before:?}"
+            maps_before.len() == 21,
+            "expected 21 pinned maps: {maps_before:?}"
         );
         ensure!(
             links_before.len() == 2 * 2 + 3,

@@ -11,6 +11,7 @@ mod conntrack;
 mod dataplane_bench;
 mod etcd_tls;
 mod felix_restart;
+mod frames;
 mod host_integration;
 mod ipam;
 mod iptables_mode;

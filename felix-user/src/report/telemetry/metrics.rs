@@ -10,6 +10,7 @@ use aya::maps::{Array, HashMap, IterableMap, LpmTrie, MapData, MapInfo, PerCpuAr
 use felix_common::{
     ct_clean::CtEndpointCount,
     failsafe::FailsafeKey,
+    frags::{FragKey, FragValue},
     maps,
     policy::{PolicyIpKey, PolicyPortKey, PolicyVerdict, PolicyVerdictKey},
 };
@@ -101,6 +102,7 @@ pub fn map_fill(paths: &NodePaths) -> Result<BTreeMap<&'static str, Fill>, Inspe
                 (live.min(u64::from(capacity)), capacity)
             }
             maps::NAT_ORIGINS => keyed!(NatOriginsMap<MapData>),
+            maps::FRAGMENTS => keyed!(HashMap<MapData, FragKey, FragValue>),
             maps::XDP_DENY => keyed!(XdpDenyMap<MapData>),
             maps::FAILSAFE => keyed!(HashMap<MapData, FailsafeKey, u32>),
             maps::CT_ENDPOINTS => keyed!(HashMap<MapData, u32, CtEndpointCount>),

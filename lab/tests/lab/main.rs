@@ -8,6 +8,7 @@ mod bgp;
 mod cni;
 mod config;
 mod dataplane_bench;
+mod datastore_hostile;
 mod etcd_tls;
 mod felix_restart;
 mod host_integration;

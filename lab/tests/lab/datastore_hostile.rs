@@ -131,10 +131,16 @@ fn a_second_endpoint_on_a_pods_interface_leaves_the_pod_working() -> Result<()> 
 /// Writes `value` at `key` through etcdctl's standard input (too large for an argument).
 fn put_large(lab: &Lab, key: &str, value: &[u8]) -> Result<()> {
     let state = lab.state();
-    let mut child = Command::new("ip")
+    let mut etcdctl = Command::new("ip");
+    etcdctl
         .args(["netns", "exec", &state.fabric_ns, "etcdctl", "--endpoints"])
-        .args([&state.etcd_url, "put", key])
-        .env("ETCDCTL_API", "3")
+        .arg(&state.etcd_url)
+        .env("ETCDCTL_API", "3");
+    if let Some(pki) = lab::etcd_tls::for_url(&state.fabric_ns, &state.etcd_url) {
+        etcdctl.args(testkit::etcd::etcdctl_tls_flags(&pki));
+    }
+    let mut child = etcdctl
+        .args(["put", key])
         .stdin(Stdio::piped())
         .stdout(Stdio::null())
         .spawn()?;

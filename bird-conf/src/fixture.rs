@@ -84,6 +84,7 @@ impl Fixture {
                 key,
                 value: value.into_bytes(),
                 revision,
+                created: revision,
             })
             .collect())
     }

@@ -11,7 +11,7 @@ use std::{future::Future, time::Duration};
 
 use etcd_client::{Client, ConnectOptions, EventType, GetOptions, WatchOptions, WatchResponse};
 
-use crate::etcd_access::{AccessError, EtcdAccess, TlsFiles};
+use crate::etcd_access::{self, AccessError, EtcdAccess, TlsFiles};
 use serde::{Deserialize, Serialize};
 use tokio::{
     sync::{mpsc, watch},
@@ -22,16 +22,15 @@ use tracing::{debug, info, warn};
 /// Key prefix of every Calico key.
 pub const CALICO_PREFIX: &str = "/calico/";
 
-/// Largest watch response accepted (a watch that resumes after a long outage may carry many
-/// events in one response).
-const MAX_WATCH_MESSAGE: usize = 256 << 20;
-
 /// One key's value, with the revision of its last modification.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct KeyValue {
     pub key: String,
     pub value: Vec<u8>,
     pub revision: i64,
+    /// The revision that created the key (etcd's `create_revision`): kept across
+    /// modifications, so it orders keys by who was there first.
+    pub created: i64,
 }
 
 /// A change to one key.
@@ -43,13 +42,21 @@ pub enum Event {
         key: String,
         revision: i64,
     },
+    /// A change to a key that is not UTF-8. Calico's keys are UTF-8 and felix cannot name
+    /// this one: the receiver only counts and logs it (as a malformed value).
+    NonUtf8 {
+        key: Vec<u8>,
+        revision: i64,
+        deleted: bool,
+    },
 }
 
 /// What the syncer delivers, in order.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Update {
     /// Every key under the prefix at `revision`; whatever the receiver holds that is not here is
-    /// gone.
+    /// gone. The listing's keys that are not UTF-8 follow at once as [`Event::NonUtf8`] events
+    /// at the same revision.
     Snapshot { revision: i64, kvs: Vec<KeyValue> },
     /// The changes after the previous update, in revision order, up to `revision`.
     Events { revision: i64, events: Vec<Event> },
@@ -278,6 +285,7 @@ impl Syncer {
         let mut start = self.config.prefix.as_bytes().to_vec();
         let mut revision = 0;
         let mut kvs = Vec::new();
+        let mut non_utf8 = Vec::new();
         loop {
             let mut options = GetOptions::new()
                 .with_range(end.clone())
@@ -286,7 +294,10 @@ impl Syncer {
                 options = options.with_revision(revision);
             }
             let mut response = self
-                .timed("list", client.get(start.clone(), Some(options)))
+                .timed(
+                    "list",
+                    etcd_access::kv(client).get(start.clone(), Some(options)),
+                )
                 .await?;
             if revision == 0 {
                 revision = response.header().map_or(0, |h| h.revision());
@@ -296,22 +307,26 @@ impl Syncer {
             let Some(last) = page.last() else { break };
             start = last.key().to_vec();
             start.push(0);
-            kvs.extend(page.iter().filter_map(|kv| match kv.key_str() {
-                Ok(key) => Some(KeyValue {
-                    key: key.to_owned(),
-                    value: kv.value().to_vec(),
-                    revision: kv.mod_revision(),
-                }),
-                Err(_) => {
-                    debug!(key = ?kv.key(), "skipping a key that is not UTF-8");
-                    None
+            for kv in page {
+                match key_value(&kv) {
+                    Ok(kv) => kvs.push(kv),
+                    Err(key) => non_utf8.push(Event::NonUtf8 {
+                        key,
+                        revision: kv.mod_revision(),
+                        deleted: false,
+                    }),
                 }
-            }));
+            }
             if !more {
                 break;
             }
         }
-        info!(revision, keys = kvs.len(), "datastore listed");
+        info!(
+            revision,
+            keys = kvs.len(),
+            non_utf8 = non_utf8.len(),
+            "datastore listed"
+        );
         let resync = self.listed;
         self.status.send_if_modified(|s| {
             s.revision = revision;
@@ -323,6 +338,18 @@ impl Syncer {
             .send(Update::Snapshot { revision, kvs })
             .await
             .is_err()
+        {
+            return Ok(None);
+        }
+        if !non_utf8.is_empty()
+            && self
+                .updates
+                .send(Update::Events {
+                    revision,
+                    events: non_utf8,
+                })
+                .await
+                .is_err()
         {
             return Ok(None);
         }
@@ -340,7 +367,7 @@ impl Syncer {
             .with_progress_notify();
         let mut watcher = client
             .watch_client()
-            .max_decoding_message_size(MAX_WATCH_MESSAGE);
+            .max_decoding_message_size(etcd_access::MAX_RESPONSE);
         let mut stream = self
             .timed(
                 "watch",
@@ -470,11 +497,12 @@ impl Syncer {
 }
 
 impl Event {
-    /// The key it changes.
+    /// The key it changes (empty for a key that is not UTF-8).
     pub fn key(&self) -> &str {
         match self {
             Event::Put(kv) => &kv.key,
             Event::Delete { key, .. } => key,
+            Event::NonUtf8 { .. } => "",
         }
     }
 
@@ -482,7 +510,7 @@ impl Event {
     pub fn revision(&self) -> i64 {
         match self {
             Event::Put(kv) => kv.revision,
-            Event::Delete { revision, .. } => *revision,
+            Event::Delete { revision, .. } | Event::NonUtf8 { revision, .. } => *revision,
         }
     }
 }
@@ -500,23 +528,37 @@ fn ended(response: &WatchResponse) -> Result<Option<WatchEnd>, DatastoreError> {
     Ok(None)
 }
 
-/// The events of a watch response (keys that are not UTF-8 are skipped).
+/// One listed or watched key with its value; `Err` with the raw key when it is not UTF-8.
+fn key_value(kv: &etcd_client::KeyValue) -> Result<KeyValue, Vec<u8>> {
+    match kv.key_str() {
+        Ok(key) => Ok(KeyValue {
+            key: key.to_owned(),
+            value: kv.value().to_vec(),
+            revision: kv.mod_revision(),
+            created: kv.create_revision(),
+        }),
+        Err(_) => Err(kv.key().to_vec()),
+    }
+}
+
+/// The events of a watch response.
 fn events_of(response: &WatchResponse) -> Vec<Event> {
     response
         .events()
         .iter()
         .filter_map(|event| {
             let kv = event.kv()?;
-            let key = kv.key_str().ok()?.to_owned();
-            Some(match event.event_type() {
-                EventType::Put => Event::Put(KeyValue {
+            let deleted = event.event_type() == EventType::Delete;
+            Some(match (key_value(kv), deleted) {
+                (Ok(kv), false) => Event::Put(kv),
+                (Ok(kv), true) => Event::Delete {
+                    key: kv.key,
+                    revision: kv.revision,
+                },
+                (Err(key), deleted) => Event::NonUtf8 {
                     key,
-                    value: kv.value().to_vec(),
                     revision: kv.mod_revision(),
-                }),
-                EventType::Delete => Event::Delete {
-                    key,
-                    revision: kv.mod_revision(),
+                    deleted,
                 },
             })
         })
@@ -572,6 +614,7 @@ mod tests {
                 key: "/calico/a".into(),
                 value: b"{}".to_vec(),
                 revision: 5,
+                created: 5,
             }),
             Event::Delete {
                 key: "/calico/b".into(),

@@ -13,7 +13,20 @@ use std::{
     time::{Duration, SystemTime, UNIX_EPOCH},
 };
 
-use etcd_client::{Certificate, Client, ConnectOptions, GetOptions, Identity, TlsOptions};
+use etcd_client::{
+    Certificate, Client, ConnectOptions, GetOptions, Identity, KvClient, TlsOptions,
+};
+
+/// Largest etcd response accepted, as etcd's Go client (`clientv3` receives up to
+/// `math.MaxInt32` bytes) rather than gRPC's 4 MiB default: etcd accepts values of up to 1.5 MiB
+/// each, so a page of a listing (or a whole prefix) easily exceeds 4 MiB.
+pub const MAX_RESPONSE: usize = i32::MAX as usize;
+
+/// `client`'s key-value API, accepting responses up to [`MAX_RESPONSE`]. Every read that may
+/// return more than one value goes through it.
+pub fn kv(client: &Client) -> KvClient {
+    client.kv_client().max_decoding_message_size(MAX_RESPONSE)
+}
 
 /// The TLS files, as Calico's components name them (felix `EtcdCaFile`/`EtcdCertFile`/
 /// `EtcdKeyFile`, calicoctl `ETCD_CA_CERT_FILE`/`ETCD_CERT_FILE`/`ETCD_KEY_FILE`, the CNI

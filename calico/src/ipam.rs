@@ -12,6 +12,8 @@ use ipnet::Ipv4Net;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::etcd_access;
+
 /// Prefix of every IPv4 block key.
 pub const BLOCKS: &str = "/calico/ipam/v2/assignment/ipv4/block/";
 /// Prefix of every node's affinity keys.
@@ -373,7 +375,7 @@ async fn blocks_of(
     node: &str,
 ) -> Result<Vec<(String, i64, Block)>, IpamError> {
     let affinity = format!("host:{node}");
-    let response = client
+    let response = etcd_access::kv(client)
         .get(BLOCKS, Some(GetOptions::new().with_prefix()))
         .await?;
     let mut blocks = Vec::new();
@@ -434,7 +436,7 @@ pub async fn assign(
 /// Releases `ip` (whichever block holds it).
 pub async fn release(client: &mut Client, ip: Ipv4Addr) -> Result<(), IpamError> {
     for _ in 0..MAX_ATTEMPTS {
-        let response = client
+        let response = etcd_access::kv(client)
             .get(BLOCKS, Some(GetOptions::new().with_prefix()))
             .await?;
         let mut found = None;
@@ -474,7 +476,7 @@ pub async fn release(client: &mut Client, ip: Ipv4Addr) -> Result<(), IpamError>
 
 /// Every block, for `felix ipam show`.
 pub async fn all_blocks(client: &mut Client) -> Result<Vec<Block>, IpamError> {
-    let response = client
+    let response = etcd_access::kv(client)
         .get(BLOCKS, Some(GetOptions::new().with_prefix()))
         .await?;
     response

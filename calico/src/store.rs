@@ -13,7 +13,8 @@
 //! parse or a CIDR that is not one) is logged once with its key and the reason, counted per kind
 //! and skipped; everything else still applies. It replaces the key's previous value: a valid
 //! value that turns malformed is removed (and said so in the log), and a later valid value
-//! applies as usual.
+//! applies as usual. A key that is not UTF-8 is counted and logged the same way (kind
+//! `NonUTF8Key`, the key escaped), once per value.
 
 use std::{
     collections::{BTreeMap, BTreeSet, btree_map},
@@ -39,6 +40,8 @@ pub enum EntryKind {
     IpamBlock,
     /// A node's affinity to an IPv4 block.
     BlockAffinity,
+    /// A key that is not UTF-8 (never held: only counted as malformed).
+    NonUtf8Key,
 }
 
 impl EntryKind {
@@ -59,6 +62,7 @@ impl EntryKind {
             EntryKind::Resource(kind) => kind.as_str(),
             EntryKind::IpamBlock => "IPAMBlock",
             EntryKind::BlockAffinity => "BlockAffinity",
+            EntryKind::NonUtf8Key => "NonUTF8Key",
         }
     }
 
@@ -68,6 +72,8 @@ impl EntryKind {
             EntryKind::Resource(kind) => model::prefix_of(kind, None),
             EntryKind::IpamBlock => BLOCKS.into(),
             EntryKind::BlockAffinity => AFFINITIES.into(),
+            // Matches every key; no entry has this kind.
+            EntryKind::NonUtf8Key => String::new(),
         }
     }
 }
@@ -214,6 +220,8 @@ pub struct Applied {
 #[derive(Clone, Debug)]
 struct Stored {
     revision: i64,
+    /// The revision that created the key.
+    created: i64,
     entry: Arc<Entry>,
 }
 
@@ -223,6 +231,10 @@ pub struct Store {
     entries: BTreeMap<String, Stored>,
     malformed: BTreeMap<String, Malformed>,
     malformed_total: BTreeMap<EntryKind, u64>,
+    /// Keys that are not UTF-8, with the revision of their value.
+    non_utf8: BTreeMap<Vec<u8>, i64>,
+    /// Those known before the last listing (a value listed again is not counted again).
+    non_utf8_before: BTreeMap<Vec<u8>, i64>,
     revision: i64,
     synced: bool,
 }
@@ -294,6 +306,8 @@ impl Store {
                     self.remove(&key, &mut pending);
                 }
                 self.malformed.retain(|key, _| listed.contains(key));
+                // The listing's keys that are not UTF-8 follow as events.
+                self.non_utf8_before = std::mem::take(&mut self.non_utf8);
                 self.revision = revision;
                 self.synced = true;
             }
@@ -304,6 +318,11 @@ impl Store {
                         Event::Delete { key, revision } => {
                             self.delete(&key, revision, &mut pending);
                         }
+                        Event::NonUtf8 {
+                            key,
+                            revision,
+                            deleted,
+                        } => self.non_utf8(key, revision, deleted),
                     }
                 }
                 self.revision = self.revision.max(revision);
@@ -342,6 +361,7 @@ impl Store {
                     key.clone(),
                     Stored {
                         revision: kv.revision,
+                        created: kv.created,
                         entry: new.clone(),
                     },
                 );
@@ -367,6 +387,24 @@ impl Store {
                 );
             }
         }
+    }
+
+    /// Counts and logs a value at a key that is not UTF-8 (once per value), or forgets it.
+    fn non_utf8(&mut self, key: Vec<u8>, revision: i64, deleted: bool) {
+        if deleted {
+            self.non_utf8.remove(&key);
+            return;
+        }
+        let known = self.non_utf8.insert(key.clone(), revision);
+        let known = known.or_else(|| self.non_utf8_before.remove(&key));
+        if known == Some(revision) {
+            return;
+        }
+        *self
+            .malformed_total
+            .entry(EntryKind::NonUtf8Key)
+            .or_default() += 1;
+        warn!(key = %key.escape_ascii(), revision, "datastore key that is not UTF-8 skipped");
     }
 
     fn delete(&mut self, key: &str, revision: i64, pending: &mut Pending) {
@@ -402,6 +440,11 @@ impl Store {
     /// The revision of the value at `key`.
     pub fn revision_of(&self, key: &str) -> Option<i64> {
         self.entries.get(key).map(|stored| stored.revision)
+    }
+
+    /// The revision that created `key` (etcd's `create_revision`).
+    pub fn created_revision(&self, key: &str) -> Option<i64> {
+        self.entries.get(key).map(|stored| stored.created)
     }
 
     /// Every entry of `kind`, in key order.
@@ -502,6 +545,9 @@ impl Store {
             .collect();
         for m in self.malformed.values() {
             counts.entry(m.kind).or_default().current += 1;
+        }
+        if !self.non_utf8.is_empty() {
+            counts.entry(EntryKind::NonUtf8Key).or_default().current += self.non_utf8.len() as u64;
         }
         counts
     }

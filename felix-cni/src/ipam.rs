@@ -13,6 +13,7 @@
 use std::{collections::BTreeMap, net::Ipv4Addr};
 
 use calico::{
+    etcd_access,
     ipam::{self, Block, IpamError},
     model::{self, Kind, Resource},
     selector::Selector,
@@ -113,7 +114,7 @@ pub async fn pool_entries(client: &mut Client, node: &str) -> Result<Vec<PoolEnt
         None => BTreeMap::new(),
     };
     let prefix = model::prefix_of(Kind::IpPool, None);
-    let response = client
+    let response = etcd_access::kv(client)
         .get(prefix.as_str(), Some(GetOptions::new().with_prefix()))
         .await?;
     let mut entries = Vec::new();
@@ -141,7 +142,7 @@ pub async fn pool_entries(client: &mut Client, node: &str) -> Result<Vec<PoolEnt
 
 /// Every block with its key and revision.
 async fn blocks(client: &mut Client) -> Result<Vec<(String, i64, Block)>, PodIpamError> {
-    let response = client
+    let response = etcd_access::kv(client)
         .get(ipam::BLOCKS, Some(GetOptions::new().with_prefix()))
         .await?;
     let mut out = Vec::new();

@@ -588,3 +588,144 @@ fn malformed_values_are_logged_once_counted_and_skipped_while_the_rest_applies()
         assert_eq!(replaced, 1);
     });
 }
+
+#[test]
+fn a_listing_far_larger_than_4_mib_is_read_by_the_syncer_and_the_tools() {
+    etcd_lab::run("large", |ns: std::sync::Arc<EtcdNs>| async move {
+        let mut client = ns.client().await;
+        // Three values of 1.5 MB (each under etcd's default 1.5 MiB request limit): one page of
+        // the listing holds 4.5 MB, above gRPC's default 4 MiB.
+        let big = |i: usize| format!("{{\"padding\":\"{}\"}}", "x".repeat(1_500_000 + i));
+        for i in 0..3 {
+            put(&mut client, &format!("/calico/big/{i}"), big(i)).await;
+        }
+        put_json(&mut client, &wep_key("a"), &wep("a", "h1", "10.65.0.2")).await;
+        let mut synced = Synced::start(ns.url());
+        synced
+            .until("a listing with the large values", |s| {
+                s.status().in_sync && s.store.len() == 1
+            })
+            .await;
+        assert_eq!(synced.snapshots, 1);
+        assert!(synced.store.get(&wep_key("a")).is_some());
+        // The one-request listings of the CLI, IPAM and the CNI plugin read through the same
+        // client settings.
+        let response = calico::etcd_access::kv(&client)
+            .get(
+                "/calico/",
+                Some(etcd_client::GetOptions::new().with_prefix()),
+            )
+            .await
+            .expect("list /calico/ in one response");
+        assert_eq!(response.kvs().len(), 4);
+        let plain = client
+            .get(
+                "/calico/",
+                Some(etcd_client::GetOptions::new().with_prefix()),
+            )
+            .await;
+        assert!(
+            plain.is_err_and(|e| e.to_string().contains("too large")),
+            "a client with gRPC's default limit fails: the test exercises the limit"
+        );
+    });
+}
+
+#[test]
+fn keys_that_are_not_utf8_are_counted_and_logged_once() {
+    const NON_UTF8: EntryKind = EntryKind::NonUtf8Key;
+    etcd_lab::run("nonutf8", |ns: std::sync::Arc<EtcdNs>| async move {
+        let (logs, _guard) = Logs::capture();
+        let mut client = ns.client().await;
+        let listed = b"/calico/resources/v3/projectcalico.org/nodes/\xffa".to_vec();
+        let watched = b"/calico/resources/v3/projectcalico.org/nodes/\xfeb".to_vec();
+        put(&mut client, "/calico/x", "").await;
+        client.put(listed.clone(), "{}", None).await.expect("put");
+        put_json(&mut client, &wep_key("a"), &wep("a", "h1", "10.65.0.2")).await;
+        let proxy = proxy().await;
+        let mut synced = Synced::start(proxy.url());
+        synced
+            .until("the listed key counted", |s| {
+                s.status().in_sync && s.malformed(NON_UTF8) == (1, 1)
+            })
+            .await;
+        assert!(
+            synced.store.get(&wep_key("a")).is_some(),
+            "the rest applies"
+        );
+        client.put(watched.clone(), "{}", None).await.expect("put");
+        synced
+            .until("the watched key counted", |s| {
+                s.malformed(NON_UTF8) == (2, 2)
+            })
+            .await;
+        // A relist reads both again: neither is counted or logged twice.
+        proxy.cut();
+        synced
+            .until("the syncer to notice", |s| !s.status().in_sync)
+            .await;
+        let last = bump(&mut client).await;
+        client
+            .compact(last, Some(CompactionOptions::new().with_physical()))
+            .await
+            .expect("compact");
+        proxy.restore();
+        synced
+            .until("relisted", |s| s.status().in_sync && s.snapshots == 2)
+            .await;
+        synced
+            .until("the counts after the relist", |s| {
+                s.malformed(NON_UTF8) == (2, 2)
+            })
+            .await;
+        client.delete(watched.clone(), None).await.expect("delete");
+        synced
+            .until("the deletion", |s| s.malformed(NON_UTF8) == (1, 2))
+            .await;
+        let lines = logs.lines();
+        for key in [&listed, &watched] {
+            let needle = format!("key={} ", key.escape_ascii());
+            let n = lines
+                .iter()
+                .filter(|l| l.contains("WARN") && l.contains(&needle))
+                .count();
+            assert_eq!(n, 1, "{needle} logged {n} times: {lines:?}");
+        }
+    });
+}
+
+#[test]
+fn the_endpoint_etcd_created_first_holds_a_shared_interface() {
+    etcd_lab::run("conflict", |ns: std::sync::Arc<EtcdNs>| async move {
+        let mut client = ns.client().await;
+        let pod = wep("zpod", "h1", "10.65.0.2");
+        put_json(&mut client, &wep_key("zpod"), &pod).await;
+        // Written later, sorting first, naming the pod's interface.
+        let mut intruder = wep("a", "h1", "10.65.0.9");
+        intruder["spec"]["interfaceName"] = json!("calizpod");
+        put_json(&mut client, &wep_key("a"), &intruder).await;
+        // The pod's endpoint is modified afterwards: it still holds the interface.
+        let mut pod_again = pod.clone();
+        pod_again["metadata"]["labels"]["x"] = json!("y");
+        put_json(&mut client, &wep_key("zpod"), &pod_again).await;
+        let mut synced = Synced::start(ns.url());
+        synced
+            .until("both endpoints", |s| {
+                s.status().in_sync && s.store.len() == 2
+            })
+            .await;
+        let view = Topology::from_store(&synced.store, "h1");
+        let held: Vec<&str> = view.workloads.iter().map(|w| w.key.as_str()).collect();
+        assert_eq!(held, [wep_key("zpod")]);
+        assert_eq!(view.conflicts.len(), 1);
+        assert_eq!(view.conflicts[0].loser.key, wep_key("a"));
+        delete(&mut client, &wep_key("zpod")).await;
+        synced
+            .until("the holder gone", |s| s.store.len() == 1)
+            .await;
+        let view = Topology::from_store(&synced.store, "h1");
+        assert_eq!(view.workloads.len(), 1, "the waiting endpoint takes over");
+        assert_eq!(view.workloads[0].key, wep_key("a"));
+        assert!(view.conflicts.is_empty());
+    });
+}

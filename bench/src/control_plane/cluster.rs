@@ -578,6 +578,7 @@ mod tests {
                 key,
                 value: value.to_string().into_bytes(),
                 revision: 2,
+                created: 2,
             })
             .collect();
         let mut store = Store::new();

@@ -29,6 +29,7 @@ fn kv(key: &str, value: impl Into<Vec<u8>>, revision: i64) -> KeyValue {
         key: key.into(),
         value: value.into(),
         revision,
+        created: revision,
     }
 }
 
@@ -245,6 +246,8 @@ fn validation_failures_are_malformed() {
         (policy.into(), br#"{"kind":"GlobalNetworkPolicy","metadata":{"name":"q"}}"#.to_vec(), "metadata.name \"q\" does not match the key"),
         (policy.into(), br#"{"kind":"Profile","metadata":{"name":"p"}}"#.to_vec(), "kind Profile does not match"),
         (format!("{WEPS}a"), wep("a", "10.0.0.0/33"), "spec.ipNetworks"),
+        (format!("{WEPS}a"), wep("a", "0.0.0.0/0"), "spec.ipNetworks[0]"),
+        (format!("{WEPS}a"), wep("a", "10.0.0.0/24"), "one address (/32 or /128)"),
         ("/calico/resources/v3/projectcalico.org/workloadendpoints/other/a".into(), wep("a", "10.0.0.1/32"), "metadata.namespace \"default\""),
         (format!("{NODES}h1"), node("h1", "ten"), "spec.bgp.ipv4Address"),
         (block.into(), br#"{"cidr":"300.168.2.0/30","allocations":[],"unallocated":[],"attributes":[]}"#.to_vec(), "invalid IP address"),
@@ -337,4 +340,64 @@ fn kinds_are_iterated_apart() {
     assert_eq!(names(Kind::GlobalNetworkPolicy), vec!["g1"]);
     assert_eq!(names(Kind::NetworkPolicy), vec!["n1", "n2"]);
     assert!(names(Kind::Profile).is_empty());
+}
+
+#[test]
+fn keys_that_are_not_utf8_are_counted_once_per_value() {
+    const KIND: EntryKind = EntryKind::NonUtf8Key;
+    let raw = |revision, deleted| Event::NonUtf8 {
+        key: b"/calico/resources/v3/projectcalico.org/nodes/\xff".to_vec(),
+        revision,
+        deleted,
+    };
+    let a = format!("{WEPS}a");
+    let mut store = Store::new();
+    store.apply(Update::Snapshot {
+        revision: 3,
+        kvs: vec![kv(&a, wep("a", "10.0.0.1/32"), 2)],
+    });
+    store.apply(events(3, vec![raw(3, false)]));
+    assert_eq!((current(&store, KIND), total(&store, KIND)), (1, 1));
+    assert_eq!(store.len(), 1, "the valid key still applies");
+    // Listed again after a reconnect: the same value is not counted twice.
+    store.apply(Update::Snapshot {
+        revision: 4,
+        kvs: vec![kv(&a, wep("a", "10.0.0.1/32"), 2)],
+    });
+    store.apply(events(4, vec![raw(3, false)]));
+    assert_eq!((current(&store, KIND), total(&store, KIND)), (1, 1));
+    // A new value is; a deletion clears the current count.
+    store.apply(events(5, vec![raw(5, false)]));
+    assert_eq!((current(&store, KIND), total(&store, KIND)), (1, 2));
+    store.apply(events(6, vec![raw(6, true)]));
+    assert_eq!((current(&store, KIND), total(&store, KIND)), (0, 2));
+    // Gone from a later listing: no longer current.
+    store.apply(events(7, vec![raw(7, false)]));
+    store.apply(Update::Snapshot {
+        revision: 8,
+        kvs: vec![],
+    });
+    assert_eq!((current(&store, KIND), total(&store, KIND)), (0, 3));
+}
+
+#[test]
+fn the_creating_revision_is_kept_across_modifications() {
+    let a = format!("{WEPS}a");
+    let mut store = Store::new();
+    store.apply(events(
+        2,
+        vec![Event::Put(KeyValue {
+            created: 2,
+            ..kv(&a, wep("a", "10.0.0.1/32"), 2)
+        })],
+    ));
+    store.apply(events(
+        5,
+        vec![Event::Put(KeyValue {
+            created: 2,
+            ..kv(&a, wep("a", "10.0.0.2/32"), 5)
+        })],
+    ));
+    assert_eq!(store.revision_of(&a), Some(5));
+    assert_eq!(store.created_revision(&a), Some(2));
 }

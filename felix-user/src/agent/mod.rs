@@ -32,6 +32,7 @@
 //! `felix bpf uninstall` does) and cleans the other iptables backend.
 
 mod bpf;
+mod endpoint_conflicts;
 mod iptables;
 mod nat_outgoing;
 
@@ -286,6 +287,7 @@ async fn serve<P: Plane>(
         resolved: config.resolved.clone(),
         restart: false,
         nat: nat_outgoing::NatOutgoingSync::new(config.mode),
+        conflicts: endpoint_conflicts::ConflictLog::default(),
     };
     let pin_dir = maps.as_ref().map(|p| p.pin_dir().display().to_string());
     let telemetry = telemetry::serve(
@@ -349,6 +351,8 @@ struct Agent<P> {
     restart: bool,
     /// The pools' `natOutgoing` rules.
     nat: nat_outgoing::NatOutgoingSync,
+    /// Workload endpoint conflicts already logged.
+    conflicts: endpoint_conflicts::ConflictLog,
 }
 
 impl<P: Plane> Agent<P> {
@@ -434,7 +438,9 @@ impl<P: Plane> Agent<P> {
             self.report();
             return;
         }
-        self.topology = Some(Topology::from_store(&self.store, &self.node));
+        let topology = Topology::from_store(&self.store, &self.node);
+        self.conflicts.note(&topology.conflicts);
+        self.topology = Some(topology);
         self.reconcile().await;
     }
 
@@ -549,6 +555,12 @@ impl<P: Plane> Agent<P> {
                 };
                 endpoints.insert(workload.id.clone(), status);
             }
+            // A waiting endpoint with the same status id as a holder does not hide it.
+            for conflict in &topology.conflicts {
+                endpoints
+                    .entry(conflict.loser.id.clone())
+                    .or_insert_with(|| endpoint_conflicts::status(conflict));
+            }
         }
         let report = Report {
             dataplane: self.mode,
@@ -557,6 +569,10 @@ impl<P: Plane> Agent<P> {
             xdp: self.plane.xdp_state(),
             last_sync: self.last_sync,
             endpoints,
+            endpoint_conflicts: self
+                .topology
+                .as_ref()
+                .map_or(0, |t| t.conflicts.len() as u64),
             datastore: self.datastore_status(),
         };
         self.status.send_if_modified(|current| {
@@ -565,6 +581,7 @@ impl<P: Plane> Agent<P> {
                 || current.programs_loaded != report.programs_loaded
                 || current.xdp != report.xdp
                 || current.endpoints != report.endpoints
+                || current.endpoint_conflicts != report.endpoint_conflicts
                 || current.last_sync.is_none() != report.last_sync.is_none()
                 || current.datastore.differs_beyond_revision(&report.datastore);
             *current = report;

@@ -97,6 +97,7 @@ mod tests {
                     interface: "cali1".into(),
                     ip: Ipv4Addr::new(192, 168, 2, 1),
                     mac: Some([2, 0, 0, 0, 0, 1]),
+                    created: 1,
                     id: EndpointId {
                         orchestrator: "k8s".into(),
                         workload: "default/a".into(),
@@ -109,6 +110,7 @@ mod tests {
                     interface: "cali-missing".into(),
                     ip: Ipv4Addr::new(192, 168, 2, 2),
                     mac: None,
+                    created: 1,
                     id: EndpointId {
                         orchestrator: "k8s".into(),
                         workload: "default/b".into(),
@@ -121,6 +123,7 @@ mod tests {
                     interface: "cali3".into(),
                     ip: Ipv4Addr::new(192, 168, 3, 1),
                     mac: None,
+                    created: 1,
                     id: EndpointId {
                         orchestrator: "k8s".into(),
                         workload: "default/c".into(),
@@ -147,6 +150,7 @@ mod tests {
                 },
             ],
             local_subnet: Some("10.0.0.1/24".parse().unwrap()),
+            conflicts: Vec::new(),
             pools: vec![Pool {
                 cidr: "192.168.0.0/16".parse().unwrap(),
                 mode: EncapMode::Always,

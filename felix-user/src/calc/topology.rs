@@ -1,8 +1,10 @@
 //! What forwarding needs from the datastore cache, derived from its typed entries: this node's
 //! workloads (interface, address, MAC, status id), every node's IPv4 address, this node's subnet,
 //! the host each live IPAM block is affine to, and the IPv4 pools with their encapsulation and
-//! `natOutgoing`.
+//! `natOutgoing`. Endpoints that name an interface another one holds are left out and listed
+//! as conflicts ([`conflicts`]).
 
+pub mod conflicts;
 pub mod encap;
 
 use std::{collections::BTreeMap, net::Ipv4Addr};
@@ -14,7 +16,7 @@ use calico::{
 };
 use ipnet::{IpNet, Ipv4Net};
 
-use self::encap::Pool;
+use self::{conflicts::Conflict, encap::Pool};
 
 /// A local workload endpoint, as far as forwarding cares.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -27,6 +29,8 @@ pub struct Workload {
     pub ip: Ipv4Addr,
     /// Its MAC, when given.
     pub mac: Option<[u8; 6]>,
+    /// The etcd revision that created it (which endpoint holds a shared interface).
+    pub created: i64,
     /// How its status is reported.
     pub id: EndpointId,
 }
@@ -42,8 +46,10 @@ pub struct Block {
 /// The forwarding view of the datastore for one node.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Topology {
-    /// This node's workloads that have an interface and an IPv4 address.
+    /// This node's workloads that have an interface and an IPv4 address and hold it.
     pub workloads: Vec<Workload>,
+    /// This node's workloads that name an interface another one holds.
+    pub conflicts: Vec<Conflict>,
     /// Node name -> its IPv4 address (`spec.bgp.ipv4Address`).
     pub nodes: BTreeMap<String, Ipv4Addr>,
     /// Blocks not marked deleted.
@@ -57,12 +63,19 @@ pub struct Topology {
 impl Topology {
     /// Derives the view of `node` from the cache.
     pub fn from_store(store: &Store, node: &str) -> Self {
-        Topology {
-            workloads: store
+        let (workloads, conflicts) = conflicts::resolve(
+            store
                 .workload_endpoints()
                 .filter(|(_, wep)| wep.spec.node == node)
-                .filter_map(|(key, wep)| workload(key, wep))
+                .filter_map(|(key, wep)| {
+                    let created = store.created_revision(key).unwrap_or_default();
+                    workload(key, wep, created)
+                })
                 .collect(),
+        );
+        Topology {
+            workloads,
+            conflicts,
             nodes: store
                 .nodes()
                 .filter_map(|(_, n)| Some((n.metadata.name.clone(), n.spec.ipv4()?)))
@@ -97,10 +110,10 @@ impl Topology {
     }
 }
 
-/// The forwarding view of a WorkloadEndpoint; `None` without an interface or an IPv4 address.
-/// Calico's defaults fill the status id: orchestrator `k8s`, the endpoint's name for the pod,
-/// endpoint `eth0`.
-pub fn workload(key: &str, wep: &Object<WorkloadEndpointSpec>) -> Option<Workload> {
+/// The forwarding view of a WorkloadEndpoint created at etcd revision `created`; `None`
+/// without an interface or an IPv4 address. Calico's defaults fill the status id: orchestrator
+/// `k8s`, the endpoint's name for the pod, endpoint `eth0`.
+pub fn workload(key: &str, wep: &Object<WorkloadEndpointSpec>, created: i64) -> Option<Workload> {
     let spec = &wep.spec;
     if spec.interface_name.is_empty() {
         return None;
@@ -123,6 +136,7 @@ pub fn workload(key: &str, wep: &Object<WorkloadEndpointSpec>) -> Option<Workloa
         interface: spec.interface_name.clone(),
         ip,
         mac: parse_mac(&spec.mac),
+        created,
         id: EndpointId {
             orchestrator: or(&spec.orchestrator, "k8s"),
             workload: format!("{namespace}/{}", or(&spec.pod, &wep.metadata.name)),
@@ -143,6 +157,7 @@ mod tests {
             key: key.into(),
             value: value.to_string().into_bytes(),
             revision: 1,
+            created: 1,
         }
     }
 
@@ -156,6 +171,50 @@ mod tests {
             json!({"kind": "WorkloadEndpoint",
                    "metadata": {"name": name, "namespace": "ns"}, "spec": full}),
         )
+    }
+
+    #[test]
+    fn a_second_endpoint_on_a_held_interface_is_a_conflict() {
+        let pod = KeyValue {
+            created: 5,
+            ..wep("pod", "h1", json!({"ipNetworks": ["192.168.2.1/32"]}))
+        };
+        // Sorts first, names the pod's interface, written later.
+        let intruder = KeyValue {
+            created: 9,
+            ..wep(
+                "a",
+                "h1",
+                json!({"ipNetworks": ["192.168.2.9/32"], "interfaceName": "cali-pod"}),
+            )
+        };
+        let mut store = Store::new();
+        store.apply(Update::Snapshot {
+            revision: 9,
+            kvs: vec![intruder.clone(), pod.clone()],
+        });
+        let view = Topology::from_store(&store, "h1");
+        let held: Vec<(&str, Ipv4Addr)> = view
+            .workloads
+            .iter()
+            .map(|w| (w.key.as_str(), w.ip))
+            .collect();
+        assert_eq!(
+            held,
+            vec![(pod.key.as_str(), Ipv4Addr::new(192, 168, 2, 1))]
+        );
+        assert_eq!(view.conflicts.len(), 1);
+        assert_eq!(view.conflicts[0].loser.key, intruder.key);
+        assert_eq!(view.conflicts[0].holder, pod.key);
+        // The pod's endpoint goes: the waiting one takes the interface over.
+        store.apply(Update::Snapshot {
+            revision: 10,
+            kvs: vec![intruder.clone()],
+        });
+        let view = Topology::from_store(&store, "h1");
+        assert_eq!(view.workloads.len(), 1);
+        assert_eq!(view.workloads[0].key, intruder.key);
+        assert!(view.conflicts.is_empty());
     }
 
     #[test]

@@ -15,7 +15,7 @@ use netlink_packet_route::route::{
     RouteScope, RouteType,
 };
 use rtnetlink::{Handle, RouteMessageBuilder};
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 /// The routing protocol number felix marks its routes with (`ip route ... proto 80`).
 pub const FELIX_PROTO: u8 = 80;
@@ -218,6 +218,11 @@ pub async fn reconcile(
             .await
         {
             Ok(()) => changes.added += 1,
+            Err(error) if interface_gone(route, &error) => {
+                // A pod torn down: its route went with its interface, and the link event
+                // that follows drops it from what is wanted.
+                debug!(%cidr, ?route, %error, "not adding a felix route: its interface is gone");
+            }
             Err(error) => warn!(%cidr, ?route, %error, "adding a felix route failed"),
         }
     }
@@ -225,6 +230,13 @@ pub async fn reconcile(
         info!(?changes, "kernel routes reconciled");
     }
     Ok(changes)
+}
+
+/// Whether adding `route` failed because its workload interface no longer exists (`ENODEV`).
+fn interface_gone(route: &KernelRoute, error: &rtnetlink::Error) -> bool {
+    matches!(route, KernelRoute::Workload { .. })
+        && matches!(error, rtnetlink::Error::NetlinkError(message)
+            if message.raw_code().abs() == libc::ENODEV)
 }
 
 #[cfg(test)]
@@ -358,5 +370,24 @@ mod tests {
             message.header.table = RouteHeader::RT_TABLE_MAIN;
             assert_eq!(parse(&message), Some((cidr, FELIX_PROTO, Some(route))));
         }
+    }
+
+    #[test]
+    fn only_a_workload_route_whose_interface_is_gone_is_quiet() {
+        use netlink_packet_core::ErrorMessage;
+        let netlink = |errno: i32| {
+            let mut message = ErrorMessage::default();
+            message.code = std::num::NonZeroI32::new(-errno);
+            rtnetlink::Error::NetlinkError(message)
+        };
+        let workload = KernelRoute::Workload { ifindex: 7 };
+        assert!(interface_gone(&workload, &netlink(libc::ENODEV)));
+        assert!(!interface_gone(&workload, &netlink(libc::EPERM)));
+        assert!(!interface_gone(&workload, &netlink(libc::EEXIST)));
+        assert!(!interface_gone(
+            &KernelRoute::Blackhole,
+            &netlink(libc::ENODEV)
+        ));
+        assert!(!interface_gone(&workload, &rtnetlink::Error::RequestFailed));
     }
 }

@@ -172,6 +172,8 @@ pub struct Report {
     pub xdp: Option<&'static str>,
     pub last_sync: Option<SystemTime>,
     pub endpoints: BTreeMap<EndpointId, EndpointStatus>,
+    /// Local workload endpoints left out because another endpoint holds their interface.
+    pub endpoint_conflicts: u64,
     pub datastore: DatastoreStatus,
 }
 

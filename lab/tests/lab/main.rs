@@ -9,6 +9,7 @@ mod cni;
 mod config;
 mod conntrack;
 mod dataplane_bench;
+mod datastore_hostile;
 mod etcd_tls;
 mod felix_restart;
 mod frames;

@@ -58,7 +58,9 @@ pub(crate) fn explain_policy(args: &ExplainArgs) -> Result<()> {
     let prefix = "/calico/resources/v3/projectcalico.org/";
     let kvs = with_etcd(&args.etcd, async |client| {
         let options = etcd_client::GetOptions::new().with_prefix();
-        let response = client.get(prefix, Some(options)).await?;
+        let response = calico::etcd_access::kv(client)
+            .get(prefix, Some(options))
+            .await?;
         Ok(response
             .kvs()
             .iter()

@@ -130,7 +130,7 @@ async fn stored_pools(
     client: &mut etcd_client::Client,
 ) -> Result<Vec<model::Object<model::IpPoolSpec>>> {
     let prefix = model::prefix_of(model::Kind::IpPool, None);
-    let response = client
+    let response = calico::etcd_access::kv(client)
         .get(
             prefix.as_str(),
             Some(etcd_client::GetOptions::new().with_prefix()),
@@ -226,7 +226,9 @@ pub(crate) fn get_resources(args: &GetArgs) -> Result<()> {
     };
     let kvs = with_etcd(&args.etcd, async |client| {
         let options = prefix.then(|| etcd_client::GetOptions::new().with_prefix());
-        let response = client.get(key.as_str(), options).await?;
+        let response = calico::etcd_access::kv(client)
+            .get(key.as_str(), options)
+            .await?;
         Ok(response
             .kvs()
             .iter()

@@ -20,7 +20,7 @@ pub(crate) struct StatusArgs {
 
 pub(crate) fn show_status(args: &StatusArgs) -> Result<()> {
     let kvs = with_etcd(&args.etcd, async |client| {
-        let response = client
+        let response = calico::etcd_access::kv(client)
             .get(
                 status::STATUS_ROOT,
                 Some(etcd_client::GetOptions::new().with_prefix()),

@@ -417,6 +417,11 @@ fn register_report(registry: &mut Registry, report: &Report) {
         endpoints,
     );
     registry.register(
+        "endpoint_conflicts",
+        "Local workload endpoints not applied because another endpoint holds their interface (status error)",
+        gauge(report.endpoint_conflicts as i64),
+    );
+    registry.register(
         "programs_attached",
         "Program attachments on this node's interfaces",
         gauge(i64::from(report.programs_loaded)),

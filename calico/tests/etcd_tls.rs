@@ -41,18 +41,32 @@ impl TlsEtcd {
         let _ = std::fs::remove_dir_all(&dir);
         let loopback = IpAddr::V4(Ipv4Addr::LOCALHOST);
         let (pki, ca) = EtcdPki::create(&dir.join("pki"), &[loopback]).expect("pki");
-        let url = format!("https://127.0.0.1:{}", free_port());
-        let peer = format!("http://127.0.0.1:{}", free_port());
-        let data = dir.join("data");
-        let args = EtcdArgs {
-            client_url: &url,
-            peer_url: &peer,
-            tls: Some(&pki),
-            ..EtcdArgs::loopback(&data)
+        // Ports are picked free and released before etcd binds them: a parallel test can take
+        // one in between, and etcd then exits at once. A fresh pair is tried then.
+        let mut attempt = 0;
+        let (etcd, url) = loop {
+            attempt += 1;
+            let url = format!("https://127.0.0.1:{}", free_port());
+            let peer = format!("http://127.0.0.1:{}", free_port());
+            let data = dir.join("data");
+            let _ = std::fs::remove_dir_all(&data);
+            let args = EtcdArgs {
+                client_url: &url,
+                peer_url: &peer,
+                tls: Some(&pki),
+                ..EtcdArgs::loopback(&data)
+            };
+            let mut etcd = Etcd::start(&args, None, &dir.join("etcd.log"), LogMode::Truncate)
+                .expect("start etcd");
+            match etcd.wait_ready(READY).await {
+                Ok(_) => break (etcd, url),
+                Err(error) if attempt < 3 => {
+                    eprintln!("etcd did not start on {url} ({error}); other ports");
+                    etcd.kill();
+                }
+                Err(error) => panic!("etcd ready: {error}"),
+            }
         };
-        let mut etcd =
-            Etcd::start(&args, None, &dir.join("etcd.log"), LogMode::Truncate).expect("start etcd");
-        etcd.wait_ready(READY).await.expect("etcd ready");
         TlsEtcd {
             _etcd: etcd,
             url,

@@ -297,6 +297,7 @@ async fn serve<P: Plane>(
             maps,
             report: agent.status.subscribe(),
             heartbeat: agent.heartbeat.clone(),
+            fill: telemetry::metrics::FillCache::default(),
         },
     )
     .await?;

@@ -1,8 +1,10 @@
 //! felix's Prometheus metrics and health endpoints.
 
+use std::time::Duration;
+
 use anyhow::{Result, ensure};
 
-use crate::support::with_lab;
+use crate::support::{poll_until, with_lab};
 
 /// felix serves Prometheus metrics and health on its host: dataplane counters that moved with
 /// traffic, map capacities, the datastore in sync, per-rule policy hits; `/readiness` and
@@ -41,16 +43,22 @@ fn metrics_and_health_endpoints_report_the_dataplane() -> Result<()> {
             .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
             .sum();
         ensure!(forwarded >= 3, "forwarded_local packets {forwarded}");
-        // Every keyed map reports its entries, the failsafe ports' too (Calico's defaults).
-        let failsafe: u64 = metrics
-            .lines()
-            .find(|l| l.starts_with("felix_map_entries{map=\"felix_fsafe_v1\"}"))
-            .and_then(|l| l.rsplit(' ').next()?.parse().ok())
-            .unwrap_or(0);
-        ensure!(
-            failsafe > 0,
-            "failsafe map entries {failsafe} in:\n{metrics}"
-        );
+        // Every keyed map reports its entries, the failsafe ports' too (Calico's defaults), from
+        // the walk felix makes every 10 s.
+        let entries = |metrics: &str| -> u64 {
+            metrics
+                .lines()
+                .find(|l| l.starts_with("felix_map_entries{map=\"felix_fsafe_v1\"}"))
+                .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+                .unwrap_or(0)
+        };
+        poll_until(Duration::from_secs(15), "failsafe entries counted", || {
+            let (_, metrics) = get("http://127.0.0.1:9091/metrics")?;
+            Ok(match entries(&metrics) {
+                0 => Err(format!("no failsafe map entries in:\n{metrics}")),
+                n => Ok(n),
+            })
+        })?;
         for path in ["readiness", "liveness"] {
             let (code, body) = get(&format!("http://127.0.0.1:9099/{path}"))?;
             ensure!(code == "200", "/{path} answered {code}: {body}");

@@ -4,7 +4,10 @@
 //! scrape time from the pinned maps and the agent's last report; in iptables mode there are no
 //! maps, and only the report's families are served.
 
-use std::collections::BTreeMap;
+use std::{
+    collections::BTreeMap,
+    sync::{Arc, PoisonError, RwLock},
+};
 
 use aya::maps::{Array, HashMap, IterableMap, LpmTrie, MapData, MapInfo, PerCpuArray};
 use felix_common::{
@@ -57,6 +60,42 @@ fn labels(pairs: &[(&str, &str)]) -> Labels {
         .collect()
 }
 
+/// The conntrack table's fill as its cleaner's last pass counted it (never walked here), at
+/// most its capacity; nothing counted without cleaner state (pins of an older felix).
+fn conntrack_fill(paths: &NodePaths) -> Fill {
+    let capacity = MapInfo::from_pin(paths.map(maps::CONNTRACK)).map_or(0, |i| i.max_entries());
+    let live = ct_cleaner::read_state(paths).map_or(0, |s| s.last.live);
+    Fill {
+        entries: live.min(u64::from(capacity)),
+        capacity: u64::from(capacity),
+    }
+}
+
+/// [`map_fill`] as last walked, off the request path: walking a keyed map costs a syscall per
+/// key (seconds for a quarter of a million policy entries), so a scrape reads what the walk
+/// ([`FillCache::walk`], every [`FILL_WALK_INTERVAL`]) left. `None` until the first walk.
+#[derive(Clone, Debug, Default)]
+pub struct FillCache(Arc<RwLock<Option<BTreeMap<&'static str, Fill>>>>);
+
+/// How often the agent walks the maps for [`FillCache`].
+pub const FILL_WALK_INTERVAL: std::time::Duration = std::time::Duration::from_secs(10);
+
+impl FillCache {
+    /// Walks the node's maps and keeps the result for the scrapes that follow.
+    pub fn walk(&self, paths: &NodePaths) -> Result<(), InspectError> {
+        let fill = map_fill(paths)?;
+        *self.0.write().unwrap_or_else(PoisonError::into_inner) = Some(fill);
+        Ok(())
+    }
+
+    fn last(&self) -> Option<BTreeMap<&'static str, Fill>> {
+        self.0
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+}
+
 /// Entries and capacity of one map.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Fill {
@@ -96,10 +135,8 @@ pub fn map_fill(paths: &NodePaths) -> Result<BTreeMap<&'static str, Fill>, Inspe
             maps::ROUTES => keyed!(RoutesMap<MapData>),
             // Never walked at scrape: the cleaner counted its entries on its last pass.
             maps::CONNTRACK => {
-                let capacity = MapInfo::from_pin(paths.map(name)).map_or(0, |i| i.max_entries());
-                // No cleaner state (pins of an older felix): nothing counted yet.
-                let live = ct_cleaner::read_state(paths).map_or(0, |s| s.last.live);
-                (live.min(u64::from(capacity)), capacity)
+                let f = conntrack_fill(paths);
+                (f.entries, f.capacity as u32)
             }
             maps::NAT_ORIGINS => keyed!(NatOriginsMap<MapData>),
             maps::FRAGMENTS => keyed!(HashMap<MapData, FragKey, FragValue>),
@@ -163,11 +200,15 @@ fn rule_packets(paths: &NodePaths) -> Result<BTreeMap<u32, u64>, InspectError> {
 }
 
 /// The metrics page given the agent's last `report`; `paths` is the node whose pinned maps
-/// are read (`None` in iptables mode: no map-based families).
-pub fn render(paths: Option<&NodePaths>, report: &Report) -> Result<String, MetricsError> {
+/// are read (`None` in iptables mode: no map-based families), `fill` their last walk.
+pub fn render(
+    paths: Option<&NodePaths>,
+    fill: &FillCache,
+    report: &Report,
+) -> Result<String, MetricsError> {
     let mut registry = Registry::with_prefix("felix");
     if let Some(paths) = paths {
-        register_maps(&mut registry, paths)?;
+        register_maps(&mut registry, paths, fill)?;
     }
     register_report(&mut registry, report);
     let mut out = String::new();
@@ -176,7 +217,11 @@ pub fn render(paths: Option<&NodePaths>, report: &Report) -> Result<String, Metr
 }
 
 /// The families read from the pinned maps: counters, rule hits, map fill, conntrack.
-fn register_maps(registry: &mut Registry, paths: &NodePaths) -> Result<(), MetricsError> {
+fn register_maps(
+    registry: &mut Registry,
+    paths: &NodePaths,
+    fill: &FillCache,
+) -> Result<(), MetricsError> {
     let packets = Family::<Labels, Counter>::default();
     let bytes = Family::<Labels, Counter>::default();
     let drops = Family::<Labels, Counter>::default();
@@ -254,14 +299,17 @@ fn register_maps(registry: &mut Registry, paths: &NodePaths) -> Result<(), Metri
 
     let entries = Family::<Labels, Gauge>::default();
     let capacity = Family::<Labels, Gauge>::default();
-    let fill = map_fill(paths)?;
+    // The keyed maps as last walked; the conntrack table as its cleaner last counted it.
+    let ct_fill = conntrack_fill(paths);
+    let mut fill = fill.last().unwrap_or_default();
+    fill.insert(maps::CONNTRACK, ct_fill);
     for (name, f) in &fill {
         let l = labels(&[("map", name)]);
         entries.get_or_create(&l).set(f.entries as i64);
         capacity.get_or_create(&l).set(f.capacity as i64);
     }
     let conntrack = Gauge::<i64>::default();
-    conntrack.set(fill.get(maps::CONNTRACK).map_or(0, |f| f.entries as i64));
+    conntrack.set(ct_fill.entries as i64);
     registry.register("map_entries", "Entries in each BPF map", entries);
     registry.register("map_capacity", "Capacity of each BPF map", capacity);
     registry.register(
@@ -270,8 +318,8 @@ fn register_maps(registry: &mut Registry, paths: &NodePaths) -> Result<(), Metri
         conntrack,
     );
     let ratio = Gauge::<f64, std::sync::atomic::AtomicU64>::default();
-    if let Some(f) = fill.get(maps::CONNTRACK).filter(|f| f.capacity > 0) {
-        ratio.set(f.entries as f64 / f.capacity as f64);
+    if ct_fill.capacity > 0 {
+        ratio.set(ct_fill.entries as f64 / ct_fill.capacity as f64);
     }
     registry.register(
         "conntrack_fill_ratio",

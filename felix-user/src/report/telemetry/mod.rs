@@ -1,7 +1,7 @@
 //! felix's own HTTP endpoints: Prometheus metrics (`/metrics`) and health (`/liveness`,
 //! `/readiness`), each on its own configurable address (Calico's defaults: metrics on 9091,
-//! health on 9099). Everything served is read when asked: the agent's last report, and the
-//! node's pinned maps (BPF mode).
+//! health on 9099). Everything served is read when asked (the agent's last report, and the
+//! node's pinned maps in BPF mode) except the maps' fill, which a walk every 10 s keeps.
 
 pub mod health;
 pub mod metrics;
@@ -10,7 +10,7 @@ use std::{net::SocketAddr, sync::Arc};
 
 use axum::{Router, extract::State, http::StatusCode, response::IntoResponse, routing::get};
 use tokio::{net::TcpListener, sync::watch};
-use tracing::{error, info};
+use tracing::{debug, error, info, warn};
 
 use crate::{dataplane::pins::NodePaths, report::status::Report};
 
@@ -23,6 +23,8 @@ pub struct Sources {
     pub maps: Option<Arc<NodePaths>>,
     pub report: watch::Receiver<Report>,
     pub heartbeat: Heartbeat,
+    /// The maps' fill as last walked (BPF mode), kept current by [`serve`].
+    pub fill: metrics::FillCache,
 }
 
 /// Errors starting a listener.
@@ -38,9 +40,11 @@ pub struct ListenError {
 async fn metrics_page(State(sources): State<Sources>) -> impl IntoResponse {
     let report = sources.report.borrow().clone();
     let paths = sources.maps.clone();
+    let fill = sources.fill.clone();
     // Reading maps is blocking syscalls: off the async threads.
     let text =
-        tokio::task::spawn_blocking(move || metrics::render(paths.as_deref(), &report)).await;
+        tokio::task::spawn_blocking(move || metrics::render(paths.as_deref(), &fill, &report))
+            .await;
     match text {
         Ok(Ok(body)) => (
             StatusCode::OK,
@@ -101,6 +105,25 @@ pub async fn serve(
                 error!(%error, what, "HTTP server stopped");
             }
         }));
+        if with_metrics && let Some(paths) = sources.maps.clone() {
+            tasks.push(tokio::spawn(walk_fill(paths, sources.fill.clone())));
+        }
     }
     Ok(tasks)
+}
+
+/// Walks the maps for [`metrics::FillCache`] every [`metrics::FILL_WALK_INTERVAL`], off the
+/// request path; a failed walk keeps the previous figures.
+async fn walk_fill(paths: Arc<NodePaths>, fill: metrics::FillCache) {
+    let mut tick = tokio::time::interval(metrics::FILL_WALK_INTERVAL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let (paths, fill) = (paths.clone(), fill.clone());
+        match tokio::task::spawn_blocking(move || fill.walk(&paths)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(error)) => debug!(%error, "map fill walk failed; keeping the last figures"),
+            Err(error) => warn!(%error, "map fill walk stopped"),
+        }
+    }
 }

@@ -66,8 +66,35 @@ pub struct CtEndpointCount {
     /// Entries charged to the endpoint: `create` adds one per flow it opens, each pass sets
     /// the count it saw.
     pub entries: u64,
+    /// Of [`CtEndpointCount::entries`], flows that closed since the last pass (a packet moved
+    /// them to FINs seen or reset: see [`charged`]); each pass sets it back to zero.
+    pub released: u64,
     /// The cleaner's count during a pass.
     pub seen: u64,
+}
+
+impl CtEndpointCount {
+    /// The entries that count against the endpoint's share.
+    pub const fn charged(&self) -> u64 {
+        self.entries.saturating_sub(self.released)
+    }
+}
+
+/// Whether an entry counts against its endpoint's share: every flow but a closing one (FINs
+/// seen, reset), which the cleaner may evict at any time under pressure and which a late
+/// packet of it can do without (judged as its flow, see `mid_stream`). So a pod that opens and
+/// closes many short connections is bounded by the flows it holds open, not by how fast the
+/// closed ones expire.
+pub const fn charged(value: &CtValue) -> bool {
+    !is_closing(value.state)
+}
+
+/// Whether `state` (a [`CtState`] value) is a closing TCP state.
+pub const fn is_closing(state: u8) -> bool {
+    matches!(
+        CtState::from_u8(state),
+        Some(CtState::FinsSeen | CtState::Reset)
+    )
 }
 
 /// An entry left idle this long without an answer is stale ([`early_drop`]).
@@ -158,7 +185,7 @@ mod tests {
         assert_eq!(offset_of!(CtCleanStats, endpoints), 48);
         assert_eq!(size_of::<CtCleanerState>(), 40 + 56);
         assert_eq!(offset_of!(CtCleanerState, last), 40);
-        assert_eq!(size_of::<CtEndpointCount>(), 16);
+        assert_eq!(size_of::<CtEndpointCount>(), 24);
     }
 
     fn entry(state: CtState, idle_ns: u64, answered: bool) -> (CtValue, u64) {
@@ -209,6 +236,32 @@ mod tests {
         );
         let (both_ways, now) = entry(CtState::Active, UNANSWERED_STALE_NS, true);
         assert_eq!(judge(&both_ways, proto::UDP, now, true), None);
+    }
+
+    #[test]
+    fn closing_flows_are_not_charged_to_their_endpoint() {
+        for (state, is_charged) in [
+            (CtState::SynSent, true),
+            (CtState::Established, true),
+            (CtState::Active, true),
+            (CtState::FinsSeen, false),
+            (CtState::Reset, false),
+        ] {
+            let (value, _) = entry(state, 0, true);
+            assert_eq!(charged(&value), is_charged, "{state:?}");
+        }
+        let count = CtEndpointCount {
+            entries: 10,
+            released: 4,
+            seen: 0,
+        };
+        assert_eq!(count.charged(), 6);
+        let raced = CtEndpointCount {
+            entries: 1,
+            released: 3,
+            seen: 0,
+        };
+        assert_eq!(raced.charged(), 0, "a release racing a recount never wraps");
     }
 
     #[test]

@@ -10,6 +10,7 @@ use aya_ebpf::helpers::bpf_ktime_get_coarse_ns;
 use felix_common::{
     CtKey, CtState, CtValue, Direction, Reason,
     conntrack::{ct_flags, expired, proto, resumed_tcp_flags, tcp_recycles, tcp_state},
+    ct_clean::is_closing,
 };
 
 use crate::{counters::count, ct_share, maps::CONNTRACK, parse::Ipv4Summary};
@@ -96,7 +97,12 @@ fn update(packet: &Ipv4Summary, count: bool) -> Option<u8> {
         entry.tcp_flags_a = flags_a;
         entry.tcp_flags_b = flags_b;
         if packet.proto == proto::TCP {
-            entry.state = tcp_state(flags_a, flags_b) as u8;
+            let state = tcp_state(flags_a, flags_b) as u8;
+            // A flow that closes no longer counts against its endpoint's share.
+            if is_closing(state) && !is_closing(entry.state) {
+                ct_share::release(entry.owner_ifindex);
+            }
+            entry.state = state;
         }
     }
     Some(entry.flags)

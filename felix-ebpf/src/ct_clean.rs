@@ -14,7 +14,8 @@ use aya_ebpf::{
 use felix_common::{
     CtKey, CtValue,
     ct_clean::{
-        CtCleanRequest, CtCleanStats, CtEndpointCount, Removal, endpoint_near_share, judge,
+        CtCleanRequest, CtCleanStats, CtEndpointCount, Removal, charged, endpoint_near_share,
+        judge,
     },
 };
 
@@ -102,7 +103,7 @@ extern "C" fn restart_count(
     0
 }
 
-/// One conntrack entry: removed, or counted for its endpoint.
+/// One conntrack entry: removed, or counted for its endpoint (unless closing: not charged).
 #[inline(never)]
 extern "C" fn clean_entry(
     _map: *mut c_void,
@@ -121,7 +122,7 @@ extern "C" fn clean_entry(
     };
     let near_share = count.is_some_and(|count| {
         // SAFETY: the pointer came from a lookup; a racy read only shifts the judgement.
-        let entries = unsafe { (*count).entries };
+        let entries = unsafe { (*count).charged() };
         endpoint_near_share(entries, pass.request.endpoint_max)
     });
     let evict = pass.request.evict != 0 || near_share;
@@ -131,6 +132,7 @@ extern "C" fn clean_entry(
             Removal::Closing => pass.stats.removed_closing += 1,
             Removal::Unanswered => pass.stats.removed_unanswered += 1,
         },
+        _ if !charged(value) => pass.stats.live += 1,
         _ => {
             pass.stats.live += 1;
             match count {
@@ -140,6 +142,7 @@ extern "C" fn clean_entry(
                 None if owner != 0 => {
                     let first = CtEndpointCount {
                         entries: 0,
+                        released: 0,
                         seen: 1,
                     };
                     let _ = CT_ENDPOINTS.insert(&owner, &first, 0);
@@ -167,9 +170,13 @@ extern "C" fn settle_count(
         let _ = CT_ENDPOINTS.remove(ifindex);
         return 0;
     }
-    // One aligned 8-byte store (`create` adds to the field atomically meanwhile).
-    // SAFETY: a valid, aligned pointer to the element's value.
-    unsafe { core::ptr::write_volatile(&raw mut count.entries, seen) };
+    // Aligned 8-byte stores (`create` and `release` add to these fields atomically meanwhile:
+    // what they add during the pass is lost, and counted by the next pass).
+    // SAFETY: valid, aligned pointers into the element's value.
+    unsafe {
+        core::ptr::write_volatile(&raw mut count.entries, seen);
+        core::ptr::write_volatile(&raw mut count.released, 0);
+    }
     pass.stats.endpoints += 1;
     0
 }

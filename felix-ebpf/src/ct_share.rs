@@ -1,6 +1,6 @@
 //! Each endpoint's share of the conntrack table: `create` refuses a flow of an endpoint
 //! charged with its share ([`felix_common::ct_clean::CtCleanerState::endpoint_max`]) and
-//! counts the ones it opens; the cleaner recounts every pass.
+//! counts the ones it opens, a flow that closes is released; the cleaner recounts every pass.
 
 use felix_common::{Reason, ct_clean::CtEndpointCount};
 
@@ -30,7 +30,7 @@ pub fn admit(owner: u32) -> Result<Charge, Reason> {
         .get_ptr(0)
         .map_or(0, |state| unsafe { (*state).endpoint_max });
     // SAFETY: as above; a racy read lets at most a few flows past the share per CPU.
-    let entries = unsafe { (*count).entries };
+    let entries = unsafe { (*count).charged() };
     if max != 0 && entries >= u64::from(max) {
         return Err(Reason::DropCtEndpointShare);
     }
@@ -50,12 +50,28 @@ pub fn charge(owner: u32, charge: Charge) {
         Charge::First => {
             let first = CtEndpointCount {
                 entries: 1,
+                released: 0,
                 seen: 0,
             };
             // BPF_NOEXIST: another CPU's first flow of the same endpoint wins; the next pass
             // recounts.
             let _ = CT_ENDPOINTS.insert(&owner, &first, 1);
         }
+    }
+}
+
+/// A flow of `owner` closed (a packet moved its entry to FINs seen or reset): it no longer
+/// counts against the endpoint's share ([`felix_common::ct_clean::charged`]); the next pass
+/// recounts without it.
+#[inline(always)]
+pub fn release(owner: u32) {
+    if owner == 0 {
+        return;
+    }
+    if let Some(count) = CT_ENDPOINTS.get_ptr_mut(&owner) {
+        // SAFETY: the pointer came from a lookup (hash values stay valid under RCU);
+        // `released` is a naturally aligned u64.
+        unsafe { atomic_add(&raw mut (*count).released, 1) };
     }
 }
 

@@ -10,7 +10,11 @@ use std::collections::BTreeMap;
 use aya::maps::{HashMap, MapData};
 use felix_common::{
     CtKey, CtState, CtValue, Direction, Reason,
-    conntrack::{proto, tcp_flags::ACK, tcp_flags::SYN, timeouts},
+    conntrack::{
+        proto,
+        tcp_flags::{ACK, RST, SYN},
+        timeouts,
+    },
     ct_clean::{CtCleanRequest, CtCleanStats, CtEndpointCount, UNANSWERED_STALE_NS},
     maps,
 };
@@ -64,7 +68,7 @@ fn endpoint_counts(h: &mut Harness) -> BTreeMap<u32, u64> {
         HashMap::try_from(h.dataplane().map(maps::CT_ENDPOINTS).expect("map")).expect("hash");
     map.iter()
         .map(|e| e.expect("entry"))
-        .map(|(ifindex, count)| (ifindex, count.entries))
+        .map(|(ifindex, count)| (ifindex, count.charged()))
         .collect()
 }
 
@@ -146,8 +150,8 @@ fn a_pass_removes_expired_entries_and_under_pressure_closing_and_stale_ones() {
     );
     assert_eq!(
         endpoint_counts(&mut h),
-        BTreeMap::from([(WORKLOAD_A, 2), (POD_B_OWNER, 4)]),
-        "each endpoint's live entries"
+        BTreeMap::from([(WORKLOAD_A, 2), (POD_B_OWNER, 2)]),
+        "each endpoint's live entries but the closing ones"
     );
 
     let pressed = pass(&mut h, NOW, 0, true);
@@ -193,13 +197,13 @@ fn a_pass_removes_expired_entries_and_under_pressure_closing_and_stale_ones() {
 }
 
 #[test]
-fn an_endpoint_near_its_share_loses_its_own_closing_entries_only() {
+fn an_endpoint_near_its_share_loses_its_own_unanswered_entries_only() {
     let mut h = Harness::new("ct-clean-share");
     let mut table = Vec::new();
     for sport in 0..9 {
         table.push((
             key(100 + sport, proto::TCP),
-            entry(CtState::Reset, SECOND, true, WORKLOAD_A),
+            entry(CtState::SynSent, UNANSWERED_STALE_NS, false, WORKLOAD_A),
         ));
     }
     table.push((
@@ -209,20 +213,32 @@ fn an_endpoint_near_its_share_loses_its_own_closing_entries_only() {
     for sport in 0..3 {
         table.push((
             key(300 + sport, proto::TCP),
-            entry(CtState::Reset, SECOND, true, POD_B_OWNER),
+            entry(CtState::SynSent, UNANSWERED_STALE_NS, false, POD_B_OWNER),
+        ));
+    }
+    // Closing flows are not charged: they do not bring A near its share.
+    for sport in 0..20 {
+        table.push((
+            key(400 + sport, proto::TCP),
+            entry(CtState::FinsSeen, SECOND, true, WORKLOAD_A),
         ));
     }
     fill(&mut h, &table);
     // The first pass counts (10 for A, 3 for B); with a share of 10, A is at it.
     let counted = pass(&mut h, NOW, 10, false);
-    assert_eq!((counted.live, counted.removed_closing), (13, 0));
+    assert_eq!((counted.live, counted.removed_unanswered), (33, 0));
+    assert_eq!(
+        endpoint_counts(&mut h),
+        BTreeMap::from([(WORKLOAD_A, 10), (POD_B_OWNER, 3)])
+    );
     let second = pass(&mut h, NOW, 10, false);
-    assert_eq!(second.removed_closing, 9, "A's reset flows");
+    assert_eq!(second.removed_unanswered, 9, "A's stale half-open flows");
+    assert_eq!(second.removed_closing, 20, "and A's closing ones");
     assert_eq!(second.live, 4);
     assert_eq!(
         endpoint_counts(&mut h),
         BTreeMap::from([(WORKLOAD_A, 1), (POD_B_OWNER, 3)]),
-        "B, far from its share, keeps its closing flows"
+        "B, far from its share, keeps its flows"
     );
 }
 
@@ -280,6 +296,18 @@ fn create_refuses_a_new_flow_of_an_endpoint_at_its_share() {
         h.run(PROG_FROM_WORKLOAD, from_a, &ack).verdict,
         TC_ACT_REDIRECT
     );
+    // A flow that closes no longer counts: A may open another at once, without a pass.
+    let rst = packet::tcp_segment(POD_IP, 40000, PEER_IP, 80, RST | ACK);
+    assert_eq!(
+        h.run(PROG_FROM_WORKLOAD, from_a, &rst).verdict,
+        TC_ACT_REDIRECT
+    );
+    assert_eq!(endpoint_counts(&mut h), BTreeMap::from([(WORKLOAD_A, 2)]));
+    let after_close = h.run(PROG_FROM_WORKLOAD, from_a, &syn(POD_IP, 40011, PEER_IP));
+    assert_eq!(
+        after_close.verdict, TC_ACT_REDIRECT,
+        "the closed flow freed its place"
+    );
     // Another pod opens flows as before, charged to itself.
     let b_flow = h.run(PROG_FROM_WORKLOAD, from_b, &syn(PEER_IP, 41000, POD_IP));
     assert_eq!(b_flow.verdict, TC_ACT_REDIRECT);
@@ -293,7 +321,7 @@ fn create_refuses_a_new_flow_of_an_endpoint_at_its_share() {
     // Once A's flows are gone (here: removed), a pass recounts and A may open flows again.
     {
         let mut ct = h.dataplane().conntrack().expect("conntrack");
-        for sport in 0..SHARE as u16 {
+        for sport in (0..SHARE as u16).chain([11]) {
             ct.remove(&key(40000 + sport, proto::TCP)).expect("remove");
         }
     }

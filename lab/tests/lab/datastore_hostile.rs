@@ -164,21 +164,29 @@ fn felix_starts_with_a_listing_larger_than_4_mib() -> Result<()> {
             put_large(lab, &format!("/calico/lab-large/{i}"), value.as_bytes())?;
         }
         lab.restart_felix(1)?;
+        // Ready within seconds of the restart (before, it answered 503 for as long as the
+        // values stayed).
         let ns = names::host_ns(lab.id(), 1);
-        let out = lab.exec_in(
-            &ns,
-            &[
-                "curl",
-                "-s",
-                "-o",
-                "/dev/null",
-                "-w",
-                "%{http_code}",
-                "http://127.0.0.1:9099/readiness",
-            ],
-        )?;
-        let code = String::from_utf8_lossy(&out.stdout).into_owned();
-        ensure!(code == "200", "readiness answered {code}");
+        poll_until(APPLY, "felix ready", || {
+            let out = lab.exec_in(
+                &ns,
+                &[
+                    "curl",
+                    "-s",
+                    "-o",
+                    "/dev/null",
+                    "-w",
+                    "%{http_code}",
+                    "http://127.0.0.1:9099/readiness",
+                ],
+            )?;
+            let code = String::from_utf8_lossy(&out.stdout).into_owned();
+            Ok(if code == "200" {
+                Ok(())
+            } else {
+                Err(format!("readiness answered {code}"))
+            })
+        })?;
         ensure!(
             sample(&metrics(lab, 1)?, "felix_datastore_in_sync").as_deref() == Some("1"),
             "not in sync"

@@ -21,11 +21,9 @@ use felix_user::{
 
 use support::{
     harness::{Harness, On, TC_ACT_OK, TC_ACT_REDIRECT, TC_ACT_SHOT, WORKLOAD_A},
+    icmp,
     net::{HOST_IP, PEER_HOST_IP},
-    packet::{
-        self, CALI_MAC, IP_OFFSET, PEER_IP, PEER_MAC, POD_IP, POD_MAC, REMOTE_POD_IP,
-        internet_checksum,
-    },
+    packet::{self, CALI_MAC, IP_OFFSET, PEER_IP, PEER_MAC, POD_IP, POD_MAC, REMOTE_POD_IP},
 };
 
 const FROM_A: On = On::iface(WORKLOAD_A);
@@ -375,29 +373,11 @@ fn fragments_cross_hosts_both_ways_through_ipip_and_plain() {
     }
 }
 
-/// Checks that `out` is the ICMP error (`icmp_type`, `code`) for `sent` (a frame from the pod):
-/// to the pod's MAC from the gateway's, from the host to the pod, both checksums valid,
-/// quoting `sent`'s IP header as sent and at least 8 bytes after it.
-fn assert_icmp_error(sent: &[u8], out: &[u8], icmp_type: u8, code: u8) {
-    assert_eq!(&out[..6], &POD_MAC, "to the pod's MAC");
-    assert_eq!(&out[6..12], &CALI_MAC, "from the gateway's");
-    assert_eq!(&out[12..14], &[0x08, 0x00], "IPv4");
-    let ip = &out[IP_OFFSET..];
-    assert_eq!(ip[0], 0x45, "IPv4 without options");
-    let total = usize::from(u16::from_be_bytes([ip[2], ip[3]]));
-    assert_eq!(total, ip.len(), "total length is the frame's");
-    assert_eq!(ip[9], 1, "ICMP");
-    assert_eq!(&ip[12..16], &HOST_IP, "from the host");
-    assert_eq!(&ip[16..20], &POD_IP, "to the pod");
-    assert!(packet::ipv4_checksum_ok(out, IP_OFFSET), "IPv4 checksum");
-    let icmp = &ip[20..];
-    assert_eq!((icmp[0], icmp[1]), (icmp_type, code), "type and code");
+/// Checks that `out` is the time exceeded (`icmp_type` 11, `code`) for `sent`, its unused
+/// word zero.
+fn assert_time_exceeded(sent: &[u8], out: &[u8], code: u8) {
+    let icmp = icmp::assert_icmp_error(sent, out, 11, code);
     assert_eq!(&icmp[4..8], &[0; 4], "unused");
-    assert_eq!(internet_checksum(0, icmp), 0, "ICMP checksum");
-    let quote = &icmp[8..];
-    let sent_ip = &sent[IP_OFFSET..];
-    assert!(quote.len() >= 20 + 8, "IP header and 8 bytes");
-    assert_eq!(quote, &sent_ip[..quote.len()], "the packet as sent");
 }
 
 #[test]
@@ -414,7 +394,7 @@ fn a_pods_packet_whose_ttl_runs_out_is_answered_with_time_exceeded() {
             Reason::IcmpTtlExceeded,
             TC_ACT_REDIRECT,
         );
-        assert_icmp_error(&sent, &out.data_out, 11, 0);
+        assert_time_exceeded(&sent, &out.data_out, 0);
     }
     // A first fragment is answered (as Linux answers fragment 0 only).
     let pieces = fragments(
@@ -430,7 +410,7 @@ fn a_pods_packet_whose_ttl_runs_out_is_answered_with_time_exceeded() {
         Reason::IcmpTtlExceeded,
         TC_ACT_REDIRECT,
     );
-    assert_icmp_error(&first, &out.data_out, 11, 0);
+    assert_time_exceeded(&first, &out.data_out, 0);
     // Never answered: a later fragment, an ICMP error.
     let later = framed(POD_MAC, &pieces[1]);
     let unreachable = packet::build(|out| {

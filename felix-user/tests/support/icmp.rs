@@ -1,5 +1,5 @@
-//! Path MTU in tests: frames with or without DF, and the checks of an ICMP "fragmentation
-//! needed" the programs send back into the pod.
+//! Path MTU in tests: frames with or without DF, and the checks of the ICMP errors the
+//! programs send back into the pod ("fragmentation needed", time exceeded).
 
 use etherparse::PacketBuilder;
 
@@ -43,10 +43,10 @@ pub fn with_df(mut frame: Vec<u8>, df: bool) -> Vec<u8> {
     frame
 }
 
-/// Checks that `out` is the ICMP "fragmentation needed" for `sent` (a frame from the pod): to
-/// the pod's MAC from the gateway's, from the host to the pod, type 3 code 4 with `mtu`, both
-/// checksums valid, quoting `sent`'s IP header (TTL as sent) and at least 8 bytes after it.
-pub fn assert_frag_needed(sent: &[u8], out: &[u8], mtu: u16) {
+/// Checks that `out` is an ICMP error (`icmp_type`, `code`) for `sent` (a frame from the pod):
+/// to the pod's MAC from the gateway's, from the host to the pod, both checksums valid,
+/// quoting `sent`'s IP header as sent and at least 8 bytes after it. Returns the ICMP message.
+pub fn assert_icmp_error<'a>(sent: &[u8], out: &'a [u8], icmp_type: u8, code: u8) -> &'a [u8] {
     assert_eq!(&out[..6], &POD_MAC, "to the pod's MAC");
     assert_eq!(&out[6..12], &CALI_MAC, "from the gateway's");
     assert_eq!(&out[12..14], &[0x08, 0x00], "IPv4");
@@ -59,16 +59,19 @@ pub fn assert_frag_needed(sent: &[u8], out: &[u8], mtu: u16) {
     assert_eq!(&ip[16..20], &POD_IP, "to the pod");
     assert!(packet::ipv4_checksum_ok(out, IP_OFFSET), "IPv4 checksum");
     let icmp = &ip[20..];
-    assert_eq!(
-        (icmp[0], icmp[1]),
-        (3, 4),
-        "destination unreachable, frag needed"
-    );
-    assert_eq!(u16::from_be_bytes([icmp[6], icmp[7]]), mtu, "next-hop MTU");
+    assert_eq!((icmp[0], icmp[1]), (icmp_type, code), "type and code");
     assert_eq!(internet_checksum(0, icmp), 0, "ICMP checksum");
     let quote = &icmp[8..];
     let sent_ip = &sent[IP_OFFSET..];
     let header_len = usize::from(sent_ip[0] & 0x0f) * 4;
     assert!(quote.len() >= header_len + 8, "IP header and 8 bytes");
     assert_eq!(quote, &sent_ip[..quote.len()], "the packet as sent");
+    icmp
+}
+
+/// Checks that `out` is the ICMP "fragmentation needed" (destination unreachable, code 4) for
+/// `sent` with next-hop MTU `mtu` ([`assert_icmp_error`]; the quote keeps the TTL as sent).
+pub fn assert_frag_needed(sent: &[u8], out: &[u8], mtu: u16) {
+    let icmp = assert_icmp_error(sent, out, 3, 4);
+    assert_eq!(u16::from_be_bytes([icmp[6], icmp[7]]), mtu, "next-hop MTU");
 }

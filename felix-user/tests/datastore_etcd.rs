@@ -87,6 +87,20 @@ async fn current_revision(client: &mut Client) -> i64 {
     response.header().expect("header").revision()
 }
 
+/// Makes the syncer relist: cuts it off, compacts past what it saw, lets it back.
+async fn force_relist(proxy: &Proxy, synced: &mut Synced, client: &mut Client) {
+    proxy.cut();
+    synced
+        .until("the syncer to notice", |s| !s.status().in_sync)
+        .await;
+    let last = bump(client).await;
+    client
+        .compact(last, Some(CompactionOptions::new().with_physical()))
+        .await
+        .expect("compact");
+    proxy.restore();
+}
+
 /// A proxy in front of the namespace's etcd.
 async fn proxy() -> Proxy {
     Proxy::start(SocketAddr::from((Ipv4Addr::LOCALHOST, ETCD_PORT))).await
@@ -549,16 +563,7 @@ fn malformed_values_are_logged_once_counted_and_skipped_while_the_rest_applies()
         }
 
         // A relist reads every value again: nothing is counted or logged twice.
-        proxy.cut();
-        synced
-            .until("the syncer to notice", |s| !s.status().in_sync)
-            .await;
-        let last = bump(&mut client).await;
-        client
-            .compact(last, Some(CompactionOptions::new().with_physical()))
-            .await
-            .expect("compact");
-        proxy.restore();
+        force_relist(&proxy, &mut synced, &mut client).await;
         synced
             .until("the relist", |s| {
                 s.status().in_sync && s.status().resyncs == 1
@@ -660,16 +665,7 @@ fn keys_that_are_not_utf8_are_counted_and_logged_once() {
             })
             .await;
         // A relist reads both again: neither is counted or logged twice.
-        proxy.cut();
-        synced
-            .until("the syncer to notice", |s| !s.status().in_sync)
-            .await;
-        let last = bump(&mut client).await;
-        client
-            .compact(last, Some(CompactionOptions::new().with_physical()))
-            .await
-            .expect("compact");
-        proxy.restore();
+        force_relist(&proxy, &mut synced, &mut client).await;
         synced
             .until("relisted", |s| s.status().in_sync && s.snapshots == 2)
             .await;

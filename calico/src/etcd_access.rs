@@ -339,9 +339,10 @@ impl EtcdAccess {
         result
     }
 
-    /// The server's verdict from a bare handshake with this access's (one) endpoint, as a
-    /// refusal; `None` when it names none.
-    async fn handshake_verdict(&self, timeout: Duration) -> Option<AccessError> {
+    /// The server's verdict from a bare handshake with this access's first endpoint, as a
+    /// refusal; `None` when it names none (what a client reads after its connection was closed
+    /// before the server's alert arrived).
+    pub async fn handshake_verdict(&self, timeout: Duration) -> Option<AccessError> {
         let endpoint = self.endpoints.first()?;
         let ca = read(self.tls.ca.as_ref()?).ok()?;
         let identity = match (&self.tls.cert, &self.tls.key) {

@@ -156,6 +156,17 @@ async fn mutual_tls_refusals_say_which() {
         Some(TlsRefusal::ExpiredClientCertificate),
         "{error}"
     );
+    // The same verdict read by a bare handshake (the path after a connection closed early).
+    let verdict = etcd
+        .access(&etcd.pki.ca, Some(&expired))
+        .handshake_verdict(ANSWER)
+        .await
+        .expect("etcd's alert for an expired certificate");
+    assert_eq!(
+        verdict.tls_refusal(),
+        Some(TlsRefusal::ExpiredClientCertificate),
+        "{verdict}"
+    );
 
     // etcd's server certificate checked against another CA.
     let other_ca = other.write(&etcd.dir.join("other-ca.pem")).expect("write");
@@ -244,7 +255,8 @@ async fn etcd_refuses_expired(etcd: &TlsEtcd, expired: &CertFiles) -> AccessErro
         .ca_certificate(Certificate::from_pem(read(&etcd.pki.ca)))
         .identity(Identity::from_pem(read(&expired.cert), read(&expired.key)));
     let access = etcd.access(&etcd.pki.ca, Some(expired));
-    // The alert may lose the race against the closing connection (TLS 1.3): a few tries.
+    // The alert may lose the race against the closing connection (TLS 1.3): then a bare
+    // handshake reads the verdict; a few tries.
     let mut last = None;
     for _ in 0..5 {
         let options = ConnectOptions::new().with_tls(tls.clone());
@@ -258,6 +270,10 @@ async fn etcd_refuses_expired(etcd: &TlsEtcd, expired: &CertFiles) -> AccessErro
                 let error = access.error(error);
                 if error.tls_refusal().is_some() {
                     return error;
+                }
+                // Closed before the alert arrived: read etcd's verdict as felix does.
+                if let Some(refused) = access.handshake_verdict(ANSWER).await {
+                    return refused;
                 }
                 last = Some(error);
             }

@@ -17,14 +17,14 @@ use felix_common::{
 use felix_user::{
     PROG_FROM_UPLINK, PROG_FROM_WORKLOAD, PROG_TO_WORKLOAD,
     calc::policy::{
-        PolicyDirection, RuleRef,
+        PolicyDirection,
         calc::GroupKey,
-        program::{Entry, Match, Program, Step},
+        program::{Match, Program, Step},
     },
 };
 
 use support::{
-    harness::{Harness, On, TC_ACT_OK, TC_ACT_REDIRECT, TC_ACT_SHOT, WORKLOAD_A},
+    harness::{Harness, On, TC_ACT_OK, TC_ACT_REDIRECT, TC_ACT_SHOT, WORKLOAD_A, one_rule_profile},
     net::{HOST_IP, PEER_HOST_IP},
     packet::{self, PEER_IP, POD_IP, REMOTE_POD_IP},
 };
@@ -38,26 +38,7 @@ const SERVER_PORT: u16 = 80;
 /// counter moves when it decides).
 fn deny_all(direction: PolicyDirection) -> (GroupKey, Program) {
     let profile = format!("deny-all-{direction:?}");
-    let key = GroupKey {
-        direction,
-        policies: vec![],
-        profiles: vec![profile.clone()],
-        local_mask: vec![true],
-        local_ports: Vec::new(),
-    };
-    let program = Program {
-        entries: vec![Entry {
-            by: RuleRef::Profile {
-                profile,
-                direction,
-                index: 0,
-            },
-            step: Step::Deny,
-            matcher: Some(Match::default()),
-        }],
-        default_deny: RuleRef::DefaultDeny { direction },
-    };
-    (key, program)
+    one_rule_profile(&profile, direction, Step::Deny, Match::default())
 }
 
 /// The slots of deny-all ingress and deny-all egress.

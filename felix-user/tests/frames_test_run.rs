@@ -13,14 +13,14 @@ use felix_common::{CtKey, Direction, EndpointInfo, Reason, endpoints::endpoint_f
 use felix_user::{
     PROG_FROM_UPLINK, PROG_FROM_WORKLOAD, PROG_TO_WORKLOAD,
     calc::policy::{
-        PolicyDirection, RuleRef,
+        PolicyDirection,
         calc::GroupKey,
-        program::{Entry, Match, PortMatch, Program, ProtoMatch, Step},
+        program::{Match, PortMatch, Program, ProtoMatch, Step},
     },
 };
 
 use support::{
-    harness::{Harness, On, TC_ACT_OK, TC_ACT_REDIRECT, TC_ACT_SHOT, WORKLOAD_A},
+    harness::{Harness, On, TC_ACT_OK, TC_ACT_REDIRECT, TC_ACT_SHOT, WORKLOAD_A, one_rule_profile},
     icmp,
     net::{HOST_IP, PEER_HOST_IP},
     packet::{self, CALI_MAC, IP_OFFSET, PEER_IP, PEER_MAC, POD_IP, POD_MAC, REMOTE_POD_IP},
@@ -36,14 +36,6 @@ const CHUNK: usize = 48;
 
 /// "Allow UDP to port 5353, deny the rest" in `direction`.
 fn udp_5353(direction: PolicyDirection) -> (GroupKey, Program) {
-    let name = format!("udp-5353-{direction:?}");
-    let key = GroupKey {
-        direction,
-        policies: vec![],
-        profiles: vec![name.clone()],
-        local_mask: vec![true],
-        local_ports: Vec::new(),
-    };
     let matcher = Match {
         proto: ProtoMatch {
             is: Some(UDP),
@@ -55,19 +47,8 @@ fn udp_5353(direction: PolicyDirection) -> (GroupKey, Program) {
         },
         ..Match::default()
     };
-    let program = Program {
-        entries: vec![Entry {
-            by: RuleRef::Profile {
-                profile: name,
-                direction,
-                index: 0,
-            },
-            step: Step::Allow,
-            matcher: Some(matcher),
-        }],
-        default_deny: RuleRef::DefaultDeny { direction },
-    };
-    (key, program)
+    let name = format!("udp-5353-{direction:?}");
+    one_rule_profile(&name, direction, Step::Allow, matcher)
 }
 
 /// A harness where pods A and B (each with its own MAC) both allow only UDP 5353, in and out.

@@ -19,16 +19,16 @@ use felix_common::{
 use felix_user::{
     PROG_FROM_UPLINK, PROG_FROM_WORKLOAD, PROG_TO_UPLINK, PROG_TO_WORKLOAD,
     calc::policy::{
-        PolicyDirection, RuleRef,
+        PolicyDirection,
         calc::GroupKey,
-        program::{AddrMatch, Entry, Match, PortMatch, Program, ProtoMatch, Step},
+        program::{AddrMatch, Match, PortMatch, Program, ProtoMatch, Step},
     },
 };
 use ipnet::Ipv4Net;
 use testkit::netns;
 
 use support::{
-    harness::{Harness, On, TC_ACT_OK, TC_ACT_REDIRECT, TC_ACT_SHOT, WORKLOAD_A},
+    harness::{Harness, On, TC_ACT_OK, TC_ACT_REDIRECT, TC_ACT_SHOT, WORKLOAD_A, one_rule_profile},
     net::{HOST_IP, PEER_HOST_IP},
     packet::{self, IP_OFFSET, PEER_IP, POD_IP, REMOTE_POD_IP},
 };
@@ -45,14 +45,6 @@ const TCP: u8 = 6;
 /// Egress policy "allow TCP 8080 to the pod network, deny the rest", as the issue's
 /// `app: web` policy resolves: the backends' addresses and the target port.
 fn egress_to_pods_on_8080() -> (GroupKey, Program) {
-    let name = "web-8080";
-    let key = GroupKey {
-        direction: PolicyDirection::Egress,
-        policies: vec![],
-        profiles: vec![name.into()],
-        local_mask: vec![true],
-        local_ports: Vec::new(),
-    };
     let pods: Ipv4Net = "192.168.0.0/16".parse().expect("pool");
     let matcher = Match {
         proto: ProtoMatch {
@@ -69,21 +61,7 @@ fn egress_to_pods_on_8080() -> (GroupKey, Program) {
         },
         src_ports: PortMatch::default(),
     };
-    let program = Program {
-        entries: vec![Entry {
-            by: RuleRef::Profile {
-                profile: name.into(),
-                direction: PolicyDirection::Egress,
-                index: 0,
-            },
-            step: Step::Allow,
-            matcher: Some(matcher),
-        }],
-        default_deny: RuleRef::DefaultDeny {
-            direction: PolicyDirection::Egress,
-        },
-    };
-    (key, program)
+    one_rule_profile("web-8080", PolicyDirection::Egress, Step::Allow, matcher)
 }
 
 /// A harness where pod A has the egress policy above and no ingress policy at all (so any

@@ -52,27 +52,40 @@ pub struct Harness {
 
 /// A program that allows everything (as Calico's `kns.<namespace>` profiles do).
 pub fn allow_all() -> (GroupKey, Program) {
-    let by = RuleRef::Profile {
-        profile: "allow-all".into(),
-        direction: PolicyDirection::Ingress,
-        index: 0,
-    };
+    one_rule_profile(
+        "allow-all",
+        PolicyDirection::Ingress,
+        Step::Allow,
+        Match::default(),
+    )
+}
+
+/// The policy of one profile `name` in `direction` with one rule (`step` on `matcher`) before
+/// the default deny, as the calculation compiles it.
+pub fn one_rule_profile(
+    name: &str,
+    direction: PolicyDirection,
+    step: Step,
+    matcher: Match,
+) -> (GroupKey, Program) {
     let key = GroupKey {
-        direction: PolicyDirection::Ingress,
+        direction,
         policies: vec![],
-        profiles: vec!["allow-all".into()],
+        profiles: vec![name.into()],
         local_mask: vec![true],
         local_ports: Vec::new(),
     };
     let program = Program {
         entries: vec![Entry {
-            by,
-            step: Step::Allow,
-            matcher: Some(Match::default()),
+            by: RuleRef::Profile {
+                profile: name.into(),
+                direction,
+                index: 0,
+            },
+            step,
+            matcher: Some(matcher),
         }],
-        default_deny: RuleRef::DefaultDeny {
-            direction: PolicyDirection::Ingress,
-        },
+        default_deny: RuleRef::DefaultDeny { direction },
     };
     (key, program)
 }

@@ -1,5 +1,7 @@
 //! The etcd syncer: lists Calico's keys at a revision, then watches from the next revision and
-//! hands the changes on in batches ([`Update`]). When the connection drops it reconnects with
+//! hands the changes on in batches ([`Update`]): each watch response as soon as it arrives,
+//! with the responses already waiting behind it (no fixed delay: the receiver batches what
+//! queues up while it is busy). When the connection drops it reconnects with
 //! capped exponential backoff and resumes the watch right after the last revision it delivered,
 //! so nothing is listed again. Only when etcd has compacted that revision away does it list
 //! again (a resync: the receiver then holds exactly the new listing). Its state is published as a
@@ -96,7 +98,9 @@ pub struct SyncerConfig {
     pub tls: TlsFiles,
     /// Key prefix to list and watch.
     pub prefix: String,
-    /// Events arriving within this window after a first one are delivered as one batch.
+    /// Events arriving within this window after a first one are delivered as one batch. Zero
+    /// (felix's default): a batch is what etcd has sent by the time the first event is read,
+    /// so a lone change is delivered at once.
     pub debounce: Duration,
     /// Most events in one batch.
     pub max_batch: usize,
@@ -116,7 +120,7 @@ impl SyncerConfig {
             endpoints,
             tls: TlsFiles::default(),
             prefix: CALICO_PREFIX.into(),
-            debounce: Duration::from_millis(100),
+            debounce: Duration::ZERO,
             max_batch: 10_000,
             page_size: 1_000,
             min_backoff: Duration::from_millis(200),
@@ -395,6 +399,8 @@ impl Syncer {
                 continue;
             }
             let mut events = events_of(&response);
+            // With a zero window this only takes responses that are already waiting: the
+            // timeout polls the stream before it looks at the clock.
             let deadline = Instant::now() + self.config.debounce;
             let mut end = None;
             while events.len() < self.config.max_batch {

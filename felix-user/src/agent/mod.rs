@@ -1,9 +1,12 @@
 //! `felix run`: keep the dataplane in step with the datastore and the host's links, own the
 //! host's kernel routes to its pods, register the Node and report status.
 //!
-//! The datastore arrives through the syncer ([`datastore`]) into the parsed cache ([`Store`]);
-//! after each batch that changes it, the forwarding view ([`Topology`]) is derived again and the
-//! dataplane reconciled. What the dataplane is depends on the [`Mode`]; this module is the loop
+//! The datastore arrives through the syncer ([`datastore`]) into the parsed cache ([`Store`]).
+//! The syncer hands each watch response on at once; the loop applies every update queued by
+//! then as one batch (so bursts batch themselves while felix is busy, and a lone change waits
+//! for nothing). After a batch that changes the cache the dataplane is reconciled; the
+//! forwarding view ([`Topology`]) is derived again only when the batch touches what it reads
+//! ([`topology_inputs`]). What the dataplane is depends on the [`Mode`]; this module is the loop
 //! both modes share (syncer, store, topology, links, kernel routes, Node, status, telemetry) and
 //! a [`Plane`] does the rest:
 //! - [`bpf`]: load the programs, attach them to every workload interface and the uplink, keep
@@ -35,6 +38,7 @@ mod bpf;
 mod endpoint_conflicts;
 mod iptables;
 mod nat_outgoing;
+mod topology_inputs;
 
 use std::{
     collections::{BTreeMap, HashMap},
@@ -406,7 +410,7 @@ impl<P: Plane> Agent<P> {
                     None => break Err(AgentError::WatcherStopped),
                 },
                 Some(update) = updates.recv() => {
-                    self.on_update(update).await;
+                    self.on_updates(update, &mut updates).await;
                     if self.restart {
                         break Ok(Stopped::Restart);
                     }
@@ -428,14 +432,29 @@ impl<P: Plane> Agent<P> {
         result
     }
 
-    /// Applies a datastore update to the cache, hands its changes to the policy calculation
-    /// and, when something changed, reconciles. (The syncer batches bursts of changes.)
-    async fn on_update(&mut self, update: Update) {
-        let applied = self.store.apply(update);
-        self.check_felix_configuration(&applied);
-        self.feed_policy(&applied);
-        if applied.changes.is_empty() && self.topology.is_some() {
+    /// Applies `first` and every update queued behind it to the cache, hands their changes to
+    /// the policy calculation and, when something changed, reconciles once for all of them.
+    async fn on_updates(&mut self, first: Update, queued: &mut mpsc::Receiver<Update>) {
+        let mut changed = false;
+        let mut topology_changed = self.topology.is_none();
+        let mut next = Some(first);
+        while let Some(update) = next {
+            let applied = self.store.apply(update);
+            self.check_felix_configuration(&applied);
+            self.feed_policy(&applied);
+            changed |= !applied.changes.is_empty();
+            topology_changed |=
+                applied.resync || topology_inputs::touch_topology(&applied.changes, &self.node);
+            next = queued.try_recv().ok();
+        }
+        if !changed && !topology_changed {
             // Malformed counts may have moved.
+            self.report();
+            return;
+        }
+        if !topology_changed {
+            // Policy only: the routes and nat rules follow the topology, which is as it was.
+            self.apply_dataplane().await;
             self.report();
             return;
         }
@@ -513,8 +532,17 @@ impl<P: Plane> Agent<P> {
     /// Brings the dataplane, the kernel routes and the reported status in line with the
     /// datastore and the links.
     async fn reconcile(&mut self) {
+        self.apply_dataplane().await;
+        if let Some(topology) = &self.topology {
+            self.nat.sync(topology).await;
+            self.reconcile_routes().await;
+        }
+        self.report();
+    }
+
+    /// Programs the desired state and policy into the dataplane (once there is a topology).
+    async fn apply_dataplane(&mut self) {
         let (Some(mut desired), Some(topology)) = (self.desired(), self.topology.as_ref()) else {
-            self.report();
             return;
         };
         let input = Input {
@@ -527,9 +555,6 @@ impl<P: Plane> Agent<P> {
             self.applied_once = true;
             self.last_sync = Some(SystemTime::now());
         }
-        self.nat.sync(topology).await;
-        self.reconcile_routes().await;
-        self.report();
     }
 
     /// Reconciles the kernel routes felix owns (also on a timer and when one is deleted).

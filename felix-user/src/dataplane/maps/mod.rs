@@ -9,6 +9,7 @@
 //! Adding a dumpable map: a new file here with a [`MapDump`] impl, and a `felix bpf <map> dump`
 //! arm in the CLI that names it.
 
+pub mod batch;
 pub mod conntrack;
 pub mod counter_cache;
 pub mod counters;

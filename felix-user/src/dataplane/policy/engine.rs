@@ -97,10 +97,14 @@ impl PolicyEngine {
         Ok((slots, applied))
     }
 
-    /// After the endpoints map points at the new slots: frees unused groups, forgets rules
-    /// that no longer exist, and saves the state for `felix bpf policy dump`.
+    /// After the endpoints map points at the new slots: deletes the sets flipped away from,
+    /// frees unused groups and, when what is programmed changed, forgets rules that no longer
+    /// exist and saves the state for `felix bpf policy dump`.
     pub fn finish(&mut self, dataplane: &mut Dataplane) -> Result<(), TablesError> {
         self.tables.release_unused(dataplane, &self.in_use)?;
+        if !self.tables.take_changed() {
+            return Ok(());
+        }
         let live: HashSet<crate::calc::policy::RuleRef> = self
             .tables
             .groups()

@@ -1,17 +1,20 @@
 //! Writes compiled programs into the policy maps, one *set* per group of endpoints that share a
 //! program, and flips each group's *slot* to a new set atomically.
 //!
-//! Order of a change: write the new set completely, flip the slot (one array update), then
-//! delete the old set. A group that appears gets a fresh slot; the caller points its endpoints
-//! at it, then calls [`PolicyTables::release_unused`] to free slots no endpoint uses any more.
-//! On start, slots and sets a previous felix left are avoided, then collected.
+//! Order of a change: write the new set completely (batched map updates), flip the slot (one
+//! array update: this is what enforces it). The old set is deleted later, by
+//! [`PolicyTables::release_unused`], off the change's critical path. A group that appears gets
+//! a fresh slot; the caller points its endpoints at it, then calls
+//! [`PolicyTables::release_unused`] to free slots no endpoint uses any more and delete the
+//! sets flipped away from. On start, slots and sets a previous felix left are avoided, then
+//! collected.
 
 use std::{
     collections::{HashMap, HashSet},
     hash::{DefaultHasher, Hash, Hasher},
 };
 
-use aya::maps::lpm_trie::Key;
+use aya::{Pod, maps::lpm_trie::Key};
 use felix_common::{
     maps::POLICY_SLOTS_MAX_ENTRIES,
     policy::{
@@ -27,7 +30,10 @@ use crate::calc::policy::{
     program::Program,
     rule_ids::{RuleIdError, RuleIds},
 };
-use crate::dataplane::loader::{Dataplane, LoadError};
+use crate::dataplane::{
+    loader::{Dataplane, LoadError},
+    maps::batch,
+};
 
 /// Errors writing the policy maps.
 #[derive(Debug, thiserror::Error)]
@@ -72,6 +78,10 @@ pub struct PolicyTables {
     inherited_slots: HashSet<u32>,
     next_set: u32,
     adopted: bool,
+    /// Sets flipped away from, deleted by [`Self::release_unused`].
+    retired: Vec<(u32, Compiled)>,
+    /// Whether the programmed groups changed since [`Self::take_changed`].
+    changed: bool,
 }
 
 /// Counts of one apply.
@@ -99,6 +109,12 @@ impl PolicyTables {
         self.groups.iter()
     }
 
+    /// Whether the programmed groups (their slots, sets, programs or rule ids) changed since
+    /// the last call; resets it.
+    pub fn take_changed(&mut self) -> bool {
+        std::mem::take(&mut self.changed)
+    }
+
     /// The slot of `group`, once applied.
     pub fn slot_of(&self, group: &GroupKey) -> Option<u32> {
         self.groups.get(group).map(|p| p.slot)
@@ -122,6 +138,7 @@ impl PolicyTables {
         }
         self.next_set = highest + 1;
         self.adopted = true;
+        self.changed = true;
         debug!(
             inherited = self.inherited_slots.len(),
             next_set = self.next_set,
@@ -190,8 +207,9 @@ impl PolicyTables {
                 },
             );
             if let Some(old) = old {
-                delete_set(dataplane, old.set, &old.compiled)?;
+                self.retired.push((old.set, old.compiled));
             }
+            self.changed = true;
             applied.compiled += 1;
         }
         Ok(applied)
@@ -231,8 +249,9 @@ impl PolicyTables {
         Ok(ids)
     }
 
-    /// Forgets groups not in `keep` (their endpoints already point elsewhere): clears their
-    /// slots and deletes their sets; on the first call also collects what a previous felix left.
+    /// Deletes the sets flipped away from, forgets groups not in `keep` (their endpoints
+    /// already point elsewhere): clears their slots and deletes their sets; on the first call
+    /// also collects what a previous felix left.
     pub fn release_unused(
         &mut self,
         dataplane: &mut Dataplane,
@@ -244,6 +263,10 @@ impl PolicyTables {
             .filter(|g| !keep.contains(*g))
             .cloned()
             .collect();
+        for (set, compiled) in std::mem::take(&mut self.retired) {
+            delete_set(dataplane, set, &compiled)?;
+        }
+        self.changed |= !gone.is_empty();
         for group in &gone {
             if let Some(old) = self.groups.remove(group) {
                 dataplane
@@ -350,31 +373,57 @@ fn write_set(
     compiled: &Compiled,
     ids: &[u32],
 ) -> Result<(), TablesError> {
-    let mut ips = dataplane.policy_ips()?;
-    for (net, class) in &compiled.ips {
-        ips.insert(&ip_key(set, net), class, 0)
-            .map_err(map_err(felix_common::maps::POLICY_IPS))?;
+    let (keys, classes): (Vec<_>, Vec<u32>) = compiled
+        .ips
+        .iter()
+        .map(|(net, class)| (ip_key(set, net), *class))
+        .unzip();
+    if !batched_update(dataplane, felix_common::maps::POLICY_IPS, &keys, &classes) {
+        let mut ips = dataplane.policy_ips()?;
+        for (key, class) in keys.iter().zip(&classes) {
+            ips.insert(key, class, 0)
+                .map_err(map_err(felix_common::maps::POLICY_IPS))?;
+        }
     }
-    let mut ports = dataplane.policy_ports()?;
-    for e in &compiled.ports {
-        ports
-            .insert(&port_key(set, e), e.class, 0)
-            .map_err(map_err(felix_common::maps::POLICY_PORTS))?;
+    let (keys, classes): (Vec<_>, Vec<u16>) = compiled
+        .ports
+        .iter()
+        .map(|e| (port_key(set, e), e.class))
+        .unzip();
+    if !batched_update(dataplane, felix_common::maps::POLICY_PORTS, &keys, &classes) {
+        let mut ports = dataplane.policy_ports()?;
+        for (key, class) in keys.iter().zip(&classes) {
+            ports
+                .insert(key, class, 0)
+                .map_err(map_err(felix_common::maps::POLICY_PORTS))?;
+        }
     }
     let default_id = ids.last().copied().unwrap_or(0);
-    let mut verdicts = dataplane.policy_verdicts()?;
-    for (key, outcome) in &compiled.verdicts {
-        let rule = outcome
-            .entry
-            .and_then(|e| ids.get(e).copied())
-            .unwrap_or(default_id);
-        verdicts
-            .insert(
+    let (keys, verdicts): (Vec<_>, Vec<_>) = compiled
+        .verdicts
+        .iter()
+        .map(|(key, outcome)| {
+            let rule = outcome
+                .entry
+                .and_then(|e| ids.get(e).copied())
+                .unwrap_or(default_id);
+            (
                 verdict_key(set, *key),
                 PolicyVerdict::new(rule, outcome.allow),
-                0,
             )
-            .map_err(map_err(felix_common::maps::POLICY_VERDICTS))?;
+        })
+        .unzip();
+    if !batched_update(
+        dataplane,
+        felix_common::maps::POLICY_VERDICTS,
+        &keys,
+        &verdicts,
+    ) {
+        let mut map = dataplane.policy_verdicts()?;
+        for (key, verdict) in keys.iter().zip(&verdicts) {
+            map.insert(key, verdict, 0)
+                .map_err(map_err(felix_common::maps::POLICY_VERDICTS))?;
+        }
     }
     debug_assert!(
         compiled
@@ -385,19 +434,78 @@ fn write_set(
     Ok(())
 }
 
+/// Writes `keys` and `values` into map `name` in batched calls; false when that is not possible
+/// (the caller then writes them one by one, which reports the error of an entry that fails).
+fn batched_update<K: Pod, V: Pod>(
+    dataplane: &mut Dataplane,
+    name: &'static str,
+    keys: &[K],
+    values: &[V],
+) -> bool {
+    let Some(map) = dataplane
+        .map(name)
+        .ok()
+        .and_then(|m| batch::hash_or_trie(m))
+    else {
+        return false;
+    };
+    match batch::update(map, keys, values) {
+        Ok(()) => true,
+        Err(error) => {
+            debug!(map = name, %error, "batched update refused; writing entry by entry");
+            false
+        }
+    }
+}
+
+/// Deletes `keys` from map `name` in batched calls; false when that is not possible.
+fn batched_delete<K: Pod>(dataplane: &mut Dataplane, name: &'static str, keys: &[K]) -> bool {
+    let Some(map) = dataplane
+        .map(name)
+        .ok()
+        .and_then(|m| batch::hash_or_trie(m))
+    else {
+        return false;
+    };
+    match batch::delete(map, keys) {
+        Ok(()) => true,
+        Err(error) => {
+            debug!(map = name, %error, "batched delete refused; deleting entry by entry");
+            false
+        }
+    }
+}
+
 /// Deletes every entry of `compiled` under `set`.
 fn delete_set(dataplane: &mut Dataplane, set: u32, compiled: &Compiled) -> Result<(), TablesError> {
-    let mut ips = dataplane.policy_ips()?;
-    for (net, _) in &compiled.ips {
-        let _ = ips.remove(&ip_key(set, net));
+    let keys: Vec<_> = compiled
+        .ips
+        .iter()
+        .map(|(net, _)| ip_key(set, net))
+        .collect();
+    if !batched_delete(dataplane, felix_common::maps::POLICY_IPS, &keys) {
+        let mut ips = dataplane.policy_ips()?;
+        for key in &keys {
+            let _ = ips.remove(key);
+        }
     }
-    let mut ports = dataplane.policy_ports()?;
-    for e in &compiled.ports {
-        let _ = ports.remove(&port_key(set, e));
+    let keys: Vec<_> = compiled.ports.iter().map(|e| port_key(set, e)).collect();
+    if !batched_delete(dataplane, felix_common::maps::POLICY_PORTS, &keys) {
+        let mut ports = dataplane.policy_ports()?;
+        for key in &keys {
+            let _ = ports.remove(key);
+        }
     }
-    let mut verdicts = dataplane.policy_verdicts()?;
-    for (key, _) in &compiled.verdicts {
-        let _ = verdicts.remove(&verdict_key(set, *key));
+    let keys: Vec<_> = compiled
+        .verdicts
+        .iter()
+        .map(|(key, _)| verdict_key(set, *key))
+        .collect();
+    if !batched_delete(dataplane, felix_common::maps::POLICY_VERDICTS, &keys) {
+        let mut verdicts = dataplane.policy_verdicts()?;
+        for key in &keys {
+            let _ = verdicts.remove(key);
+        }
     }
     Ok(())
 }

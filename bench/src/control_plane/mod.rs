@@ -7,20 +7,25 @@
 //!   its ingress rule 0) until the endpoint's ingress slot flips to a new set;
 //! - a label change: one put of a remote endpoint's WorkloadEndpoint whose `role` moves it in
 //!   or out of the IP set behind a local endpoint's ingress rule 0, until that flip;
+//! - large policies (full runs, largest scale, after the changes, see [`large`]): 10,000
+//!   selector rules and 50,000 /32 rules selecting one local endpoint, from their etcd writes
+//!   to the endpoint's ingress slot holding the complete set;
 //! - felix's VmRSS and VmHWM after the sync and after the changes, and its CPU time.
 //!
 //! Changes are timed from just before the etcd put to the first poll (every
 //! [`POLL`]) that sees the flip, then cross-checked, untimed, against the state file (the
 //! rule's text has the new port, or the set's new size). One change at a time, [`Settings::gap`]
-//! apart, so felix's batching never merges two.
+//! apart: felix delivers each at once, so none waits for another.
 
 pub mod cluster;
 mod etcd;
 mod felixd;
 mod lab;
+pub mod large;
 mod probe;
 mod proc;
 pub mod report;
+pub mod targets;
 
 use std::{
     collections::HashMap,
@@ -66,6 +71,8 @@ pub struct Settings {
     pub settle: Duration,
     /// Longest wait for a sync or a change.
     pub timeout: Duration,
+    /// Whether the largest scale also measures the [`large::MEASURED`] policies.
+    pub large_policies: bool,
 }
 
 impl Settings {
@@ -87,6 +94,7 @@ impl Settings {
             gap: Duration::from_millis(100),
             settle: Duration::from_secs(3),
             timeout: Duration::from_secs(120),
+            large_policies: true,
         }
     }
 
@@ -102,6 +110,7 @@ impl Settings {
             gap: Duration::from_millis(100),
             settle: Duration::from_secs(3),
             timeout: Duration::from_secs(60),
+            large_policies: false,
         }
     }
 }
@@ -154,6 +163,8 @@ pub struct ScaleResult {
     pub tables: Tables,
     pub policy: Changes,
     pub label: Changes,
+    /// The large policies, when measured at this scale.
+    pub large: Vec<large::LargePolicy>,
     /// After all changes.
     pub memory_end: Memory,
     /// WARN and ERROR lines in the last felix's log.
@@ -189,7 +200,13 @@ pub fn run(settings: &Settings, felix: &Path) -> Result<Results> {
             "== {} endpoints / {} policies",
             scale.endpoints, scale.policies
         );
-        scales.push(measure(settings, scale, felix)?);
+        let largest = settings.scales.iter().map(|s| s.endpoints).max() == Some(scale.endpoints);
+        scales.push(measure(
+            settings,
+            scale,
+            felix,
+            settings.large_policies && largest,
+        )?);
     }
     Ok(Results {
         settings: settings.clone(),
@@ -207,7 +224,12 @@ struct Session<'a> {
     probe: Probe,
 }
 
-fn measure(settings: &Settings, scale: Scale, felix_src: &Path) -> Result<ScaleResult> {
+fn measure(
+    settings: &Settings,
+    scale: Scale,
+    felix_src: &Path,
+    large_policies: bool,
+) -> Result<ScaleResult> {
     let cluster = Cluster::new(scale)?;
     let locals: Vec<Pod> = cluster
         .locals
@@ -294,6 +316,19 @@ fn measure(settings: &Settings, scale: Scale, felix_src: &Path) -> Result<ScaleR
     report_changes("policy", &policy);
     let label = label_changes(&mut session, &targets)?;
     report_changes("label", &label);
+    let mut large = Vec::new();
+    if large_policies {
+        for (&(shape, n), target) in large::MEASURED.iter().zip(&targets) {
+            let measured = large::measure(&mut session, target, shape, n)?;
+            eprintln!(
+                "{}: programmed {:.3} s after the first write, {:.3} s after the first policy put",
+                large::label(&measured),
+                measured.from_first_write.as_secs_f64(),
+                measured.from_policy_write.as_secs_f64()
+            );
+            large.push(measured);
+        }
+    }
     let memory_end = session.felix.memory()?;
     let log = fs::read_to_string(&session.felix.log).unwrap_or_default();
     let flagged: Vec<&str> = log
@@ -309,6 +344,7 @@ fn measure(settings: &Settings, scale: Scale, felix_src: &Path) -> Result<ScaleR
         tables,
         policy,
         label,
+        large,
         memory_end,
         warnings: flagged.iter().filter(|l| l.contains(" WARN ")).count(),
         errors: flagged.iter().filter(|l| l.contains(" ERROR ")).count(),

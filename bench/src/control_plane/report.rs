@@ -2,7 +2,7 @@
 
 use std::{fmt::Write as _, time::Duration};
 
-use super::{Changes, MILESTONES, Results, ScaleResult};
+use super::{Changes, MILESTONES, Results, ScaleResult, large, targets};
 use crate::{
     report::{self, thousands},
     stats::{Summary, percentile},
@@ -193,6 +193,8 @@ pub fn markdown(results: &Results, header: &Header) -> String {
         }
     }
 
+    large_section(&mut out, results);
+
     out.push_str(
         "\n## Memory and policy tables\n\n\
          | endpoints / policies | VmRSS after sync MiB | VmRSS after changes MiB | VmHWM MiB | groups | ips | ports | verdicts | felix WARN / ERROR lines |\n\
@@ -228,7 +230,61 @@ pub fn markdown(results: &Results, header: &Header) -> String {
         }
         out.push_str("```\n");
     }
+    targets_section(&mut out, results);
     out
+}
+
+/// The large policies, where measured.
+fn large_section(out: &mut String, results: &Results) {
+    if results.scales.iter().all(|r| r.large.is_empty()) {
+        return;
+    }
+    out.push_str(
+        "\n## Large policies (etcd writes to the endpoint's complete set in its slot)\n\n\
+         Seconds. One local endpoint selected; written after the changes, sets first.\n\n\
+         | endpoints / policies | rules | sets | policies | MB | written in | from the first write | from the first policy put | ips in the set |\n\
+         |---|---|---:|---:|---:|---:|---:|---:|---:|\n",
+    );
+    for r in &results.scales {
+        for p in &r.large {
+            let _ = writeln!(
+                out,
+                "| {} | {} | {} | {} | {:.1} | {:.3} | {:.3} | {:.3} | {} |",
+                scale_name(r),
+                large::label(p),
+                thousands(p.sets as u64),
+                p.policies,
+                p.bytes as f64 / 1e6,
+                p.written.as_secs_f64(),
+                p.from_first_write.as_secs_f64(),
+                p.from_policy_write.as_secs_f64(),
+                thousands(p.ips as u64)
+            );
+        }
+    }
+}
+
+/// Issue 18's targets at the largest scale, met or not.
+fn targets_section(out: &mut String, results: &Results) {
+    let checks = targets::checks(results);
+    if checks.is_empty() {
+        return;
+    }
+    out.push_str(
+        "\n## Targets (issue 18, at the largest scale)\n\n\
+         | target | goal | measured | met |\n\
+         |---|---|---:|---|\n",
+    );
+    for c in &checks {
+        let (measured, met) = match (c.measured, c.met()) {
+            (Some(m), Some(met)) => (
+                format!("{m:.*} {}", if c.unit == "s" { 3 } else { 1 }, c.unit),
+                if met { "met" } else { "not met" },
+            ),
+            _ => ("-".into(), "not measured"),
+        };
+        let _ = writeln!(out, "| {} | {} | {measured} | {met} |", c.what, c.goal);
+    }
 }
 
 const METHOD: &str = concat!(
@@ -269,9 +325,19 @@ egress). Everything else sits on ",
   way; the state file must then show the set's new size.
 - one change at a time: the first put comes a few seconds after the sync (felix's own
   start-up writes to etcd, its Node and status, come back through its watch), each next one
-  after the check and a pause, so felix's watch batching (events within 100 ms of the first
-  are delivered together) never merges two of our changes. felix's periodic status write
-  (every 10 s) can still share a batch with one.
+  after the check and a pause. felix applies each watch response as it arrives (no batching
+  window); what arrives while it applies one batch forms the next, so felix's periodic
+  status write (every 10 s) can still share a batch with one of our changes.
+- large policies (full runs, largest scale, after the changes): the deny policies of `bench
+  dataplane` (10,000 rules `source: selector: bench-set == 's<i>'`, each naming its own
+  GlobalNetworkSet of 8 addresses; then 50,000 rules `source: nets: [<a>/32]` in
+  GlobalNetworkPolicies of 10,000 rules), their selector narrowed to one local endpoint
+  (another for each). The sets are written first (transactions of 128 puts), then each
+  policy (one put each). Timed from the first write, and from the first policy put (what
+  felix takes once the rules reach it), to the first poll that saw the endpoint's ingress
+  slot and set that the state file then shows with every deny policy in its group.
+- targets: issue 18's, at the largest scale; the large policies from the first policy put,
+  VmRSS the highest of after the sync and at the end (after the large policies).
 - memory: VmRSS and VmHWM from `/proc/<pid>/status`; CPU: utime + stime from
   `/proc/<pid>/stat`.
 "
@@ -317,6 +383,17 @@ mod tests {
             },
             policy: changes.clone(),
             label: changes,
+            large: vec![large::LargePolicy {
+                shape: crate::dataplane::rules::Shape::Cidr,
+                rules: 50_000,
+                sets: 0,
+                policies: 5,
+                bytes: 3_000_000,
+                written: Duration::from_millis(200),
+                from_first_write: Duration::from_millis(900),
+                from_policy_write: Duration::from_millis(900),
+                ips: 50_001,
+            }],
             memory_end: Memory {
                 rss_kib: 25_600,
                 hwm_kib: 30_720,
@@ -357,6 +434,16 @@ mod tests {
         assert!(md.contains("| 10,000 / 1,000 | 3 | 0.100 | - | - | - | - | 2.500 |"));
         assert!(md.contains("| 20.0 | 25.0 | 30.0 | 40 | 20,000 | 100 | 300 | 1 / 0 |"));
         assert!(md.contains("2026 WARN x"));
+        assert!(md.contains(
+            "| 10,000 / 1,000 | 50,000 /32 rules | 0 | 5 | 3.0 | 0.200 | 0.900 | 0.900 | 50,001 |"
+        ));
+        assert!(md.contains("| policy change p99 | <= 20 ms | 99.0 ms | not met |"));
+        assert!(
+            md.contains("| 50,000 /32 rules, from the first policy put | <= 1 s | 0.900 s | met |")
+        );
+        assert!(md.contains(
+            "| 10,000 selector rules, from the policy put | <= 1 s | - | not measured |"
+        ));
         assert!(md.contains("- 10,000 / 1,000, label: 100.0 at 100.0, 99.0 at 99.0, 98.0 at 98.0"));
     }
 }

@@ -66,7 +66,8 @@ pub(super) fn measure(
         namespace_name(target.pod.namespace)
     );
     let (sets, policies) = documents(shape, n, &selector)?;
-    let deny_names: Vec<String> = (0..rules::chunks(n)).map(rules::deny_name).collect();
+    // The state file names a group's policies by their etcd keys.
+    let deny_keys: Vec<String> = policies.iter().map(|(key, _)| key.clone()).collect();
     let ingress = side(PolicyDirection::Ingress);
     let before = s
         .probe
@@ -97,7 +98,7 @@ pub(super) fn measure(
                     let group = state.group(live.slot).filter(|g| g.set == live.set)?;
                     Some((*at, group))
                 })
-                && deny_names.iter().all(|d| group.policies.contains(d))
+                && deny_keys.iter().all(|d| group.policies.contains(d))
             {
                 break (at, group.tables.ips);
             }

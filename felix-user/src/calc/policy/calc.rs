@@ -102,7 +102,8 @@ pub struct GroupKey {
 #[derive(Debug, Default)]
 pub struct PolicyCalc {
     tiers: HashMap<String, TierSpec>,
-    policies: HashMap<String, PolicyDef>,
+    /// Shared, so that building a program does not copy a policy's rules.
+    policies: HashMap<String, Arc<PolicyDef>>,
     profiles: HashMap<String, calico::model::ProfileSpec>,
     workloads: HashMap<String, Workload>,
     network_sets: HashMap<String, NamespacedSet>,
@@ -488,7 +489,7 @@ impl PolicyCalc {
                     .is_some_and(|s| s.matches(&member.labels, false)),
             )
         });
-        self.policies.insert(key.to_string(), def);
+        self.policies.insert(key.to_string(), Arc::new(def));
     }
 
     /// The canonical text of every remote-side selector the policy's rules use.
@@ -675,8 +676,8 @@ impl PolicyCalc {
         &self,
         matching: &HashSet<String>,
         direction: PolicyDirection,
-    ) -> Vec<(String, PolicyDef)> {
-        let mut list: Vec<(String, PolicyDef)> = matching
+    ) -> Vec<(String, Arc<PolicyDef>)> {
+        let mut list: Vec<(String, Arc<PolicyDef>)> = matching
             .iter()
             .filter_map(|k| Some((k, self.policies.get(k)?)))
             .filter(|(_, p)| rules_for(p, direction).is_some())
@@ -713,8 +714,7 @@ impl PolicyCalc {
             let tier = applicable[i].1.tier.clone();
             while i < applicable.len() && applicable[i].1.tier == tier {
                 let def = applicable[i].1.clone();
-                let rules = rules_for(&def, direction).cloned().unwrap_or_default();
-                for (index, rule) in rules.iter().enumerate() {
+                for (index, rule) in rules_for(&def, direction).into_iter().flatten().enumerate() {
                     let by = RuleRef::Policy {
                         tier: tier.clone(),
                         policy: def.name.clone(),

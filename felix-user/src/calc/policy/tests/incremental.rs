@@ -11,7 +11,7 @@ use crate::calc::policy::{calc::PolicyCalc, generate::world};
 
 /// A change: upsert the resource, or remove the key.
 enum Change {
-    Upsert(Resource),
+    Upsert(Box<Resource>),
     Remove(String),
 }
 
@@ -36,7 +36,11 @@ fn cached_programs_equal_a_fresh_calculation_after_every_change() {
         for key in endpoint_keys(&current) {
             calc.programs(&key).expect("programs");
         }
-        let mut changes: Vec<Change> = second.iter().cloned().map(Change::Upsert).collect();
+        let mut changes: Vec<Change> = second
+            .iter()
+            .cloned()
+            .map(|r| Change::Upsert(Box::new(r)))
+            .collect();
         let kept: Vec<String> = second.iter().map(Resource::key).collect();
         changes.extend(
             current
@@ -50,7 +54,7 @@ fn cached_programs_equal_a_fresh_calculation_after_every_change() {
             match change {
                 Change::Upsert(r) => {
                     calc.upsert(&r.key(), &r);
-                    current.insert(r.key(), r);
+                    current.insert(r.key(), *r);
                 }
                 Change::Remove(k) => {
                     calc.remove(&k);

@@ -2,8 +2,9 @@
 //!
 //! Kept incrementally: resources arrive one at a time ([`PolicyCalc::upsert`] /
 //! [`PolicyCalc::remove`]); the address sets behind rule selectors ("IP sets") follow endpoints,
-//! host endpoints and network sets as they come and go, and a new selector is evaluated once
-//! against every member. Programs are built on demand for the (few) local endpoints.
+//! host endpoints and network sets as they come and go, through indexes ([`Membership`]).
+//! Programs are built on demand for the (few) local endpoints and cached ([`ProgramCache`]):
+//! a change rebuilds only the programs it can alter.
 
 use std::{
     collections::{BTreeMap, BTreeSet, HashMap, HashSet},
@@ -17,13 +18,15 @@ use calico::{
         WorkloadEndpointSpec,
         policy::{DEFAULT_TIER, ServiceAccountMatch},
     },
-    selector::{Labels, Selector},
+    selector::Selector,
 };
 use ipnet::{IpNet, Ipv4Net};
 use tracing::warn;
 
 use super::{
     PolicyDirection, RuleRef,
+    cache::{Deps, ProgramCache},
+    membership::{Member, Membership},
     program::{AddrMatch, Entry, Match, NetSet, PortMatch, PortRange, Program, ProtoMatch, Step},
 };
 
@@ -42,17 +45,6 @@ pub const SERVICE_ACCOUNT_LABEL_PREFIX: &str = "pcsa.";
 pub const DEFAULT_TIER_ORDER: f64 = 1_000_000.0;
 /// Prefix of the profile Calico makes for each namespace (`kns.<namespace>`).
 pub const NAMESPACE_PROFILE_PREFIX: &str = "kns.";
-
-/// Something a selector can select by address: a workload endpoint, host endpoint or network set.
-#[derive(Clone, Debug, PartialEq)]
-struct Member {
-    labels: BTreeMap<String, String>,
-    /// Not namespaced (what `global()` tests).
-    global: bool,
-    nets: Vec<Ipv4Net>,
-    /// Its named ports (`spec.ports`; none for a network set).
-    ports: Vec<EndpointPort>,
-}
 
 /// A workload endpoint as the calculation keeps it.
 #[derive(Clone, Debug, PartialEq)]
@@ -92,27 +84,6 @@ struct PolicyDef {
     egress: Option<Vec<Rule>>,
 }
 
-/// The members a selector selects, and their addresses.
-#[derive(Debug)]
-struct IpSet {
-    selector: Selector,
-    members: BTreeMap<String, Vec<Ipv4Net>>,
-    users: usize,
-    cached: Option<NetSet>,
-}
-
-impl IpSet {
-    fn nets(&mut self) -> NetSet {
-        if let Some(c) = &self.cached {
-            return c.clone();
-        }
-        let set: BTreeSet<Ipv4Net> = self.members.values().flatten().copied().collect();
-        let nets: NetSet = Arc::new(set.into_iter().collect());
-        self.cached = Some(nets.clone());
-        nets
-    }
-}
-
 /// What makes two endpoints' programs for a direction identical: the policies and profiles that
 /// apply, in order, and which rules their local side keeps.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -131,12 +102,15 @@ pub struct GroupKey {
 #[derive(Debug, Default)]
 pub struct PolicyCalc {
     tiers: HashMap<String, TierSpec>,
-    policies: HashMap<String, PolicyDef>,
+    /// Shared, so that building a program does not copy a policy's rules.
+    policies: HashMap<String, Arc<PolicyDef>>,
     profiles: HashMap<String, calico::model::ProfileSpec>,
     workloads: HashMap<String, Workload>,
     network_sets: HashMap<String, NamespacedSet>,
-    members: HashMap<String, Member>,
-    ipsets: HashMap<String, IpSet>,
+    membership: Membership,
+    cache: ProgramCache,
+    /// What the program being built reads (see [`PolicyCalc::cached_programs`]).
+    recording: Option<Deps>,
     warned: HashSet<String>,
 }
 
@@ -290,10 +264,12 @@ impl PolicyCalc {
             }
             Resource::Tier(o) => {
                 self.tiers.insert(o.metadata.name.clone(), o.spec.clone());
+                self.cache.dirty_all();
             }
             Resource::Profile(o) => {
                 self.profiles
                     .insert(o.metadata.name.clone(), o.spec.clone());
+                self.cache.dirty_all();
                 self.refresh_profile_users(&o.metadata.name);
             }
             Resource::NetworkPolicy(o) => {
@@ -376,9 +352,10 @@ impl PolicyCalc {
     pub fn remove(&mut self, key: &str) {
         let was_workload = self.workloads.remove(key).is_some();
         let was_set = self.network_sets.remove(key).is_some();
-        if was_workload || was_set || self.members.contains_key(key) {
+        if was_workload || was_set || self.membership.contains_member(key) {
             self.drop_member(key);
         } else if let Some(def) = self.policies.remove(key) {
+            self.cache.policy_gone(key);
             let selectors = self.rule_selectors(&def);
             for text in selectors {
                 self.release_ipset(&text);
@@ -387,8 +364,10 @@ impl PolicyCalc {
             match kind {
                 calico::model::Kind::Tier => {
                     self.tiers.remove(&name);
+                    self.cache.dirty_all();
                 }
                 calico::model::Kind::Profile if self.profiles.remove(&name).is_some() => {
+                    self.cache.dirty_all();
                     self.refresh_profile_users(&name);
                 }
                 _ => {}
@@ -481,35 +460,19 @@ impl PolicyCalc {
         nets: Vec<Ipv4Net>,
         ports: Vec<EndpointPort>,
     ) {
-        for set in self.ipsets.values_mut() {
-            let now = set.selector.matches(&labels, global).then(|| nets.clone());
-            let before = set.members.get(key);
-            if before != now.as_ref() {
-                match now {
-                    Some(n) => set.members.insert(key.to_string(), n),
-                    None => set.members.remove(key),
-                };
-                set.cached = None;
-            }
-        }
-        self.members.insert(
-            key.to_string(),
-            Member {
-                labels,
-                global,
-                nets,
-                ports,
-            },
-        );
+        let member = Member {
+            labels,
+            global,
+            nets,
+            ports,
+        };
+        let changed = self.membership.set_member(key, member);
+        self.cache.member_changed(key, &changed);
     }
 
     fn drop_member(&mut self, key: &str) {
-        self.members.remove(key);
-        for set in self.ipsets.values_mut() {
-            if set.members.remove(key).is_some() {
-                set.cached = None;
-            }
-        }
+        let changed = self.membership.drop_member(key);
+        self.cache.member_changed(key, &changed);
     }
 
     fn add_policy(&mut self, key: &str, def: PolicyDef) {
@@ -517,7 +480,16 @@ impl PolicyCalc {
             self.retain_ipset(&text);
         }
         self.remove(key);
-        self.policies.insert(key.to_string(), def);
+        let membership = &self.membership;
+        self.cache.policy_added(key, |endpoint| {
+            let member = membership.member(endpoint)?;
+            Some(
+                def.selector
+                    .as_ref()
+                    .is_some_and(|s| s.matches(&member.labels, false)),
+            )
+        });
+        self.policies.insert(key.to_string(), Arc::new(def));
     }
 
     /// The canonical text of every remote-side selector the policy's rules use.
@@ -540,36 +512,12 @@ impl PolicyCalc {
     }
 
     fn retain_ipset(&mut self, text: &str) {
-        if let Some(set) = self.ipsets.get_mut(text) {
-            set.users += 1;
-            return;
-        }
-        let Ok(selector) = Selector::parse(text) else {
-            return;
-        };
-        let members = self
-            .members
-            .iter()
-            .filter(|(_, m)| selector.matches(&m.labels, m.global))
-            .map(|(k, m)| (k.clone(), m.nets.clone()))
-            .collect();
-        self.ipsets.insert(
-            text.to_string(),
-            IpSet {
-                selector,
-                members,
-                users: 1,
-                cached: None,
-            },
-        );
+        self.membership.retain(text);
     }
 
     fn release_ipset(&mut self, text: &str) {
-        if let Some(set) = self.ipsets.get_mut(text) {
-            set.users -= 1;
-            if set.users == 0 {
-                self.ipsets.remove(text);
-            }
+        if self.membership.release(text) {
+            self.cache.set_gone(text);
         }
     }
 
@@ -661,20 +609,57 @@ impl PolicyCalc {
         key: &str,
         direction: PolicyDirection,
     ) -> Option<(GroupKey, Program)> {
-        let workload = self.workloads.get(key)?.clone();
-        let member = self.members.get(key)?.clone();
-        Some(self.program(&workload, &member, direction))
+        let [ingress, egress] = self.cached_programs(key)?;
+        Some(match direction {
+            PolicyDirection::Ingress => ingress.clone(),
+            PolicyDirection::Egress => egress.clone(),
+        })
     }
 
     /// The programs of the workload endpoint at `key` (ingress, egress), with their group keys;
     /// `None` when there is no such endpoint.
     pub fn programs(&mut self, key: &str) -> Option<[(GroupKey, Program); 2]> {
+        self.cached_programs(key).cloned()
+    }
+
+    /// As [`PolicyCalc::programs`], borrowed from the cache: built only when a change since
+    /// the last call can have altered them.
+    pub fn cached_programs(&mut self, key: &str) -> Option<&[(GroupKey, Program); 2]> {
+        if !self.workloads.contains_key(key) || !self.membership.contains_member(key) {
+            return None;
+        }
+        if !self.cache.is_built(key) {
+            let built = self.build_programs(key)?;
+            self.cache.store(key, built);
+        }
+        self.cache.programs(key)
+    }
+
+    /// Builds the programs of `key` (with what they read, for the cache).
+    fn build_programs(&mut self, key: &str) -> Option<([(GroupKey, Program); 2], Deps)> {
         let workload = self.workloads.get(key)?.clone();
-        let member = self.members.get(key)?.clone();
-        Some([
-            self.program(&workload, &member, PolicyDirection::Ingress),
-            self.program(&workload, &member, PolicyDirection::Egress),
-        ])
+        let member = self.membership.member(key)?.clone();
+        let matching = match self.cache.matching(key) {
+            Some(m) => m.clone(),
+            None => self
+                .policies
+                .iter()
+                .filter(|(_, p)| {
+                    p.selector
+                        .as_ref()
+                        .is_some_and(|s| s.matches(&member.labels, false))
+                })
+                .map(|(k, _)| k.clone())
+                .collect(),
+        };
+        self.recording = Some(Deps::default());
+        let programs = [
+            self.program(&workload, &member, &matching, PolicyDirection::Ingress),
+            self.program(&workload, &member, &matching, PolicyDirection::Egress),
+        ];
+        let mut deps = self.recording.take().unwrap_or_default();
+        deps.matching = matching;
+        Some((programs, deps))
     }
 
     fn tier_order(&self, tier: &str) -> f64 {
@@ -685,17 +670,17 @@ impl PolicyCalc {
         }
     }
 
-    /// Policies that apply to `member` in `direction`, by tier then policy order.
-    fn applicable(&self, member: &Member, direction: PolicyDirection) -> Vec<(String, PolicyDef)> {
-        let mut list: Vec<(String, PolicyDef)> = self
-            .policies
+    /// Of the policies whose selector matches the endpoint (`matching`), those that apply in
+    /// `direction`, by tier then policy order.
+    fn applicable(
+        &self,
+        matching: &HashSet<String>,
+        direction: PolicyDirection,
+    ) -> Vec<(String, Arc<PolicyDef>)> {
+        let mut list: Vec<(String, Arc<PolicyDef>)> = matching
             .iter()
+            .filter_map(|k| Some((k, self.policies.get(k)?)))
             .filter(|(_, p)| rules_for(p, direction).is_some())
-            .filter(|(_, p)| {
-                p.selector
-                    .as_ref()
-                    .is_some_and(|s| s.matches(&member.labels, false))
-            })
             .map(|(k, p)| (k.clone(), p.clone()))
             .collect();
         list.sort_by(|(_, a), (_, b)| {
@@ -712,9 +697,10 @@ impl PolicyCalc {
         &mut self,
         workload: &Workload,
         member: &Member,
+        matching: &HashSet<String>,
         direction: PolicyDirection,
     ) -> (GroupKey, Program) {
-        let applicable = self.applicable(member, direction);
+        let applicable = self.applicable(matching, direction);
         let mut key = GroupKey {
             direction,
             policies: applicable.iter().map(|(k, _)| k.clone()).collect(),
@@ -728,8 +714,7 @@ impl PolicyCalc {
             let tier = applicable[i].1.tier.clone();
             while i < applicable.len() && applicable[i].1.tier == tier {
                 let def = applicable[i].1.clone();
-                let rules = rules_for(&def, direction).cloned().unwrap_or_default();
-                for (index, rule) in rules.iter().enumerate() {
+                for (index, rule) in rules_for(&def, direction).into_iter().flatten().enumerate() {
                     let by = RuleRef::Policy {
                         tier: tier.clone(),
                         policy: def.name.clone(),
@@ -938,18 +923,20 @@ impl PolicyCalc {
         if names.is_empty() {
             return BTreeMap::new();
         }
-        let keys: Vec<String> = match selector {
+        let members: Vec<&Member> = match selector {
             Some(sel) => {
                 self.ipset_nets(sel);
-                self.ipsets
-                    .get(&sel.to_string())
-                    .map(|set| set.members.keys().cloned().collect())
-                    .unwrap_or_default()
+                self.membership.set_members(&sel.to_string()).collect()
             }
-            None => self.members.keys().cloned().collect(),
+            None => {
+                if let Some(deps) = &mut self.recording {
+                    deps.all_members = true;
+                }
+                self.membership.members().collect()
+            }
         };
         let mut by_port: BTreeMap<u16, BTreeSet<Ipv4Net>> = BTreeMap::new();
-        for member in keys.iter().filter_map(|k| self.members.get(k)) {
+        for member in members {
             for name in names {
                 for port in declared(&member.ports, name, proto) {
                     by_port.entry(port).or_default().extend(&member.nets);
@@ -964,13 +951,16 @@ impl PolicyCalc {
 
     fn ipset_nets(&mut self, selector: &Selector) -> NetSet {
         let text = selector.to_string();
-        if !self.ipsets.contains_key(&text) {
+        if !self.membership.has_set(&text) {
             // Not registered by a policy (a profile's rule): keep it, like a policy's.
             self.retain_ipset(&text);
         }
-        self.ipsets
-            .get_mut(&text)
-            .map_or_else(|| Arc::new(Vec::new()), IpSet::nets)
+        if let Some(deps) = &mut self.recording {
+            deps.sets.insert(text.as_str().into());
+        }
+        self.membership
+            .nets(&text)
+            .unwrap_or_else(|| Arc::new(Vec::new()))
     }
 
     fn local_side_holds(
@@ -1012,7 +1002,7 @@ impl PolicyCalc {
 
     /// The full labels of the member (workload, host endpoint or network set) at `key`.
     pub fn labels_of(&self, key: &str) -> Option<&BTreeMap<String, String>> {
-        self.members.get(key).map(|m| &m.labels)
+        self.membership.member(key).map(|m| &m.labels)
     }
 
     /// The key of the workload endpoint that holds `addr`, if any.
@@ -1021,8 +1011,8 @@ impl PolicyCalc {
             .workloads
             .keys()
             .filter(|k| {
-                self.members
-                    .get(*k)
+                self.membership
+                    .member(k)
                     .is_some_and(|m| m.nets.iter().any(|n| n.contains(&addr)))
             })
             .map(String::as_str)
@@ -1159,10 +1149,4 @@ fn sorted(mut nets: Vec<Ipv4Net>) -> Vec<Ipv4Net> {
     nets.sort();
     nets.dedup();
     nets
-}
-
-impl Labels for Member {
-    fn label(&self, key: &str) -> Option<&str> {
-        self.labels.get(key).map(String::as_str)
-    }
 }

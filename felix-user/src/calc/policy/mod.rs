@@ -39,11 +39,13 @@
 //!   alternatives; a name nobody declares matches nothing (`ports`) or excludes nothing
 //!   (`notPorts`); without a rule protocol a name matches nothing.
 
+mod cache;
 pub mod calc;
 pub mod cases;
 pub mod compile;
 pub mod explain;
 pub mod generate;
+mod membership;
 pub mod program;
 pub mod reference;
 pub mod rule_ids;

@@ -71,16 +71,22 @@ impl PolicyEngine {
         let mut wanted: HashMap<GroupKey, Program> = HashMap::new();
         let mut groups_of: BTreeMap<u32, [GroupKey; 2]> = BTreeMap::new();
         for (ifindex, key) in endpoints {
-            let Some([(ingress, pi), (egress, pe)]) = self.calc.programs(key) else {
+            // Cached in the calculation: rebuilt only when a change can have altered them,
+            // and copied once per group.
+            let Some([(ingress, pi), (egress, pe)]) = self.calc.cached_programs(key) else {
                 warn!(
                     key,
                     "no workload endpoint for this key: its interface drops everything"
                 );
                 continue;
             };
-            wanted.entry(ingress.clone()).or_insert(pi);
-            wanted.entry(egress.clone()).or_insert(pe);
-            groups_of.insert(*ifindex, [ingress, egress]);
+            if !wanted.contains_key(ingress) {
+                wanted.insert(ingress.clone(), pi.clone());
+            }
+            if !wanted.contains_key(egress) {
+                wanted.insert(egress.clone(), pe.clone());
+            }
+            groups_of.insert(*ifindex, [ingress.clone(), egress.clone()]);
         }
         let applied = self.tables.apply(dataplane, &wanted, &mut self.rule_ids)?;
         self.in_use = wanted.keys().cloned().collect();

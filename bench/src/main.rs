@@ -128,7 +128,7 @@ enum Cmd {
         /// Only these counts of selector (ipset) rules (repeatable).
         #[arg(long = "selectors")]
         selectors: Vec<u32>,
-        /// Runs of every figure (default: 5 in plain and at 10,000 rules, 3 elsewhere; quick: 1).
+        /// Runs of every figure (default: 5 in plain and at 10,000 rules, 2 elsewhere; quick: 1).
         #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
         runs: Option<u64>,
         /// Client threads of the saturating load (default: 8 per CPU).

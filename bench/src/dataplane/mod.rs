@@ -78,7 +78,7 @@ impl Settings {
             selector_rules: vec![10_000],
             offload_off_at: vec![0, 10_000],
             runs: 5,
-            curve_runs: 3,
+            curve_runs: 2,
             iperf_seconds: 2,
             rr_seconds: 1.0,
             threads: 4,

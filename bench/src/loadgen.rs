@@ -2,7 +2,10 @@
 //! a server that answers every fixed-size request with a reply of the same size, and two
 //! clients with std threads: `rr` (transactions on persistent connections) and `crr` (a new
 //! connection per transaction: connect, request, reply, close). Each client runs for a fixed
-//! time and prints what it did as one JSON line.
+//! time and prints what it did as one JSON line: transactions, the machine's busy CPU time
+//! over the run (`/proc/stat`, all CPUs: client, server, kernel and anything else running),
+//! and for `crr` the p50 and p99 connect latency (from the start of `connect()` to its
+//! return, i.e. the SYN to SYN-ACK round trip that the policy decides).
 
 use std::{
     io::{self, Read, Write},
@@ -19,13 +22,15 @@ use std::{
 use anyhow::{Context, Result, bail};
 use serde_json::json;
 
+use crate::{cpu_time::CpuSample, stats::percentile};
+
 /// How long a client waits for a connection or a reply before it counts a failure.
 const IO_TIMEOUT: Duration = Duration::from_secs(2);
 /// The server quits by itself after this long (a guard against a lost parent).
 pub const SERVER_LIFETIME: Duration = Duration::from_secs(3600);
 
 /// Which client.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, clap::ValueEnum)]
 pub enum Pattern {
     /// Request/response on one persistent connection per thread.
     Rr,
@@ -39,6 +44,13 @@ pub struct Outcome {
     pub transactions: u64,
     pub failures: u64,
     pub seconds: f64,
+    /// Busy CPU seconds of the whole machine (all CPUs) over the run.
+    pub busy_seconds: f64,
+    /// The busy share of all CPUs over the run, 0 to 1.
+    pub busy_fraction: f64,
+    /// Connect latency percentiles, µs (CRR; `None` for RR or without a connection).
+    pub connect_p50_us: Option<f64>,
+    pub connect_p99_us: Option<f64>,
 }
 
 impl Outcome {
@@ -51,12 +63,21 @@ impl Outcome {
         }
     }
 
+    /// The machine's busy CPU µs per transaction (`None` without transactions).
+    pub fn cpu_us_per_transaction(&self) -> Option<f64> {
+        (self.transactions > 0).then(|| self.busy_seconds * 1e6 / self.transactions as f64)
+    }
+
     /// The JSON line a client prints.
     pub fn to_json(self) -> String {
         json!({
             "transactions": self.transactions,
             "failures": self.failures,
             "seconds": self.seconds,
+            "busy_seconds": self.busy_seconds,
+            "busy_fraction": self.busy_fraction,
+            "connect_p50_us": self.connect_p50_us,
+            "connect_p99_us": self.connect_p99_us,
         })
         .to_string()
     }
@@ -74,6 +95,10 @@ impl Outcome {
             transactions: field("transactions")? as u64,
             failures: field("failures")? as u64,
             seconds: field("seconds")?,
+            busy_seconds: field("busy_seconds")?,
+            busy_fraction: field("busy_fraction")?,
+            connect_p50_us: v["connect_p50_us"].as_f64(),
+            connect_p99_us: v["connect_p99_us"].as_f64(),
         })
     }
 }
@@ -117,6 +142,15 @@ fn answer(mut stream: TcpStream, size: usize) -> io::Result<()> {
     }
 }
 
+/// What one client thread did.
+#[derive(Debug, Default)]
+struct Tally {
+    done: u64,
+    failed: u64,
+    /// Durations of successful `connect()` calls, µs.
+    connect_us: Vec<f64>,
+}
+
 /// Runs `pattern` against `to` with `threads` threads for `duration`, `size`-byte messages.
 pub fn client(
     pattern: Pattern,
@@ -129,6 +163,7 @@ pub fn client(
         bail!("at least one thread");
     }
     let stop = Arc::new(AtomicBool::new(false));
+    let cpu_before = CpuSample::now()?;
     let started = Instant::now();
     let workers: Vec<_> = (0..threads)
         .map(|_| {
@@ -142,14 +177,23 @@ pub fn client(
     thread::sleep(duration);
     stop.store(true, Ordering::Relaxed);
     let mut total = Outcome::default();
+    let mut connect_us = Vec::new();
     for worker in workers {
-        let (done, failed) = worker
+        let tally = worker
             .join()
             .map_err(|_| anyhow::anyhow!("a client thread panicked"))?;
-        total.transactions += done;
-        total.failures += failed;
+        total.transactions += tally.done;
+        total.failures += tally.failed;
+        connect_us.extend(tally.connect_us);
     }
     total.seconds = started.elapsed().as_secs_f64();
+    let spent = cpu_before.until(CpuSample::now()?);
+    total.busy_seconds = spent.busy_seconds();
+    total.busy_fraction = spent.busy_fraction();
+    if pattern == Pattern::Crr {
+        total.connect_p50_us = percentile(&connect_us, 50.0);
+        total.connect_p99_us = percentile(&connect_us, 99.0);
+    }
     Ok(total)
 }
 
@@ -167,8 +211,8 @@ fn connect(to: SocketAddr) -> io::Result<TcpStream> {
     Ok(stream)
 }
 
-/// Transactions on one connection (reopened after a failure); (done, failed).
-fn rr_worker(to: SocketAddr, size: usize, stop: &AtomicBool) -> (u64, u64) {
+/// Transactions on one connection (reopened after a failure).
+fn rr_worker(to: SocketAddr, size: usize, stop: &AtomicBool) -> Tally {
     let mut buf = vec![0x5a_u8; size];
     let (mut done, mut failed) = (0, 0);
     let mut stream = None;
@@ -192,7 +236,11 @@ fn rr_worker(to: SocketAddr, size: usize, stop: &AtomicBool) -> (u64, u64) {
             }
         }
     }
-    (done, failed)
+    Tally {
+        done,
+        failed,
+        connect_us: Vec::new(),
+    }
 }
 
 /// Makes closing `stream` send a RST (SO_LINGER 0) instead of a FIN, so that closed
@@ -220,25 +268,31 @@ fn abort_on_close(stream: &TcpStream) -> io::Result<()> {
     }
 }
 
-/// Connect, request, reply, close (with a RST, see [`abort_on_close`]), in a loop;
-/// (done, failed).
-fn crr_worker(to: SocketAddr, size: usize, stop: &AtomicBool) -> (u64, u64) {
+/// Connect, request, reply, close (with a RST, see [`abort_on_close`]), in a loop; the
+/// connect latency of every transaction that completed.
+fn crr_worker(to: SocketAddr, size: usize, stop: &AtomicBool) -> Tally {
     let mut buf = vec![0x5a_u8; size];
-    let (mut done, mut failed) = (0, 0);
+    let mut tally = Tally::default();
     while !stop.load(Ordering::Relaxed) {
+        let connecting = Instant::now();
         let result = connect(to).and_then(|mut conn| {
+            let connected = connecting.elapsed();
             transact(&mut conn, &mut buf)?;
-            abort_on_close(&conn)
+            abort_on_close(&conn)?;
+            Ok(connected)
         });
         match result {
-            Ok(()) => done += 1,
+            Ok(connected) => {
+                tally.done += 1;
+                tally.connect_us.push(connected.as_secs_f64() * 1e6);
+            }
             Err(_) => {
-                failed += 1;
+                tally.failed += 1;
                 thread::sleep(Duration::from_millis(1));
             }
         }
     }
-    (done, failed)
+    tally
 }
 
 #[cfg(test)]
@@ -259,6 +313,20 @@ mod tests {
             assert!(out.transactions > 10, "{pattern:?}: {out:?}");
             assert_eq!(out.failures, 0, "{pattern:?}: {out:?}");
             assert!(out.rate() > 0.0);
+            assert!(out.busy_seconds > 0.0, "{pattern:?}: {out:?}");
+            assert!(
+                out.busy_fraction > 0.0 && out.busy_fraction <= 1.0,
+                "{out:?}"
+            );
+            assert!(out.cpu_us_per_transaction().is_some_and(|us| us > 0.0));
+            match pattern {
+                Pattern::Rr => assert_eq!(out.connect_p50_us, None),
+                Pattern::Crr => {
+                    let (p50, p99) = (out.connect_p50_us, out.connect_p99_us);
+                    assert!(p50.is_some_and(|p| p > 0.0), "{out:?}");
+                    assert!(p50 <= p99, "{out:?}");
+                }
+            }
             assert_eq!(Outcome::parse(&out.to_json())?, out);
         }
         Ok(())
@@ -270,6 +338,8 @@ mod tests {
         let out = client(Pattern::Crr, addr, 1, Duration::from_millis(50), 64)?;
         assert_eq!(out.transactions, 0);
         assert!(out.failures > 0, "{out:?}");
+        assert_eq!(out.connect_p50_us, None);
+        assert_eq!(out.cpu_us_per_transaction(), None);
         Ok(())
     }
 }

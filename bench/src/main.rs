@@ -7,6 +7,7 @@
 //! mode and BPF mode on the lab, driving `loadgen` in the pods. Each writes a markdown report.
 
 mod control_plane;
+mod cpu_time;
 mod dataplane;
 mod empty_prog;
 mod established;
@@ -99,10 +100,12 @@ enum Cmd {
         sync_runs: Option<u64>,
     },
     /// Plain kernel routing, iptables mode (nft, legacy) and BPF mode on the lab: TCP
-    /// throughput (TSO/GSO on and off), CPU per gigabit, RR and new connections per second,
-    /// 0 to 50,000 non-matching rules, same host and two hosts; plus PROG_TEST_RUN per-packet
-    /// cost. Writes `<out>` (markdown), the SVG plot and JSON next to it. Builds nothing:
-    /// build felix and bird-conf first (`cargo xtask build`).
+    /// throughput (TSO/GSO on and off), CPU per gigabit, RR and new connections per second at
+    /// 4 client threads and at a load that saturates the CPUs, CPU µs per transaction and per
+    /// connection, connect latency, 0 to 50,000 non-matching rules, same host, two hosts and
+    /// host to host (the limit); plus PROG_TEST_RUN per-packet cost and the targets.
+    /// Writes `<out>` (markdown), the SVG plot and JSON next to it. Builds nothing: build
+    /// felix and bird-conf first (`cargo xtask build`).
     ///
     /// Example: `cargo run -p bench --release -- dataplane --quick`
     Dataplane {
@@ -125,6 +128,12 @@ enum Cmd {
         /// Only these counts of selector (ipset) rules (repeatable).
         #[arg(long = "selectors")]
         selectors: Vec<u32>,
+        /// Runs of every figure (default: 5 in plain and at 10,000 rules, 2 elsewhere; quick: 1).
+        #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+        runs: Option<u64>,
+        /// Client threads of the saturating load (default: 8 per CPU).
+        #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+        saturating_threads: Option<u64>,
     },
     /// The load generator `dataplane` runs inside the lab's pods.
     Loadgen {
@@ -196,6 +205,8 @@ fn main() -> ExitCode {
             modes,
             rules,
             selectors,
+            runs,
+            saturating_threads,
         } => dataplane(
             quick,
             out,
@@ -204,6 +215,8 @@ fn main() -> ExitCode {
                 modes,
                 rules,
                 selectors,
+                runs,
+                saturating_threads,
             },
         ),
         Cmd::Loadgen { cmd } => run_loadgen(cmd),
@@ -450,6 +463,8 @@ struct DataplaneOverrides {
     modes: Vec<dataplane::results::Mode>,
     rules: Vec<u32>,
     selectors: Vec<u32>,
+    runs: Option<u64>,
+    saturating_threads: Option<u64>,
 }
 
 fn dataplane(
@@ -476,6 +491,14 @@ fn dataplane(
     if !overrides.selectors.is_empty() {
         settings.selector_rules = overrides.selectors;
     }
+    if let Some(n) = overrides.runs {
+        let n = usize::try_from(n).context("--runs")?;
+        settings.runs = n;
+        settings.curve_runs = n;
+    }
+    if let Some(n) = overrides.saturating_threads {
+        settings.saturating_threads = usize::try_from(n).context("--saturating-threads")?;
+    }
     let date = today();
     let out = out.unwrap_or_else(|| dataplane::default_out(workspace(), &date));
     let origin = felix_origin(&felix);
@@ -487,7 +510,12 @@ fn dataplane(
     }
     dataplane::plot::write(&results, &plot)?;
     let json = out.with_extension("json");
-    fs::write(&json, serde_json::to_string_pretty(&results.to_json())?)
+    let mut document = results.to_json();
+    document["targets"] = dataplane::targets::targets(&results, Some(&prog))
+        .iter()
+        .map(dataplane::targets::Target::to_json)
+        .collect();
+    fs::write(&json, serde_json::to_string_pretty(&document)?)
         .with_context(|| format!("write {}", json.display()))?;
     let header = dataplane::report::Header {
         run: run_header(date, started, load_before),

@@ -7,13 +7,17 @@
 //! (routes to `cali*`, remote blocks via their hosts), with no rule and no policy. In the
 //! others felix runs, and for every rule configuration ([`rules`]) the policies are applied
 //! through etcd with `felix apply`, their enforcement confirmed with a sentinel port, and the
-//! traffic measured between h1-p1 and h1-p2 (same host) and h1-p1 and h2-p1 (two hosts).
+//! traffic measured between h1-p1 and h1-p2 (same host) and h1-p1 and h2-p1 (two hosts); in
+//! `plain` also between the hosts' own namespaces (host to host, the limit). RR and CRR run at
+//! a fixed few threads and at a load that keeps every CPU busy, each with the machine's CPU
+//! time per operation.
 
 pub mod plot;
 pub mod prog_cost;
 pub mod report;
 pub mod results;
 pub mod rules;
+pub mod targets;
 pub mod traffic;
 
 use std::{
@@ -23,11 +27,11 @@ use std::{
     time::{Duration, Instant},
 };
 
-use anyhow::{Context, Result, ensure};
+use anyhow::{Context, Result, bail, ensure};
 use lab::{Lab, LabOptions, PodInfo, calico::IpipMode, etcd, felixd::Dataplane, iptables};
 
-use crate::loadgen::Pattern;
-use results::{Metric, Mode, Placement, Results, Rules, Skipped};
+use crate::{cpu_time, loadgen::Pattern};
+use results::{Load, Metric, Mode, Percentile, Placement, Results, Rules, Skipped};
 use rules::Shape;
 
 /// How much to measure.
@@ -40,30 +44,45 @@ pub struct Settings {
     pub selector_rules: Vec<u32>,
     /// Rule counts at which iperf3 also runs with TSO/GSO off (plain always does).
     pub offload_off_at: Vec<u32>,
-    /// Runs of every figure (the report gives their median).
+    /// Runs of every figure where the targets look ([`TARGET_RULES`] rules, and `plain`);
+    /// the report gives their median and spread.
     pub runs: usize,
+    /// Runs of every figure at the other rule counts (the curve of cost against rules).
+    pub curve_runs: usize,
     /// Seconds per iperf3 run.
     pub iperf_seconds: u32,
     /// Seconds per RR and CRR run.
     pub rr_seconds: f64,
-    /// Client threads of RR and CRR.
+    /// Client threads of RR and CRR at the fixed load.
     pub threads: usize,
+    /// Client threads of RR and CRR at the saturating load.
+    pub saturating_threads: usize,
     /// Request and reply size, bytes.
     pub message: usize,
 }
 
+/// The rule count the targets are stated at.
+pub const TARGET_RULES: u32 = 10_000;
+/// Saturating client threads per CPU: each RR thread waits a round trip per transaction,
+/// so several per CPU keep every CPU busy.
+const SATURATING_THREADS_PER_CPU: usize = 8;
+/// The busy share of all CPUs below which a saturating run did not saturate.
+pub const SATURATED: f64 = 0.95;
+
 impl Settings {
-    /// The full run (about 25 minutes on 2 cores).
+    /// The full run (about 30 minutes on 2 cores).
     pub fn full() -> Self {
         Settings {
             modes: Mode::ALL.to_vec(),
             cidr_rules: vec![0, 100, 1_000, 10_000, 50_000],
             selector_rules: vec![10_000],
             offload_off_at: vec![0, 10_000],
-            runs: 3,
+            runs: 5,
+            curve_runs: 2,
             iperf_seconds: 2,
-            rr_seconds: 1.5,
+            rr_seconds: 1.0,
             threads: 4,
+            saturating_threads: SATURATING_THREADS_PER_CPU * cpu_time::online_cpus(),
             message: 64,
         }
     }
@@ -75,9 +94,26 @@ impl Settings {
             selector_rules: vec![100],
             offload_off_at: vec![0],
             runs: 1,
+            curve_runs: 1,
             iperf_seconds: 1,
-            rr_seconds: 1.0,
+            rr_seconds: 0.6,
             ..Self::full()
+        }
+    }
+
+    /// Runs of every figure under `rules` (`None`: `plain`).
+    pub fn runs_of(&self, rules: Option<Rules>) -> usize {
+        match rules {
+            Some(r) if r.count != TARGET_RULES => self.curve_runs,
+            _ => self.runs,
+        }
+    }
+
+    /// Client threads of `load`.
+    pub fn threads_of(&self, load: Load) -> usize {
+        match load {
+            Load::Fixed => self.threads,
+            Load::Saturating => self.saturating_threads,
         }
     }
 
@@ -95,14 +131,48 @@ impl Settings {
     }
 }
 
-/// The two pods of a placement: (client, server).
+/// The two pods of a pod placement: (client, server).
 fn pods(lab: &Lab, placement: Placement) -> Result<(PodInfo, PodInfo)> {
     let client = lab.pod(1, 1)?.clone();
     let server = match placement {
         Placement::SameHost => lab.pod(1, 2)?,
         Placement::TwoHosts => lab.pod(2, 1)?,
+        Placement::HostToHost => bail!("host to host has no pods"),
     };
     Ok((client, server.clone()))
+}
+
+/// The namespaces and server address of a placement.
+struct Ends {
+    client_ns: String,
+    server_ns: String,
+    server_ip: std::net::Ipv4Addr,
+}
+
+fn ends(lab: &Lab, placement: Placement) -> Result<Ends> {
+    if placement == Placement::HostToHost {
+        let (client, server) = (lab.host(1)?, lab.host(2)?);
+        return Ok(Ends {
+            client_ns: client.ns.clone(),
+            server_ns: server.ns.clone(),
+            server_ip: server.ip,
+        });
+    }
+    let (client, server) = pods(lab, placement)?;
+    Ok(Ends {
+        client_ns: client.ns,
+        server_ns: server.ns,
+        server_ip: server.ip,
+    })
+}
+
+/// What `mode` measures: the pod placements, and in `plain` host to host too.
+fn placements_of(mode: Mode) -> Vec<Placement> {
+    let mut placements = Placement::PODS.to_vec();
+    if !mode.has_policy() {
+        placements.push(Placement::HostToHost);
+    }
+    placements
 }
 
 /// Measures every mode; `felix` is the binary the labs run.
@@ -154,7 +224,7 @@ fn measure_mode(
         strip_felix(&mut lab)?;
     }
     let mut servers = Vec::new();
-    for placement in Placement::ALL {
+    for placement in Placement::PODS {
         let (client, server) = pods(&lab, placement)?;
         ensure!(
             !rules::in_rule_range(client.ip) && !rules::in_rule_range(server.ip),
@@ -162,7 +232,14 @@ fn measure_mode(
             client.ip,
             server.ip
         );
-        servers.push(traffic::Server::start(bench, &server.ns, settings.message)?);
+    }
+    for placement in placements_of(mode) {
+        let ends = ends(&lab, placement)?;
+        servers.push(traffic::Server::start(
+            bench,
+            &ends.server_ns,
+            settings.message,
+        )?);
     }
     if !mode.has_policy() {
         measure_traffic(settings, &lab, bench, mode, None, true, results)?;
@@ -260,13 +337,28 @@ fn apply(
     }
     *deny_chunks = needed;
     let limit = Duration::from_secs(180);
-    for placement in Placement::ALL {
+    let mut probes = Vec::new();
+    for placement in Placement::PODS {
         let (client, server) = pods(lab, placement)?;
-        let to = SocketAddr::from((server.ip, sentinel));
-        traffic::wait_enforced(bench, &client.ns, to, limit)?;
+        probes.push((client.ns, SocketAddr::from((server.ip, sentinel))));
     }
-    let took = started.elapsed();
-    eprintln!("   enforced after {took:.1?}");
+    // Both placements are watched at once, so that neither waits for the other's probes.
+    let denied = std::thread::scope(|scope| {
+        let watchers: Vec<_> = probes
+            .iter()
+            .map(|(ns, to)| scope.spawn(move || traffic::wait_enforced(bench, ns, *to, limit)))
+            .collect();
+        watchers
+            .into_iter()
+            .map(|w| {
+                w.join()
+                    .map_err(|_| anyhow::anyhow!("a sentinel watcher panicked"))?
+            })
+            .collect::<Result<Vec<Instant>>>()
+    })?;
+    let last = denied.into_iter().max().unwrap_or(started);
+    let took = last.saturating_duration_since(started);
+    eprintln!("   enforced after {took:.2?}");
     Ok(took)
 }
 
@@ -281,22 +373,26 @@ fn measure_traffic(
     offload_off: bool,
     results: &mut Results,
 ) -> Result<()> {
-    for _ in 0..settings.runs {
-        for placement in Placement::ALL {
-            let (client, server) = pods(lab, placement)?;
+    for _ in 0..settings.runs_of(rules) {
+        for placement in placements_of(mode) {
+            let e = ends(lab, placement)?;
             let mut offloads = vec![true];
             if offload_off {
                 offloads.push(false);
             }
             for offload in offloads {
-                let ends = [client.ns.as_str(), server.ns.as_str()];
+                let both = [e.client_ns.as_str(), e.server_ns.as_str()];
                 if !offload {
-                    traffic::set_offloads(&ends, false)?;
+                    traffic::set_offloads(&both, false)?;
                 }
-                let measured =
-                    traffic::throughput(&client.ns, &server.ns, server.ip, settings.iperf_seconds);
+                let measured = traffic::throughput(
+                    &e.client_ns,
+                    &e.server_ns,
+                    e.server_ip,
+                    settings.iperf_seconds,
+                );
                 if !offload {
-                    traffic::set_offloads(&ends, true)?;
+                    traffic::set_offloads(&both, true)?;
                 }
                 let t = measured?;
                 results.push((mode, rules, placement, Metric::Gbps { offload }), t.gbps);
@@ -305,17 +401,42 @@ fn measure_traffic(
                     t.cpu_s_per_gbit,
                 );
             }
-            for (pattern, metric) in [(Pattern::Rr, Metric::Rr), (Pattern::Crr, Metric::Crr)] {
-                let out = traffic::transactions(
-                    bench,
-                    &client.ns,
-                    server.ip,
-                    pattern,
-                    settings.threads,
-                    settings.rr_seconds,
-                    settings.message,
-                )?;
-                results.push((mode, rules, placement, metric), out.rate());
+            for load in Load::ALL {
+                for pattern in [Pattern::Rr, Pattern::Crr] {
+                    let out = traffic::transactions(
+                        bench,
+                        &e.client_ns,
+                        e.server_ip,
+                        pattern,
+                        settings.threads_of(load),
+                        settings.rr_seconds,
+                        settings.message,
+                    )?;
+                    let key = |metric| (mode, rules, placement, metric);
+                    results.push(key(Metric::Rate { pattern, load }), out.rate());
+                    results.push(
+                        key(Metric::Busy { pattern, load }),
+                        out.busy_fraction * 100.0,
+                    );
+                    if let Some(us) = out.cpu_us_per_transaction() {
+                        results.push(key(Metric::CpuUs { pattern, load }), us);
+                    }
+                    for (percentile, value) in [
+                        (Percentile::P50, out.connect_p50_us),
+                        (Percentile::P99, out.connect_p99_us),
+                    ] {
+                        if let Some(us) = value {
+                            results.push(key(Metric::Connect { load, percentile }), us);
+                        }
+                    }
+                    if load == Load::Saturating && out.busy_fraction < SATURATED {
+                        eprintln!(
+                            "   {} {pattern:?} at saturation: CPUs only {:.0}% busy",
+                            placement.name(),
+                            out.busy_fraction * 100.0
+                        );
+                    }
+                }
             }
         }
     }

@@ -1,6 +1,7 @@
-//! The SVG plot of `bench dataplane`: TCP throughput (TSO/GSO on) and new connections per
-//! second against the number of non-matching rules (/32 sources), one line per mode, `plain`
-//! as a dashed line (it has no rules), one panel per metric and placement.
+//! The SVG plot of `bench dataplane`: TCP throughput (TSO/GSO on), new connections per second
+//! at the fixed and at the saturating load, and CPU µs per connection at saturation, against
+//! the number of non-matching rules (/32 sources), one line per mode, `plain` as a dashed line
+//! (it has no rules), one panel per metric and placement.
 
 use std::path::Path;
 
@@ -8,13 +9,27 @@ use anyhow::{Result, anyhow};
 use plotters::prelude::*;
 
 use super::{
-    results::{Metric, Mode, Placement, Results, Rules},
+    results::{Load, Metric, Mode, Placement, Results, Rules},
     rules::Shape,
 };
-use crate::report::thousands;
+use crate::{loadgen::Pattern, report::thousands};
 
 const WIDTH: u32 = 1200;
-const HEIGHT: u32 = 800;
+const HEIGHT: u32 = 1600;
+
+/// The panels' metrics (one row each) and their titles.
+const METRICS: [(Metric, &str); 4] = [
+    (Metric::Gbps { offload: true }, "TCP Gbit/s"),
+    (Metric::CRR, "new connections/s, 4 threads"),
+    (Metric::CRR_SAT, "new connections/s at saturation"),
+    (
+        Metric::CpuUs {
+            pattern: Pattern::Crr,
+            load: Load::Saturating,
+        },
+        "CPU µs per connection at saturation (lower is better)",
+    ),
+];
 
 fn colour(mode: Mode) -> RGBColor {
     match mode {
@@ -54,17 +69,12 @@ pub fn write(results: &Results, path: &Path) -> Result<()> {
             ("sans-serif", 20),
         )
         .map_err(|e| anyhow!("{e}"))?;
-    let panels = root.split_evenly((2, 2));
-    let metrics = [
-        (Metric::Gbps { offload: true }, "TCP Gbit/s"),
-        (Metric::Crr, "new connections/s"),
-    ];
-    let mut i = 0;
-    for (metric, label) in metrics {
-        for placement in Placement::ALL {
-            panel(&panels[i], results, &counts, metric, label, placement)?;
-            i += 1;
-        }
+    let panels = root.split_evenly((METRICS.len(), Placement::PODS.len()));
+    let cells = METRICS
+        .iter()
+        .flat_map(|&(metric, label)| Placement::PODS.map(|placement| (metric, label, placement)));
+    for (area, (metric, label, placement)) in panels.iter().zip(cells) {
+        panel(area, results, &counts, metric, label, placement)?;
     }
     root.present().map_err(|e| anyhow!("{e}"))?;
     Ok(())

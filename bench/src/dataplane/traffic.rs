@@ -3,7 +3,6 @@
 //! request/response load generator (`bench loadgen`) run in the pods' namespaces.
 
 use std::{
-    fs,
     io::{BufRead, BufReader},
     net::{Ipv4Addr, SocketAddr, TcpStream},
     path::{Path, PathBuf},
@@ -14,7 +13,10 @@ use std::{
 use anyhow::{Context, Result, bail, ensure};
 use lab::traffic::{self as lab_traffic, Iperf, in_ns};
 
-use crate::loadgen::{Outcome, Pattern};
+use crate::{
+    cpu_time::CpuSample,
+    loadgen::{Outcome, Pattern},
+};
 
 /// The port of the load generator's servers.
 pub const LOADGEN_PORT: u16 = 7000;
@@ -29,32 +31,6 @@ pub struct Throughput {
     pub cpu_s_per_gbit: f64,
 }
 
-/// Busy and total jiffies of all CPUs (`cpu` line of `/proc/stat`).
-fn cpu_jiffies() -> Result<(u64, u64)> {
-    let stat = fs::read_to_string("/proc/stat").context("read /proc/stat")?;
-    parse_cpu_line(&stat).context("no cpu line in /proc/stat")
-}
-
-/// (busy, total) from `/proc/stat`'s first line: busy is all but idle and iowait.
-fn parse_cpu_line(stat: &str) -> Option<(u64, u64)> {
-    let line = stat.lines().find(|l| l.starts_with("cpu "))?;
-    let fields: Vec<u64> = line
-        .split_whitespace()
-        .skip(1)
-        .filter_map(|f| f.parse().ok())
-        .collect();
-    // user nice system idle iowait irq softirq steal (guest time is within user).
-    let total: u64 = fields.iter().take(8).sum();
-    let idle = fields.get(3)? + fields.get(4).copied().unwrap_or(0);
-    Some((total - idle, total))
-}
-
-fn clock_ticks() -> f64 {
-    // SAFETY: sysconf has no memory effects.
-    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
-    if hz > 0 { hz as f64 } else { 100.0 }
-}
-
 /// iperf3 TCP for `seconds` from `client_ns` to `server_ip` (served in `server_ns`).
 pub fn throughput(
     client_ns: &str,
@@ -62,20 +38,20 @@ pub fn throughput(
     server_ip: Ipv4Addr,
     seconds: u32,
 ) -> Result<Throughput> {
-    let (busy0, _) = cpu_jiffies()?;
+    let before = CpuSample::now()?;
     let report = lab_traffic::iperf(
         client_ns,
         server_ns,
         &server_ip.to_string(),
         Iperf::Tcp { seconds },
     )?;
-    let (busy1, _) = cpu_jiffies()?;
+    let spent = before.until(CpuSample::now()?);
     let gbit = report.received_bytes as f64 * 8.0 / 1e9;
     ensure!(
         gbit > 0.0,
         "iperf3 {client_ns} -> {server_ip} moved no data"
     );
-    let cpu_s = busy1.saturating_sub(busy0) as f64 / clock_ticks();
+    let cpu_s = spent.busy_seconds();
     Ok(Throughput {
         gbps: report.received_bps / 1e9,
         cpu_s_per_gbit: cpu_s / gbit,
@@ -230,34 +206,29 @@ pub fn probe_here(to: SocketAddr, timeout: Duration) -> &'static str {
     }
 }
 
+/// How long a sentinel probe waits for an answer before it counts as denied.
+const PROBE_TIMEOUT: Duration = Duration::from_millis(300);
+/// The pause between sentinel probes.
+const PROBE_INTERVAL: Duration = Duration::from_millis(20);
+
 /// Polls `probe` from `ns` to `to` until it times out (the sentinel Deny is enforced), up to
-/// `limit`; the time it took.
-pub fn wait_enforced(bench: &Path, ns: &str, to: SocketAddr, limit: Duration) -> Result<Duration> {
+/// `limit`; when the first denied probe started: the policy was enforced by then (and not
+/// yet when the probe before it started), so its wait for the timeout is not counted.
+pub fn wait_enforced(bench: &Path, ns: &str, to: SocketAddr, limit: Duration) -> Result<Instant> {
     let started = Instant::now();
     loop {
-        if probe(bench, ns, to, Duration::from_millis(300))? == Connect::TimedOut {
-            return Ok(started.elapsed());
+        let probed = Instant::now();
+        if probe(bench, ns, to, PROBE_TIMEOUT)? == Connect::TimedOut {
+            return Ok(probed);
         }
         if started.elapsed() > limit {
             bail!("{to} still answers from {ns} after {limit:?}: the policy is not enforced");
         }
-        std::thread::sleep(Duration::from_millis(100));
+        std::thread::sleep(PROBE_INTERVAL);
     }
 }
 
 /// This process's executable, to run in the pods.
 pub fn self_exe() -> Result<PathBuf> {
     std::env::current_exe().context("current_exe")
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn proc_stat_busy_excludes_idle_and_iowait() {
-        let stat = "cpu  100 5 50 1000 20 3 7 0 0 0\ncpu0 50 2 25 500 10 1 3 0 0 0\n";
-        assert_eq!(parse_cpu_line(stat), Some((165, 1185)));
-        assert_eq!(parse_cpu_line("intr 1 2 3\n"), None);
-    }
 }

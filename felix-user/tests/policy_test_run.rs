@@ -236,10 +236,15 @@ fn policy_changes_flip_slots_and_restarts_collect_leftovers() {
     );
     let second_set = set_of(&mut h, slot);
     assert_ne!(second_set, first_set, "a change is a new set");
+    assert!(
+        entries_of_set(&mut h, first_set) > 0,
+        "the old set stays until felix releases it after the flip"
+    );
+    assert_eq!(h.release_policy(&HashSet::from([group.clone()])), 0);
     assert_eq!(
         entries_of_set(&mut h, first_set),
         0,
-        "the old set is deleted"
+        "the old set is deleted once released"
     );
     assert!(entries_of_set(&mut h, second_set) > 0);
 

@@ -7,7 +7,7 @@
 //! BPF_PROG_TEST_RUN uses by default), pod B (192.168.2.2) behind `wlb`; `wlc` is a workload
 //! interface with no endpoint.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use aya::maps::lpm_trie::Key;
 use aya::programs::ProgramError;
@@ -161,6 +161,15 @@ impl Harness {
             .apply(dataplane, &wanted, &mut self.rule_ids)
             .expect("program policy");
         self.policy.slot_of(group).expect("slot assigned")
+    }
+
+    /// What felix does once its endpoints point at the new slots: deletes the sets flipped
+    /// away from and the groups not in `keep`; the number of groups released.
+    pub fn release_policy(&mut self, keep: &HashSet<GroupKey>) -> usize {
+        let dataplane = self.dataplane.as_mut().expect("loaded in new()");
+        self.policy
+            .release_unused(dataplane, keep)
+            .expect("release policy")
     }
 
     /// Points the endpoint behind `ifindex` at `ip` and the given policy slots.

@@ -165,7 +165,9 @@ pub struct ScaleResult {
     pub label: Changes,
     /// The large policies, when measured at this scale.
     pub large: Vec<large::LargePolicy>,
-    /// After all changes.
+    /// After the policy and label changes (before any large policy).
+    pub memory_changes: Memory,
+    /// At the end: after the large policies when they were measured.
     pub memory_end: Memory,
     /// WARN and ERROR lines in the last felix's log.
     pub warnings: usize,
@@ -316,6 +318,7 @@ fn measure(
     report_changes("policy", &policy);
     let label = label_changes(&mut session, &targets)?;
     report_changes("label", &label);
+    let memory_changes = session.felix.memory()?;
     let mut large = Vec::new();
     if large_policies {
         for (&(shape, n), target) in large::MEASURED.iter().zip(&targets) {
@@ -345,6 +348,7 @@ fn measure(
         policy,
         label,
         large,
+        memory_changes,
         memory_end,
         warnings: flagged.iter().filter(|l| l.contains(" WARN ")).count(),
         errors: flagged.iter().filter(|l| l.contains(" ERROR ")).count(),

@@ -3,8 +3,9 @@
 //!
 //! From the pod: parse, anti-spoof, conntrack; a flow's first packet is judged by the pod's
 //! egress policy and, for a local destination, that pod's ingress policy; then forward: a local
-//! pod by redirect, a remote block by IPIP to its host or, when its route is native (the pool's
-//! `ipipMode`), as it is via the FIB out of the uplink; anything else to the host stack.
+//! pod by redirect straight into its namespace (`forward::deliver_local`), a remote block by
+//! IPIP to its host or, when its route is native (the pool's `ipipMode`), as it is via the FIB
+//! out of the uplink; anything else to the host stack.
 //! A first packet to a destination outside the pod network goes to the host stack unjudged, to
 //! be judged after the stack's NAT where it leaves (see `host_nat`); a flow that went through
 //! the stack keeps going through it, both ways. An ICMP error belongs to the flow of the packet
@@ -88,7 +89,8 @@ fn to_workload(ctx: &TcContext, ifindex: u32) -> Result<(i32, Reason), Reason> {
         host_nat::judge_after_nat(ctx, &packet, at, Some(&target))?;
         return allowed;
     }
-    // Redirected here by felix's own programs after policy (their flow exists), or a reply.
+    // A reply, or sent here by felix's own programs after policy (their flow exists): those
+    // deliver straight into the pod, past this program, unless the pod's MAC is not known.
     if conntrack::touch(&packet).is_some() {
         return allowed;
     }
@@ -166,18 +168,19 @@ fn from_workload(ctx: &TcContext, ifindex: u32) -> Result<(i32, Reason), Reason>
         return Err(Reason::DropSpoofed);
     }
     frags::follow_datagram(&mut packet)?;
-    let route = route(packet.daddr);
     // Whether the flow's packets pass the host stack by (both ways, or the host's conntrack
     // would call the half it sees invalid and kube-proxy's FORWARD rules drop it).
     let flow = conntrack::refresh(&packet);
+    // The stack may have NATed the flow: only it can undo that (and it routes the packet, so
+    // no route is looked up here).
+    if let Some(flags) = flow
+        && flags & (ct_flags::UNCONFIRMED | ct_flags::VIA_HOST) == ct_flags::VIA_HOST
+    {
+        return Ok(host_nat::pass_via_host(ctx));
+    }
+    let route = route(packet.daddr);
     let past_stack = match flow {
-        Some(flags) if flags & ct_flags::UNCONFIRMED == 0 => {
-            // The stack may have NATed the flow: only it can undo that.
-            if flags & ct_flags::VIA_HOST != 0 {
-                return Ok(host_nat::pass_via_host(ctx));
-            }
-            true
-        }
+        Some(flags) if flags & ct_flags::UNCONFIRMED == 0 => true,
         flow => {
             let at = At {
                 ifindex,

@@ -6,25 +6,24 @@ use core::mem::size_of;
 use aya_ebpf::{
     bindings::{
         BPF_FIB_LKUP_RET_FRAG_NEEDED, BPF_FIB_LKUP_RET_NO_NEIGH, BPF_FIB_LKUP_RET_SUCCESS,
-        BPF_FIB_LOOKUP_OUTPUT, TC_ACT_REDIRECT, bpf_fib_lookup,
+        BPF_FIB_LOOKUP_OUTPUT, TC_ACT_REDIRECT, bpf_fib_lookup, bpf_redir_neigh,
     },
-    helpers::{bpf_fib_lookup, bpf_redirect, bpf_redirect_neigh},
+    helpers::{bpf_fib_lookup, bpf_redirect, bpf_redirect_neigh, bpf_redirect_peer},
     maps::lpm_trie::Key,
     programs::TcContext,
 };
 use felix_common::{
-    EndpointInfo, HostConfig, Reason, RouteKind, RouteValue, endpoints::endpoint_flags,
+    Direction, EndpointInfo, HostConfig, Reason, RouteKind, RouteValue, endpoints::endpoint_flags,
 };
 
 use crate::{
+    counters::count,
     maps::{ENDPOINTS, ROUTES},
-    parse::Ipv4Summary,
+    parse::{Ipv4Summary, ptr_at},
 };
 
 /// Offset of the TTL in the IPv4 header; the protocol follows it in the same 16-bit word.
 const TTL_OFFSET: usize = 8;
-/// Offset of the header checksum in the IPv4 header.
-const CHECKSUM_OFFSET: usize = 10;
 /// The MAC Calico gives every `cali*` interface; pods see it as their gateway's.
 pub const CALI_MAC: [u8; 6] = [0xee; 6];
 const AF_INET: u8 = 2;
@@ -44,46 +43,61 @@ pub fn endpoint(ifindex: u32) -> Option<EndpointInfo> {
     unsafe { ENDPOINTS.get(&ifindex).copied() }
 }
 
-/// Decrements the TTL of the IPv4 header of `packet`, fixing its checksum. A packet whose TTL
-/// would reach zero is refused.
+/// Decrements the TTL of the IPv4 header of `packet`, fixing its checksum incrementally (RFC
+/// 1624: the TTL is the high byte of its 16-bit word, so the sum goes up by 0x0100). A packet
+/// whose TTL would reach zero is refused. Written in place (direct packet access, no helper
+/// call); the header sum stays whole, so a `CHECKSUM_COMPLETE` value is still right.
 #[inline(always)]
 pub fn decrement_ttl(ctx: &TcContext, packet: &Ipv4Summary) -> Result<(), Reason> {
     if packet.ttl <= 1 {
         return Err(Reason::DropTtlExceeded);
     }
-    let old = u16::from_ne_bytes([packet.ttl, packet.proto]);
-    let new = u16::from_ne_bytes([packet.ttl - 1, packet.proto]);
-    ctx.l3_csum_replace(
-        packet.offset + CHECKSUM_OFFSET,
-        u64::from(old),
-        u64::from(new),
-        2,
-    )
-    .map_err(|_| Reason::DropBadHeader)?;
-    ctx.store(packet.offset + TTL_OFFSET, &(packet.ttl - 1), 0)
-        .map_err(|_| Reason::DropBadHeader)
+    // TTL, protocol, and the checksum after them.
+    let field = bytes_mut::<4>(ctx, packet.offset + TTL_OFFSET).ok_or(Reason::DropBadHeader)?;
+    let sum = u32::from(u16::from_be_bytes([field[2], field[3]])) + 0x0100;
+    let sum = (sum + u32::from(sum >= 0xffff)) as u16;
+    field[0] = packet.ttl - 1;
+    field[2..4].copy_from_slice(&sum.to_be_bytes());
+    Ok(())
 }
 
-/// Writes destination and source MACs.
+/// Writes destination and source MACs (direct packet access).
 #[inline(always)]
 pub fn set_macs(ctx: &TcContext, dst: [u8; 6], src: [u8; 6]) -> Result<(), Reason> {
-    let mut macs = [0u8; 12];
+    let macs = bytes_mut::<12>(ctx, 0).ok_or(Reason::DropBadHeader)?;
     macs[..6].copy_from_slice(&dst);
     macs[6..].copy_from_slice(&src);
-    ctx.store(0, &macs, 0).map_err(|_| Reason::DropBadHeader)
+    Ok(())
 }
 
-/// Delivers the (IPv4, Ethernet-framed) packet to the local pod behind `ifindex`: TTL down,
-/// MACs as the pod expects them, then a redirect to the egress of its `cali*` interface (where
-/// `cali_to_wl` sees it).
+/// The `N` bytes at `offset` of the packet, writable in place; `None` past its linear end.
+#[inline(always)]
+fn bytes_mut<const N: usize>(ctx: &TcContext, offset: usize) -> Option<&mut [u8; N]> {
+    let at = ptr_at::<[u8; N]>(ctx, offset)?;
+    // SAFETY: `ptr_at` checked that the bytes lie inside the packet; TC programs may write
+    // their packet (the verifier unclones a cloned skb first), and no helper that moves the
+    // data runs while the reference lives.
+    Some(unsafe { &mut *at.cast_mut() })
+}
+
+/// Delivers the (IPv4, Ethernet-framed) packet to the local pod behind `ifindex`, from a TC
+/// ingress program (`cali_from_wl`, `uplink_in`): TTL down, MACs as the pod expects them (its
+/// own, from the `cali*` MAC), then straight into the pod's namespace with `bpf_redirect_peer`:
+/// the packet enters the pod's `eth0` ingress, with no second pass through the veth and its
+/// backlog queue, so `cali_to_wl` does not see it. What `cali_to_wl` did for such a packet (its
+/// flow is already recorded by the caller) is done here: it is counted on the pod's interface as
+/// `to_workload` / `allowed`. A pod whose MAC is not known gets the packet as before, by
+/// `bpf_redirect_neigh` to the egress of its `cali*` interface, where `cali_to_wl` sees and
+/// counts it.
 #[inline(always)]
 pub fn deliver_local(ctx: &TcContext, packet: &Ipv4Summary, ifindex: u32) -> Result<i32, Reason> {
     let target = endpoint(ifindex).ok_or(Reason::DropNoRoute)?;
     decrement_ttl(ctx, packet)?;
     if target.flags & endpoint_flags::MAC_KNOWN != 0 {
         set_macs(ctx, target.mac, CALI_MAC)?;
-        // SAFETY: a helper taking plain values.
-        Ok(unsafe { bpf_redirect(ifindex, 0) } as i32)
+        count(ifindex, Direction::ToWorkload, Reason::Allowed, ctx.len());
+        // SAFETY: a helper taking plain values; valid in TC ingress, where the callers run.
+        Ok(unsafe { bpf_redirect_peer(ifindex, 0) } as i32)
     } else {
         // SAFETY: a NULL neighbour means "resolve the packet's own destination".
         let verdict = unsafe { bpf_redirect_neigh(ifindex, core::ptr::null_mut(), 0, 0) } as i32;
@@ -139,10 +153,13 @@ pub fn fib_lookup(
     (rc, params)
 }
 
-/// Sends the packet (from `src` to `dst`, as the FIB should route it) out of the uplink: MACs
-/// from the FIB when the neighbour is known, else through `bpf_redirect_neigh`, which resolves
-/// it. `len` is the largest packet on the wire (a GSO packet is segmented later), which the FIB
-/// checks against the route's MTU: too big is `drop_frag_needed`. No route via the uplink is
+/// Sends the packet (from `src` to `dst`, as the FIB should route it) out of the uplink. One
+/// FIB lookup decides: when the next hop's neighbour is resolved, its MACs are written and the
+/// packet goes out by `bpf_redirect` (straight to the device's queue: the cheapest way); when it
+/// is not, by `bpf_redirect_neigh` with the FIB's next hop, so that the kernel resolves the
+/// neighbour (queueing the packet meanwhile) without looking the route up a second time. `len`
+/// is the largest packet on the wire (a GSO packet is segmented later), which the FIB checks
+/// against the route's MTU: too big is `drop_frag_needed`. No route via the uplink is
 /// `drop_no_route`.
 #[inline(always)]
 pub fn redirect_to_uplink(
@@ -166,13 +183,32 @@ pub fn redirect_to_uplink(
         return Ok(unsafe { bpf_redirect(params.ifindex, 0) } as i32);
     }
     if rc == i64::from(BPF_FIB_LKUP_RET_NO_NEIGH) {
-        // SAFETY: a NULL neighbour means "resolve the packet's own destination".
-        return Ok(
-            unsafe { bpf_redirect_neigh(params.ifindex, core::ptr::null_mut(), 0, 0) } as i32,
-        );
+        let mut next_hop = next_hop_of(&params);
+        // SAFETY: `next_hop` is a valid bpf_redir_neigh of the size passed; the helper copies it.
+        return Ok(unsafe {
+            bpf_redirect_neigh(
+                params.ifindex,
+                &mut next_hop,
+                size_of::<bpf_redir_neigh>() as i32,
+                0,
+            )
+        } as i32);
     }
     if rc == i64::from(BPF_FIB_LKUP_RET_FRAG_NEEDED) {
         return Err(Reason::DropFragNeeded);
     }
     Err(Reason::DropNoRoute)
+}
+
+/// The next hop a FIB lookup found: on success and on `NO_NEIGH` the kernel leaves it in the
+/// destination field (the gateway, or the destination itself on a connected route) with its
+/// family (an IPv4 route may have an IPv6 gateway), the form `bpf_redirect_neigh` takes.
+#[inline(always)]
+fn next_hop_of(params: &bpf_fib_lookup) -> bpf_redir_neigh {
+    // SAFETY: bpf_redir_neigh is plain data; all-zero is a valid starting value.
+    let mut next_hop: bpf_redir_neigh = unsafe { core::mem::zeroed() };
+    next_hop.nh_family = u32::from(params.family);
+    // SAFETY: both unions are 16 bytes of address; the IPv4 one is their first 4 bytes.
+    next_hop.__bindgen_anon_1.ipv6_nh = unsafe { params.__bindgen_anon_4.ipv6_dst };
+    next_hop
 }

@@ -817,6 +817,60 @@ fn counters_accumulate_across_packets() {
     assert_eq!(forwarded.bytes, 5 * frame.len() as u64);
 }
 
+/// Packets felix's ingress programs deliver into a local pod (`bpf_redirect_peer`, past
+/// `cali_to_wl`) are counted on the pod's interface as `cali_to_wl` counted them: `to_workload`
+/// / `allowed`, the bytes as delivered (IPIP without its outer header). A pod whose MAC is not
+/// known gets the packet through its `cali*` egress, where `cali_to_wl` counts it: not here.
+#[test]
+fn packets_delivered_into_a_pod_are_counted_as_cali_to_wl_did() {
+    use felix_common::EndpointInfo;
+    let mut h = Harness::new("peer-count");
+    let b = h.net.workload_b;
+    let delivered = |h: &mut Harness| {
+        h.counters(b)
+            .get(&(Direction::ToWorkload as u16, Reason::Allowed as u16))
+            .copied()
+            .unwrap_or_default()
+    };
+    let from_a = packet::udp(b"to pod b");
+    let inner = packet::ipv4_udp(REMOTE_POD_IP, PEER_IP, 63, b"from the other host");
+    let ipip = packet::ipip(PEER_HOST_IP, HOST_IP, &inner);
+    let native = packet::udp_between(REMOTE_POD_IP, PEER_IP, 63, b"native, from the fabric");
+    let uplink = On::iface(h.net.uplink);
+    for (program, on, frame, bytes) in [
+        (PROG_FROM_WORKLOAD, FROM_A, &from_a, from_a.len()),
+        (PROG_FROM_UPLINK, uplink, &ipip, ipip.len() - 20),
+        (PROG_FROM_UPLINK, uplink, &native, native.len()),
+    ] {
+        let before = delivered(&mut h);
+        assert_eq!(h.run(program, on, frame).verdict, TC_ACT_REDIRECT);
+        let after = delivered(&mut h);
+        assert_eq!(after.packets, before.packets + 1, "{program}: one packet");
+        assert_eq!(after.bytes, before.bytes + bytes as u64, "{program}: bytes");
+    }
+    let unknown_mac = EndpointInfo {
+        ip: PEER_IP,
+        mac: [0; 6],
+        flags: 0,
+        policy_slots: [h.allow_all_slot; 2],
+    };
+    h.dataplane()
+        .endpoints()
+        .expect("endpoints map")
+        .insert(b, unknown_mac, 0)
+        .expect("set endpoint");
+    let before = delivered(&mut h);
+    assert_eq!(
+        h.run(PROG_FROM_WORKLOAD, FROM_A, &from_a).verdict,
+        TC_ACT_REDIRECT
+    );
+    assert_eq!(
+        delivered(&mut h),
+        before,
+        "left to cali_to_wl on the pod's egress"
+    );
+}
+
 /// A connection from the host to pod A: `cali_to_wl` judges the SYN (ingress policy) and opens
 /// the flow; the pod's SYN-ACK leaves through `cali_from_wl` (conntrack hit); the host's ACK
 /// through `cali_to_wl` makes it established. A packet `cali_from_wl` already counted and

@@ -18,7 +18,7 @@ use felix_common::{
     ct_clean::{CtCleanRequest, CtCleanStats, CtEndpointCount, UNANSWERED_STALE_NS},
     maps,
 };
-use felix_user::{PROG_FROM_WORKLOAD, dataplane::ct_cleaner};
+use felix_user::{PROG_CT_CLEAN, PROG_FROM_WORKLOAD, dataplane::ct_cleaner};
 
 use support::{
     harness::{Harness, On, TC_ACT_REDIRECT, TC_ACT_SHOT, WORKLOAD_A},
@@ -77,6 +77,24 @@ fn live_keys(h: &mut Harness) -> Vec<CtKey> {
     let mut keys: Vec<CtKey> = ct.keys().map(|k| k.expect("key")).collect();
     keys.sort_by_key(|k| (k.proto, k.port_a, k.port_b));
     keys
+}
+
+/// The cleaner's verification stays off the start: loading the dataplane leaves it for the
+/// first pass, which loads it.
+#[test]
+fn the_cleaner_program_is_loaded_by_its_first_pass() {
+    let mut h = Harness::new("ct-clean-lazy");
+    let loaded = |h: &mut Harness| {
+        h.dataplane()
+            .classifier(PROG_CT_CLEAN)
+            .expect("cleaner in the object")
+            .fd()
+            .is_ok()
+    };
+    assert!(!loaded(&mut h), "not verified at load");
+    let stats = pass(&mut h, NOW, 0, false);
+    assert_eq!(stats.scanned, 0, "an empty table");
+    assert!(loaded(&mut h), "loaded by the first pass");
 }
 
 #[test]

@@ -35,6 +35,7 @@
 //! `felix bpf uninstall` does) and cleans the other iptables backend.
 
 mod bpf;
+mod burst;
 mod endpoint_conflicts;
 mod iptables;
 mod nat_outgoing;
@@ -292,6 +293,7 @@ async fn serve<P: Plane>(
         restart: false,
         nat: nat_outgoing::NatOutgoingSync::new(config.mode),
         conflicts: endpoint_conflicts::ConflictLog::default(),
+        last_batch_end: None,
     };
     let pin_dir = maps.as_ref().map(|p| p.pin_dir().display().to_string());
     let telemetry = telemetry::serve(
@@ -358,6 +360,8 @@ struct Agent<P> {
     nat: nat_outgoing::NatOutgoingSync,
     /// Workload endpoint conflicts already logged.
     conflicts: endpoint_conflicts::ConflictLog,
+    /// When the last datastore batch was applied ([`burst`]).
+    last_batch_end: Option<tokio::time::Instant>,
 }
 
 impl<P: Plane> Agent<P> {
@@ -391,7 +395,12 @@ impl<P: Plane> Agent<P> {
                     .collect(),
             )),
         ];
-        let mut housekeeping = tokio::time::interval(config.ct_gc_interval);
+        // The first pass one interval in: it loads the cleaner program, whose verification
+        // should not hold up the first sync.
+        let mut housekeeping = tokio::time::interval_at(
+            tokio::time::Instant::now() + config.ct_gc_interval,
+            config.ct_gc_interval,
+        );
         let mut beat = tokio::time::interval(Duration::from_secs(1));
         let mut route_refresh = tokio::time::interval(config.route_refresh_interval);
         let mut xdp_check = tokio::time::interval(XDP_CHECK_INTERVAL);
@@ -433,8 +442,18 @@ impl<P: Plane> Agent<P> {
     }
 
     /// Applies `first` and every update queued behind it to the cache, hands their changes to
-    /// the policy calculation and, when something changed, reconciles once for all of them.
+    /// the policy calculation and, when something changed, reconciles once for all of them;
+    /// in a burst of changes, not sooner than [`burst::BURST_GAP`] after the last batch.
     async fn on_updates(&mut self, first: Update, queued: &mut mpsc::Receiver<Update>) {
+        if let Some(start) = burst::next_start(self.last_batch_end, tokio::time::Instant::now()) {
+            tokio::time::sleep_until(start).await;
+        }
+        self.apply_updates(first, queued).await;
+        self.last_batch_end = Some(tokio::time::Instant::now());
+    }
+
+    /// The batch: `first` and what is queued behind it.
+    async fn apply_updates(&mut self, first: Update, queued: &mut mpsc::Receiver<Update>) {
         let mut changed = false;
         let mut topology_changed = self.topology.is_none();
         let mut next = Some(first);

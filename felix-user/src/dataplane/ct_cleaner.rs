@@ -30,7 +30,7 @@ const FRAME_LEN: usize = 64;
 /// Errors running a pass.
 #[derive(Debug, thiserror::Error)]
 pub enum CleanError {
-    /// The program is not loaded (see [`Dataplane::ct_clean_unavailable`]).
+    /// The program cannot be loaded (see [`Dataplane::ct_clean_ready`]).
     #[error("the conntrack cleaner is not loaded: {0}")]
     Unavailable(String),
     #[error(transparent)]
@@ -73,9 +73,9 @@ pub fn run_pass(
     dataplane: &mut Dataplane,
     request: &CtCleanRequest,
 ) -> Result<CtCleanStats, CleanError> {
-    if let Some(reason) = dataplane.ct_clean_unavailable() {
-        return Err(CleanError::Unavailable(reason.to_string()));
-    }
+    dataplane
+        .ct_clean_ready()
+        .map_err(|reason| CleanError::Unavailable(reason.to_string()))?;
     let mut frame = [0u8; FRAME_LEN];
     // SAFETY: `CtCleanRequest` is `#[repr(C)]` integers without padding (layout tests).
     let bytes = unsafe {

@@ -64,14 +64,26 @@ pub struct Dataplane {
     /// Pinned maps of another size or type that were replaced at load; their pins are removed
     /// once this felix's programs are attached ([`Dataplane::finish_resize`]).
     replaced: Vec<SetAside>,
-    /// Why the conntrack cleaner program could not be loaded (a kernel without
-    /// `bpf_for_each_map_elem`, 5.13); `None`: it is loaded.
-    ct_clean_unavailable: Option<String>,
+    /// The conntrack cleaner program, loaded on first use ([`Dataplane::ct_clean_ready`]).
+    ct_clean: CtClean,
+}
+
+/// Whether the conntrack cleaner program is loaded. Its verification takes longer than the
+/// forwarding programs' together (it walks the table with `bpf_for_each_map_elem`
+/// callbacks), so it is loaded when the first pass needs it, not before the dataplane is
+/// programmed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum CtClean {
+    NotLoaded,
+    Loaded,
+    /// Why it could not be loaded (a kernel without `bpf_for_each_map_elem`, 5.13).
+    Unavailable(String),
 }
 
 impl Dataplane {
     /// Loads the embedded object, pinning (or adopting) every map in [`maps::PINNED`] under
-    /// `paths`, and loads every program into the kernel (the verifier runs here).
+    /// `paths`, and loads every forwarding program into the kernel (the verifier runs here);
+    /// the conntrack cleaner follows on first use.
     pub fn load(paths: &NodePaths) -> Result<Self, LoadError> {
         Self::load_bytes(EBPF_OBJECT, paths)
     }
@@ -107,7 +119,7 @@ impl Dataplane {
         let mut dataplane = Self {
             ebpf: loader.load(object)?,
             replaced,
-            ct_clean_unavailable: None,
+            ct_clean: CtClean::NotLoaded,
         };
         dataplane.copy_replaced();
         for name in TC_PROGRAMS {
@@ -123,16 +135,28 @@ impl Dataplane {
                 name: PROG_UPLINK_XDP,
                 source,
             })?;
-        // Optional: without it felix falls back to collecting in user space.
-        if let Err(error) = dataplane.classifier(PROG_CT_CLEAN).and_then(|p| {
-            p.load().map_err(|source| LoadError::Program {
-                name: PROG_CT_CLEAN,
-                source,
-            })
-        }) {
-            dataplane.ct_clean_unavailable = Some(error.to_string());
-        }
         Ok(dataplane)
+    }
+
+    /// Loads the conntrack cleaner program if it is not loaded yet. Optional: `Err` says why
+    /// it cannot be (felix then collects in user space); a failure is not retried.
+    pub fn ct_clean_ready(&mut self) -> Result<(), &str> {
+        if self.ct_clean == CtClean::NotLoaded {
+            let loaded = self.classifier(PROG_CT_CLEAN).and_then(|p| {
+                p.load().map_err(|source| LoadError::Program {
+                    name: PROG_CT_CLEAN,
+                    source,
+                })
+            });
+            self.ct_clean = match loaded {
+                Ok(()) => CtClean::Loaded,
+                Err(error) => CtClean::Unavailable(error.to_string()),
+            };
+        }
+        match &self.ct_clean {
+            CtClean::Unavailable(reason) => Err(reason),
+            _ => Ok(()),
+        }
     }
 
     /// Copies the entries of the maps set aside at load into their replacements (entries
@@ -156,11 +180,6 @@ impl Dataplane {
         for aside in std::mem::take(&mut self.replaced) {
             aside.remove();
         }
-    }
-
-    /// Why the conntrack cleaner is not loaded; `None` when it is.
-    pub fn ct_clean_unavailable(&self) -> Option<&str> {
-        self.ct_clean_unavailable.as_deref()
     }
 
     /// The XDP program.

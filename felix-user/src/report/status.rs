@@ -14,6 +14,11 @@ use etcd_client::{GetOptions, PutOptions};
 
 /// How long connecting to etcd may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// The least time between two status writes that a change of the report triggers (as
+/// Calico's EndpointReportingDelaySecs). felix watches its own status keys: without a gap each
+/// write would come back as a datastore batch, move the report's revision and be written
+/// again at once, a loop that loads etcd while other writers wait on it.
+pub const MIN_WRITE_GAP: Duration = Duration::from_secs(1);
 
 /// Why a status session ended.
 #[derive(Debug, thiserror::Error)]
@@ -291,8 +296,15 @@ async fn serve(
         }
         keeper.keep_alive().await?;
         let _ = keepalive.message().await?;
+        let written_at = Instant::now();
         tokio::select! {
-            changed = reports.changed() => if changed.is_err() { return Ok(()) },
+            changed = reports.changed() => {
+                if changed.is_err() {
+                    return Ok(());
+                }
+                // Later changes within the gap are written together.
+                tokio::time::sleep(MIN_WRITE_GAP.saturating_sub(written_at.elapsed())).await;
+            }
             () = tokio::time::sleep(ttl / 3) => {}
         }
     }

@@ -332,6 +332,24 @@ mod tests {
         Ok(())
     }
 
+    /// 195.73999999999998 (a p99 seen in CI) is printed with 17 digits, which serde_json's
+    /// default parser reads back one unit in the last place off (as 195.74); the bench
+    /// enables its exact parser.
+    #[test]
+    fn figures_survive_the_json_line_exactly() -> Result<()> {
+        let out = Outcome {
+            transactions: 1698,
+            failures: 0,
+            seconds: 0.200262018,
+            busy_seconds: 0.34,
+            busy_fraction: 0.8292682926829268,
+            connect_p50_us: Some(35.112),
+            connect_p99_us: Some(195.739_999_999_999_98),
+        };
+        assert_eq!(Outcome::parse(&out.to_json())?, out);
+        Ok(())
+    }
+
     #[test]
     fn a_closed_port_counts_failures_only() -> Result<()> {
         let addr = TcpListener::bind("127.0.0.1:0")?.local_addr()?;

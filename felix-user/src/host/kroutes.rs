@@ -134,6 +134,18 @@ fn message(cidr: Ipv4Net, route: KernelRoute) -> RouteMessage {
     }
 }
 
+/// The route's metric (`RTA_PRIORITY`; none is 0, the metric felix's routes have).
+fn priority(message: &RouteMessage) -> u32 {
+    message
+        .attributes
+        .iter()
+        .find_map(|a| match a {
+            RouteAttribute::Priority(p) => Some(*p),
+            _ => None,
+        })
+        .unwrap_or(0)
+}
+
 /// Reads a route of the main table back into (destination, protocol, what it is).
 fn parse(message: &RouteMessage) -> Option<(Ipv4Net, u8, Option<KernelRoute>)> {
     if message.header.table != RouteHeader::RT_TABLE_MAIN {
@@ -169,7 +181,8 @@ fn parse(message: &RouteMessage) -> Option<(Ipv4Net, u8, Option<KernelRoute>)> {
 
 /// Brings the main table's felix routes in line with `wanted`: adds what is missing, replaces
 /// what differs, removes ours that are no longer wanted. A destination another protocol holds
-/// is left to it.
+/// at felix's metric (0) is left to it; one at another metric (BIRD's native routes to other
+/// nodes' blocks, metric 32) sits beside felix's and does not stop it.
 pub async fn reconcile(
     handle: &Handle,
     wanted: &BTreeMap<Ipv4Net, KernelRoute>,
@@ -186,7 +199,7 @@ pub async fn reconcile(
         };
         if proto == FELIX_PROTO {
             ours.insert(cidr, (message, route));
-        } else if wanted.contains_key(&cidr) {
+        } else if wanted.contains_key(&cidr) && priority(&message) == 0 {
             foreign.push(cidr);
         }
     }
@@ -370,6 +383,20 @@ mod tests {
             message.header.table = RouteHeader::RT_TABLE_MAIN;
             assert_eq!(parse(&message), Some((cidr, FELIX_PROTO, Some(route))));
         }
+    }
+
+    #[test]
+    fn a_route_at_another_metric_does_not_hold_felixs_destination() {
+        let remote = KernelRoute::Remote {
+            via: Ipv4Addr::new(10, 0, 0, 2),
+            ifindex: 2,
+            mtu: None,
+        };
+        let ours = message("192.168.0.64/26".parse().unwrap(), remote);
+        assert_eq!(priority(&ours), 0, "felix's routes have metric 0");
+        let mut birds = ours.clone();
+        birds.attributes.push(RouteAttribute::Priority(32));
+        assert_eq!(priority(&birds), 32);
     }
 
     #[test]

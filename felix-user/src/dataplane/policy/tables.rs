@@ -14,7 +14,10 @@ use std::{
     hash::{DefaultHasher, Hash, Hasher},
 };
 
-use aya::{Pod, maps::lpm_trie::Key};
+use aya::{
+    Pod,
+    maps::{MapData, lpm_trie::Key},
+};
 use felix_common::{
     maps::POLICY_SLOTS_MAX_ENTRIES,
     policy::{
@@ -442,11 +445,7 @@ fn batched_update<K: Pod, V: Pod>(
     keys: &[K],
     values: &[V],
 ) -> bool {
-    let Some(map) = dataplane
-        .map(name)
-        .ok()
-        .and_then(|m| batch::hash_or_trie(m))
-    else {
+    let Some(map) = batchable(dataplane, name) else {
         return false;
     };
     match batch::update(map, keys, values) {
@@ -460,11 +459,7 @@ fn batched_update<K: Pod, V: Pod>(
 
 /// Deletes `keys` from map `name` in batched calls; false when that is not possible.
 fn batched_delete<K: Pod>(dataplane: &mut Dataplane, name: &'static str, keys: &[K]) -> bool {
-    let Some(map) = dataplane
-        .map(name)
-        .ok()
-        .and_then(|m| batch::hash_or_trie(m))
-    else {
+    let Some(map) = batchable(dataplane, name) else {
         return false;
     };
     match batch::delete(map, keys) {
@@ -474,6 +469,14 @@ fn batched_delete<K: Pod>(dataplane: &mut Dataplane, name: &'static str, keys: &
             false
         }
     }
+}
+
+/// Map `name` when batched calls can write it (a hash map or LPM trie).
+fn batchable<'a>(dataplane: &'a mut Dataplane, name: &'static str) -> Option<&'a MapData> {
+    dataplane
+        .map(name)
+        .ok()
+        .and_then(|m| batch::hash_or_trie(m))
 }
 
 /// Deletes every entry of `compiled` under `set`.
